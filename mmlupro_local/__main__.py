@@ -1,0 +1,3 @@
+from mmlupro_local.cli import main
+
+main()

@@ -1,0 +1,42 @@
+"""The top-level `mmlupro-local` group and its error handling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from mmlupro_local import __version__
+from mmlupro_local.errors import MmluProError
+
+
+class ToolGroup(click.Group):
+    """Turns the project's own exceptions into one-line errors with exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MmluProError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=ToolGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mmlupro-local")
+def main() -> None:
+    """Run the MMLU-Pro benchmark against GGUF models on your own machine, offline.
+
+    \b
+    Examples:
+      mmlupro-local dataset info
+      mmlupro-local dataset verify
+      mmlupro-local dataset import ./MMLU-Pro --name mine
+    """
+
+
+def _register() -> None:
+    from mmlupro_local.cli.dataset_cmds import dataset
+
+    main.add_command(dataset)
+
+
+_register()

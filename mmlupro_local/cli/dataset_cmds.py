@@ -1,0 +1,218 @@
+"""`mmlupro-local dataset ...`: inspect, verify, import, fetch and export datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mmlupro_local.config import datasets_dir
+from mmlupro_local.dataset import EMBEDDED_NAME, Dataset, dataset_dir, list_datasets, load_dataset
+from mmlupro_local.errors import MmluProError
+from mmlupro_local.formats import write_jsonl
+from mmlupro_local.library import diff_datasets, fetch, import_paths
+from mmlupro_local.summary import category_counts, chance_level, option_histogram
+from mmlupro_local.verify import verify
+
+dataset_option = click.option(
+    "--dataset",
+    "dataset_name",
+    default=EMBEDDED_NAME,
+    show_default=True,
+    envvar="MMLUPRO_DATASET",
+    help="Dataset name: the embedded copy or one added with 'dataset import' / 'dataset fetch'.",
+)
+
+
+@click.group()
+def dataset() -> None:
+    """Inspect, verify, import, fetch and export MMLU-Pro datasets.
+
+    The full MMLU-Pro test (12,032) and validation (70) splits ship inside the
+    package as 'mmlu-pro'; other copies live in the user cache under a name.
+    """
+
+
+@dataset.command("info")
+@dataset_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(dataset_name: str, as_json: bool) -> None:
+    """Rows, categories, option counts, chance level and where copies live.
+
+    \b
+    Example:
+      mmlupro-local dataset info --json
+    """
+    data = load_dataset(dataset_name)
+    facts = _facts(data)
+    if as_json:
+        click.echo(json.dumps(facts, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"Dataset:         {data.name}{' (embedded)' if data.name == EMBEDDED_NAME else ''}")
+    click.echo(f"Source:          {data.meta.source}")
+    click.echo(f"Revision:        {data.meta.revision or '-'}")
+    click.echo(f"Content sha256:  {data.sha256}")
+    for name, sha in data.meta.source_files.items():
+        click.echo(f"  source file    {name}  sha256 {sha}")
+    click.echo(f"Rows:            test {len(data.test):,}, validation {len(data.validation):,}")
+    click.echo(f"Chance level:    {facts['chance']:.2%} (mean of 1/options over the test split)")
+    click.echo("")
+    click.echo(f"{'category':<18} {'test':>6} {'val':>4} {'chance':>8}")
+    for category, count in facts["categories"].items():
+        shots = facts["validation_categories"].get(category, 0)
+        chance = facts["chance_by_category"][category]
+        click.echo(f"{category:<18} {count:>6} {shots:>4} {chance:>8.2%}")
+    histogram = ", ".join(f"{k}: {v}" for k, v in facts["options_histogram"].items())
+    click.echo(f"\nOptions per test question: {histogram}")
+    click.echo(f"\nStored at:       {facts['path']}")
+    click.echo(f"User cache:      {facts['cache_dir']}")
+    click.echo(f"Datasets:        {', '.join(facts['datasets'])}")
+
+
+def _facts(data: Dataset) -> dict[str, Any]:
+    groups: dict[str, list[Any]] = {}
+    for q in data.test:
+        groups.setdefault(q.category, []).append(q)
+    return {
+        "name": data.name,
+        "source": data.meta.source,
+        "revision": data.meta.revision,
+        "sha256": data.sha256,
+        "source_files": data.meta.source_files,
+        "test": len(data.test),
+        "validation": len(data.validation),
+        "categories": category_counts(data.test),
+        "validation_categories": category_counts(data.validation),
+        "options_histogram": {str(k): v for k, v in option_histogram(data.test).items()},
+        "chance": chance_level(data.test),
+        "chance_by_category": {c: chance_level(qs) for c, qs in sorted(groups.items())},
+        "path": str(dataset_dir(data.name)),
+        "cache_dir": str(datasets_dir()),
+        "datasets": list_datasets(),
+    }
+
+
+@dataset.command("verify")
+@dataset_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per finding.")
+def verify_cmd(dataset_name: str, as_json: bool) -> None:
+    """Check a dataset's schema and consistency; list what is odd in it.
+
+    Findings: answer letter vs answer_index, "N/A" padding options, duplicate
+    ids, categories without 5 validation exemplars, and the whitespace answer
+    leak. Exits 1 when a finding is an error (prompts could not be built).
+    """
+    data = load_dataset(dataset_name)
+    findings = verify(data)
+    for f in findings:
+        if as_json:
+            row = {"check": f.check, "severity": f.severity, "message": f.message}
+            click.echo(json.dumps({**row, "question_ids": list(f.question_ids)}))
+        else:
+            ids = _short_ids(f.question_ids)
+            click.echo(f"{f.severity:<8} {f.check:<16} {f.message}{ids}")
+    errors = sum(f.severity == "error" for f in findings)
+    if not as_json:
+        click.echo(
+            f"{data.name}: {len(findings)} findings, {errors} errors (sha256 {data.sha256[:12]})"
+        )
+    if errors:
+        raise SystemExit(1)
+
+
+def _short_ids(ids: tuple[int, ...]) -> str:
+    if not ids or len(ids) == 1:
+        return ""
+    shown = ", ".join(map(str, ids[:8]))
+    return f" [ids {shown}{', ...' if len(ids) > 8 else ''}]"
+
+
+@dataset.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Name to store it under (use it with --dataset).")
+def import_cmd(paths: tuple[Path, ...], name: str) -> None:
+    """Import MMLU-Pro data for offline use: parquet, JSON or JSONL files, or a directory.
+
+    The split of each row comes from its 'split' field or the file name
+    (test-*.parquet, validation-*.parquet). Parquet needs the 'hub' extra.
+
+    \b
+    Examples:
+      mmlupro-local dataset import ~/MMLU-Pro --name stable
+      mmlupro-local dataset import mmlu-pro.jsonl --name carried
+    """
+    data = import_paths(list(paths), name=name)
+    click.echo(
+        f"imported {len(data.test):,} test and {len(data.validation):,} validation rows "
+        f"as {data.name!r}"
+    )
+    _echo_difference(data)
+
+
+@dataset.command("fetch")
+@click.option("--revision", default=None, help="Branch, tag or commit (default: latest).")
+@click.option("--name", default=None, help="Name to store it under (default: hub-<commit>).")
+@click.option(
+    "--repo", default="TIGER-Lab/MMLU-Pro", show_default=True, help="Hub dataset repository."
+)
+def fetch_cmd(revision: str | None, name: str | None, repo: str) -> None:
+    """Download MMLU-Pro from the Hugging Face hub into the user cache.
+
+    Honours HF_ENDPOINT, HF_HUB_OFFLINE, HF_TOKEN and HF_HOME. Offline, use
+    'dataset import' with files carried over instead.
+    """
+    data = fetch(revision=revision, name=name, repo=repo)
+    click.echo(
+        f"fetched {repo} at {data.meta.revision} as {data.name!r}: "
+        f"{len(data.test):,} test, {len(data.validation):,} validation rows"
+    )
+    errors = [f for f in verify(data) if f.severity == "error"]
+    click.echo(f"verify: {'ok' if not errors else '; '.join(f.message for f in errors)}")
+    _echo_difference(data)
+
+
+def _echo_difference(data: Dataset) -> None:
+    embedded = load_dataset(EMBEDDED_NAME)
+    if data.sha256 == embedded.sha256:
+        click.echo(f"identical to the embedded copy (sha256 {data.sha256[:12]})")
+        return
+    diff = diff_datasets(embedded, data)
+    click.echo(f"differs from the embedded copy: {diff.summary()} (sha256 {data.sha256[:12]})")
+
+
+@dataset.command("export")
+@dataset_option
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSONL file to write.",
+)
+def export_cmd(dataset_name: str, out: Path) -> None:
+    """Write a dataset as JSONL (one row per line, with its split), to import elsewhere.
+
+    \b
+    Example:
+      mmlupro-local dataset export --out mmlu-pro.jsonl
+      # on the air-gapped machine:
+      mmlupro-local dataset import mmlu-pro.jsonl --name carried
+    """
+    data = load_dataset(dataset_name)
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            write_jsonl([*data.test, *data.validation], handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, out)
+    except OSError as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        raise MmluProError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    click.echo(f"wrote {len(data.test) + len(data.validation):,} rows of {data.name!r} to {out}")

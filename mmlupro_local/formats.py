@@ -1,0 +1,157 @@
+"""Read MMLU-Pro rows from parquet, JSON or JSONL files (or directories of them); write JSONL."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from mmlupro_local.errors import DatasetError, MissingExtraError
+from mmlupro_local.questions import SPLITS, Question, RowError, parse_row
+
+SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json")
+
+
+def read_sources(paths: list[Path]) -> tuple[list[Question], dict[str, str]]:
+    """All questions in `paths` and the sha256 of each file read."""
+    files = [f for p in paths for f in _expand(p)]
+    questions: list[Question] = []
+    hashes: dict[str, str] = {}
+    for path in files:
+        hashes[path.name] = file_sha256(path)
+        questions.extend(read_file(path))
+    return questions, hashes
+
+
+def _expand(path: Path) -> list[Path]:
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file or directory")
+    if path.is_file():
+        return [path]
+    found = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and p.name.endswith(SUFFIXES) and not _hidden(p.relative_to(path))
+    )
+    if not found:
+        raise DatasetError(
+            f"{path}: no .parquet, .json or .jsonl files in this directory "
+            "(a hub snapshot keeps them under data/)"
+        )
+    return found
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def read_file(path: Path) -> list[Question]:
+    name = path.name
+    if name.endswith(".parquet"):
+        rows: Iterator[tuple[str, Mapping[str, Any]]] = _parquet_rows(path)
+        unit = "row"
+    elif name.endswith((".jsonl", ".jsonl.gz")):
+        rows = _jsonl_rows(path)
+        unit = "line"
+    elif name.endswith(".json"):
+        rows = _json_rows(path)
+        unit = "item"
+    else:
+        raise DatasetError(f"{path}: unknown format; use .parquet, .json, .jsonl or .jsonl.gz")
+    default_split = split_from_name(name)
+    questions = []
+    for where, row in rows:
+        split = row.get("split", default_split) if isinstance(row, Mapping) else None
+        if not isinstance(row, Mapping):
+            raise DatasetError(
+                f"{path} {unit} {where}: expected an object, got {type(row).__name__}"
+            )
+        if split is None:
+            raise DatasetError(
+                f"{path} {unit} {where}: cannot tell the split; name the file after it "
+                "(test-*.parquet, validation-*.parquet) or give each row a 'split' field"
+            )
+        try:
+            questions.append(parse_row(row, split))
+        except RowError as exc:
+            raise DatasetError(f"{path} {unit} {where}: {exc}") from exc
+    return questions
+
+
+def split_from_name(name: str) -> str | None:
+    lowered = name.lower()
+    if lowered.startswith(("validation", "val-", "val.", "dev")) or "validation" in lowered:
+        return "validation"
+    if lowered.startswith("test") or "-test" in lowered or "_test" in lowered:
+        return "test"
+    return None
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise MissingExtraError("pyarrow", "hub", "Reading parquet files") from exc
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise DatasetError(
+            f"{path}: not a readable parquet file ({exc}). It may be truncated: "
+            "download it again, or export the data as JSONL instead."
+        ) from exc
+    for index, row in enumerate(table.to_pylist()):
+        yield str(index), row
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield str(number), json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DatasetError(f"{path} line {number}: not valid JSON ({exc.msg})") from exc
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read it ({exc}); is it truncated?") from exc
+
+
+def _json_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc}); is it truncated?") from exc
+    if isinstance(data, dict) and set(data) & set(SPLITS):
+        # {"test": [...], "validation": [...]}
+        for split in SPLITS:
+            for index, row in enumerate(data.get(split, [])):
+                yield (
+                    f"{split}[{index}]",
+                    ({"split": split, **row} if isinstance(row, dict) else row),
+                )
+    elif isinstance(data, list):
+        for index, row in enumerate(data):
+            yield str(index), row
+    else:
+        raise DatasetError(
+            f"{path}: expected a list of rows or an object with 'test' and 'validation' lists"
+        )
+
+
+def write_jsonl(questions: list[Question], out: IO[str]) -> None:
+    for question in questions:
+        out.write(json.dumps(question.as_row(), ensure_ascii=False) + "\n")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+

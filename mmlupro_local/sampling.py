@@ -1,0 +1,95 @@
+"""Stratified, seeded subsamples of the test split.
+
+Within each category questions are ranked by sha256(seed, question_id), and a sample
+takes the top of each ranking. So a sample depends only on the seed and the question
+ids (not on row order), and a larger per-category sample contains every smaller one
+with the same seed, which lets a bigger run resume a smaller one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from mmlupro_local.errors import MmluProError
+from mmlupro_local.questions import Question
+
+
+class SampleError(MmluProError):
+    """The requested sample cannot be drawn."""
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """What to draw; exactly one of per_category / fraction, or neither for the full set."""
+
+    seed: int = 0
+    per_category: int | None = None
+    fraction: float | None = None
+    categories: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.per_category is not None:
+            size = f"{self.per_category} per category"
+        elif self.fraction is not None:
+            size = f"{self.fraction:g} of each category"
+        else:
+            size = "all questions"
+        where = f" in {', '.join(self.categories)}" if self.categories else ""
+        return f"{size}{where}, seed {self.seed}"
+
+
+def rank_key(seed: int, question_id: int) -> bytes:
+    return hashlib.sha256(f"{seed}:{question_id}".encode()).digest()
+
+
+def draw(questions: Iterable[Question], spec: SampleSpec) -> list[Question]:
+    """The sample, grouped by category (sorted by name), each group in rank order."""
+    if spec.per_category is not None and spec.fraction is not None:
+        raise SampleError("choose either a per-category count or a fraction, not both")
+    by_category: dict[str, list[Question]] = defaultdict(list)
+    for question in questions:
+        by_category[question.category].append(question)
+    if spec.categories:
+        unknown = sorted(set(spec.categories) - set(by_category))
+        if unknown:
+            raise SampleError(
+                f"unknown categories: {', '.join(unknown)}. Known: {', '.join(sorted(by_category))}"
+            )
+        by_category = {c: by_category[c] for c in spec.categories}
+    quotas = _quotas({c: len(qs) for c, qs in by_category.items()}, spec)
+    sample: list[Question] = []
+    for category in sorted(by_category):
+        ranked = sorted(by_category[category], key=lambda q: rank_key(spec.seed, q.question_id))
+        sample.extend(ranked[: quotas[category]])
+    if not sample:
+        raise SampleError("the sample is empty: ask for a larger fraction or more categories")
+    return sample
+
+
+def _quotas(sizes: dict[str, int], spec: SampleSpec) -> dict[str, int]:
+    if spec.per_category is not None:
+        if spec.per_category < 1:
+            raise SampleError("--per-category must be at least 1")
+        return {c: min(n, spec.per_category) for c, n in sizes.items()}
+    if spec.fraction is not None:
+        if not 0 < spec.fraction <= 1:
+            raise SampleError("--fraction must be in (0, 1]")
+        return largest_remainder(sizes, Fraction(str(spec.fraction)))
+    return dict(sizes)
+
+
+def largest_remainder(sizes: dict[str, int], fraction: Fraction) -> dict[str, int]:
+    """Proportional quotas that sum to exactly round(fraction * total) (Hamilton's method)."""
+    total = sum(sizes.values())
+    target = int(fraction * total + Fraction(1, 2))  # round half up, exactly
+    exact = {c: fraction * n for c, n in sizes.items()}
+    quotas = {c: int(v) for c, v in exact.items()}
+    # ties broken by category name so the result never depends on dict order
+    by_remainder: Sequence[str] = sorted(exact, key=lambda c: (-(exact[c] - quotas[c]), c))
+    for category in by_remainder[: target - sum(quotas.values())]:
+        quotas[category] += 1
+    return quotas

@@ -1,0 +1,102 @@
+"""A local stand-in for the Hugging Face hub: serves files in its URL layout on 127.0.0.1.
+
+Only what huggingface_hub's file download uses: HEAD and GET on
+/{datasets/}{repo}/resolve/{revision}/{path}, with X-Repo-Commit and ETag headers
+(the sha256 for LFS-like files), 404s with the hub's X-Error-Code values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+@dataclass
+class HubRepo:
+    kind: str  # "datasets" or "models"
+    repo_id: str
+    revisions: dict[str, dict[str, Path]] = field(default_factory=dict)  # commit -> files
+    refs: dict[str, str] = field(default_factory=dict)  # branch or tag -> commit
+
+    def add(self, commit: str, files: dict[str, Path], *refs: str) -> None:
+        self.revisions[commit] = files
+        for ref in refs:
+            self.refs[ref] = commit
+
+
+@dataclass
+class FakeHub:
+    repos: list[HubRepo]
+    url: str = ""
+    requests: list[str] = field(default_factory=list)
+
+
+def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # keep test output clean
+            pass
+
+        def do_HEAD(self) -> None:
+            self._serve(body=False)
+
+        def do_GET(self) -> None:
+            self._serve(body=True)
+
+        def _serve(self, *, body: bool) -> None:
+            hub.requests.append(f"{self.command} {self.path}")
+            found = self._lookup()
+            if isinstance(found, str):
+                self.send_response(404)
+                self.send_header("X-Error-Code", found)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            commit, path = found
+            data = path.read_bytes()
+            self.send_response(200)
+            self.send_header("X-Repo-Commit", commit)
+            self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Type", "application/octet-stream")
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+
+        def _lookup(self) -> tuple[str, Path] | str:
+            route = self.path.split("?", 1)[0].lstrip("/")
+            for repo in hub.repos:
+                prefix = f"{repo.repo_id}/resolve/"
+                if repo.kind == "datasets":
+                    prefix = f"datasets/{prefix}"
+                if not route.startswith(prefix):
+                    continue
+                revision, _, filename = route[len(prefix) :].partition("/")
+                commit = repo.refs.get(revision, revision)
+                if commit not in repo.revisions:
+                    return "RevisionNotFound"
+                files = repo.revisions[commit]
+                if filename not in files:
+                    return "EntryNotFound"
+                return commit, files[filename]
+            return "RepoNotFound"
+
+    return Handler
+
+
+@contextmanager
+def serve(*repos: HubRepo) -> Iterator[FakeHub]:
+    hub = FakeHub(list(repos))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
+    hub.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield hub
+    finally:
+        server.shutdown()
+        server.server_close()

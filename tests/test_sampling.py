@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mmlupro_local.dataset import Dataset
+from mmlupro_local.sampling import SampleError, SampleSpec, draw, largest_remainder
+
+
+def ids(questions: list) -> list[int]:  # type: ignore[type-arg]
+    return [q.question_id for q in questions]
+
+
+def test_per_category_is_stratified_and_seeded(embedded: Dataset) -> None:
+    sample = draw(embedded.test, SampleSpec(seed=1, per_category=10))
+    assert Counter(q.category for q in sample) == {
+        c: 10 for c in {q.category for q in embedded.test}
+    }
+    assert ids(draw(embedded.test, SampleSpec(seed=1, per_category=10))) == ids(sample)
+    assert set(ids(draw(embedded.test, SampleSpec(seed=2, per_category=10)))) != set(ids(sample))
+
+
+def test_not_the_first_rows(embedded: Dataset) -> None:
+    sample = draw(embedded.test, SampleSpec(seed=0, per_category=5))
+    first = {
+        c: [q.question_id for q in embedded.test if q.category == c][:5]
+        for c in {q.category for q in sample}
+    }
+    assert any(sorted(q.question_id for q in sample if q.category == c) != first[c] for c in first)
+
+
+def test_independent_of_row_order(embedded: Dataset) -> None:
+    shuffled = list(embedded.test)
+    random.Random(7).shuffle(shuffled)
+    for spec in (SampleSpec(seed=3, per_category=7), SampleSpec(seed=3, fraction=0.05)):
+        assert ids(draw(shuffled, spec)) == ids(draw(embedded.test, spec))
+
+
+def test_larger_sample_contains_smaller(embedded: Dataset) -> None:
+    previous: set[int] = set()
+    for n in (1, 2, 5, 10, 50):
+        current = set(ids(draw(embedded.test, SampleSpec(seed=5, per_category=n))))
+        assert previous <= current
+        previous = current
+
+
+def test_fraction_total_is_exact(embedded: Dataset) -> None:
+    for fraction, expected in ((0.1, 1203), (0.01, 120), (0.5, 6016), (1.0, 12032)):
+        sample = draw(embedded.test, SampleSpec(fraction=fraction))
+        assert len(sample) == expected
+
+
+def test_categories_filter_and_full_set(embedded: Dataset) -> None:
+    sample = draw(embedded.test, SampleSpec(per_category=3, categories=("law", "computer science")))
+    assert Counter(q.category for q in sample) == {"law": 3, "computer science": 3}
+    assert len(draw(embedded.test, SampleSpec())) == 12032
+    with pytest.raises(SampleError, match="unknown categories: astrology"):
+        draw(embedded.test, SampleSpec(per_category=1, categories=("astrology",)))
+
+
+def test_bad_specs(embedded: Dataset) -> None:
+    with pytest.raises(SampleError, match="either"):
+        draw(embedded.test, SampleSpec(per_category=1, fraction=0.1))
+    with pytest.raises(SampleError, match=r"\(0, 1\]"):
+        draw(embedded.test, SampleSpec(fraction=1.5))
+    with pytest.raises(SampleError, match="empty"):
+        draw(embedded.test, SampleSpec(fraction=0.00001))
+
+
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=5), st.integers(0, 500), min_size=1, max_size=20),
+    st.fractions(min_value=0, max_value=1),
+)
+def test_largest_remainder_sums_exactly(sizes: dict[str, int], fraction) -> None:  # type: ignore[no-untyped-def]
+    quotas = largest_remainder(sizes, fraction)
+    total = sum(sizes.values())
+    assert sum(quotas.values()) == int(fraction * total + fraction.__class__(1, 2))
+    for c, n in sizes.items():
+        assert abs(quotas[c] - fraction * n) < 1
+        assert 0 <= quotas[c] <= n
