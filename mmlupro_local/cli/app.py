@@ -35,8 +35,10 @@ def main() -> None:
 
 def _register() -> None:
     from mmlupro_local.cli.dataset_cmds import dataset
+    from mmlupro_local.cli.prompt_cmd import prompt
 
     main.add_command(dataset)
+    main.add_command(prompt)
 
 
 _register()

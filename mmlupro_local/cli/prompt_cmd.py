@@ -1,0 +1,103 @@
+"""`mmlupro-local prompt`: print exactly what the model sees for given questions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from mmlupro_local.cli.dataset_cmds import dataset_option
+from mmlupro_local.dataset import load_dataset
+from mmlupro_local.errors import MmluProError
+from mmlupro_local.prompt import (
+    MAX_SHOTS,
+    STYLES,
+    ChatRenderer,
+    PromptSettings,
+    build_prompt,
+    fit_prompt,
+)
+
+
+@click.command("prompt")
+@click.argument("question_ids", nargs=-1, required=True, type=int)
+@click.option(
+    "--style",
+    type=click.Choice(STYLES),
+    default="completion",
+    show_default=True,
+    help="completion: the official prompt; chat: the model's chat template.",
+)
+@click.option("--shots", type=click.IntRange(0, MAX_SHOTS), default=MAX_SHOTS, show_default=True)
+@click.option(
+    "--strip-options", is_flag=True, help="Strip whitespace around options (hides the answer leak)."
+)
+@click.option(
+    "--model", type=click.Path(path_type=Path), help="GGUF model: its chat template and tokenizer."
+)
+@click.option(
+    "--ctx", type=int, help="With --model: drop exemplars until the prompt fits this context."
+)
+@click.option(
+    "--max-tokens", type=int, default=2048, show_default=True, help="Generation budget for --ctx."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per line: question_id, prompt, shots."
+)
+@dataset_option
+def prompt(
+    question_ids: tuple[int, ...],
+    style: str,
+    shots: int,
+    strip_options: bool,
+    model: Path | None,
+    ctx: int | None,
+    max_tokens: int,
+    as_json: bool,
+    dataset_name: str,
+) -> None:
+    """Print the exact prompt for QUESTION_IDS (test split).
+
+    \b
+    Examples:
+      mmlupro-local prompt 70
+      mmlupro-local prompt 70 71 --json
+      mmlupro-local prompt 70 --style chat --model SmolLM2-135M-Instruct.Q4_1.gguf
+    """
+    data = load_dataset(dataset_name)
+    by_id = {q.question_id: q for q in data.test}
+    missing = [i for i in question_ids if i not in by_id]
+    if missing:
+        raise MmluProError(
+            f"no test question with id {', '.join(map(str, missing))} in {data.name!r}"
+        )
+    settings = PromptSettings(style=style, shots=shots, strip_options=strip_options)
+    render: ChatRenderer | None = None
+    if model is not None and style == "chat":
+        from mmlupro_local.engine.chat import chat_renderer
+        from mmlupro_local.gguf import read_gguf
+
+        render = chat_renderer(read_gguf(model))
+    if ctx is not None and model is None:
+        raise MmluProError("--ctx needs --model, to count tokens with its tokenizer")
+    count = None
+    if ctx is not None and model is not None:
+        from mmlupro_local.engine.tokenizer import load_token_counter
+
+        count = load_token_counter(model)
+    for qid in question_ids:
+        if count is not None and ctx is not None:
+            built = fit_prompt(by_id[qid], data.validation, settings, count_tokens=count,
+                               limit=ctx - max_tokens, render_chat=render)  # fmt: skip
+        else:
+            built = build_prompt(by_id[qid], data.validation, settings, render_chat=render)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {"question_id": qid, "prompt": built.text, "shots": built.shots},
+                    ensure_ascii=False,
+                )
+            )
+        else:
+            click.echo(built.text)

@@ -1,0 +1,38 @@
+"""Chat templates from GGUF metadata, rendered in llama-cpp-python's sandboxed Jinja."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from mmlupro_local.gguf import GgufInfo
+from mmlupro_local.prompt import ChatRenderer, Message, PromptError
+
+# Templates that print today's date (Llama 3) would make prompts depend on the day;
+# a fixed date keeps reruns identical.
+TEMPLATE_DATE = datetime(2025, 1, 1)
+
+
+def chat_renderer(info: GgufInfo) -> ChatRenderer:
+    """A function rendering messages with the model's own template, ready for generation."""
+    template = info.chat_template
+    if not template:
+        raise PromptError(
+            f"{info.path.name} has no chat template in its metadata; use --style completion"
+        )
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    formatter = Jinja2ChatFormatter(
+        template=template,
+        eos_token=info.token("eos"),
+        bos_token=info.token("bos"),
+        add_generation_prompt=True,
+    )
+    formatter.strftime_now = TEMPLATE_DATE.strftime  # type: ignore[method-assign,assignment]
+
+    def render(messages: list[Message]) -> str:
+        try:
+            return str(formatter(messages=messages).prompt)  # type: ignore[arg-type]
+        except Exception as exc:  # jinja errors, raise_exception() in templates
+            raise PromptError(f"the chat template of {info.path.name} failed: {exc}") from exc
+
+    return render

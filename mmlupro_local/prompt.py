@@ -1,0 +1,166 @@
+"""The official MMLU-Pro 5-shot chain-of-thought prompt, and its chat form.
+
+Completion style is TIGER-Lab's evaluate_from_local.py to the byte: header, three blank
+lines, the first k validation exemplars of the question's category, then the question
+ending in "Answer: Let's think step by step.". Chat style is the popular OpenAI-API
+runner's multi-turn form, rendered through the model's own chat template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from mmlupro_local.errors import MmluProError
+from mmlupro_local.questions import LETTERS, Question
+
+HEADER = (
+    "The following are multiple choice questions (with answers) about {category}. "
+    'Think step by step and then finish your answer with "the answer is (X)" '
+    "where X is the correct letter choice."
+)
+COT_START = "A: Let's think step by step."
+QUESTION_END = "Answer: Let's think step by step."
+STOP = "Question:"
+STYLES = ("completion", "chat")
+MAX_SHOTS = 5
+
+Message = dict[str, str]
+ChatRenderer = Callable[[list[Message]], str]
+TokenCounter = Callable[[str], int]
+
+
+class PromptError(MmluProError):
+    """The prompt cannot be built as asked (no template, context too small...)."""
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    style: str = "completion"
+    shots: int = MAX_SHOTS
+    strip_options: bool = False
+
+    def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise PromptError(f"style must be one of {', '.join(STYLES)}, not {self.style!r}")
+        if not 0 <= self.shots <= MAX_SHOTS:
+            raise PromptError(f"shots must be between 0 and {MAX_SHOTS}, not {self.shots}")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    question_id: int
+    text: str
+    shots: int  # exemplars actually used (fewer than asked when the context forced it)
+    prefix_chars: int  # text[:prefix_chars] is shared by every question of the category
+
+
+def exemplars(validation: Sequence[Question], category: str, k: int) -> list[Question]:
+    """The first k validation rows of the category, in question-id (file) order."""
+    rows = sorted((q for q in validation if q.category == category), key=lambda q: q.question_id)
+    return rows[:k]
+
+
+def _options(question: Question, strip: bool) -> list[str]:
+    return [o.strip() for o in question.choices] if strip else list(question.choices)
+
+
+def _completion_block(question: Question, *, strip: bool, with_answer: bool) -> str:
+    text = "Question:\n" + question.question + "\nOptions:\n"
+    for letter, option in zip(LETTERS, _options(question, strip), strict=False):
+        text += f"{letter}. {option}\n"
+    if with_answer:
+        # the official script replaces every occurrence, not only the leading one
+        return text + question.cot_content.replace(COT_START, QUESTION_END) + "\n\n"
+    return text + QUESTION_END
+
+
+def completion_prefix(category: str, shots: Sequence[Question], *, strip: bool = False) -> str:
+    text = HEADER.format(category=category) + "\n\n\n" + "\n"
+    return text + "".join(_completion_block(s, strip=strip, with_answer=True) for s in shots)
+
+
+def completion_prompt(question: Question, shots: Sequence[Question], *, strip: bool = False) -> str:
+    prefix = completion_prefix(question.category, shots, strip=strip)
+    return prefix + _completion_block(question, strip=strip, with_answer=False)
+
+
+def _chat_user(question: Question, strip: bool) -> str:
+    text = f"Question: {question.question}\nOptions: "
+    for letter, option in zip(LETTERS, _options(question, strip), strict=False):
+        text += f"{letter}. {option}\n"
+    return text.strip()
+
+
+def _chat_answer(shot: Question) -> str:
+    cot = shot.cot_content or "Let's think step by step."
+    cot = cot[3:] if cot.startswith("A: ") else cot
+    return "Answer: " + cot.strip()
+
+
+def chat_messages(
+    question: Question, shots: Sequence[Question], *, strip: bool = False
+) -> list[Message]:
+    messages = [{"role": "system", "content": HEADER.format(category=question.category)}]
+    for shot in shots:
+        messages.append({"role": "user", "content": _chat_user(shot, strip)})
+        messages.append({"role": "assistant", "content": _chat_answer(shot)})
+    messages.append({"role": "user", "content": _chat_user(question, strip)})
+    return messages
+
+
+_SENTINEL = "\x00MMLUPRO-QUESTION\x00"
+
+
+def build_prompt(
+    question: Question,
+    validation: Sequence[Question],
+    settings: PromptSettings,
+    *,
+    shots: int | None = None,
+    render_chat: ChatRenderer | None = None,
+) -> Prompt:
+    k = settings.shots if shots is None else shots
+    examples = exemplars(validation, question.category, k)
+    strip = settings.strip_options
+    if settings.style == "completion":
+        text = completion_prompt(question, examples, strip=strip)
+        prefix = len(completion_prefix(question.category, examples, strip=strip))
+        return Prompt(question.question_id, text, len(examples), prefix)
+    if render_chat is None:
+        raise PromptError("chat style needs the model's chat template (give --model)")
+    messages = chat_messages(question, examples, strip=strip)
+    text = render_chat(messages)
+    # where the question starts in the rendered text: render once with a placeholder
+    messages[-1] = {"role": "user", "content": _SENTINEL}
+    placeholder = render_chat(messages)
+    marker = placeholder.find(_SENTINEL)
+    if marker < 0 or text[:marker] != placeholder[:marker]:
+        raise PromptError(
+            "the chat template puts question-dependent text before the question; "
+            "it cannot share a prefix across questions"
+        )
+    return Prompt(question.question_id, text, len(examples), marker)
+
+
+def fit_prompt(
+    question: Question,
+    validation: Sequence[Question],
+    settings: PromptSettings,
+    *,
+    count_tokens: TokenCounter,
+    limit: int,
+    render_chat: ChatRenderer | None = None,
+) -> Prompt:
+    """Drop exemplars one at a time until the prompt is shorter than `limit` tokens
+    (context minus generation budget), as the official script does."""
+    for k in range(settings.shots, -1, -1):
+        prompt = build_prompt(question, validation, settings, shots=k, render_chat=render_chat)
+        needed = count_tokens(prompt.text)
+        if needed < limit:
+            return prompt
+    raise PromptError(
+        f"question {question.question_id} does not fit even with 0 shots: its prompt is "
+        f"{needed} tokens and only {limit} are left after the generation budget. "
+        "Raise --ctx or lower --max-tokens."
+    )
