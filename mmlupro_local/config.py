@@ -1,13 +1,23 @@
-"""Where the tool keeps its files (platformdirs), overridable for tests and odd setups."""
+"""Where the tool keeps its files (platformdirs), and run options from YAML files."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import platformdirs
+import yaml
+
+from mmlupro_local.errors import MmluProError
 
 APP_NAME = "mmlupro-local"
+
+
+class ConfigError(MmluProError):
+    """A configuration file is unreadable or names unknown options."""
+
+
 CACHE_ENV = "MMLUPRO_LOCAL_CACHE"
 
 
@@ -21,3 +31,25 @@ def cache_dir() -> Path:
 
 def datasets_dir() -> Path:
     return cache_dir() / "datasets"
+
+
+def load_run_config(path: Path, known: set[str]) -> dict[str, Any]:
+    """Options from a YAML file (keys as on the command line, with - or _)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of option names to values")
+    options = {str(key).replace("-", "_"): value for key, value in data.items()}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown option(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(k.replace('_', '-') for k in known))}"
+        )
+    return options

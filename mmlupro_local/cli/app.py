@@ -36,9 +36,11 @@ def main() -> None:
 def _register() -> None:
     from mmlupro_local.cli.dataset_cmds import dataset
     from mmlupro_local.cli.prompt_cmd import prompt
+    from mmlupro_local.cli.run_cmd import run_cmd
 
     main.add_command(dataset)
     main.add_command(prompt)
+    main.add_command(run_cmd)
 
 
 _register()

@@ -1,1 +1,65 @@
-"""The inference engine: the only package that imports llama_cpp."""
+"""The inference engine: the only package that imports llama_cpp.
+
+`Engine` is what the runner needs; `engine.llama.LlamaEngine` is the real one, and tests
+may use a scripted fake with the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from mmlupro_local.errors import MmluProError
+
+STOP_REASONS = ("early", "stop", "eos", "length", "interrupted")
+
+
+class EngineError(MmluProError):
+    """The model could not be loaded or run."""
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_tokens: int = 2048
+    stop: str = "Question:"
+    early_stop: bool = True  # end once extraction level 1 has matched (lossless)
+    extract_mode: str = "first"
+    strip_thinking: bool = True
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    threads: int
+    n_ctx: int = 0  # set by open_context()
+    gpu_layers: int = -1  # all
+    batch: int = 512
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    prompt_tokens: int
+    decoded_prompt_tokens: int  # prompt tokens actually decoded (not reused from the KV cache)
+    generated_tokens: int
+    seconds: float
+    decode_seconds: float  # time inside llama_decode
+    stop_reason: str
+
+
+class Engine(Protocol):
+    def count_tokens(self, text: str) -> int: ...
+
+    def open_context(self, n_ctx: int) -> None: ...
+
+    def generate(
+        self,
+        prompt: str,
+        prefix_chars: int,
+        settings: GenerationSettings,
+        should_stop: Callable[[], bool] = ...,
+    ) -> Generation: ...
+
+    def describe(self) -> dict[str, object]: ...
+
+    def close(self) -> None: ...

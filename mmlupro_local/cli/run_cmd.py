@@ -1,0 +1,169 @@
+"""`mmlupro-local run`: evaluate a GGUF model, resumably."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mmlupro_local.cli.dataset_cmds import dataset_option
+from mmlupro_local.config import load_run_config
+from mmlupro_local.engine import GenerationSettings
+from mmlupro_local.extract import EXTRACT_MODES
+from mmlupro_local.hardware import physical_cores
+from mmlupro_local.prompt import MAX_SHOTS, STYLES, PromptSettings
+from mmlupro_local.runner import RunConfig, run
+from mmlupro_local.sampling import SampleSpec
+from mmlupro_local.summary_table import category_figures, render_table
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    if value is not None:
+        known = {p.name for p in ctx.command.params if p.name and p.name != "config"}
+        ctx.default_map = {**(ctx.default_map or {}), **load_run_config(value, known)}
+    return value
+
+
+def _categories(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[str, ...]:
+    if not value:
+        return ()
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
+    return Path("mmlupro-results") / f"{model.stem}.{style}.{shots}shot.seed{seed}.jsonl"
+
+
+@click.command("run")
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    is_eager=True,
+    expose_value=False,
+    callback=_load_config,
+    help="YAML file of options (keys as below); flags given here win.",
+)
+@click.option("--per-category", type=int, help="Questions per category (seeded random draw).")
+@click.option(
+    "--fraction", type=float, help="Fraction of each category (exact total, largest remainder)."
+)
+@click.option("--full", is_flag=True, help="All 12,032 test questions.")
+@click.option("--categories", callback=_categories, help="Only these categories (comma-separated).")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Sample seed (also seeds guesses)."
+)
+@click.option(
+    "--style",
+    type=click.Choice(STYLES),
+    default="completion",
+    show_default=True,
+    help="completion: official prompt; chat: the model's chat template.",
+)
+@click.option("--shots", type=click.IntRange(0, MAX_SHOTS), default=MAX_SHOTS, show_default=True)
+@click.option(
+    "--strip-options/--no-strip-options",
+    default=False,
+    show_default=True,
+    help="Strip whitespace around options (hides the answer leak; not official).",
+)
+@click.option(
+    "--extract",
+    "extract_mode",
+    type=click.Choice(EXTRACT_MODES),
+    default="first",
+    show_default=True,
+    help="Level-1 match to use: first (official) or last.",
+)
+@click.option(
+    "--strip-thinking/--keep-thinking",
+    default=True,
+    show_default=True,
+    help="Ignore <think> blocks when extracting the answer.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(1),
+    default=2048,
+    show_default=True,
+    help="Generation budget.",
+)
+@click.option(
+    "--early-stop/--no-early-stop",
+    default=True,
+    show_default=True,
+    help="End generation once 'answer is (X)' appeared (same prediction, less time).",
+)
+@click.option(
+    "--ctx",
+    type=click.IntRange(256),
+    help="Context size [default: fits the longest prompt + budget].",
+)
+@click.option("--threads", type=click.IntRange(1), help="CPU threads [default: physical cores].")
+@click.option(
+    "--gpu-layers",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="Layers to offload (-1: all; Metal).",
+)
+@click.option(
+    "--batch", type=click.IntRange(32), default=512, show_default=True, help="Prompt batch size."
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Results JSONL file.")
+@click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
+@dataset_option
+def run_cmd(model: Path | None, per_category: int | None, fraction: float | None, full: bool,
+            categories: tuple[str, ...], seed: int, style: str, shots: int, strip_options: bool,
+            extract_mode: str, strip_thinking: bool, max_tokens: int, early_stop: bool, ctx: int | None,
+            threads: int | None, gpu_layers: int, batch: int, out: Path | None, progress: bool,
+            dataset_name: str) -> None:  # fmt: skip
+    """Evaluate MODEL (a GGUF file) on MMLU-Pro; results are saved as they come.
+
+    Run the same command again to resume: finished questions are skipped.
+    Ctrl-C stops after the current question.
+
+    \b
+    Examples:
+      mmlupro-local run model.gguf --per-category 10
+      mmlupro-local run model.gguf --fraction 0.1 --style chat
+      mmlupro-local run model.gguf --full --out full.jsonl
+      mmlupro-local run --config run.yaml
+    """
+    if model is None:
+        raise click.UsageError("give MODEL (a .gguf file), here or as 'model:' in --config")
+    chosen = sum(x for x in (per_category is not None, fraction is not None, full))
+    if chosen != 1:
+        raise click.UsageError("choose exactly one of --per-category N, --fraction F or --full")
+    config = RunConfig(
+        model=model,
+        out=out or default_out(model, style, shots, seed),
+        dataset=dataset_name,
+        sample=SampleSpec(seed=seed, per_category=per_category, fraction=fraction, categories=categories),
+        prompt=PromptSettings(style=style, shots=shots, strip_options=strip_options),
+        generation=GenerationSettings(max_tokens=max_tokens, early_stop=early_stop,
+                                      extract_mode=extract_mode, strip_thinking=strip_thinking),
+        ctx=ctx,
+        threads=threads or physical_cores(),
+        gpu_layers=gpu_layers,
+        batch=batch,
+        command=tuple(sys.argv),
+    )  # fmt: skip
+    outcome = run(config, echo=lambda text: click.echo(text, err=True), progress=progress)
+    rows, overall = category_figures(outcome.records)
+    if outcome.records:
+        click.echo(render_table(rows, overall))
+    if outcome.interrupted:
+        again = shlex.join(sys.argv) if sys.argv else "the same command"
+        click.echo(
+            f"\nInterrupted: {len(outcome.records)} of {outcome.sample_size} questions are saved in "
+            f"{outcome.path}. Resume with:\n  {again}",
+            err=True,
+        )
+        raise SystemExit(130)
+    if outcome.written == 0 and outcome.already_done == outcome.sample_size:
+        click.echo(f"all {outcome.sample_size} questions were already in {outcome.path}", err=True)

@@ -1,0 +1,253 @@
+"""The llama.cpp engine, on llama-cpp-python's low-level API.
+
+Why not `Llama.create_completion`: it detokenizes the whole completion again at every
+token (quadratic), drops pieces longer than 32 bytes, and its defaults (16 tokens,
+temperature 0.8, n_ctx 512) are wrong for this job. Here every setting is explicit,
+decoding is greedy, text is detokenized incrementally, and the KV cache keeps the
+category prefix between questions.
+
+Reproducibility: a prompt's prefix (up to the question) is always decoded as its own
+run of batches from position 0, and the question after it, whether or not the prefix
+was already in the cache. The computation for a question is then the same in a fresh
+run, a resumed run or mid-way through a category.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import llama_cpp as L
+
+from mmlupro_local.engine import (
+    EngineError,
+    EngineSettings,
+    Generation,
+    GenerationSettings,
+    llamalog,
+)
+from mmlupro_local.extract import in_open_think_block
+from mmlupro_local.gguf import read_gguf
+from mmlupro_local.stopping import StopWatcher
+
+
+def _never() -> bool:
+    return False
+
+
+class LlamaEngine:
+    def __init__(self, model: Path, settings: EngineSettings) -> None:
+        """Load the weights; the context comes later (open_context), once the prompts'
+        token counts say how large it must be."""
+        self.info = read_gguf(model)  # a wrong or truncated file fails here, clearly
+        self.settings = settings
+        llamalog.install()
+        L.llama_backend_init()
+        params = L.llama_model_default_params()
+        params.n_gpu_layers = settings.gpu_layers if settings.gpu_layers >= 0 else 999
+        self._model = L.llama_model_load_from_file(str(model).encode(), params)
+        if not self._model:
+            detail = llamalog.recent("error") or llamalog.recent()
+            raise EngineError(
+                f"llama.cpp could not load {model.name} (architecture "
+                f"{self.info.architecture!r}): {detail or 'no reason given'}. "
+                "The model may need a newer llama-cpp-python."
+            )
+        self._vocab = L.llama_model_get_vocab(self._model)
+        self._ctx: Any = None
+        self._batch = L.llama_batch_init(settings.batch, 0, 1)
+        self._sampler = L.llama_sampler_init_greedy()
+        self._kv: list[int] = []  # tokens whose keys and values are in the cache
+        self._bos_text = self.info.token("bos")
+        self._piece = ctypes.create_string_buffer(256)
+
+    def open_context(self, n_ctx: int) -> None:
+        if self._ctx:
+            L.llama_free(self._ctx)
+        self.settings = replace(self.settings, n_ctx=n_ctx)
+        self._ctx = self._new_context(self.settings)
+        self._kv = []
+
+    def _new_context(self, settings: EngineSettings) -> Any:
+        params = L.llama_context_default_params()
+        params.n_ctx = settings.n_ctx
+        params.n_batch = settings.batch
+        params.n_ubatch = settings.batch
+        params.n_seq_max = 1
+        params.n_threads = settings.threads
+        params.n_threads_batch = settings.threads
+        params.no_perf = True
+        ctx = L.llama_init_from_model(self._model, params)
+        if not ctx:
+            raise EngineError(
+                f"llama.cpp could not create a context of {settings.n_ctx} tokens "
+                f"({llamalog.recent('error') or 'probably out of memory'}); try a smaller --ctx"
+            )
+        return ctx
+
+    # -- text <-> tokens ---------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        data = text.encode("utf-8")
+        add_special = not (self._bos_text and text.startswith(self._bos_text))
+        capacity = len(data) + 16
+        for _ in range(2):
+            buffer = (L.llama_token * capacity)()
+            n = L.llama_tokenize(self._vocab, data, len(data), buffer, capacity, add_special, True)
+            if n >= 0:
+                return list(buffer[:n])
+            capacity = -n
+        raise EngineError("tokenization failed")
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    def _piece_bytes(self, token: int) -> bytes:
+        n = L.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
+        if n < 0:  # a piece longer than the buffer: grow it, never drop text
+            self._piece = ctypes.create_string_buffer(-n)
+            n = L.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
+        return self._piece.raw[:n]
+
+    # -- decoding ----------------------------------------------------------------------
+
+    def _decode(self, tokens: Sequence[int], start: int, *, logits_last: bool) -> float:
+        """Decode tokens at positions start.. in batches; returns seconds in llama_decode."""
+        spent = 0.0
+        batch = self._batch
+        size = self.settings.batch
+        for offset in range(0, len(tokens), size):
+            chunk = tokens[offset : offset + size]
+            for i, token in enumerate(chunk):
+                batch.token[i] = token
+                batch.pos[i] = start + offset + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = False
+            if logits_last and offset + len(chunk) == len(tokens):
+                batch.logits[len(chunk) - 1] = True
+            batch.n_tokens = len(chunk)
+            began = time.perf_counter()
+            rc = L.llama_decode(self._ctx, batch)
+            spent += time.perf_counter() - began
+            if rc != 0:
+                self._reset_cache()
+                raise EngineError(
+                    f"llama_decode failed (code {rc}) at position {start + offset}: "
+                    + ("the context is full; raise --ctx" if rc == 1 else llamalog.recent("error"))
+                )
+            self._kv.extend(chunk)
+        return spent
+
+    def _reset_cache(self) -> None:
+        L.llama_memory_clear(L.llama_get_memory(self._ctx), True)
+        self._kv = []
+
+    def _prepare(self, tokens: list[int], boundary: int) -> tuple[int, float]:
+        """Put tokens[:boundary] in the cache (reused when it is already there) and decode
+        the rest; returns how many prompt tokens were decoded and the seconds it took."""
+        spent = 0.0
+        decoded = 0
+        if boundary and self._kv[:boundary] == tokens[:boundary]:
+            L.llama_memory_seq_rm(L.llama_get_memory(self._ctx), 0, boundary, -1)
+            del self._kv[boundary:]
+        else:
+            self._reset_cache()
+            spent += self._decode(tokens[:boundary], 0, logits_last=False)
+            decoded += boundary
+        spent += self._decode(tokens[boundary:], boundary, logits_last=True)
+        return decoded + len(tokens) - boundary, spent
+
+    def generate(
+        self,
+        prompt: str,
+        prefix_chars: int,
+        settings: GenerationSettings,
+        should_stop: Callable[[], bool] = _never,
+    ) -> Generation:
+        if not self._ctx:
+            raise EngineError("open_context() must come before generate()")
+        began = time.perf_counter()
+        tokens = self.tokenize(prompt)
+        prefix = self.tokenize(prompt[:prefix_chars]) if prefix_chars else []
+        boundary = _common_prefix(prefix, tokens)
+        if boundary == len(tokens):
+            boundary -= 1  # the last prompt token must be decoded to get logits
+        if len(tokens) + settings.max_tokens > self.settings.n_ctx:
+            raise EngineError(
+                f"the prompt ({len(tokens)} tokens) plus the budget ({settings.max_tokens}) "
+                f"does not fit the context ({self.settings.n_ctx}); raise --ctx"
+            )
+        decoded, spent = self._prepare(tokens, boundary)
+        watcher = StopWatcher(settings, started_thinking=in_open_think_block(prompt))
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        reason = "length"
+        generated = 0
+        while generated < settings.max_tokens:
+            if should_stop():
+                reason = "interrupted"
+                break
+            token = L.llama_sampler_sample(self._sampler, self._ctx, -1)
+            if L.llama_vocab_is_eog(self._vocab, token):
+                reason = "eos"
+                break
+            generated += 1
+            stopped = watcher.feed(utf8.decode(self._piece_bytes(token)))
+            if stopped:
+                reason = stopped
+                break
+            if generated < settings.max_tokens:
+                spent += self._decode([token], len(self._kv), logits_last=True)
+        if reason in ("length", "eos"):
+            watcher.feed(utf8.decode(b"", final=True))
+        return Generation(
+            text=watcher.text,
+            prompt_tokens=len(tokens),
+            decoded_prompt_tokens=decoded,
+            generated_tokens=generated,
+            seconds=time.perf_counter() - began,
+            decode_seconds=spent,
+            stop_reason=reason,
+        )
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "llama_cpp_python": L.__version__,
+            "system_info": L.llama_print_system_info().decode("utf-8", "replace").strip(),
+            "gpu_offload_supported": bool(L.llama_supports_gpu_offload()),
+            "n_ctx": self.settings.n_ctx,
+            "threads": self.settings.threads,
+            "batch": self.settings.batch,
+            "gpu_layers": self.settings.gpu_layers,
+            "n_ctx_train": L.llama_model_n_ctx_train(self._model),
+        }
+
+    def close(self) -> None:
+        if getattr(self, "_model", None):
+            if self._ctx:
+                L.llama_free(self._ctx)
+            L.llama_sampler_free(self._sampler)
+            L.llama_batch_free(self._batch)
+            L.llama_model_free(self._model)
+            self._ctx = None
+            self._model = None
+
+    def __enter__(self) -> LlamaEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

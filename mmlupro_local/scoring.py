@@ -1,0 +1,47 @@
+"""Turning a generation into a result record: extraction, strict and guessed scoring."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmlupro_local.engine import Generation
+from mmlupro_local.extract import extract_answer, official_guess
+from mmlupro_local.prompt import Prompt
+from mmlupro_local.questions import Question
+
+
+def result_record(
+    question: Question,
+    prompt: Prompt,
+    generation: Generation,
+    *,
+    seed: int,
+    extract_mode: str,
+    strip_thinking: bool,
+) -> dict[str, Any]:
+    extraction = extract_answer(generation.text, mode=extract_mode, strip_thinking=strip_thinking)
+    n_options = len(question.choices)
+    guess = None
+    if extraction.letter is None:
+        guess = official_guess(question.question_id, n_options, seed)
+    return {
+        "type": "result",
+        "question_id": question.question_id,
+        "category": question.category,
+        "answer": question.answer,
+        "pred": extraction.letter,
+        "level": extraction.level,
+        "correct": extraction.letter == question.answer,
+        "guess": guess,
+        "guess_correct": guess is not None and guess == question.answer,
+        "n_options": n_options,
+        "shots": prompt.shots,
+        "response": generation.text,
+        "thinking_chars": extraction.thinking_chars,
+        "prompt_tokens": generation.prompt_tokens,
+        "decoded_prompt_tokens": generation.decoded_prompt_tokens,
+        "generated_tokens": generation.generated_tokens,
+        "seconds": round(generation.seconds, 4),
+        "decode_seconds": round(generation.decode_seconds, 4),
+        "stop_reason": generation.stop_reason,
+    }

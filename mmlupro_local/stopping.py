@@ -1,0 +1,47 @@
+"""Deciding when a generation ends, from the text streamed so far.
+
+Shared by every engine so they stop for the same reasons: the official stop string
+(never inside a think block), and the lossless early stop once extraction level 1 has
+matched in "first" mode (the first match of a prefix is the first match of the whole).
+"""
+
+from __future__ import annotations
+
+from mmlupro_local.engine import GenerationSettings
+from mmlupro_local.extract import _LEVEL1, in_open_think_block, level1, strip_think_blocks
+
+_LONGEST_LEVEL1 = len("answer is (X)")
+
+
+class StopWatcher:
+    def __init__(self, settings: GenerationSettings, *, started_thinking: bool = False) -> None:
+        self.settings = settings
+        self.text = ""
+        self._started_thinking = started_thinking
+        self._early = settings.early_stop and settings.extract_mode == "first"
+
+    def feed(self, piece: str) -> str | None:
+        """Add generated text; return "stop" or "early" when generation should end."""
+        old = len(self.text)
+        self.text += piece
+        stop = self.settings.stop
+        if stop:
+            at = self.text.find(stop, max(0, old - len(stop) + 1))
+            if at >= 0 and not self._thinking_at(at):
+                self.text = self.text[:at]
+                return "stop"
+        if self._early and self._level1_matched(old):
+            return "early"
+        return None
+
+    def _thinking_at(self, end: int) -> bool:
+        if not self.settings.strip_thinking:
+            return False
+        return in_open_think_block(self.text[:end], started_inside=self._started_thinking)
+
+    def _level1_matched(self, old: int) -> bool:
+        if self.settings.strip_thinking and (self._started_thinking or "think>" in self.text):
+            if self._thinking_at(len(self.text)):
+                return False
+            return level1(strip_think_blocks(self.text)) is not None
+        return _LEVEL1.search(self.text, max(0, old - _LONGEST_LEVEL1)) is not None
