@@ -45,7 +45,7 @@ def load_run_config(path: Path, known: set[str]) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of option names to values")
-    options = {str(key).replace("-", "_"): value for key, value in data.items()}
+    options = {str(key).replace("-", "_"): _flat(value) for key, value in data.items()}
     unknown = sorted(set(options) - known)
     if unknown:
         raise ConfigError(
@@ -53,3 +53,8 @@ def load_run_config(path: Path, known: set[str]) -> dict[str, Any]:
             f"known: {', '.join(sorted(k.replace('_', '-') for k in known))}"
         )
     return options
+
+
+def _flat(value: Any) -> Any:
+    """YAML lists become the comma-separated strings the command line takes."""
+    return ",".join(str(v) for v in value) if isinstance(value, list) else value

@@ -93,7 +93,7 @@ def run(
     config: RunConfig,
     *,
     echo: Echo,
-    engine_factory: EngineFactory = _default_engine,
+    engine_factory: EngineFactory | None = None,
     progress: bool = True,
 ) -> RunOutcome:
     dataset = load_dataset(config.dataset)
@@ -108,7 +108,7 @@ def run(
         echo(f"results: {config.out} ({len(done)} of {len(sample)} questions already there)")
         written, interrupted = 0, False
         if todo:
-            engine = engine_factory(
+            engine = (engine_factory or _default_engine)(
                 config.model,
                 EngineSettings(
                     threads=config.threads, gpu_layers=config.gpu_layers, batch=config.batch

@@ -1,0 +1,110 @@
+"""Test doubles: a scripted engine and tiny hand-made GGUF files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+from mmlupro_local.engine import EngineSettings, Generation, GenerationSettings
+from mmlupro_local.stopping import StopWatcher
+
+
+def gguf_bytes(
+    metadata: dict[str, object], tensors: list[tuple[str, list[int], int, int]] = ()
+) -> bytes:  # type: ignore[assignment]
+    """A GGUF v3 file: metadata (str, int, bool values) and tensor infos (name, dims, type, offset)."""
+
+    def string(s: str) -> bytes:
+        data = s.encode()
+        return struct.pack("<Q", len(data)) + data
+
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(metadata))
+    for key, value in metadata.items():
+        out += string(key)
+        if isinstance(value, bool):
+            out += struct.pack("<I?", 7, value)
+        elif isinstance(value, int):
+            out += struct.pack("<Iq", 11, value)
+        else:
+            out += struct.pack("<I", 8) + string(str(value))
+    for name, dims, kind, offset in tensors:
+        out += (
+            string(name)
+            + struct.pack("<I", len(dims))
+            + b"".join(struct.pack("<Q", d) for d in dims)
+        )
+        out += struct.pack("<IQ", kind, offset)
+    return out
+
+
+def write_fake_model(path: Path, *, data_bytes: int = 64) -> Path:
+    """A valid GGUF with one small f32 tensor: enough for the header checks and hashing."""
+    header = gguf_bytes(
+        {
+            "general.architecture": "llama",
+            "general.name": "fake",
+            "llama.context_length": 4096,
+            "general.file_type": 0,
+        },
+        [("w", [data_bytes // 4], 0, 0)],
+    )
+    padding = (-len(header)) % 32
+    path.write_bytes(header + b"\0" * padding + b"\1" * data_bytes)
+    return path
+
+
+def question_of(prompt: str) -> str:
+    """The question text of a completion-style prompt (after the last 'Question:')."""
+    return prompt.rsplit("Question:\n", 1)[-1].split("\nOptions:", 1)[0]
+
+
+class FakeEngine:
+    """Answers from a script: respond(prompt) -> text; can raise SIGINT at call N."""
+
+    def __init__(
+        self, respond: Callable[[str], str] | None = None, *, sigint_at: int | None = None
+    ) -> None:
+        self.respond = respond or (lambda prompt: "Let's see. The answer is (A).")
+        self.sigint_at = sigint_at
+        self.calls: list[str] = []
+        self.n_ctx = 0
+        self.closed = False
+
+    def __call__(self, model: Path, settings: EngineSettings) -> FakeEngine:
+        return self
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 4
+
+    def open_context(self, n_ctx: int) -> None:
+        self.n_ctx = n_ctx
+
+    def generate(self, prompt: str, prefix_chars: int, settings: GenerationSettings,
+                 should_stop: Callable[[], bool] = lambda: False) -> Generation:  # fmt: skip
+        self.calls.append(prompt)
+        if self.sigint_at is not None and len(self.calls) == self.sigint_at:
+            os.kill(os.getpid(), signal.SIGINT)
+        watcher = StopWatcher(settings)
+        reason = "length"
+        words = self.respond(prompt).split(" ")
+        for i, word in enumerate(words):
+            if should_stop():
+                reason = "interrupted"
+                break
+            stopped = watcher.feed(word if i == 0 else " " + word)
+            if stopped:
+                reason = stopped
+                break
+        else:
+            reason = "eos"
+        return Generation(watcher.text, self.count_tokens(prompt), self.count_tokens(prompt[prefix_chars:]),
+                          len(words), 0.01, 0.009, reason)  # fmt: skip
+
+    def describe(self) -> dict[str, object]:
+        return {"engine": "fake", "n_ctx": self.n_ctx}
+
+    def close(self) -> None:
+        self.closed = True

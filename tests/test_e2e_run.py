@@ -1,0 +1,176 @@
+"""End to end: the real CLI, a real GGUF model (SmolLM2-135M) through llama-cpp-python."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_prompt import smollm2_path
+
+from mmlupro_local.dataset import load_dataset
+from mmlupro_local.engine.tokenizer import load_token_counter
+from mmlupro_local.prompt import PromptSettings, build_prompt
+
+pytestmark = pytest.mark.e2e
+SMALL = [
+    "--per-category",
+    "2",
+    "--categories",
+    "history,psychology",
+    "--shots",
+    "1",
+    "--max-tokens",
+    "48",
+    "--no-progress",
+]
+
+
+def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mmlupro_local", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def results(path: Path) -> list[dict[str, Any]]:
+    return [r for r in map(json.loads, path.read_text().splitlines()) if r["type"] == "result"]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("e2e") / "a.jsonl"
+    done = cli("run", str(smollm2_path()), *SMALL, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "overall" in done.stdout
+    return out
+
+
+def test_results_file_is_valid(first_run: Path) -> None:
+    records = [json.loads(line) for line in first_run.read_text().splitlines()]
+    assert records[0]["type"] == "run"
+    assert records[0]["model"]["quantization"] == "Q4_1"
+    assert records[0]["engine"]["llama_cpp_python"] == "0.3.36"
+    found = results(first_run)
+    assert len(found) == 4 and len({r["question_id"] for r in found}) == 4
+    for r in found:
+        assert r["generated_tokens"] <= 48 and r["stop_reason"] in {
+            "early",
+            "stop",
+            "eos",
+            "length",
+        }
+        assert r["level"] in (0, 1, 2, 3) and (r["pred"] is None) == (r["level"] == 0)
+        assert r["prompt_tokens"] > 0 and r["seconds"] > r["decode_seconds"] > 0
+
+
+def test_second_question_of_a_category_decodes_only_its_suffix(first_run: Path) -> None:
+    data = load_dataset()
+    count = load_token_counter(smollm2_path())
+    by_id = {q.question_id: q for q in data.test}
+    found = results(first_run)
+    for first, second in zip(found[::2], found[1::2], strict=True):
+        assert first["category"] == second["category"]
+        assert first["decoded_prompt_tokens"] == first["prompt_tokens"]
+        prompt = build_prompt(
+            by_id[second["question_id"]], data.validation, PromptSettings(shots=1)
+        )
+        suffix = second["prompt_tokens"] - count(prompt.text[: prompt.prefix_chars])
+        assert second["decoded_prompt_tokens"] <= suffix + 2
+        assert second["decoded_prompt_tokens"] < second["prompt_tokens"] / 2
+
+
+def test_rerun_reproduces_the_results(first_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b.jsonl"
+    assert cli("run", str(smollm2_path()), *SMALL, "--out", str(out)).returncode == 0
+    keys = ("question_id", "response", "pred", "level", "generated_tokens", "stop_reason")
+    assert [{k: r[k] for k in keys} for r in results(out)] == [
+        {k: r[k] for k in keys} for r in results(first_run)
+    ]
+
+
+def test_early_stop_gives_the_same_predictions(tmp_path: Path) -> None:
+    args = [
+        "--per-category",
+        "2",
+        "--categories",
+        "history,psychology",
+        "--shots",
+        "1",
+        "--max-tokens",
+        "96",
+        "--no-progress",
+    ]
+    early, full = tmp_path / "early.jsonl", tmp_path / "full.jsonl"
+    assert cli("run", str(smollm2_path()), *args, "--out", str(early)).returncode == 0
+    assert (
+        cli("run", str(smollm2_path()), *args, "--no-early-stop", "--out", str(full)).returncode
+        == 0
+    )
+    a, b = results(early), results(full)
+    assert [r["pred"] for r in a] == [r["pred"] for r in b]
+    assert sum(r["generated_tokens"] for r in a) <= sum(r["generated_tokens"] for r in b)
+    for x, y in zip(a, b, strict=True):
+        assert y["response"].startswith(x["response"])  # early stop only cuts the same text short
+
+
+def test_sigkill_then_resume_gives_one_record_per_question(tmp_path: Path) -> None:
+    out = tmp_path / "k.jsonl"
+    args = ["run", str(smollm2_path()), "--per-category", "3", "--categories", "history,psychology",
+            "--shots", "1", "--max-tokens", "48", "--no-progress", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmlupro_local", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not out.exists() or len(results(out)) < 2):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = results(out)
+    assert 2 <= len(before) < 6
+    done = cli(*args)
+    assert done.returncode == 0, done.stderr
+    after = results(out)
+    assert sorted(r["question_id"] for r in after) == sorted({r["question_id"] for r in after})
+    assert len(after) == 6
+    assert after[: len(before)] == before  # nothing that was complete was lost or changed
+
+
+def test_chat_style_with_the_models_template(tmp_path: Path) -> None:
+    out = tmp_path / "chat.jsonl"
+    done = cli("run", str(smollm2_path()), "--per-category", "1", "--categories", "history", "--style", "chat",
+               "--shots", "1", "--max-tokens", "32", "--no-progress", "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(results(out)) == 1
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.gguf", "no such file"),
+        (lambda d: (d / "x.gguf").write_text("not a model") and d / "x.gguf", "is not a GGUF file"),
+        (
+            lambda d: (
+                (d / "t.gguf").write_bytes(smollm2_path().read_bytes()[:10_000_000])
+                and d / "t.gguf"
+            ),
+            "is truncated",
+        ),
+    ],
+)
+def test_bad_models_give_one_clear_line(tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
+    done = cli(
+        "run", str(make(tmp_path)), "--per-category", "1", "--out", str(tmp_path / "r.jsonl")
+    )
+    assert done.returncode == 1
+    assert message in done.stderr and "Traceback" not in done.stderr

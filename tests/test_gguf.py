@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fakes import gguf_bytes, write_fake_model
+from test_prompt import smollm2_path
+
+from mmlupro_local.gguf import ModelFileError, read_gguf
+
+
+def test_reads_the_real_model() -> None:
+    info = read_gguf(smollm2_path())
+    assert info.architecture == "llama" and info.quantization == "Q4_1"
+    assert info.get_int("context_length") == 8192
+    assert info.token("bos") == "<|im_start|>" and info.token("eos") == "<|im_end|>"
+    assert info.chat_template and "<|im_start|>" in info.chat_template
+    assert info.data_end == info.size == smollm2_path().stat().st_size
+
+
+def test_bad_model_files(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    cases = {
+        tmp_path / "missing.gguf": "no such file",
+        tmp_path: "is a directory",
+        text: "is not a GGUF file",
+    }
+    truncated = tmp_path / "cut.gguf"
+    truncated.write_bytes(smollm2_path().read_bytes()[:50_000_000])
+    cases[truncated] = "is truncated: 50,000,000 bytes, but its tensors need 98,362,432"
+    header_cut = tmp_path / "header.gguf"
+    header_cut.write_bytes(smollm2_path().read_bytes()[:2000])
+    cases[header_cut] = "damaged or cut short"
+    future = tmp_path / "v9.gguf"
+    future.write_bytes(b"GGUF" + (9).to_bytes(4, "little") + b"\0" * 16)
+    cases[future] = "GGUF version 9 is not supported"
+    for path, message in cases.items():
+        with pytest.raises(ModelFileError, match=message):
+            read_gguf(path)
+
+
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_fake_model(tmp_path / "m.gguf")
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    # tests run as root, where permission bits do not stop reads: fail the open instead
+    monkeypatch.setattr("builtins.open", denied)
+    with pytest.raises(ModelFileError, match="permission denied; make the file readable"):
+        read_gguf(path)
+
+
+def test_hand_made_header_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(gguf_bytes({"general.architecture": "mamba9", "general.file_type": 15}))
+    info = read_gguf(path)
+    assert (
+        info.architecture == "mamba9" and info.quantization == "Q4_K_M" and info.tensor_count == 0
+    )
