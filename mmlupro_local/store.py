@@ -62,9 +62,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 24 else text[:20] + '..."'
 
 
-def _parse_lines(data: bytes, path: Path) -> tuple[list[dict[str, Any]], int]:
+def _parse_lines(
+    data: bytes, path: Path, bad: list[str] | None = None
+) -> tuple[list[dict[str, Any]], int]:
     """The records and the byte length of the valid part. A last line that has no
-    newline, or does not parse, is torn (the crash happened while writing it)."""
+    newline, or does not parse, is torn (the crash happened while writing it). Other
+    bad lines raise, or are listed in `bad` when it is given (reading for a report)."""
     records = []
     good = pos = 0
     number = 0
@@ -79,26 +82,36 @@ def _parse_lines(data: bytes, path: Path) -> tuple[list[dict[str, Any]], int]:
                 record = json.loads(line)
                 if not isinstance(record, dict) or "type" not in record:
                     raise ValueError("not a record")
+                records.append(record)
             except ValueError as exc:
                 if not data[end + 1 :].strip():
                     break
-                raise StoreError(
-                    f"{path} line {number} is not a result record ({exc}); it is not a file "
-                    "this tool wrote, or it was edited. Use another --out."
-                ) from exc
-            records.append(record)
+                message = f"{path} line {number} is not a result record ({exc})"
+                if bad is None:
+                    raise StoreError(
+                        f"{message}; it is not a file this tool wrote, or it was edited. "
+                        "Use another --out."
+                    ) from exc
+                bad.append(message)
         pos = good = end + 1
     return records, good
 
 
 def read_results(path: Path) -> ResultsLog:
-    """Read a results file for reporting: torn last line ignored, duplicates dropped."""
+    """Read a results file for a report: unreadable lines are skipped with a warning
+    naming them, a torn last line is ignored, repeated questions count once."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    records, good = _parse_lines(data, path)
+    bad: list[str] = []
+    records, good = _parse_lines(data, path, bad)
+    if bad and not records:
+        raise StoreError(f"{path} holds no result records: {bad[0]}")
     log = _collect(records, path)
+    log.warnings.extend(f"{message}; skipped" for message in bad[:10])
+    if len(bad) > 10:
+        log.warnings.append(f"{path}: {len(bad) - 10} more unreadable lines skipped")
     if data[good:].strip():
         log.warnings.append(
             f"{path}: the last line is incomplete (the run was killed while writing)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from mmlupro_local.engine.tokenizer import load_token_counter
 from mmlupro_local.prompt import PromptSettings, build_prompt
 
 pytestmark = pytest.mark.e2e
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 SMALL = [
     "--per-category",
     "2",
@@ -174,3 +176,29 @@ def test_bad_models_give_one_clear_line(tmp_path: Path, make, message: str) -> N
     )
     assert done.returncode == 1
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_html_report_renders_in_chromium(first_run: Path, tmp_path: Path) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "chromium is needed for this test: apt-get install chromium (.ci/run does)"
+    page = tmp_path / "report.html"
+    done = cli("report", str(first_run), "--html", str(page))
+    assert done.returncode == 0, done.stderr
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1400"]  # fmt: skip
+    dom = subprocess.run(
+        [*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
+    assert dom.count('class="bar"') == 3 and dom.count('class="whisker"') == 3
+    assert dom.count("<tr data-category=") == 4
+    assert '<span id="shown">4</span>' in dom  # the filter script ran in the page
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert shot.stat().st_size > 10_000

@@ -27,20 +27,21 @@ def main() -> None:
 
     \b
     Examples:
+      mmlupro-local run model.gguf --per-category 10
+      mmlupro-local report mmlupro-results/*.jsonl
+      mmlupro-local compare q4.jsonl q8.jsonl
       mmlupro-local dataset info
-      mmlupro-local dataset verify
-      mmlupro-local dataset import ./MMLU-Pro --name mine
     """
 
 
 def _register() -> None:
     from mmlupro_local.cli.dataset_cmds import dataset
     from mmlupro_local.cli.prompt_cmd import prompt
+    from mmlupro_local.cli.report_cmds import compare_cmd, report_cmd
     from mmlupro_local.cli.run_cmd import run_cmd
 
-    main.add_command(dataset)
-    main.add_command(prompt)
-    main.add_command(run_cmd)
+    for command in (dataset, prompt, run_cmd, report_cmd, compare_cmd):
+        main.add_command(command)
 
 
 _register()

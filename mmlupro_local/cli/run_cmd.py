@@ -13,11 +13,11 @@ from mmlupro_local.cli.dataset_cmds import dataset_option
 from mmlupro_local.config import load_run_config
 from mmlupro_local.engine import GenerationSettings
 from mmlupro_local.extract import EXTRACT_MODES
+from mmlupro_local.figures import category_figures, render_table
 from mmlupro_local.hardware import physical_cores
 from mmlupro_local.prompt import MAX_SHOTS, STYLES, PromptSettings
 from mmlupro_local.runner import RunConfig, run
 from mmlupro_local.sampling import SampleSpec
-from mmlupro_local.summary_table import category_figures, render_table
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:

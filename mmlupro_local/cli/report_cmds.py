@@ -1,0 +1,91 @@
+"""`mmlupro-local report` and `compare`: figures of results files, honestly stated."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from mmlupro_local.compare import compare, render_comparison
+from mmlupro_local.errors import MmluProError
+from mmlupro_local.html_report import render_html
+from mmlupro_local.report import FORMATS, load_report, render
+
+results_argument = click.argument(
+    "results", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+
+
+def _labels(paths: tuple[Path, ...]) -> list[str]:
+    """File stems, made unique when two runs share one."""
+    stems = [p.stem for p in paths]
+    return [s if stems.count(s) == 1 else f"{s} ({i + 1})" for i, s in enumerate(stems)]
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise MmluProError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+@click.command("report")
+@results_argument
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a self-contained HTML report here.")  # fmt: skip
+def report_cmd(results: tuple[Path, ...], fmt: str, html_out: Path | None) -> None:
+    """Per-category accuracy with 95 % intervals, extraction and cost, for RESULTS files.
+
+    Several files give one column per run.
+
+    \b
+    Examples:
+      mmlupro-local report run.jsonl
+      mmlupro-local report q4.jsonl q8.jsonl --format markdown
+      mmlupro-local report q4.jsonl q8.jsonl --html report.html
+    """
+    reports = [
+        load_report(path, label=label)
+        for path, label in zip(results, _labels(results), strict=True)
+    ]
+    for report in reports:
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
+    click.echo(render(reports, fmt))
+    if html_out is not None:
+        comparison = None
+        if len(reports) == 2 and reports[0].dataset_sha256 == reports[1].dataset_sha256:
+            comparison = compare(reports[0], reports[1])
+        _write_text(html_out, render_html(reports, comparison))
+        click.echo(f"wrote {html_out}", err=True)
+
+
+@click.command("compare")
+@click.argument("a", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("b", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def compare_cmd(a: Path, b: Path, as_json: bool) -> None:
+    """Is B better than A? A paired test on the questions both runs answered.
+
+    Prints the accuracy difference with a 95 % interval and an exact McNemar
+    p-value, overall and per category, and says in a sentence what it means.
+
+    \b
+    Example:
+      mmlupro-local compare q4_k_m.jsonl q8_0.jsonl
+    """
+    labels = _labels((a, b))
+    comparison = compare(load_report(a, label=labels[0]), load_report(b, label=labels[1]))
+    if as_json:
+        import json
+
+        click.echo(json.dumps(comparison.to_json(), indent=2))
+    else:
+        click.echo(render_comparison(comparison))

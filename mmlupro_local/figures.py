@@ -1,0 +1,122 @@
+"""Accuracy and cost figures of a set of result records."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mmlupro_local.stats import wilson
+
+Record = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Figures:
+    name: str
+    n: int
+    correct: int  # strict: an unextracted answer is wrong
+    guessed_correct: int  # the seeded guesses that hit (official-compatible credit)
+    guessed: int  # answers that needed a guess
+    chance: float  # mean of 1/options: what uniform guessing scores on these questions
+    levels: dict[int, int] = field(default_factory=dict)  # extraction level -> count
+    hit_budget: int = 0
+    prompt_tokens: int = 0
+    decoded_prompt_tokens: int = 0
+    generated_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+    @property
+    def official_correct(self) -> int:
+        return self.correct + self.guessed_correct
+
+    @property
+    def official_accuracy(self) -> float:
+        return self.official_correct / self.n if self.n else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson(self.correct, self.n)
+
+    @property
+    def official_interval(self) -> tuple[float, float]:
+        return wilson(self.official_correct, self.n)
+
+    def to_json(self) -> dict[str, Any]:
+        low, high = self.interval
+        olow, ohigh = self.official_interval
+        return {
+            "n": self.n,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+            "ci_low": low,
+            "ci_high": high,
+            "official_correct": self.official_correct,
+            "official_accuracy": self.official_accuracy,
+            "official_ci_low": olow,
+            "official_ci_high": ohigh,
+            "guessed": self.guessed,
+            "chance": self.chance,
+            "above_chance": self.accuracy - self.chance,
+            "levels": {str(k): self.levels.get(k, 0) for k in (1, 2, 3, 0)},
+            "hit_budget": self.hit_budget,
+            "prompt_tokens": self.prompt_tokens,
+            "decoded_prompt_tokens": self.decoded_prompt_tokens,
+            "generated_tokens": self.generated_tokens,
+            "seconds": self.seconds,
+        }
+
+
+def figures(name: str, records: Sequence[Record]) -> Figures:
+    n = len(records)
+    return Figures(
+        name=name,
+        n=n,
+        correct=sum(bool(r.get("correct")) for r in records),
+        guessed_correct=sum(bool(r.get("guess_correct")) for r in records),
+        guessed=sum(r.get("pred") is None for r in records),
+        chance=sum(1 / r["n_options"] for r in records) / n if n else 0.0,
+        levels=dict(Counter(int(r.get("level", 0)) for r in records)),
+        hit_budget=sum(r.get("stop_reason") == "length" for r in records),
+        prompt_tokens=sum(int(r.get("prompt_tokens", 0)) for r in records),
+        decoded_prompt_tokens=sum(int(r.get("decoded_prompt_tokens", 0)) for r in records),
+        generated_tokens=sum(int(r.get("generated_tokens", 0)) for r in records),
+        seconds=sum(float(r.get("seconds", 0.0)) for r in records),
+    )
+
+
+def category_figures(records: Iterable[Record]) -> tuple[list[Figures], Figures]:
+    groups: dict[str, list[Record]] = {}
+    everything = []
+    for record in records:
+        groups.setdefault(str(record["category"]), []).append(record)
+        everything.append(record)
+    rows = [figures(name, group) for name, group in sorted(groups.items())]
+    return rows, figures("overall", everything)
+
+
+def macro_accuracy(rows: list[Figures]) -> float:
+    """The unweighted mean of per-category accuracies (the official figure is micro)."""
+    return sum(f.accuracy for f in rows) / len(rows) if rows else 0.0
+
+
+def render_table(rows: list[Figures], overall: Figures) -> str:
+    head = f"{'category':<18} {'n':>5} {'correct':>7} {'accuracy':>8} {'95% CI':>13} {'w/ guess':>8} {'guessed':>7} {'chance':>7}"
+    rule = "-" * len(head)
+    lines = [head, rule]
+    for f in [*rows, overall]:
+        low, high = f.interval
+        if f is overall:
+            lines.append(rule)
+        interval = f"{low:.1%}-{high:.1%}"
+        lines.append(
+            f"{f.name:<18} {f.n:>5} {f.correct:>7} {f.accuracy:>8.1%} {interval:>13} "
+            f"{f.official_accuracy:>8.1%} {f.guessed:>7} {f.chance:>7.1%}"
+        )
+    lines.append(f"{'macro average':<18} {'':>5} {'':>7} {macro_accuracy(rows):>8.1%}")
+    return "\n".join(lines)

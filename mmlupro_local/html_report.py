@@ -1,0 +1,192 @@
+"""A single self-contained HTML report: settings, a chart, the comparison, every answer.
+
+No network, no external assets: inline CSS, inline SVG and a few lines of inline
+JavaScript for the filters. Every piece of dataset or model text goes through
+html.escape, so a response holding markup shows as text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from html import escape
+
+from mmlupro_local.compare import Comparison, render_comparison
+from mmlupro_local.figures import Figures
+from mmlupro_local.report import RunReport
+
+COLORS = ("#3b6fb6", "#d9822b", "#3a9a5b", "#a4508b", "#7a7a7a")
+ROW, BAR, LEFT, WIDTH = 30, 9, 150, 560
+
+STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; }
+table { border-collapse: collapse; } td, th { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+pre { white-space: pre-wrap; margin: 0; max-height: 20em; overflow: auto; background: #f6f6f6; padding: 6px; }
+.correct { color: #2a7a3b; } .wrong { color: #b33; } .guessed { color: #a66b00; }
+.legend span { display: inline-block; margin-right: 1.5em; } .swatch { display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: -1px; }
+"""
+
+SCRIPT = """
+function applyFilters() {
+  var cat = document.getElementById('filter-category').value;
+  var status = document.getElementById('filter-status').value;
+  var shown = 0;
+  document.querySelectorAll('#questions tbody tr').forEach(function (row) {
+    var ok = (cat === '' || row.dataset.category === cat) && (status === '' || row.dataset.status === status);
+    row.style.display = ok ? '' : 'none';
+    if (ok) { shown += 1; }
+  });
+  document.getElementById('shown').textContent = shown;
+}
+document.getElementById('filter-category').addEventListener('change', applyFilters);
+document.getElementById('filter-status').addEventListener('change', applyFilters);
+applyFilters();
+"""
+
+
+def render_html(reports: list[RunReport], comparison: Comparison | None = None) -> str:
+    title = "MMLU-Pro report: " + ", ".join(r.label for r in reports)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        _warnings(reports),
+        _settings(reports),
+        "<h2>Accuracy by category</h2>",
+        _chart(reports),
+    ]
+    if comparison is not None:
+        parts += ["<h2>Comparison</h2>", f"<pre>{escape(render_comparison(comparison))}</pre>"]
+    parts += [_questions(reports), f"<script>{SCRIPT}</script>", "</body></html>"]
+    return "\n".join(p for p in parts if p)
+
+
+def _warnings(reports: list[RunReport]) -> str:
+    items = [w for r in reports for w in r.warnings]
+    if not items:
+        return ""
+    return "<ul class='warnings'>" + "".join(f"<li>{escape(w)}</li>" for w in items) + "</ul>"
+
+
+def _settings(reports: list[RunReport]) -> str:
+    keys = ("model", "quantization", "architecture", "style", "shots", "strip_options", "extract",
+            "max_tokens", "early_stop", "seed", "sample", "dataset", "dataset_sha256", "tool_version")  # fmt: skip
+    head = "".join(f"<th>{escape(r.label)}</th>" for r in reports)
+    rows = "".join(
+        f"<tr><th>{escape(k)}</th>"
+        + "".join(f"<td>{escape(str(r.settings.get(k)))}</td>" for r in reports)
+        + "</tr>"
+        for k in keys
+    )
+    summaries: list[tuple[str, Callable[[RunReport], str]]] = [
+        ("accuracy (strict)", lambda r: _pct(r.overall)),
+        ("with guesses credited", lambda r: f"{r.overall.official_accuracy:.1%}"),
+        ("chance level", lambda r: f"{r.overall.chance:.1%}"),
+        ("questions", lambda r: f"{r.overall.n} of {r.sample_size}"),
+    ]
+    figures = "".join(
+        f"<tr><th>{escape(name)}</th>"
+        + "".join(f"<td>{escape(value(r))}</td>" for r in reports)
+        + "</tr>"
+        for name, value in summaries
+    )
+    return f"<h2>Runs</h2><table id='settings'><tr><th></th>{head}</tr>{rows}{figures}</table>"
+
+
+def _pct(f: Figures) -> str:
+    low, high = f.interval
+    return f"{f.accuracy:.1%} (95% CI {low:.1%} to {high:.1%})"
+
+
+def _chart(reports: list[RunReport]) -> str:
+    names = [*sorted({f.name for r in reports for f in r.categories}), "overall"]
+    height = ROW * len(names) + 40
+    out = [
+        f'<svg id="chart" xmlns="http://www.w3.org/2000/svg" width="{LEFT + WIDTH + 40}" height="{height}" role="img">'
+    ]
+    for tick in range(0, 101, 20):
+        x = LEFT + WIDTH * tick / 100
+        out.append(f'<line x1="{x}" y1="0" x2="{x}" y2="{height - 25}" stroke="#eee"/>')
+        out.append(
+            f'<text x="{x}" y="{height - 10}" font-size="11" text-anchor="middle">{tick}%</text>'
+        )
+    for i, name in enumerate(names):
+        top = i * ROW + 4
+        out.append(
+            f'<text x="{LEFT - 8}" y="{top + ROW / 2}" font-size="12" text-anchor="end">{escape(name)}</text>'
+        )
+        chance = None
+        for j, report in enumerate(reports):
+            f = (
+                report.overall
+                if name == "overall"
+                else next((c for c in report.categories if c.name == name), None)
+            )
+            if f is None or f.n == 0:
+                continue
+            chance = f.chance
+            y = top + j * (BAR + 2)
+            low, high = f.interval
+            color = COLORS[j % len(COLORS)]
+            label = escape(
+                f"{report.label}, {name}: {f.accuracy:.1%} ({f.correct}/{f.n}), 95% CI {low:.1%}-{high:.1%}"
+            )
+            out.append(
+                f'<rect class="bar" x="{LEFT}" y="{y}" width="{WIDTH * f.accuracy:.1f}" height="{BAR}" fill="{color}"><title>{label}</title></rect>'
+            )
+            out.append(
+                f'<line class="whisker" x1="{LEFT + WIDTH * low:.1f}" x2="{LEFT + WIDTH * high:.1f}" y1="{y + BAR / 2}" y2="{y + BAR / 2}" stroke="#111" stroke-width="1.2"/>'
+            )
+            out.append(
+                f'<text x="{LEFT + WIDTH * high + 4:.1f}" y="{y + BAR - 1}" font-size="10">{f.accuracy:.1%}</text>'
+            )
+        if chance is not None:
+            x = LEFT + WIDTH * chance
+            out.append(
+                f'<line class="chance" x1="{x:.1f}" x2="{x:.1f}" y1="{top - 2}" y2="{top + ROW - 6}" stroke="#c00" stroke-dasharray="3,2"><title>chance {chance:.1%}</title></line>'
+            )
+    out.append("</svg>")
+    legend = "".join(
+        f'<span><i class="swatch" style="background:{COLORS[j % len(COLORS)]}"></i>{escape(r.label)}</span>'
+        for j, r in enumerate(reports)
+    )
+    return (
+        "\n".join(out)
+        + f'<p class="legend">{legend}<span>black: 95% interval</span><span style="color:#c00">dashed: chance level</span></p>'
+    )
+
+
+def _status(record: dict[str, object]) -> str:
+    if record.get("pred") is None:
+        return "guessed"
+    return "correct" if record.get("correct") else "wrong"
+
+
+def _questions(reports: list[RunReport]) -> str:
+    categories = sorted({str(r["category"]) for report in reports for r in report.records})
+    options = "".join(f'<option value="{escape(c)}">{escape(c)}</option>' for c in categories)
+    rows = []
+    for report in reports:
+        for r in report.records:
+            status = _status(r)
+            guess = f" (guess {r.get('guess')})" if status == "guessed" else ""
+            rows.append(
+                f'<tr data-category="{escape(str(r["category"]))}" data-status="{status}">'
+                f"<td>{escape(report.label)}</td><td>{r['question_id']}</td><td>{escape(str(r['category']))}</td>"
+                f"<td>{escape(str(r['answer']))}</td><td>{escape(str(r.get('pred') or '-'))}{escape(guess)}</td>"
+                f'<td class="{status}">{status}</td><td>{r.get("level")}</td>'
+                f"<td><details><summary>{r.get('generated_tokens')} tokens, {escape(str(r.get('stop_reason')))}</summary>"
+                f"<pre>{escape(str(r.get('response', '')))}</pre></details></td></tr>"
+            )
+    return (
+        "<h2>Questions</h2><p>"
+        f'<label>Category <select id="filter-category"><option value="">all</option>{options}</select></label> '
+        '<label>Result <select id="filter-status"><option value="">all</option>'
+        '<option value="correct">correct</option><option value="wrong">wrong</option>'
+        '<option value="guessed">guessed</option></select></label> '
+        '<span id="shown"></span> shown</p>'
+        '<table id="questions"><thead><tr><th>run</th><th>id</th><th>category</th><th>answer</th>'
+        "<th>prediction</th><th>result</th><th>level</th><th>response</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )

