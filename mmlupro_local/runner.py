@@ -43,6 +43,7 @@ class RunConfig:
     threads: int = 1
     gpu_layers: int = -1
     batch: int = 512
+    flash_attn: bool = False
     command: tuple[str, ...] = ()
 
 
@@ -74,6 +75,12 @@ def identity(config: RunConfig, model_hash: str, dataset: Dataset) -> dict[str, 
             "max_tokens": g.max_tokens,
             "stop": g.stop,
             "early_stop": g.early_stop,
+        },
+        # batching and kernels change the floating-point path, so greedy choices can flip
+        "engine": {
+            "batch": config.batch,
+            "flash_attn": config.flash_attn,
+            "gpu_layers": config.gpu_layers,
         },
         "seed": config.sample.seed,
     }
@@ -111,7 +118,10 @@ def run(
             engine = (engine_factory or _default_engine)(
                 config.model,
                 EngineSettings(
-                    threads=config.threads, gpu_layers=config.gpu_layers, batch=config.batch
+                    threads=config.threads,
+                    gpu_layers=config.gpu_layers,
+                    batch=config.batch,
+                    flash_attn=config.flash_attn,
                 ),
             )
             try:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from test_prompt import smollm2_path
 
+from fakes import gguf_bytes
 from mmlupro_local.dataset import load_dataset
 from mmlupro_local.engine.tokenizer import load_token_counter
 from mmlupro_local.prompt import PromptSettings, build_prompt
@@ -168,6 +169,11 @@ def test_chat_style_with_the_models_template(tmp_path: Path) -> None:
             ),
             "is truncated",
         ),
+        (
+            lambda d: (d / "a.gguf").write_bytes(gguf_bytes({"general.architecture": "mamba9"})) and d / "a.gguf",
+            "llama.cpp could not load a.gguf (architecture 'mamba9'): ",
+        ),
+        (lambda d: d, "is a directory"),
     ],
 )
 def test_bad_models_give_one_clear_line(tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -202,3 +208,35 @@ def test_html_report_renders_in_chromium(first_run: Path, tmp_path: Path) -> Non
         check=True,
     )
     assert shot.stat().st_size > 10_000
+
+
+def test_engine_equals_a_plain_create_completion_loop() -> None:
+    """Decoding a whole prompt from an empty cache, the engine is llama.cpp itself:
+    the same tokens as llama-cpp-python's own completion loop, greedy, same batches."""
+    import llama_cpp
+
+    from mmlupro_local.engine import EngineSettings, GenerationSettings
+    from mmlupro_local.engine.llama import LlamaEngine
+
+    data = load_dataset()
+    questions = [q for q in data.test if q.category == "biology"][:2]
+    prompts = [build_prompt(q, data.validation, PromptSettings(shots=2)).text for q in questions]
+    settings = GenerationSettings(max_tokens=40, early_stop=False)
+    with LlamaEngine(smollm2_path(), EngineSettings(threads=2)) as engine:
+        engine.open_context(2048)
+        ours = []
+        for prompt in prompts:
+            engine.open_context(2048)  # a fresh cache: the whole prompt is decoded
+            ours.append(engine.generate(prompt, 0, settings).text)
+    llm = llama_cpp.Llama(
+        model_path=str(smollm2_path()), n_ctx=2048, n_threads=2, n_batch=512, verbose=False
+    )
+    theirs = []
+    for prompt in prompts:
+        llm.reset()
+        theirs.append(
+            llm.create_completion(prompt, max_tokens=40, temperature=0.0, stop=["Question:"])[
+                "choices"
+            ][0]["text"]
+        )
+    assert ours == theirs

@@ -34,6 +34,7 @@ class EngineSettings:
     n_ctx: int = 0  # set by open_context()
     gpu_layers: int = -1  # all
     batch: int = 512
+    flash_attn: bool = False  # explicit: llama.cpp's "auto" would vary by backend
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,11 @@ class LlamaEngine:
         params.n_threads = settings.threads
         params.n_threads_batch = settings.threads
         params.no_perf = True
+        params.flash_attn_type = (
+            L.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if settings.flash_attn
+            else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
         ctx = L.llama_init_from_model(self._model, params)
         if not ctx:
             raise EngineError(
@@ -224,6 +229,7 @@ class LlamaEngine:
             "threads": self.settings.threads,
             "batch": self.settings.batch,
             "gpu_layers": self.settings.gpu_layers,
+            "flash_attn": self.settings.flash_attn,
             "n_ctx_train": L.llama_model_n_ctx_train(self._model),
         }
 
