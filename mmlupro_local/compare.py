@@ -40,6 +40,13 @@ class Comparison:
             f"{DETECT * 100:.0f} points"
         )
 
+    def largest(self, k: int = 3) -> list[tuple[str, PairedDifference]]:
+        """The categories where B and A differ most, largest absolute difference first."""
+        ranked = sorted(
+            self.categories.items(), key=lambda item: (-abs(item[1].difference), item[0])
+        )
+        return [(name, d) for name, d in ranked[:k] if d.difference != 0]
+
     def to_json(self) -> dict[str, Any]:
         def figures(d: PairedDifference) -> dict[str, Any]:
             return {"n": d.n, "only_a": d.only_a, "only_b": d.only_b, "disagreements": d.disagreements,
@@ -51,6 +58,9 @@ class Comparison:
             "overall": figures(self.overall),
             "categories": {k: figures(v) for k, v in self.categories.items()},
             "needed_per_category": self.needed_per_category,
+            "largest_differences": [
+                {"category": name, "difference": d.difference} for name, d in self.largest()
+            ],
             "sentence": self.sentence(),
         }
 

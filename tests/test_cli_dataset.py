@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 from click.testing import CliRunner
-from test_dataset import REFERENCE_COUNTS
 
 from mmlupro_local.cli import main
+from test_dataset import REFERENCE_COUNTS
 
 
 def invoke(*args: str) -> tuple[int, str]:

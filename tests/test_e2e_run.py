@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_prompt import smollm2_path
 
 from fakes import gguf_bytes
 from mmlupro_local.dataset import load_dataset
 from mmlupro_local.engine.tokenizer import load_token_counter
 from mmlupro_local.prompt import PromptSettings, build_prompt
+from test_prompt import smollm2_path
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -170,7 +170,10 @@ def test_chat_style_with_the_models_template(tmp_path: Path) -> None:
             "is truncated",
         ),
         (
-            lambda d: (d / "a.gguf").write_bytes(gguf_bytes({"general.architecture": "mamba9"})) and d / "a.gguf",
+            lambda d: (
+                (d / "a.gguf").write_bytes(gguf_bytes({"general.architecture": "mamba9"}))
+                and d / "a.gguf"
+            ),
             "llama.cpp could not load a.gguf (architecture 'mamba9'): ",
         ),
         (lambda d: d, "is a directory"),

@@ -6,10 +6,10 @@ import re
 from collections import Counter
 
 import pytest
-from conftest import SHARED
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from conftest import SHARED
 from mmlupro_local.extract import (
     OFFICIAL_LEVEL1,
     OFFICIAL_LEVEL2,

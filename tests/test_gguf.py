@@ -3,10 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fakes import gguf_bytes, write_fake_model
-from test_prompt import smollm2_path
 
+from fakes import gguf_bytes, write_fake_model
 from mmlupro_local.gguf import ModelFileError, read_gguf
+from test_prompt import smollm2_path
 
 
 def test_reads_the_real_model() -> None:

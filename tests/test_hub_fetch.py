@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from hubserver import HubRepo, serve
 
 TEST_FILE = "data/test-00000-of-00001.parquet"

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from fakes import FakeEngine, question_of, write_fake_model
 
+from fakes import FakeEngine, question_of, write_fake_model
 from mmlupro_local.cli import main
 from mmlupro_local.dataset import Dataset
 from mmlupro_local.html_report import render_html
@@ -139,6 +139,15 @@ def test_compare_detects_a_real_difference(tmp_path: Path, embedded: Dataset) ->
     assert data["sentence"].startswith("b is better than a by ")
     text = CliRunner().invoke(main, ["compare", str(a), str(b)]).output
     assert f"{only_a + only_b} questions where they disagree" in text
+    per_category = {}
+    for name in {r["category"] for r in rb}:
+        mine = [r for r in rb if r["category"] == name]
+        per_category[name] = sum(r["correct"] - by_id[r["question_id"]] for r in mine) / len(mine)
+    expected = sorted(per_category.items(), key=lambda kv: (-abs(kv[1]), kv[0]))[:3]
+    assert [(d["category"], d["difference"]) for d in data["largest_differences"]] == [
+        (name, pytest.approx(diff)) for name, diff in expected
+    ]
+    assert "Largest differences (B - A, points): " + expected[0][0] in text
 
 
 def test_compare_says_when_there_is_no_evidence(tmp_path: Path, embedded: Dataset) -> None:

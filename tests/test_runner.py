@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from fakes import FakeEngine, question_of, write_fake_model
 
 import mmlupro_local.runner as runner_module
+from fakes import FakeEngine, question_of, write_fake_model
 from mmlupro_local.cli import main
 from mmlupro_local.dataset import Dataset
 from mmlupro_local.engine import GenerationSettings
