@@ -105,5 +105,8 @@ def render_comparison(c: Comparison) -> str:
     lines.append(
         f"\nA = {c.a}, B = {c.b}; {c.overall.disagreements} questions where they disagree."
     )
-    lines.append(c.sentence()[0].upper() + c.sentence()[1:] + ".")
+    if c.largest():
+        biggest = ", ".join(f"{name} {d.difference * 100:+.1f}" for name, d in c.largest())
+        lines.append(f"Largest differences (B - A, points): {biggest}")
+    lines.append(f"Verdict: {c.sentence()}.")
     return "\n".join(lines)

@@ -154,7 +154,7 @@ def test_compare_says_when_there_is_no_evidence(tmp_path: Path, embedded: Datase
     a = make_run(tmp_path, "a", scripted(embedded, wrong_every=2), per_category=2)
     b = make_run(tmp_path, "b", scripted(embedded, wrong_every=3), per_category=2)
     text = CliRunner().invoke(main, ["compare", str(a), str(b)]).output
-    assert "No detectable difference at this sample size" in text
+    assert "Verdict: no detectable difference at this sample size" in text
     assert "questions per category would be needed to detect 2 points" in text
 
 
