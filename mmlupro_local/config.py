@@ -33,6 +33,13 @@ def datasets_dir() -> Path:
     return cache_dir() / "datasets"
 
 
+def prefix_cache_dir() -> Path:
+    return cache_dir() / "prefix-kv"
+
+
+PREFIX_CACHE_MAX_GB = 4.0
+
+
 def load_run_config(path: Path, known: set[str]) -> dict[str, Any]:
     """Options from a YAML file (keys as on the command line, with - or _)."""
     try:

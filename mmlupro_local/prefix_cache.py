@@ -77,7 +77,12 @@ class PrefixCache:
         """Store an entry; a cache that cannot be written only costs speed."""
         if len(payload) + _HEADER.size > self.max_bytes:
             return
-        header = _HEADER.pack(MAGIC, key.encode("ascii"), hashlib.sha256(payload).hexdigest().encode("ascii"), len(payload))
+        header = _HEADER.pack(
+            MAGIC,
+            key.encode("ascii"),
+            hashlib.sha256(payload).hexdigest().encode("ascii"),
+            len(payload),
+        )
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".kv.", dir=self.directory)
@@ -113,7 +118,9 @@ class PrefixCache:
 
     def info(self) -> CacheInfo:
         entries = self._entries()
-        return CacheInfo(self.directory, len(entries), sum(s for _, s, _ in entries), self.max_bytes)
+        return CacheInfo(
+            self.directory, len(entries), sum(s for _, s, _ in entries), self.max_bytes
+        )
 
     def clear(self) -> int:
         entries = self._entries()

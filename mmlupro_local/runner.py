@@ -16,10 +16,12 @@ from typing import Any
 from tqdm import tqdm
 
 from mmlupro_local import __version__
+from mmlupro_local.config import PREFIX_CACHE_MAX_GB, prefix_cache_dir
 from mmlupro_local.dataset import EMBEDDED_NAME, Dataset, load_dataset
 from mmlupro_local.engine import Engine, EngineSettings, GenerationSettings
 from mmlupro_local.fingerprint import model_record, model_sha256
 from mmlupro_local.gguf import GgufInfo, read_gguf
+from mmlupro_local.prefix_cache import PrefixCache
 from mmlupro_local.prompt import ChatRenderer, Prompt, PromptSettings, build_prompt, fit_prompt
 from mmlupro_local.questions import Question
 from mmlupro_local.sampling import SampleSpec, draw
@@ -44,6 +46,8 @@ class RunConfig:
     gpu_layers: int = -1
     batch: int = 512
     flash_attn: bool = False
+    prefix_cache: bool = True
+    prefix_cache_gb: float = PREFIX_CACHE_MAX_GB
     command: tuple[str, ...] = ()
 
 
@@ -127,6 +131,10 @@ def run(
             try:
                 prompts, n_ctx = _prepare_prompts(config, dataset, todo, info, engine, warnings)
                 engine.open_context(n_ctx)
+                cache = None
+                if config.prefix_cache:
+                    cache = PrefixCache(prefix_cache_dir(), int(config.prefix_cache_gb * 2**30))
+                    engine.use_prefix_cache(cache, model_hash)
                 writer.append(
                     _run_record(
                         config,
@@ -145,6 +153,8 @@ def run(
                 written, interrupted = _generate_all(
                     config, todo, prompts, engine, writer, progress, len(done), len(sample)
                 )
+                if cache is not None and cache.hits + cache.misses:
+                    echo(f"prefix cache: {cache.hits} loaded, {cache.misses} decoded and saved")
             finally:
                 engine.close()
         records = [

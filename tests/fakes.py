@@ -82,6 +82,9 @@ class FakeEngine:
     def open_context(self, n_ctx: int) -> None:
         self.n_ctx = n_ctx
 
+    def use_prefix_cache(self, cache: object, identity: str) -> None:
+        self.prefix_cache = cache
+
     def generate(self, prompt: str, prefix_chars: int, settings: GenerationSettings,
                  should_stop: Callable[[], bool] = lambda: False) -> Generation:  # fmt: skip
         self.calls.append(prompt)

@@ -243,3 +243,30 @@ def test_engine_equals_a_plain_create_completion_loop() -> None:
             ][0]["text"]
         )
     assert ours == theirs
+
+
+def test_warm_prefix_cache_gives_the_same_results(tmp_path: Path) -> None:
+    args = [
+        "--per-category",
+        "2",
+        "--categories",
+        "law",
+        "--shots",
+        "2",
+        "--max-tokens",
+        "32",
+        "--no-progress",
+    ]
+    cold, warm, off = tmp_path / "cold.jsonl", tmp_path / "warm.jsonl", tmp_path / "off.jsonl"
+    first = cli("run", str(smollm2_path()), *args, "--out", str(cold))
+    assert "prefix cache: 0 loaded, 1 decoded and saved" in first.stderr
+    second = cli("run", str(smollm2_path()), *args, "--out", str(warm))
+    assert "prefix cache: 1 loaded, 0 decoded and saved" in second.stderr
+    assert (
+        cli("run", str(smollm2_path()), *args, "--no-prefix-cache", "--out", str(off)).returncode
+        == 0
+    )
+    keys = ("question_id", "response", "pred", "generated_tokens")
+    runs = [[{k: r[k] for k in keys} for r in results(p)] for p in (cold, warm, off)]
+    assert runs[0] == runs[1] == runs[2]
+    assert results(warm)[0]["decoded_prompt_tokens"] < results(cold)[0]["decoded_prompt_tokens"] / 2

@@ -120,13 +120,19 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
     show_default=True,
     help="Flash attention (faster on GPUs; results differ slightly from without).",
 )
+@click.option(
+    "--prefix-cache/--no-prefix-cache",
+    default=True,
+    show_default=True,
+    help="Save each category prefix's KV state in the user cache and reuse it.",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Results JSONL file.")
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
 @dataset_option
 def run_cmd(model: Path | None, per_category: int | None, fraction: float | None, full: bool,
             categories: tuple[str, ...], seed: int, style: str, shots: int, strip_options: bool,
             extract_mode: str, strip_thinking: bool, max_tokens: int, early_stop: bool, ctx: int | None,
-            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, out: Path | None, progress: bool,
+            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, prefix_cache: bool, out: Path | None, progress: bool,
             dataset_name: str) -> None:  # fmt: skip
     """Evaluate MODEL (a GGUF file) on MMLU-Pro; results are saved as they come.
 
@@ -158,6 +164,7 @@ def run_cmd(model: Path | None, per_category: int | None, fraction: float | None
         gpu_layers=gpu_layers,
         batch=batch,
         flash_attn=flash_attn,
+        prefix_cache=prefix_cache,
         command=tuple(sys.argv),
     )  # fmt: skip
     outcome = run(config, echo=lambda text: click.echo(text, err=True), progress=progress)

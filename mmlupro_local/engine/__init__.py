@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mmlupro_local.errors import MmluProError
+from mmlupro_local.prefix_cache import PrefixCache
 
 STOP_REASONS = ("early", "stop", "eos", "length", "interrupted")
 
@@ -52,6 +53,8 @@ class Engine(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
     def open_context(self, n_ctx: int) -> None: ...
+
+    def use_prefix_cache(self, cache: PrefixCache, identity: str) -> None: ...
 
     def generate(
         self,

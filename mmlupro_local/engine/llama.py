@@ -33,6 +33,7 @@ from mmlupro_local.engine import (
 )
 from mmlupro_local.extract import in_open_think_block
 from mmlupro_local.gguf import read_gguf
+from mmlupro_local.prefix_cache import PrefixCache, cache_key
 from mmlupro_local.stopping import StopWatcher
 
 
@@ -64,6 +65,8 @@ class LlamaEngine:
         self._sampler = L.llama_sampler_init_greedy()
         self._kv: list[int] = []  # tokens whose keys and values are in the cache
         self._bos_text = self.info.token("bos")
+        self._prefix_cache: PrefixCache | None = None
+        self._prefix_identity = ""
         self._piece = ctypes.create_string_buffer(256)
 
     def open_context(self, n_ctx: int) -> None:
@@ -163,10 +166,47 @@ class LlamaEngine:
             del self._kv[boundary:]
         else:
             self._reset_cache()
-            spent += self._decode(tokens[:boundary], 0, logits_last=False)
-            decoded += boundary
+            if not self._load_prefix(tokens[:boundary], 0):
+                spent += self._decode(tokens[:boundary], 0, logits_last=False)
+                decoded += boundary
+                self._save_prefix(tokens[:boundary], 0)
         spent += self._decode(tokens[boundary:], boundary, logits_last=True)
         return decoded + len(tokens) - boundary, spent
+
+    # -- persistent prefix cache -------------------------------------------------------
+
+    def use_prefix_cache(self, cache: PrefixCache, identity: str) -> None:
+        """Save and reuse prefix KV states; `identity` names everything that shapes
+        them besides the tokens (model file, engine settings, build)."""
+        self._prefix_cache = cache
+        self._prefix_identity = identity
+
+    def _prefix_key(self, tokens: Sequence[int]) -> str:
+        return cache_key(self._prefix_identity, L.__version__, self.settings.batch, self.settings.flash_attn,
+                         self.settings.gpu_layers, list(tokens))  # fmt: skip
+
+    def _load_prefix(self, tokens: Sequence[int], seq: int) -> bool:
+        if self._prefix_cache is None or not tokens:
+            return False
+        payload = self._prefix_cache.load(self._prefix_key(tokens))
+        if payload is None:
+            return False
+        buffer = (ctypes.c_uint8 * len(payload)).from_buffer_copy(payload)
+        if L.llama_state_seq_set_data(self._ctx, buffer, len(payload), seq) == 0:
+            L.llama_memory_seq_rm(L.llama_get_memory(self._ctx), seq, -1, -1)
+            return False  # a state llama.cpp refuses is ignored (and rewritten next time)
+        if seq == 0:
+            self._kv = list(tokens)
+        return True
+
+    def _save_prefix(self, tokens: Sequence[int], seq: int) -> None:
+        if self._prefix_cache is None or not tokens:
+            return
+        size = L.llama_state_seq_get_size(self._ctx, seq)
+        buffer = (ctypes.c_uint8 * size)()
+        written = L.llama_state_seq_get_data(self._ctx, buffer, size, seq)
+        if written:
+            self._prefix_cache.save(self._prefix_key(tokens), ctypes.string_at(buffer, written))
 
     def generate(
         self,
