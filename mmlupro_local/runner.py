@@ -46,6 +46,7 @@ class RunConfig:
     gpu_layers: int = -1
     batch: int = 512
     flash_attn: bool = False
+    parallel: int = 1
     prefix_cache: bool = True
     prefix_cache_gb: float = PREFIX_CACHE_MAX_GB
     command: tuple[str, ...] = ()
@@ -85,6 +86,7 @@ def identity(config: RunConfig, model_hash: str, dataset: Dataset) -> dict[str, 
             "batch": config.batch,
             "flash_attn": config.flash_attn,
             "gpu_layers": config.gpu_layers,
+            "parallel": config.parallel,
         },
         "seed": config.sample.seed,
     }
@@ -130,7 +132,7 @@ def run(
             )
             try:
                 prompts, n_ctx = _prepare_prompts(config, dataset, todo, info, engine, warnings)
-                engine.open_context(n_ctx)
+                engine.open_context(n_ctx, config.parallel)
                 cache = None
                 if config.prefix_cache:
                     cache = PrefixCache(prefix_cache_dir(), int(config.prefix_cache_gb * 2**30))
@@ -184,7 +186,15 @@ def _prepare_prompts(
     }
     counts = {qid: engine.count_tokens(p.text) for qid, p in prompts.items()}
     if config.ctx is None:
-        n_ctx = round_ctx(max(counts.values()) + budget)
+        # one prefix, shared, plus each parallel sequence's own question and budget
+        prefix: dict[str, int] = {}
+        for q in todo:
+            if q.category not in prefix:
+                p = prompts[q.question_id]
+                prefix[q.category] = engine.count_tokens(p.text[: p.prefix_chars])
+        longest = max(counts.values())
+        own = max(counts[q.question_id] - prefix[q.category] for q in todo) + budget
+        n_ctx = round_ctx(max(longest + budget, max(prefix.values()) + config.parallel * own))
     else:
         n_ctx = round_ctx(config.ctx)
         if n_ctx != config.ctx:
@@ -298,13 +308,10 @@ def _generate_all(
         dynamic_ncols=True,
     )
     with bar, _first_interrupt_requests_stop() as stop:
-        for question in todo:
+        jobs = [(prompts[q.question_id].text, prompts[q.question_id].prefix_chars) for q in todo]
+        for index, generation in engine.generate_many(jobs, config.generation, stop.is_set):
+            question = todo[index]
             prompt = prompts[question.question_id]
-            generation = engine.generate(
-                prompt.text, prompt.prefix_chars, config.generation, stop.is_set
-            )
-            if generation.stop_reason == "interrupted":
-                return written, True
             record = result_record(
                 question,
                 prompt,
@@ -326,4 +333,4 @@ def _generate_all(
             bar.update(1)
             if stop.is_set():
                 return written, True
-    return written, False
+    return written, stop.is_set()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MMLUPRO_SHARED", REPO.parent / "shared"))
 PARQUET_DIR = SHARED / "data" / "mmlu-pro"
 SAMPLE_DATA = REPO / "sample_data"
+# Module- and session-scoped fixtures run before the per-test cache below is set:
+# give them a throwaway cache too, so no test ever reads or fills the user's own.
+os.environ["MMLUPRO_LOCAL_CACHE"] = tempfile.mkdtemp(prefix="mmlupro-test-cache-")
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mmlupro_local.engine import EngineSettings, Generation, GenerationSettings
@@ -79,8 +79,17 @@ class FakeEngine:
     def count_tokens(self, text: str) -> int:
         return len(text) // 4
 
-    def open_context(self, n_ctx: int) -> None:
+    def open_context(self, n_ctx: int, parallel: int = 1) -> None:
         self.n_ctx = n_ctx
+        self.parallel = parallel
+
+    def generate_many(self, prompts: list[tuple[str, int]], settings: GenerationSettings,
+                      should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, Generation]]:  # fmt: skip
+        for index, (text, prefix_chars) in enumerate(prompts):
+            generation = self.generate(text, prefix_chars, settings, should_stop)
+            if generation.stop_reason == "interrupted":
+                return
+            yield index, generation
 
     def use_prefix_cache(self, cache: object, identity: str) -> None:
         self.prefix_cache = cache

@@ -270,3 +270,52 @@ def test_warm_prefix_cache_gives_the_same_results(tmp_path: Path) -> None:
     runs = [[{k: r[k] for k in keys} for r in results(p)] for p in (cold, warm, off)]
     assert runs[0] == runs[1] == runs[2]
     assert results(warm)[0]["decoded_prompt_tokens"] < results(cold)[0]["decoded_prompt_tokens"] / 2
+
+
+def test_parallel_run_agrees_with_sequential_and_resumes_after_sigkill(tmp_path: Path) -> None:
+    args = [
+        "--per-category",
+        "4",
+        "--categories",
+        "history",
+        "--shots",
+        "1",
+        "--max-tokens",
+        "48",
+        "--no-progress",
+    ]
+    seq, par = tmp_path / "seq.jsonl", tmp_path / "par.jsonl"
+    assert (
+        cli("run", str(smollm2_path()), *args, "--no-prefix-cache", "--out", str(seq)).returncode
+        == 0
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "mmlupro_local",
+        "run",
+        str(smollm2_path()),
+        *args,
+        "--parallel",
+        "4",
+        "--out",
+        str(par),
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not par.exists() or len(results(par)) < 1):
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = results(par)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    after = results(par)
+    assert len(after) == 4 and len({r["question_id"] for r in after}) == 4
+    assert after[: len(before)] == before
+    header = json.loads(par.read_text().splitlines()[0])
+    assert header["identity"]["engine"]["parallel"] == 4 and header["engine"]["flash_attn"] is True
+    agree = sum(a["pred"] == b["pred"] for a, b in zip(sorted(results(seq), key=lambda r: r["question_id"]),
+                                                      sorted(after, key=lambda r: r["question_id"]), strict=True))  # fmt: skip
+    print(f"--parallel 4 agrees with --parallel 1 on {agree} of 4 predictions")
+    assert agree >= 2

@@ -14,7 +14,7 @@ from mmlupro_local.config import load_run_config
 from mmlupro_local.engine import GenerationSettings
 from mmlupro_local.extract import EXTRACT_MODES
 from mmlupro_local.figures import category_figures, render_table
-from mmlupro_local.hardware import physical_cores
+from mmlupro_local.hardware import auto_parallel, physical_cores
 from mmlupro_local.prompt import MAX_SHOTS, STYLES, PromptSettings
 from mmlupro_local.runner import RunConfig, run
 from mmlupro_local.sampling import SampleSpec
@@ -32,6 +32,20 @@ def _categories(ctx: click.Context, param: click.Parameter, value: Any) -> tuple
         return ()
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _parallel(value: str, model: Path) -> int:
+    if str(value).strip().lower() == "auto":
+        return auto_parallel(model)
+    try:
+        number = int(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a number or 'auto'", param_hint="--parallel"
+        ) from None
+    if not 1 <= number <= 64:
+        raise click.BadParameter("must be between 1 and 64", param_hint="--parallel")
+    return number
 
 
 def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
@@ -116,9 +130,15 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
 )
 @click.option(
     "--flash-attn/--no-flash-attn",
-    default=False,
+    default=None,
+    help="Flash attention [default: on with --parallel > 1, where it skips the other "
+    "questions' cells; off otherwise]. Results differ slightly with and without.",
+)
+@click.option(
+    "--parallel",
+    default="1",
     show_default=True,
-    help="Flash attention (faster on GPUs; results differ slightly from without).",
+    help="Questions decoded together: a number, or 'auto' (a rule on backend and model size).",
 )
 @click.option(
     "--prefix-cache/--no-prefix-cache",
@@ -132,7 +152,7 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
 def run_cmd(model: Path | None, per_category: int | None, fraction: float | None, full: bool,
             categories: tuple[str, ...], seed: int, style: str, shots: int, strip_options: bool,
             extract_mode: str, strip_thinking: bool, max_tokens: int, early_stop: bool, ctx: int | None,
-            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, prefix_cache: bool, out: Path | None, progress: bool,
+            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool | None, parallel: str, prefix_cache: bool, out: Path | None, progress: bool,
             dataset_name: str) -> None:  # fmt: skip
     """Evaluate MODEL (a GGUF file) on MMLU-Pro; results are saved as they come.
 
@@ -151,6 +171,7 @@ def run_cmd(model: Path | None, per_category: int | None, fraction: float | None
     chosen = sum(x for x in (per_category is not None, fraction is not None, full))
     if chosen != 1:
         raise click.UsageError("choose exactly one of --per-category N, --fraction F or --full")
+    n_parallel = _parallel(parallel, model)
     config = RunConfig(
         model=model,
         out=out or default_out(model, style, shots, seed),
@@ -163,7 +184,8 @@ def run_cmd(model: Path | None, per_category: int | None, fraction: float | None
         threads=threads or physical_cores(),
         gpu_layers=gpu_layers,
         batch=batch,
-        flash_attn=flash_attn,
+        flash_attn=n_parallel > 1 if flash_attn is None else flash_attn,
+        parallel=n_parallel,
         prefix_cache=prefix_cache,
         command=tuple(sys.argv),
     )  # fmt: skip

@@ -6,7 +6,7 @@ may use a scripted fake with the same shape.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,17 +52,16 @@ class Generation:
 class Engine(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
-    def open_context(self, n_ctx: int) -> None: ...
+    def open_context(self, n_ctx: int, parallel: int = 1) -> None: ...
 
     def use_prefix_cache(self, cache: PrefixCache, identity: str) -> None: ...
 
-    def generate(
+    def generate_many(
         self,
-        prompt: str,
-        prefix_chars: int,
+        prompts: Sequence[tuple[str, int]],
         settings: GenerationSettings,
         should_stop: Callable[[], bool] = ...,
-    ) -> Generation: ...
+    ) -> Iterator[tuple[int, Generation]]: ...
 
     def describe(self) -> dict[str, object]: ...
 

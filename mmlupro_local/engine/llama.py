@@ -17,7 +17,7 @@ from __future__ import annotations
 import codecs
 import ctypes
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from mmlupro_local.engine import (
     GenerationSettings,
     llamalog,
 )
+from mmlupro_local.engine.batched import BatchedDecoder
 from mmlupro_local.extract import in_open_think_block
 from mmlupro_local.gguf import read_gguf
 from mmlupro_local.prefix_cache import PrefixCache, cache_key
@@ -61,6 +62,8 @@ class LlamaEngine:
             )
         self._vocab = L.llama_model_get_vocab(self._model)
         self._ctx: Any = None
+        self._parallel = 1
+        self._batched: BatchedDecoder | None = None
         self._batch = L.llama_batch_init(settings.batch, 0, 1)
         self._sampler = L.llama_sampler_init_greedy()
         self._kv: list[int] = []  # tokens whose keys and values are in the cache
@@ -69,19 +72,24 @@ class LlamaEngine:
         self._prefix_identity = ""
         self._piece = ctypes.create_string_buffer(256)
 
-    def open_context(self, n_ctx: int) -> None:
+    def open_context(self, n_ctx: int, parallel: int = 1) -> None:
+        """A context of n_ctx tokens; with parallel > 1, one sequence per question
+        slot plus a template sequence, in a unified KV cache they share cells of."""
         if self._ctx:
             L.llama_free(self._ctx)
         self.settings = replace(self.settings, n_ctx=n_ctx)
+        self._parallel = parallel
         self._ctx = self._new_context(self.settings)
         self._kv = []
+        self._batched = BatchedDecoder(self, parallel) if parallel > 1 else None
 
     def _new_context(self, settings: EngineSettings) -> Any:
         params = L.llama_context_default_params()
         params.n_ctx = settings.n_ctx
         params.n_batch = settings.batch
         params.n_ubatch = settings.batch
-        params.n_seq_max = 1
+        params.n_seq_max = self._parallel + 1 if self._parallel > 1 else 1
+        params.kv_unified = self._parallel > 1
         params.n_threads = settings.threads
         params.n_threads_batch = settings.threads
         params.no_perf = True
@@ -260,6 +268,23 @@ class LlamaEngine:
             stop_reason=reason,
         )
 
+    def generate_many(
+        self,
+        prompts: Sequence[tuple[str, int]],
+        settings: GenerationSettings,
+        should_stop: Callable[[], bool] = _never,
+    ) -> Iterator[tuple[int, Generation]]:
+        """(index, generation) for each (prompt, prefix_chars), in the order they finish;
+        stops early, leaving the rest undone, once should_stop() is true."""
+        if self._batched is None:
+            for index, (text, prefix_chars) in enumerate(prompts):
+                generation = self.generate(text, prefix_chars, settings, should_stop)
+                if generation.stop_reason == "interrupted":
+                    return
+                yield index, generation
+            return
+        yield from self._batched.run(prompts, settings, should_stop)
+
     def describe(self) -> dict[str, object]:
         return {
             "llama_cpp_python": L.__version__,
@@ -270,6 +295,7 @@ class LlamaEngine:
             "batch": self.settings.batch,
             "gpu_layers": self.settings.gpu_layers,
             "flash_attn": self.settings.flash_attn,
+            "parallel": self._parallel,
             "n_ctx_train": L.llama_model_n_ctx_train(self._model),
         }
 
