@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-dataset bench-extract dataset-check clean
+.PHONY: install demo test lint format bench bench-parallel bench-dataset bench-extract dataset-check clean
 
 install: $(STAMP)
 
@@ -47,6 +47,11 @@ bench-dataset: install
 # The engine vs a plain llama-cpp-python create_completion loop: 28 questions, budget 512.
 bench: install
 	$(BIN)/python scripts/bench_engine.py
+
+# Parallel decoding and the prefix cache: raw throughput at N = 1-8, then the 28-question
+# set with --parallel 1 and no cache against the best N with a cold and a warm cache.
+bench-parallel: install
+	$(BIN)/mmlupro-local bench "$(DEMO_MODEL)"
 
 # Prints how long answer extraction takes on the 29,000 released responses and worst cases.
 bench-extract: install

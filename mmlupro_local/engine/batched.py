@@ -83,6 +83,24 @@ class BatchedDecoder:
             boundary += 1
         return _Job(index, tokens, min(boundary, len(tokens) - 1), in_open_think_block(text))
 
+    def measure(self, slots: int, prefix_len: int = 1300, steps: int = 24) -> tuple[float, float]:
+        """Raw throughput of this context: prompt tokens/s decoding a prefix, then
+        generation tokens/s with every slot sharing it, one token per slot per step."""
+        prefix = [100 + i % 500 for i in range(prefix_len)]
+        L.llama_memory_clear(self._memory(), True)
+        self.template_tokens = []
+        began = time.perf_counter()
+        self._decode_prefix(prefix)
+        prompt_rate = prefix_len / (time.perf_counter() - began)
+        for seq in range(slots):
+            L.llama_memory_seq_cp(self._memory(), self.template, seq, -1, -1)
+        began = time.perf_counter()
+        for step in range(steps):
+            self._decode([(200 + step, prefix_len + step, seq, True) for seq in range(slots)])
+        rate = slots * steps / (time.perf_counter() - began)
+        L.llama_memory_clear(self._memory(), True)
+        return prompt_rate, rate
+
     def _memory(self) -> Any:
         return L.llama_get_memory(self.e._ctx)
 

@@ -285,6 +285,13 @@ class LlamaEngine:
             return
         yield from self._batched.run(prompts, settings, should_stop)
 
+    def measure_throughput(self, slots: int) -> tuple[float, float]:
+        """(prompt tokens/s, generation tokens/s with `slots` sequences); needs a context
+        opened with parallel >= max(slots, 2)."""
+        if self._batched is None:
+            raise EngineError("measure_throughput needs open_context(n_ctx, parallel >= 2)")
+        return self._batched.measure(slots)
+
     def describe(self) -> dict[str, object]:
         return {
             "llama_cpp_python": L.__version__,
