@@ -46,7 +46,7 @@ def throughput(
 
     found = []
     for n in widths:
-        with LlamaEngine(model, EngineSettings(threads=threads, flash_attn=n > 1)) as engine:
+        with LlamaEngine(model, EngineSettings(threads=threads, flash_attn=True)) as engine:
             engine.open_context(2048 + 256 * n, max(n, 2))
             prompt_rate, rate = engine.measure_throughput(n)
         found.append(Throughput(n, prompt_rate, rate))
@@ -79,7 +79,7 @@ def timed_runs(
             ):
                 config = RunConfig(model=model, out=Path(tmp) / f"{len(runs)}.jsonl", sample=spec,
                                    generation=GenerationSettings(max_tokens=budget), threads=threads,
-                                   parallel=width, flash_attn=width > 1, prefix_cache=cache)  # fmt: skip
+                                   parallel=width, prefix_cache=cache)  # fmt: skip
                 began = time.perf_counter()
                 outcome = run(config, echo=lambda _: None, progress=False)
                 wall = time.perf_counter() - began

@@ -45,7 +45,7 @@ class RunConfig:
     threads: int = 1
     gpu_layers: int = -1
     batch: int = 512
-    flash_attn: bool = False
+    flash_attn: bool = True
     parallel: int = 1
     prefix_cache: bool = True
     prefix_cache_gb: float = PREFIX_CACHE_MAX_GB

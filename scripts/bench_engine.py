@@ -10,6 +10,7 @@ per minute, generated tokens per second, the speed-up and how many predictions a
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ def main() -> None:
     )
 
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MMLUPRO_LOCAL_CACHE"] = str(Path(tmp) / "cache")  # a cold prefix cache
         config = RunConfig(model=model, out=Path(tmp) / "r.jsonl", sample=SampleSpec(per_category=args.per_category),
                            generation=GenerationSettings(max_tokens=args.max_tokens), threads=threads)  # fmt: skip
         began = time.perf_counter()
@@ -51,37 +53,39 @@ def main() -> None:
     engine_decode = sum(r["decode_seconds"] for r in outcome.records)
     engine_preds = [r["pred"] for r in outcome.records]
     n_ctx = round_ctx(max(r["prompt_tokens"] for r in outcome.records) + args.max_tokens)
+    n = len(sample)
+    print(f"{'':<40}{'seconds':>9}{'q/min':>8}{'gen tok':>9}{'tok/s':>8}{'agree':>7}")
 
+    def row(name: str, seconds: float, tokens: int, preds: list[str | None]) -> None:
+        agree = sum(a == b for a, b in zip(engine_preds, preds, strict=True))
+        print(
+            f"{name:<40}{seconds:>9.1f}{n / seconds * 60:>8.2f}{tokens:>9}{tokens / seconds:>8.1f}{agree:>4}/{n}"
+        )
+
+    row("engine (defaults, cold prefix cache)", engine_seconds, engine_tokens, engine_preds)
     import llama_cpp
 
     from mmlupro_local.engine import llamalog
 
     llamalog.install()
-    llm = llama_cpp.Llama(model_path=str(model), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                          n_batch=512, n_gpu_layers=-1, verbose=False)  # fmt: skip
-    began = time.perf_counter()
-    plain_tokens = 0
-    plain_preds = []
-    for prompt in prompts:
-        out = llm.create_completion(
-            prompt, max_tokens=args.max_tokens, temperature=0.0, stop=["Question:"]
-        )
-        plain_tokens += out["usage"]["completion_tokens"]
-        plain_preds.append(extract_answer(out["choices"][0]["text"]).letter)
-    plain_seconds = time.perf_counter() - began
-
-    n = len(sample)
-    print(f"{'':<28}{'seconds':>9}{'q/min':>8}{'gen tok':>9}{'tok/s':>8}")
-    print(
-        f"{'engine (early stop)':<28}{engine_seconds:>9.1f}{n / engine_seconds * 60:>8.2f}{engine_tokens:>9}{engine_tokens / engine_seconds:>8.1f}"
-    )
-    print(
-        f"{'plain create_completion':<28}{plain_seconds:>9.1f}{n / plain_seconds * 60:>8.2f}{plain_tokens:>9}{plain_tokens / plain_seconds:>8.1f}"
-    )
-    print(f"speed-up: {plain_seconds / engine_seconds:.2f}x in wall time")
+    for flash in (False, True):
+        llm = llama_cpp.Llama(model_path=str(model), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                              n_batch=512, n_gpu_layers=-1, flash_attn=flash, verbose=False)  # fmt: skip
+        began = time.perf_counter()
+        tokens = 0
+        preds = []
+        for prompt in prompts:
+            out = llm.create_completion(
+                prompt, max_tokens=args.max_tokens, temperature=0.0, stop=["Question:"]
+            )
+            tokens += out["usage"]["completion_tokens"]
+            preds.append(extract_answer(out["choices"][0]["text"]).letter)
+        seconds = time.perf_counter() - began
+        del llm
+        name = "plain create_completion" + (", flash_attn=True" if flash else " (its defaults)")
+        row(name, seconds, tokens, preds)
+        print(f"  engine speed-up over it: {seconds / engine_seconds:.2f}x")
     print(f"engine time inside llama_decode: {engine_decode / engine_seconds:.1%}")
-    agree = sum(a == b for a, b in zip(engine_preds, plain_preds, strict=True))
-    print(f"predictions that agree: {agree} of {n}")
 
 
 if __name__ == "__main__":

@@ -130,9 +130,10 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
 )
 @click.option(
     "--flash-attn/--no-flash-attn",
-    default=None,
-    help="Flash attention [default: on with --parallel > 1, where it skips the other "
-    "questions' cells; off otherwise]. Results differ slightly with and without.",
+    default=True,
+    show_default=True,
+    help="Flash attention: on CPU it read 5-shot prompts about 1.4x faster here, and with "
+    "--parallel it skips the other questions' cells. Results differ slightly without it.",
 )
 @click.option(
     "--parallel",
@@ -152,7 +153,7 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
 def run_cmd(model: Path | None, per_category: int | None, fraction: float | None, full: bool,
             categories: tuple[str, ...], seed: int, style: str, shots: int, strip_options: bool,
             extract_mode: str, strip_thinking: bool, max_tokens: int, early_stop: bool, ctx: int | None,
-            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool | None, parallel: str, prefix_cache: bool, out: Path | None, progress: bool,
+            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, parallel: str, prefix_cache: bool, out: Path | None, progress: bool,
             dataset_name: str) -> None:  # fmt: skip
     """Evaluate MODEL (a GGUF file) on MMLU-Pro; results are saved as they come.
 
@@ -184,7 +185,7 @@ def run_cmd(model: Path | None, per_category: int | None, fraction: float | None
         threads=threads or physical_cores(),
         gpu_layers=gpu_layers,
         batch=batch,
-        flash_attn=n_parallel > 1 if flash_attn is None else flash_attn,
+        flash_attn=flash_attn,
         parallel=n_parallel,
         prefix_cache=prefix_cache,
         command=tuple(sys.argv),
