@@ -145,7 +145,9 @@ class BatchedDecoder:
         self, group: list[_Job], settings: GenerationSettings, should_stop: Callable[[], bool]
     ) -> Iterator[tuple[int, Generation]]:
         boundary = group[0].boundary
+        before = self.decode_seconds
         prefix_decoded = self._ensure_template(group[0].tokens[:boundary])
+        prefix_seconds = self.decode_seconds - before
         queue = deque(group)
         slots: dict[int, _Slot] = {}
         limit = self.parallel
@@ -180,8 +182,12 @@ class BatchedDecoder:
                 if reason is not None:
                     L.llama_memory_seq_rm(memory, seq, -1, -1)
                     del slots[seq]
+                    slot.spent += prefix_seconds
                     yield slot.job.index, self._result(slot, reason, boundary, prefix_decoded)
-                    prefix_decoded = 0  # counted once, with the first question to finish
+                    prefix_decoded, prefix_seconds = (
+                        0,
+                        0.0,
+                    )  # counted once, with the first to finish
 
     def _plan(self, slots: dict[int, _Slot]) -> list[tuple[int, int, int, bool]]:
         """This step's batch: every generating slot's token, then suffix tokens of the
