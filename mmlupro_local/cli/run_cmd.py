@@ -132,8 +132,8 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
     "--flash-attn/--no-flash-attn",
     default=True,
     show_default=True,
-    help="Flash attention: on CPU it read 5-shot prompts about 1.4x faster here, and with "
-    "--parallel it skips the other questions' cells. Results differ slightly without it.",
+    help="Flash attention: with --parallel it skips the other questions' cells. "
+    "Results differ slightly without it.",
 )
 @click.option(
     "--parallel",
