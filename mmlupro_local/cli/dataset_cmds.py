@@ -15,7 +15,7 @@ from mmlupro_local.dataset import EMBEDDED_NAME, Dataset, dataset_dir, list_data
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.formats import write_jsonl
 from mmlupro_local.library import diff_datasets, fetch, import_paths
-from mmlupro_local.summary import category_counts, chance_level, option_histogram
+from mmlupro_local.summary import by_category, category_counts, chance_level, option_histogram
 from mmlupro_local.verify import verify
 
 dataset_option = click.option(
@@ -74,9 +74,7 @@ def info(dataset_name: str, as_json: bool) -> None:
 
 
 def _facts(data: Dataset) -> dict[str, Any]:
-    groups: dict[str, list[Any]] = {}
-    for q in data.test:
-        groups.setdefault(q.category, []).append(q)
+    groups = by_category(data.test)
     return {
         "name": data.name,
         "source": data.meta.source,
@@ -89,7 +87,7 @@ def _facts(data: Dataset) -> dict[str, Any]:
         "validation_categories": category_counts(data.validation),
         "options_histogram": {str(k): v for k, v in option_histogram(data.test).items()},
         "chance": chance_level(data.test),
-        "chance_by_category": {c: chance_level(qs) for c, qs in sorted(groups.items())},
+        "chance_by_category": {c: chance_level(qs) for c, qs in groups.items()},
         "path": str(dataset_dir(data.name)),
         "cache_dir": str(datasets_dir()),
         "datasets": list_datasets(),

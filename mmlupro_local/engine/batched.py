@@ -74,14 +74,8 @@ class BatchedDecoder:
         self.wall_seconds += time.perf_counter() - began
 
     def _job(self, index: int, text: str, prefix_chars: int) -> _Job:
-        tokens = self.e.tokenize(text)
-        prefix = self.e.tokenize(text[:prefix_chars]) if prefix_chars else []
-        boundary = 0
-        for a, b in zip(prefix, tokens, strict=False):
-            if a != b:
-                break
-            boundary += 1
-        return _Job(index, tokens, min(boundary, len(tokens) - 1), in_open_think_block(text))
+        tokens, boundary = self.e.split_prompt(text, prefix_chars)
+        return _Job(index, tokens, boundary, in_open_think_block(text))
 
     def measure(self, slots: int, prefix_len: int = 1300, steps: int = 24) -> tuple[float, float]:
         """Raw throughput of this context: prompt tokens/s decoding a prefix, then

@@ -120,6 +120,14 @@ class LlamaEngine:
             capacity = -n
         raise EngineError("tokenization failed")
 
+    def split_prompt(self, prompt: str, prefix_chars: int) -> tuple[list[int], int]:
+        """The prompt's tokens, and how many of them belong to the shared prefix."""
+        tokens = self.tokenize(prompt)
+        prefix = self.tokenize(prompt[:prefix_chars]) if prefix_chars else []
+        boundary = _common_prefix(prefix, tokens)
+        # the last prompt token must be decoded to get logits
+        return tokens, min(boundary, len(tokens) - 1)
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
 
@@ -226,11 +234,7 @@ class LlamaEngine:
         if not self._ctx:
             raise EngineError("open_context() must come before generate()")
         began = time.perf_counter()
-        tokens = self.tokenize(prompt)
-        prefix = self.tokenize(prompt[:prefix_chars]) if prefix_chars else []
-        boundary = _common_prefix(prefix, tokens)
-        if boundary == len(tokens):
-            boundary -= 1  # the last prompt token must be decoded to get logits
+        tokens, boundary = self.split_prompt(prompt, prefix_chars)
         if len(tokens) + settings.max_tokens > self.settings.n_ctx:
             raise EngineError(
                 f"the prompt ({len(tokens)} tokens) plus the budget ({settings.max_tokens}) "
