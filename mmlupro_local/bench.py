@@ -40,13 +40,14 @@ class TimedRun:
 
 
 def throughput(
-    model: Path, threads: int, widths: tuple[int, ...] = (1, 2, 4, 8)
+    model: Path, threads: int, widths: tuple[int, ...] = (1, 2, 4, 8), kv_type: str = "f16"
 ) -> list[Throughput]:
     from mmlupro_local.engine.llama import LlamaEngine
 
     found = []
     for n in widths:
-        with LlamaEngine(model, EngineSettings(threads=threads, flash_attn=True)) as engine:
+        settings = EngineSettings(threads=threads, flash_attn=True, kv_type=kv_type)
+        with LlamaEngine(model, settings) as engine:
             engine.open_context(2048 + 256 * n, max(n, 2))
             prompt_rate, rate = engine.measure_throughput(n)
         found.append(Throughput(n, prompt_rate, rate))
@@ -63,23 +64,24 @@ def best_width(measured: list[Throughput]) -> int:
 
 
 def timed_runs(
-    model: Path, threads: int, parallel: int, spec: SampleSpec, budget: int
+    model: Path, threads: int, parallel: int, spec: SampleSpec, budget: int, kv_type: str = "f16"
 ) -> list[TimedRun]:
-    """--parallel 1 without the prefix cache, then `parallel` with a cold and a warm one,
-    all in a private, empty cache directory."""
+    """--parallel 1 without the prefix cache (the reference mode: f16 KV), then
+    `parallel` with `kv_type` and a cold and a warm one, in a private, empty cache."""
     runs: list[TimedRun] = []
     previous = os.environ.get(CACHE_ENV)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ[CACHE_ENV] = str(Path(tmp) / "cache")
         try:
-            for name, width, cache in (
-                ("--parallel 1, no prefix cache", 1, False),
-                (f"--parallel {parallel}, cold prefix cache", parallel, True),
-                (f"--parallel {parallel}, warm prefix cache", parallel, True),
+            kv = f" --kv-type {kv_type}" if kv_type != "f16" else ""
+            for name, width, cache, kind in (
+                ("--parallel 1, no prefix cache", 1, False, "f16"),
+                (f"--parallel {parallel}{kv}, cold cache", parallel, True, kv_type),
+                (f"--parallel {parallel}{kv}, warm cache", parallel, True, kv_type),
             ):
                 config = RunConfig(model=model, out=Path(tmp) / f"{len(runs)}.jsonl", sample=spec,
                                    generation=GenerationSettings(max_tokens=budget), threads=threads,
-                                   parallel=width, prefix_cache=cache)  # fmt: skip
+                                   parallel=width, prefix_cache=cache, kv_type=kind)  # fmt: skip
                 began = time.perf_counter()
                 outcome = run(config, echo=lambda _: None, progress=False)
                 wall = time.perf_counter() - began

@@ -6,8 +6,11 @@ user's usual setup (mirrors, tokens, offline mode, cache location) applies uncha
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mmlupro_local.errors import HubError, MissingExtraError
@@ -81,3 +84,120 @@ def _check_blob(path: Path) -> None:
                 f"{path} is corrupt: sha256 {actual[:12]}... but the hub says {expected[:12]}...; "
                 "delete it from the hub cache and fetch again"
             )
+
+
+_MODEL_OFFLINE_HINT = (
+    "Download it once where the hub is reachable (it stays in the Hugging Face cache), "
+    "or pass the .gguf file's local path instead: mmlupro-local run /path/to/model.gguf"
+)
+_SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
+
+
+def download_model(repo: str, pattern: str, revision: str | None) -> Path:
+    """The local path of the GGUF file in `repo` named by `pattern` (a path, or a glob
+    like '*Q4_K_M.gguf', case-insensitive), downloaded into the Hugging Face cache
+    unless it is there already. A split model downloads all its parts."""
+    try:
+        import huggingface_hub
+    except ImportError as exc:
+        raise MissingExtraError("huggingface_hub", "hub", "Models from the hub") from exc
+    where = f"hf://{repo}{'@' + revision if revision else ''}/{pattern}"
+    with _hub_errors(where):
+        if any(c in pattern for c in "*?["):
+            names = _matching_files(repo, pattern, revision)
+        else:
+            names = [pattern]
+        local = [
+            Path(huggingface_hub.hf_hub_download(repo, name, revision=revision)) for name in names
+        ]
+    for path in local:
+        _check_blob(path)
+    return local[0]
+
+
+def _matching_files(repo: str, pattern: str, revision: str | None) -> list[str]:
+    """The repo files matching the glob: one file, or every part of one split model."""
+    import huggingface_hub
+    from huggingface_hub import errors as hub_errors
+
+    try:
+        files = huggingface_hub.list_repo_files(repo, revision=revision)
+    except (hub_errors.RepositoryNotFoundError, hub_errors.RevisionNotFoundError):
+        raise  # a definite answer from the hub
+    except Exception as exc:  # offline or unreachable (errors vary by version): the cache
+        files = _cached_files(repo, revision)
+        if not files:
+            if isinstance(exc, hub_errors.OfflineModeIsEnabled):
+                raise
+            raise hub_errors.LocalEntryNotFoundError(str(exc)) from exc
+    matches = sorted(f for f in files if fnmatch.fnmatchcase(f.lower(), pattern.lower()))
+    ggufs = sorted(f for f in files if f.lower().endswith(".gguf"))
+    if not matches:
+        listing = ", ".join(ggufs[:20]) or "none"
+        raise HubError(f"no file in {repo} matches {pattern!r}; its GGUF files: {listing}")
+    if len(matches) > 1 and not _one_split_model(matches):
+        raise HubError(
+            f"{len(matches)} files in {repo} match {pattern!r}: {', '.join(matches[:10])}; "
+            "give a narrower pattern or the file name"
+        )
+    return matches
+
+
+def _one_split_model(names: list[str]) -> bool:
+    """Are these exactly the parts 1..N of one split model (llama.cpp loads them all)?"""
+    found = [(_SPLIT.sub("", name), _SPLIT.search(name)) for name in names]
+    if any(m is None for _, m in found) or len({stem for stem, _ in found}) != 1:
+        return False
+    numbers = sorted(int(m.group(1)) for _, m in found if m)
+    total = int(found[0][1].group(2)) if found[0][1] else 0
+    return numbers == list(range(1, total + 1))
+
+
+def _cached_files(repo: str, revision: str | None) -> list[str]:
+    """The files of repo already in the local hub cache (for offline pattern lookup)."""
+    import huggingface_hub
+
+    try:
+        folder = huggingface_hub.snapshot_download(
+            repo, revision=revision, local_files_only=True, allow_patterns=["*.gguf"]
+        )
+    except Exception:  # nothing cached: the caller reports it the offline way
+        return []
+    root = Path(folder)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@contextmanager
+def _hub_errors(where: str) -> Iterator[None]:
+    from huggingface_hub import errors as hub_errors
+
+    try:
+        yield
+    except HubError:
+        raise
+    except hub_errors.OfflineModeIsEnabled as exc:
+        raise HubError(
+            f"{where} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. "
+            + _MODEL_OFFLINE_HINT
+        ) from exc
+    except hub_errors.LocalEntryNotFoundError as exc:
+        raise HubError(
+            f"{where} is not in the local Hugging Face cache and the hub cannot be reached "
+            "(offline, or HF_HUB_OFFLINE is set). " + _MODEL_OFFLINE_HINT
+        ) from exc
+    except hub_errors.GatedRepoError as exc:
+        raise HubError(
+            f"{where}: the repository is gated; accept its terms on the hub and set HF_TOKEN"
+        ) from exc
+    except hub_errors.RevisionNotFoundError as exc:
+        raise HubError(f"{where}: revision not found on the hub") from exc
+    except hub_errors.RepositoryNotFoundError as exc:
+        raise HubError(
+            f"{where}: repository not found on the hub (or it is private: set HF_TOKEN)"
+        ) from exc
+    except hub_errors.EntryNotFoundError as exc:
+        raise HubError(f"{where}: no such file in the repository") from exc
+    except Exception as exc:  # HTTP and connection errors vary by huggingface_hub version
+        raise HubError(
+            f"could not download {where} ({type(exc).__name__}: {exc}). " + _MODEL_OFFLINE_HINT
+        ) from exc

@@ -18,9 +18,10 @@ from tqdm import tqdm
 from mmlupro_local import __version__
 from mmlupro_local.config import PREFIX_CACHE_MAX_GB, prefix_cache_dir
 from mmlupro_local.dataset import EMBEDDED_NAME, Dataset, load_dataset
-from mmlupro_local.engine import Engine, EngineSettings, GenerationSettings
+from mmlupro_local.engine import LIVE_PREFIXES, Engine, EngineSettings, GenerationSettings
 from mmlupro_local.fingerprint import model_record, model_sha256
 from mmlupro_local.gguf import GgufInfo, read_gguf
+from mmlupro_local.memory import check_fits, estimate, machine_memory
 from mmlupro_local.prefix_cache import PrefixCache
 from mmlupro_local.prompt import ChatRenderer, Prompt, PromptSettings, build_prompt, fit_prompt
 from mmlupro_local.questions import Question
@@ -37,6 +38,7 @@ Echo = Callable[[str], None]
 class RunConfig:
     model: Path
     out: Path
+    model_source: str = ""  # the hub reference it was downloaded from, if any
     dataset: str = EMBEDDED_NAME
     sample: SampleSpec = field(default_factory=SampleSpec)
     prompt: PromptSettings = field(default_factory=PromptSettings)
@@ -46,8 +48,10 @@ class RunConfig:
     gpu_layers: int = -1
     batch: int = 512
     flash_attn: bool = True
+    kv_type: str = "f16"
     parallel: int = 1
     prefix_cache: bool = True
+    memory_check: bool = True  # refuse a model and context larger than this machine's memory
     prefix_cache_gb: float = PREFIX_CACHE_MAX_GB
     command: tuple[str, ...] = ()
 
@@ -85,11 +89,26 @@ def identity(config: RunConfig, model_hash: str, dataset: Dataset) -> dict[str, 
         "engine": {
             "batch": config.batch,
             "flash_attn": config.flash_attn,
+            "kv_type": config.kv_type,
             "gpu_layers": config.gpu_layers,
             "parallel": config.parallel,
         },
         "seed": config.sample.seed,
     }
+
+
+def budget_floor(config: RunConfig) -> int:
+    """A context no run of this config can be smaller than: the budget and a short prompt."""
+    return config.generation.max_tokens + 256
+
+
+def _check_memory(config: RunConfig, info: GgufInfo, n_ctx: int, warnings: list[str]) -> None:
+    if not config.memory_check:
+        return
+    need = estimate(info, n_ctx, config.kv_type)
+    warning = check_fits(info, need, machine_memory())
+    if warning and warning not in warnings:
+        warnings.append(warning)
 
 
 def round_ctx(n: int) -> int:
@@ -121,6 +140,8 @@ def run(
         echo(f"results: {config.out} ({len(done)} of {len(sample)} questions already there)")
         written, interrupted = 0, False
         if todo:
+            # before loading: the weights and the smallest context this run could use
+            _check_memory(config, info, round_ctx(config.ctx or budget_floor(config)), warnings)
             engine = (engine_factory or _default_engine)(
                 config.model,
                 EngineSettings(
@@ -128,10 +149,12 @@ def run(
                     gpu_layers=config.gpu_layers,
                     batch=config.batch,
                     flash_attn=config.flash_attn,
+                    kv_type=config.kv_type,
                 ),
             )
             try:
                 prompts, n_ctx = _prepare_prompts(config, dataset, todo, info, engine, warnings)
+                _check_memory(config, info, n_ctx, warnings)
                 engine.open_context(n_ctx, config.parallel)
                 cache = None
                 if config.prefix_cache:
@@ -186,7 +209,7 @@ def _prepare_prompts(
     }
     counts = {qid: engine.count_tokens(p.text) for qid, p in prompts.items()}
     if config.ctx is None:
-        # one prefix, shared, plus each parallel sequence's own question and budget
+        # the live prefixes, shared, plus each parallel sequence's own question and budget
         prefix: dict[str, int] = {}
         for q in todo:
             if q.category not in prefix:
@@ -194,7 +217,8 @@ def _prepare_prompts(
                 prefix[q.category] = engine.count_tokens(p.text[: p.prefix_chars])
         longest = max(counts.values())
         own = max(counts[q.question_id] - prefix[q.category] for q in todo) + budget
-        n_ctx = round_ctx(max(longest + budget, max(prefix.values()) + config.parallel * own))
+        shared = max(prefix.values()) * min(LIVE_PREFIXES, len(prefix))
+        n_ctx = round_ctx(max(longest + budget, shared + config.parallel * own))
     else:
         n_ctx = round_ctx(config.ctx)
         if n_ctx != config.ctx:
@@ -245,7 +269,7 @@ def _run_record(
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "resumed": resumed,
         "identity": ident,
-        "model": model_record(info, model_hash),
+        "model": {**model_record(info, model_hash), "source": config.model_source or None},
         "dataset": {
             "name": dataset.name,
             "sha256": dataset.sha256,

@@ -8,6 +8,7 @@ the file stays valid and resumable.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Mapping
@@ -27,6 +28,18 @@ SCHEMA = 1
 
 class StoreError(MmluProError):
     """A results file cannot be opened, trusted or written."""
+
+
+_HINTS = {
+    errno.ENOSPC: " (free some disk space)",
+    errno.EDQUOT: " (over the disk quota: free some space)",
+    errno.EROFS: " (the file system is read-only: remount it writable or choose another --out)",
+    errno.EACCES: " (no permission: choose another --out)",
+}
+
+
+def _hint(exc: OSError) -> str:
+    return _HINTS.get(exc.errno or 0, "")
 
 
 @dataclass
@@ -143,7 +156,9 @@ class ResultsWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StoreError(f"cannot open {path} for writing: {exc.strerror or exc}") from exc
+            raise StoreError(
+                f"cannot open {path} for writing: {exc.strerror or exc}{_hint(exc)}"
+            ) from exc
         try:
             self._lock()
             self.log = self._load(identity)
@@ -193,9 +208,9 @@ class ResultsWriter:
         except OSError as exc:
             self._roll_back()
             raise StoreError(
-                f"could not write to {self.path}: {exc.strerror or exc}. The file is intact "
-                f"with {len(self.log.results)} results; fix that and run the same command "
-                "again to resume."
+                f"could not write to {self.path}: {exc.strerror or exc}{_hint(exc)}. The file "
+                f"is intact with {len(self.log.results)} results; fix that and run the same "
+                "command again to resume."
             ) from exc
         self._size += len(line)
 

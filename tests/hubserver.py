@@ -1,13 +1,16 @@
 """A local stand-in for the Hugging Face hub: serves files in its URL layout on 127.0.0.1.
 
-Only what huggingface_hub's file download uses: HEAD and GET on
+Only what huggingface_hub's file download and listing use: HEAD and GET on
 /{datasets/}{repo}/resolve/{revision}/{path}, with X-Repo-Commit and ETag headers
-(the sha256 for LFS-like files), 404s with the hub's X-Error-Code values.
+(the sha256 for LFS-like files), GET /api/{kind}/{repo}/tree/{revision} (one page),
+404s with the hub's X-Error-Code values. `down = True` answers 503 to everything, like a
+hub that is failing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +37,7 @@ class FakeHub:
     repos: list[HubRepo]
     url: str = ""
     requests: list[str] = field(default_factory=list)
+    down: bool = False
 
 
 def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
@@ -49,6 +53,12 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, *, body: bool) -> None:
             hub.requests.append(f"{self.command} {self.path}")
+            if hub.down:
+                self._send(503, b"", {})
+                return
+            if self.path.startswith("/api/"):
+                self._tree(body)
+                return
             found = self._lookup()
             if isinstance(found, str):
                 self.send_response(404)
@@ -66,6 +76,33 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if body:
                 self.wfile.write(data)
+
+        def _send(self, status: int, data: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _tree(self, body: bool) -> None:
+            route = self.path.split("?", 1)[0][len("/api/") :]
+            for repo in hub.repos:
+                prefix = f"{repo.kind}/{repo.repo_id}/tree/"
+                if route.startswith(prefix):
+                    commit = repo.refs.get(route[len(prefix) :].split("/")[0], "")
+                    files = repo.revisions.get(commit or route[len(prefix) :].split("/")[0])
+                    if files is None:
+                        self._send(404, b"", {"X-Error-Code": "RevisionNotFound"})
+                        return
+                    listing = [{"type": "file", "oid": hashlib.sha1(path.read_bytes()).hexdigest(),
+                                "size": path.stat().st_size, "path": name}
+                               for name, path in sorted(files.items())]  # fmt: skip
+                    self._send(
+                        200, json.dumps(listing).encode(), {"Content-Type": "application/json"}
+                    )
+                    return
+            self._send(404, b"", {"X-Error-Code": "RepoNotFound"})
 
         def _lookup(self) -> tuple[str, Path] | str:
             route = self.path.split("?", 1)[0].lstrip("/")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -319,3 +320,64 @@ def test_parallel_run_agrees_with_sequential_and_resumes_after_sigkill(tmp_path:
                                                       sorted(after, key=lambda r: r["question_id"]), strict=True))  # fmt: skip
     print(f"--parallel 4 agrees with --parallel 1 on {agree} of 4 predictions")
     assert agree >= 2
+
+
+def _complete_lines(path: Path) -> list[bytes]:
+    """The file's lines that end with a newline (a killed write may leave one torn)."""
+    data = path.read_bytes() if path.exists() else b""
+    return data.split(b"\n")[:-1]
+
+
+def _report_figures(path: Path) -> dict[str, Any]:
+    """What `report --format json` says about accuracy, without time and cost figures
+    (a resumed run re-decodes prefixes and takes longer, by design)."""
+    done = cli("report", str(path), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)["runs"][0]
+    drop = ("seconds", "decoded_prompt_tokens")
+    strip = lambda d: {k: v for k, v in d.items() if k not in drop}  # noqa: E731
+    return {
+        "overall": strip(run["overall"]),
+        "macro": run["macro_accuracy"],
+        "categories": {name: strip(c) for name, c in run["categories"].items()},
+        "complete": run["complete"],
+    }
+
+
+def test_ten_random_sigkills_lose_nothing_and_change_nothing(tmp_path: Path) -> None:
+    """Kill a real run at random moments (loading, decoding, writing), resume each time."""
+    seed = int(os.environ.get("FAULT_SEED", time.time_ns() % 10_000))
+    print(f"fault injection seed {seed} (rerun with FAULT_SEED={seed})")
+    rng = random.Random(seed)
+    base = ["run", str(smollm2_path()), "--per-category", "2", "--categories",
+            "law,history,biology,economics,philosophy,math", "--shots", "1",
+            "--max-tokens", "32", "--no-progress"]  # fmt: skip
+    reference = tmp_path / "reference.jsonl"
+    assert cli(*base, "--out", str(reference)).returncode == 0
+    out = tmp_path / "killed.jsonl"
+    kept: list[bytes] = []
+    kills = 0
+    while kills < 10:
+        proc = subprocess.Popen([sys.executable, "-m", "mmlupro_local", *base, "--out", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            proc.wait(timeout=rng.uniform(0.5, 6.0))
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        now = _complete_lines(out)
+        assert now[: len(kept)] == kept, f"kill {kills}: a complete record was lost or changed"
+        kept = now
+        if proc.returncode == 0:  # finished before the kill: start over for more kills
+            out.unlink()
+            kept = []
+    assert cli(*base, "--out", str(out)).returncode == 0
+    final = _complete_lines(out)
+    assert final[: len(kept)] == kept
+    records = [json.loads(line) for line in final]
+    ids = [r["question_id"] for r in records if r["type"] == "result"]
+    assert len(ids) == len(set(ids)) == 12
+    assert _report_figures(out) == _report_figures(reference)
+    by_id = {r["question_id"]: r["response"] for r in results(reference)}
+    assert {r["question_id"]: r["response"] for r in results(out)} == by_id

@@ -183,8 +183,15 @@ def test_second_writer_is_refused(model: Path, tmp_path: Path) -> None:
         run(cfg, echo=print, engine_factory=FakeEngine(), progress=False)
 
 
-def test_disk_full_keeps_the_file_valid(
-    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (errno.ENOSPC, r"No space left on device \(free some disk space\)"),
+        (errno.EROFS, r"Read-only file system \(the file system is read-only: remount"),
+    ],
+)
+def test_a_failed_write_keeps_the_file_valid_and_resumable(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, message: str
 ) -> None:
     out = tmp_path / "r.jsonl"
     real_write = os.write
@@ -192,21 +199,38 @@ def test_disk_full_keeps_the_file_valid(
 
     def failing_write(fd: int, data: bytes) -> int:
         writes["n"] += 1
-        if writes["n"] == 3:  # header, first result, then the disk fills mid-record
+        if writes["n"] == 3:  # header, first result, then the write fails mid-record
             real_write(fd, bytes(data)[:10])
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(code, os.strerror(code))
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", failing_write)
-    with pytest.raises(
-        StoreError, match=r"No space left on device\. The file is intact with 1 results"
-    ):
+    with pytest.raises(StoreError, match=message + r".*The file is intact with 1 results"):
         run(config(model, out), echo=print, engine_factory=FakeEngine(), progress=False)
     monkeypatch.setattr(os, "write", real_write)
     assert [r["type"] for r in lines(out)] == ["run", "result"]
     engine = FakeEngine()
     run(config(model, out), echo=print, engine_factory=engine, progress=False)
     assert len(engine.calls) == 1 and len(lines(out)) == 4
+
+
+def test_a_read_only_place_for_results_is_refused_before_loading(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+
+    def read_only_open(path: str, flags: int, *args: int) -> int:
+        if str(path).endswith("r.jsonl") and flags & (os.O_WRONLY | os.O_RDWR):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only_open)
+    engine = FakeEngine()
+    with pytest.raises(
+        StoreError, match=r"cannot open .*r\.jsonl for writing: Read-only file system \(the file"
+    ):
+        run(config(model, tmp_path / "r.jsonl"), echo=print, engine_factory=engine, progress=False)
+    assert engine.calls == []
 
 
 def test_ctrl_c_finishes_the_record_and_exits_130(

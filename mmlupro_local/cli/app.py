@@ -38,11 +38,12 @@ def _register() -> None:
     from mmlupro_local.cli.bench_cmd import bench_cmd
     from mmlupro_local.cli.cache_cmds import cache
     from mmlupro_local.cli.dataset_cmds import dataset
+    from mmlupro_local.cli.model_cmds import model
     from mmlupro_local.cli.prompt_cmd import prompt
     from mmlupro_local.cli.report_cmds import compare_cmd, report_cmd
     from mmlupro_local.cli.run_cmd import run_cmd
 
-    for command in (dataset, prompt, run_cmd, report_cmd, compare_cmd, cache, bench_cmd):
+    for command in (dataset, model, prompt, run_cmd, report_cmd, compare_cmd, cache, bench_cmd):
         main.add_command(command)
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from mmlupro_local.bench import best_width, peak_memory_mib, throughput, timed_runs
+from mmlupro_local.engine import KV_TYPES
 from mmlupro_local.hardware import physical_cores
+from mmlupro_local.models import model_path
 from mmlupro_local.sampling import SampleSpec
 
 
 @click.command("bench")
-@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("model")
 @click.option(
     "--per-category",
     type=int,
@@ -28,11 +28,18 @@ from mmlupro_local.sampling import SampleSpec
     help="Generation budget in the timed runs.",
 )
 @click.option("--threads", type=click.IntRange(1), help="CPU threads [default: physical cores].")
+@click.option(
+    "--kv-type",
+    type=click.Choice(KV_TYPES),
+    default="f16",
+    show_default=True,
+    help="KV cache type for the throughput and the parallel runs.",
+)
 @click.option("--quick", is_flag=True, help="Only the raw throughput, no timed runs.")
 def bench_cmd(
-    model: Path, per_category: int, max_tokens: int, threads: int | None, quick: bool
+    model: str, per_category: int, max_tokens: int, threads: int | None, kv_type: str, quick: bool
 ) -> None:
-    """Measure MODEL: prompt and generation tokens/s at --parallel 1, 2, 4, 8, then a
+    """Measure MODEL (a GGUF file or hf://OWNER/REPO/FILE.gguf): prompt and generation tokens/s at --parallel 1, 2, 4, 8, then a
     fixed stratified sample run with --parallel 1 and no prefix cache against the best
     N with a cold and a warm prefix cache. Prints the best --parallel for this machine.
 
@@ -42,11 +49,12 @@ def bench_cmd(
     """
     from mmlupro_local.gguf import read_gguf
 
-    read_gguf(model)  # a clear error for a wrong file before anything loads
+    path = model_path(model)
+    read_gguf(path)  # a clear error for a wrong file before anything loads
     threads = threads or physical_cores()
-    click.echo(f"{model.name}, {threads} threads")
+    click.echo(f"{path.name}, {threads} threads")
     click.echo("raw llama_decode throughput, 1,300-token shared prefix:")
-    measured = throughput(model, threads)
+    measured = throughput(path, threads, kv_type=kv_type)
     for t in measured:
         click.echo(
             f"  --parallel {t.parallel}: generation {t.generation_rate:6.1f} tok/s, prompt {t.prompt_rate:6.0f} tok/s"
@@ -57,12 +65,12 @@ def bench_cmd(
         return
     spec = SampleSpec(per_category=per_category)
     click.echo(f"timed runs: {per_category} per category (seed 0), budget {max_tokens}, early stop")
-    runs = timed_runs(model, threads, best, spec, max_tokens)
+    runs = timed_runs(path, threads, best, spec, max_tokens, kv_type)
     base = runs[0]
-    click.echo(f"  {'':<34}{'seconds':>9}{'q/min':>8}{'speed-up':>10}{'outside llama_decode':>22}")
+    click.echo(f"  {'':<44}{'seconds':>9}{'q/min':>8}{'speed-up':>10}{'outside llama_decode':>22}")
     for r in runs:
         click.echo(
-            f"  {r.name:<34}{r.wall:>9.1f}{r.questions / r.wall * 60:>8.2f}{base.wall / r.wall:>9.2f}x{r.outside_decode:>21.1%}"
+            f"  {r.name:<44}{r.wall:>9.1f}{r.questions / r.wall * 60:>8.2f}{base.wall / r.wall:>9.2f}x{r.outside_decode:>21.1%}"
         )
     agree = sum(base.predictions.get(q) == p for q, p in runs[-1].predictions.items())
     click.echo(

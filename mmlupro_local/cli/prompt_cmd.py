@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
 from mmlupro_local.cli.dataset_cmds import dataset_option
 from mmlupro_local.dataset import load_dataset
 from mmlupro_local.errors import MmluProError
+from mmlupro_local.models import model_path
 from mmlupro_local.prompt import (
     MAX_SHOTS,
     STYLES,
@@ -34,7 +34,9 @@ from mmlupro_local.prompt import (
     "--strip-options", is_flag=True, help="Strip whitespace around options (hides the answer leak)."
 )
 @click.option(
-    "--model", type=click.Path(path_type=Path), help="GGUF model: its chat template and tokenizer."
+    "--model",
+    "model_ref",
+    help="GGUF model (a path or hf://OWNER/REPO/FILE.gguf): its chat template and tokenizer.",
 )
 @click.option(
     "--ctx", type=int, help="With --model: drop exemplars until the prompt fits this context."
@@ -51,7 +53,7 @@ def prompt(
     style: str,
     shots: int,
     strip_options: bool,
-    model: Path | None,
+    model_ref: str | None,
     ctx: int | None,
     max_tokens: int,
     as_json: bool,
@@ -65,6 +67,7 @@ def prompt(
       mmlupro-local prompt 70 71 --json
       mmlupro-local prompt 70 --style chat --model SmolLM2-135M-Instruct.Q4_1.gguf
     """
+    model = model_path(model_ref) if model_ref else None
     data = load_dataset(dataset_name)
     by_id = {q.question_id: q for q in data.test}
     missing = [i for i in question_ids if i not in by_id]

@@ -11,10 +11,11 @@ import click
 
 from mmlupro_local.cli.dataset_cmds import dataset_option
 from mmlupro_local.config import load_run_config
-from mmlupro_local.engine import GenerationSettings
+from mmlupro_local.engine import KV_TYPES, GenerationSettings
 from mmlupro_local.extract import EXTRACT_MODES
 from mmlupro_local.figures import category_figures, render_table
 from mmlupro_local.hardware import auto_parallel, physical_cores
+from mmlupro_local.models import resolve_model
 from mmlupro_local.prompt import MAX_SHOTS, STYLES, PromptSettings
 from mmlupro_local.runner import RunConfig, run
 from mmlupro_local.sampling import SampleSpec
@@ -53,7 +54,7 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
 
 
 @click.command("run")
-@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.argument("model", required=False)
 @click.option(
     "--config",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -136,6 +137,14 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
     "Results differ slightly without it.",
 )
 @click.option(
+    "--kv-type",
+    type=click.Choice(KV_TYPES),
+    default="f16",
+    show_default=True,
+    help="KV cache type: q8_0 halves its memory (and speeds attention on CPU); "
+    "needs flash attention.",
+)
+@click.option(
     "--parallel",
     default="1",
     show_default=True,
@@ -147,15 +156,24 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
     show_default=True,
     help="Save each category prefix's KV state in the user cache and reuse it.",
 )
+@click.option(
+    "--memory-check/--no-memory-check",
+    default=True,
+    show_default=True,
+    help="Refuse a model whose weights and KV cache (estimated from its metadata) exceed this machine's memory.",
+)
+@click.option("--hf-repo", help="A hub model repository (OWNER/REPO[@REVISION]), with --hf-file.")
+@click.option("--hf-file", help="The GGUF file in --hf-repo, or a pattern such as '*Q4_K_M.gguf'.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Results JSONL file.")
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
 @dataset_option
-def run_cmd(model: Path | None, per_category: int | None, fraction: float | None, full: bool,
+def run_cmd(model: str | None, per_category: int | None, fraction: float | None, full: bool,
             categories: tuple[str, ...], seed: int, style: str, shots: int, strip_options: bool,
             extract_mode: str, strip_thinking: bool, max_tokens: int, early_stop: bool, ctx: int | None,
-            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, parallel: str, prefix_cache: bool, out: Path | None, progress: bool,
+            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, kv_type: str, parallel: str, prefix_cache: bool, memory_check: bool, hf_repo: str | None, hf_file: str | None, out: Path | None, progress: bool,
             dataset_name: str) -> None:  # fmt: skip
-    """Evaluate MODEL (a GGUF file) on MMLU-Pro; results are saved as they come.
+    """Evaluate MODEL (a GGUF file, or hf://OWNER/REPO/FILE.gguf) on MMLU-Pro; results
+    are saved as they come.
 
     Run the same command again to resume: finished questions are skipped.
     Ctrl-C stops after the current question.
@@ -165,17 +183,26 @@ def run_cmd(model: Path | None, per_category: int | None, fraction: float | None
       mmlupro-local run model.gguf --per-category 10
       mmlupro-local run model.gguf --fraction 0.1 --style chat
       mmlupro-local run model.gguf --full --out full.jsonl
+      mmlupro-local run hf://bartowski/SmolLM2-135M-Instruct-GGUF/*Q4_K_M.gguf --per-category 2
       mmlupro-local run --config run.yaml
     """
-    if model is None:
-        raise click.UsageError("give MODEL (a .gguf file), here or as 'model:' in --config")
     chosen = sum(x for x in (per_category is not None, fraction is not None, full))
     if chosen != 1:
         raise click.UsageError("choose exactly one of --per-category N, --fraction F or --full")
-    n_parallel = _parallel(parallel, model)
+    if kv_type != "f16" and not flash_attn:
+        raise click.UsageError(f"--kv-type {kv_type} needs flash attention; drop --no-flash-attn")
+    path = resolve_model(model, hf_repo, hf_file)
+    if path is None:
+        raise click.UsageError(
+            "give MODEL (a .gguf file or hf://OWNER/REPO/FILE.gguf), here or as 'model:' in "
+            "--config, or --hf-repo and --hf-file"
+        )
+    n_parallel = _parallel(parallel, path)
     config = RunConfig(
-        model=model,
-        out=out or default_out(model, style, shots, seed),
+        model=path,
+        model_source=model if model and model.startswith("hf://") else (
+            f"hf://{hf_repo}/{hf_file}" if hf_repo else ""),
+        out=out or default_out(path, style, shots, seed),
         dataset=dataset_name,
         sample=SampleSpec(seed=seed, per_category=per_category, fraction=fraction, categories=categories),
         prompt=PromptSettings(style=style, shots=shots, strip_options=strip_options),
@@ -186,8 +213,10 @@ def run_cmd(model: Path | None, per_category: int | None, fraction: float | None
         gpu_layers=gpu_layers,
         batch=batch,
         flash_attn=flash_attn,
+        kv_type=kv_type,
         parallel=n_parallel,
         prefix_cache=prefix_cache,
+        memory_check=memory_check,
         command=tuple(sys.argv),
     )  # fmt: skip
     outcome = run(config, echo=lambda text: click.echo(text, err=True), progress=progress)

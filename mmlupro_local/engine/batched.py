@@ -4,8 +4,12 @@ The category prefix is decoded once (or loaded from the prefix cache) into a tem
 sequence; each question's sequence starts as a copy of it (llama_memory_seq_cp shares
 the cells in the unified KV cache), decodes its own suffix, then one token per step
 alongside the others. A finished sequence leaves and the next question takes its slot
-at once. When the KV cache is full the newest sequence is put back in the queue and
-the batch goes on with fewer.
+at once. A question with another prefix (the next category) enters only while at most
+`live_prefixes` prefixes are in use: the template then moves on to the new prefix and
+the earlier questions finish on the cells they share. Every token attends over all
+live cells, so more live prefixes cost attention time (see LIVE_PREFIXES). When the
+KV cache is full the newest sequence is put back in the queue and the batch goes on
+with fewer.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 import llama_cpp as L
 
-from mmlupro_local.engine import EngineError, Generation, GenerationSettings
+from mmlupro_local.engine import LIVE_PREFIXES, EngineError, Generation, GenerationSettings
 from mmlupro_local.extract import in_open_think_block
 from mmlupro_local.stopping import StopWatcher
 
@@ -30,6 +34,7 @@ class _Job:
     tokens: list[int]
     boundary: int
     thinking: bool
+    prefix_id: int = 0  # jobs with equal prefixes share it
 
 
 @dataclass
@@ -46,14 +51,17 @@ class _Slot:
     generated: int = 0
     spent: float = 0.0
     logit_at: int = -1  # this step's batch index holding the slot's next-token logits
+    prefix_decoded: int = 0  # prefix tokens decoded for this question (0: copied)
 
 
 class BatchedDecoder:
-    """Runs jobs in slots 0..n-1 with the template prefix in sequence n."""
+    """Runs jobs in slots 0..n-1 with the template prefix in sequence n, at most
+    `live_prefixes` distinct prefixes in the cache at once."""
 
-    def __init__(self, engine: Any, parallel: int) -> None:
+    def __init__(self, engine: Any, parallel: int, live_prefixes: int = LIVE_PREFIXES) -> None:
         self.e = engine
         self.parallel = parallel
+        self.live_prefixes = live_prefixes
         self.template = parallel
         self.template_tokens: list[int] = []
         self.decode_seconds = 0.0
@@ -67,11 +75,13 @@ class BatchedDecoder:
     ) -> Iterator[tuple[int, Generation]]:
         began = time.perf_counter()
         jobs = [self._job(i, text, chars) for i, (text, chars) in enumerate(prompts)]
-        for group in _groups(jobs):
-            yield from self._run_group(group, settings, should_stop)
-            if should_stop():
-                break
-        self.wall_seconds += time.perf_counter() - began
+        ids: dict[tuple[int, ...], int] = {}
+        for job in jobs:
+            job.prefix_id = ids.setdefault(tuple(job.tokens[: job.boundary]), len(ids))
+        try:
+            yield from self._run_queue(deque(jobs), settings, should_stop)
+        finally:
+            self.wall_seconds += time.perf_counter() - began
 
     def _job(self, index: int, text: str, prefix_chars: int) -> _Job:
         tokens, boundary = self.e.split_prompt(text, prefix_chars)
@@ -84,7 +94,8 @@ class BatchedDecoder:
         L.llama_memory_clear(self._memory(), True)
         self.template_tokens = []
         began = time.perf_counter()
-        self._decode_prefix(prefix)
+        if not self._decode_prefix(prefix):
+            raise EngineError("the context is too small for the measurement")
         prompt_rate = prefix_len / (time.perf_counter() - began)
         for seq in range(slots):
             L.llama_memory_seq_cp(self._memory(), self.template, seq, -1, -1)
@@ -98,26 +109,32 @@ class BatchedDecoder:
     def _memory(self) -> Any:
         return L.llama_get_memory(self.e._ctx)
 
-    def _ensure_template(self, prefix: list[int]) -> int:
-        """Put the prefix in the template sequence; returns the tokens decoded for it."""
+    def _ensure_template(self, prefix: list[int]) -> int | None:
+        """Put the prefix in the template sequence; returns the tokens decoded for it,
+        None when the KV cache has no room for it now. Sequences copied from the earlier
+        prefix keep its cells."""
         if self.template_tokens == prefix:
             return 0
-        L.llama_memory_clear(self._memory(), True)
-        self.e._kv = []
-        self.template_tokens = prefix
+        L.llama_memory_seq_rm(self._memory(), self.template, -1, -1)
+        self.template_tokens = []
         if self.e._load_prefix(prefix, self.template):
+            self.template_tokens = prefix
             return 0
-        self._decode_prefix(prefix)
+        if not self._decode_prefix(prefix):
+            L.llama_memory_seq_rm(self._memory(), self.template, -1, -1)
+            return None
+        self.template_tokens = prefix
         self.e._save_prefix(prefix, self.template)
         return len(prefix)
 
-    def _decode_prefix(self, prefix: list[int]) -> None:
+    def _decode_prefix(self, prefix: list[int]) -> bool:
         size = self.e.settings.batch
         for offset in range(0, len(prefix), size):
             chunk = prefix[offset : offset + size]
             entries = [(token, offset + i, self.template, False) for i, token in enumerate(chunk)]
             if self._decode(entries) != 0:
-                raise EngineError("the context is too small for the prompt prefix; raise --ctx")
+                return False
+        return True
 
     def _decode(self, entries: list[tuple[int, int, int, bool]]) -> int:
         batch = self.e._batch
@@ -135,14 +152,9 @@ class BatchedDecoder:
             raise EngineError(f"llama_decode failed (code {rc})")
         return rc
 
-    def _run_group(
-        self, group: list[_Job], settings: GenerationSettings, should_stop: Callable[[], bool]
+    def _run_queue(
+        self, queue: deque[_Job], settings: GenerationSettings, should_stop: Callable[[], bool]
     ) -> Iterator[tuple[int, Generation]]:
-        boundary = group[0].boundary
-        before = self.decode_seconds
-        prefix_decoded = self._ensure_template(group[0].tokens[:boundary])
-        prefix_seconds = self.decode_seconds - before
-        queue = deque(group)
         slots: dict[int, _Slot] = {}
         limit = self.parallel
         memory = self._memory()
@@ -152,11 +164,21 @@ class BatchedDecoder:
                     L.llama_memory_seq_rm(memory, slot.seq, -1, -1)
                 return
             while queue and len(slots) < limit:
-                job = queue.popleft()
+                job = queue[0]
+                if job.tokens[: job.boundary] != self.template_tokens:
+                    live = {s.job.prefix_id for s in slots.values()} | {job.prefix_id}
+                    if len(live) > self.live_prefixes:
+                        break  # wait for an earlier category's questions to finish
                 seq = min(set(range(self.parallel)) - set(slots))
-                L.llama_memory_seq_cp(memory, self.template, seq, -1, -1)
-                slots[seq] = _Slot(seq, job, StopWatcher(settings, started_thinking=job.thinking),
-                                   job.tokens[boundary:], boundary, time.perf_counter())  # fmt: skip
+                admitted = self._admit(job, seq, settings)
+                if admitted is None:
+                    if not slots:
+                        raise EngineError(
+                            "the context is too small for the prompt prefix; raise --ctx"
+                        )
+                    break  # no room for the new prefix until a question finishes
+                slots[seq] = admitted
+                queue.popleft()
             entries = self._plan(slots)
             step = time.perf_counter()
             if self._decode(entries) == 1:  # no room in the KV cache: shed the newest
@@ -176,31 +198,49 @@ class BatchedDecoder:
                 if reason is not None:
                     L.llama_memory_seq_rm(memory, seq, -1, -1)
                     del slots[seq]
-                    slot.spent += prefix_seconds
-                    yield slot.job.index, self._result(slot, reason, boundary, prefix_decoded)
-                    prefix_decoded, prefix_seconds = (
-                        0,
-                        0.0,
-                    )  # counted once, with the first to finish
+                    limit = min(self.parallel, limit + 1)  # its cells are free again
+                    yield slot.job.index, self._result(slot, reason)
+
+    def _admit(self, job: _Job, seq: int, settings: GenerationSettings) -> _Slot | None:
+        """A slot for the job, its sequence a copy of the template holding its prefix.
+        The job that brings a new prefix is charged for decoding it."""
+        before = self.decode_seconds
+        prefix_decoded = self._ensure_template(job.tokens[: job.boundary])
+        if prefix_decoded is None:
+            return None
+        memory = self._memory()
+        L.llama_memory_seq_cp(memory, self.template, seq, -1, -1)
+        slot = _Slot(seq, job, StopWatcher(settings, started_thinking=job.thinking),
+                     job.tokens[job.boundary :], job.boundary, time.perf_counter())  # fmt: skip
+        slot.prefix_decoded = prefix_decoded
+        slot.spent = self.decode_seconds - before
+        return slot
 
     def _plan(self, slots: dict[int, _Slot]) -> list[tuple[int, int, int, bool]]:
-        """This step's batch: every generating slot's token, then suffix tokens of the
-        slots still reading their prompt, as far as the batch size allows."""
+        """This step's batch: one token for every generating slot, then suffix tokens of
+        the slots still reading their prompt, as far as the batch size allows. Entries
+        go in seq order: llama.cpp splits a multi-stream batch where seq ids stop ascending."""
         room = self.e.settings.batch
+        take: dict[int, int] = {}
+        reading = []
+        for seq, slot in sorted(slots.items()):
+            if len(slot.pending) > 1 or slot.generated == 0:
+                reading.append(slot)
+            else:
+                take[seq] = 1
+        room -= len(take)
+        for slot in reading:
+            take[slot.seq] = min(len(slot.pending), max(room, 0))
+            room -= take[slot.seq]
         entries: list[tuple[int, int, int, bool]] = []
-        reading = [s for s in slots.values() if len(s.pending) > 1 or s.generated == 0]
-        writing = [s for s in slots.values() if s not in reading]
-        for slot in sorted(writing, key=lambda s: s.seq) + sorted(reading, key=lambda s: s.seq):
-            take = slot.pending[: room - len(entries)]
-            if not take:
-                slot.logit_at = -1
-                continue
-            done = len(take) == len(slot.pending)
-            for i, token in enumerate(take):
-                entries.append((token, slot.pos + i, slot.seq, done and i == len(take) - 1))
+        for seq, slot in sorted(slots.items()):
+            n = take[seq]
+            done = n > 0 and n == len(slot.pending)
+            for i, token in enumerate(slot.pending[:n]):
+                entries.append((token, slot.pos + i, seq, done and i == n - 1))
             slot.logit_at = len(entries) - 1 if done else -1
-            slot.pos += len(take)
-            del slot.pending[: len(take)]
+            slot.pos += n
+            del slot.pending[:n]
         return entries
 
     def _advance(self, slot: _Slot, settings: GenerationSettings) -> str | None:
@@ -218,27 +258,15 @@ class BatchedDecoder:
         slot.pending = [token]
         return None
 
-    def _result(self, slot: _Slot, reason: str, boundary: int, prefix_decoded: int) -> Generation:
+    def _result(self, slot: _Slot, reason: str) -> Generation:
         if reason in ("length", "eos"):
             slot.watcher.feed(slot.utf8.decode(b"", final=True))
         return Generation(
             text=slot.watcher.text,
             prompt_tokens=len(slot.job.tokens),
-            decoded_prompt_tokens=len(slot.job.tokens) - boundary + prefix_decoded,
+            decoded_prompt_tokens=len(slot.job.tokens) - slot.job.boundary + slot.prefix_decoded,
             generated_tokens=slot.generated,
             seconds=time.perf_counter() - slot.began,
             decode_seconds=slot.spent,
             stop_reason=reason,
         )
-
-
-def _groups(jobs: list[_Job]) -> Iterator[list[_Job]]:
-    """Runs of consecutive jobs sharing a prefix (a category, in run order)."""
-    group: list[_Job] = []
-    for job in jobs:
-        if group and job.tokens[: job.boundary] != group[0].tokens[: group[0].boundary]:
-            yield group
-            group = []
-        group.append(job)
-    if group:
-        yield group

@@ -37,6 +37,8 @@ from mmlupro_local.gguf import read_gguf
 from mmlupro_local.prefix_cache import PrefixCache, cache_key
 from mmlupro_local.stopping import StopWatcher
 
+_KV_TYPES = {"f16": L.GGML_TYPE_F16, "q8_0": L.GGML_TYPE_Q8_0, "q4_0": L.GGML_TYPE_Q4_0}
+
 
 def _never() -> bool:
     return False
@@ -90,9 +92,19 @@ class LlamaEngine:
         params.n_ubatch = settings.batch
         params.n_seq_max = self._parallel + 1 if self._parallel > 1 else 1
         params.kv_unified = self._parallel > 1
+        import os
+
+        if os.environ.get("XSTREAMS") and self._parallel > 1:
+            params.kv_unified = False
+            params.n_ctx = 3072 * (self._parallel + 1)
         params.n_threads = settings.threads
         params.n_threads_batch = settings.threads
         params.no_perf = True
+        if settings.kv_type != "f16" and not settings.flash_attn:
+            raise EngineError(
+                f"--kv-type {settings.kv_type} needs flash attention; drop --no-flash-attn"
+            )
+        params.type_k = params.type_v = _KV_TYPES[settings.kv_type]
         params.flash_attn_type = (
             L.LLAMA_FLASH_ATTN_TYPE_ENABLED
             if settings.flash_attn
@@ -199,7 +211,7 @@ class LlamaEngine:
 
     def _prefix_key(self, tokens: Sequence[int]) -> str:
         return cache_key(self._prefix_identity, L.__version__, self.settings.batch, self.settings.flash_attn,
-                         self.settings.gpu_layers, list(tokens))  # fmt: skip
+                         self.settings.gpu_layers, self.settings.kv_type, list(tokens))  # fmt: skip
 
     def _load_prefix(self, tokens: Sequence[int], seq: int) -> bool:
         if self._prefix_cache is None or not tokens:
@@ -306,6 +318,7 @@ class LlamaEngine:
             "batch": self.settings.batch,
             "gpu_layers": self.settings.gpu_layers,
             "flash_attn": self.settings.flash_attn,
+            "kv_type": self.settings.kv_type,
             "parallel": self._parallel,
             "n_ctx_train": L.llama_model_n_ctx_train(self._model),
         }
