@@ -37,6 +37,7 @@ class FakeHub:
     repos: list[HubRepo]
     url: str = ""
     requests: list[str] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)  # Authorization headers seen
     down: bool = False
 
 
@@ -53,6 +54,7 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, *, body: bool) -> None:
             hub.requests.append(f"{self.command} {self.path}")
+            hub.authorizations.append(self.headers.get("Authorization", ""))
             if hub.down:
                 self._send(503, b"", {})
                 return

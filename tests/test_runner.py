@@ -324,3 +324,12 @@ def test_ctx_rounding_and_fit_warnings(model: Path, tmp_path: Path) -> None:
     assert all(r["shots"] < 5 for r in outcome.records)
     assert all(engine.count_tokens(p) < 768 for p in engine.calls)
     assert any("2 prompts dropped exemplars" in m for m in messages)
+
+
+def test_a_context_longer_than_the_training_context_warns(model: Path, tmp_path: Path) -> None:
+    said: list[str] = []
+    outcome = run(config(model, tmp_path / "r.jsonl", ctx=8192), echo=said.append,
+                  engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    warning = "the context (8192 tokens) is longer than the model was trained on (4096)"
+    assert any(warning in w for w in outcome.warnings)
+    assert lines(tmp_path / "r.jsonl")[0]["warnings"] == outcome.warnings
