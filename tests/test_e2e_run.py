@@ -49,6 +49,22 @@ def results(path: Path) -> list[dict[str, Any]]:
     return [r for r in map(json.loads, path.read_text().splitlines()) if r["type"] == "result"]
 
 
+def start_cli(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "mmlupro_local", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def kill_once_saved(args: list[str], out: Path, saved: int) -> list[dict[str, Any]]:
+    """Run the CLI, SIGKILL it once `out` holds `saved` results; the results then."""
+    proc = start_cli(*args)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not out.exists() or len(results(out)) < saved):
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return results(out)
+
+
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("e2e") / "a.jsonl"
@@ -130,17 +146,7 @@ def test_sigkill_then_resume_gives_one_record_per_question(tmp_path: Path) -> No
     out = tmp_path / "k.jsonl"
     args = ["run", str(smollm2_path()), "--per-category", "3", "--categories", "history,psychology",
             "--shots", "1", "--max-tokens", "48", "--no-progress", "--out", str(out)]  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mmlupro_local", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and (not out.exists() or len(results(out)) < 2):
-        time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    before = results(out)
+    before = kill_once_saved(args, out, 2)
     assert 2 <= len(before) < 6
     done = cli(*args)
     assert done.returncode == 0, done.stderr
@@ -290,26 +296,9 @@ def test_parallel_run_agrees_with_sequential_and_resumes_after_sigkill(tmp_path:
         cli("run", str(smollm2_path()), *args, "--no-prefix-cache", "--out", str(seq)).returncode
         == 0
     )
-    command = [
-        sys.executable,
-        "-m",
-        "mmlupro_local",
-        "run",
-        str(smollm2_path()),
-        *args,
-        "--parallel",
-        "4",
-        "--out",
-        str(par),
-    ]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and (not par.exists() or len(results(par)) < 1):
-        time.sleep(0.1)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    before = results(par)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    command = ["run", str(smollm2_path()), *args, "--parallel", "4", "--out", str(par)]
+    before = kill_once_saved(command, par, 1)
+    done = cli(*command)
     assert done.returncode == 0, done.stderr
     after = results(par)
     assert len(after) == 4 and len({r["question_id"] for r in after}) == 4
@@ -358,8 +347,7 @@ def test_ten_random_sigkills_lose_nothing_and_change_nothing(tmp_path: Path) -> 
     kept: list[bytes] = []
     kills = 0
     while kills < 10:
-        proc = subprocess.Popen([sys.executable, "-m", "mmlupro_local", *base, "--out", str(out)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        proc = start_cli(*base, "--out", str(out))
         try:
             proc.wait(timeout=rng.uniform(0.5, 6.0))
         except subprocess.TimeoutExpired:
@@ -381,3 +369,15 @@ def test_ten_random_sigkills_lose_nothing_and_change_nothing(tmp_path: Path) -> 
     assert _report_figures(out) == _report_figures(reference)
     by_id = {r["question_id"]: r["response"] for r in results(reference)}
     assert {r["question_id"]: r["response"] for r in results(out)} == by_id
+
+
+def test_more_parallel_questions_than_the_batch_holds(tmp_path: Path) -> None:
+    """34 sequences with --batch 32: llama.cpp needs an output row per sequence, and a
+    step may only carry as many tokens as the batch holds (llama.cpp aborted on the first;
+    the second overran the batch buffer)."""
+    out = tmp_path / "wide.jsonl"
+    done = cli("run", str(smollm2_path()), "--per-category", "34", "--categories", "law",
+               "--shots", "0", "--max-tokens", "4", "--parallel", "34", "--batch", "32",
+               "--no-progress", "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len({r["question_id"] for r in results(out)}) == len(results(out)) == 34

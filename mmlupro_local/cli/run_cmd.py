@@ -141,8 +141,7 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
     type=click.Choice(KV_TYPES),
     default="f16",
     show_default=True,
-    help="KV cache type: q8_0 halves its memory (and speeds attention on CPU); "
-    "needs flash attention.",
+    help="KV cache type: q8_0 halves its memory (slower on CPU, measured); needs flash attention.",
 )
 @click.option(
     "--parallel",

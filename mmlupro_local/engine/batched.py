@@ -217,23 +217,18 @@ class BatchedDecoder:
         return slot
 
     def _plan(self, slots: dict[int, _Slot]) -> list[tuple[int, int, int, bool]]:
-        """This step's batch: one token for every generating slot, then suffix tokens of
-        the slots still reading their prompt, as far as the batch size allows. Entries
-        go in seq order: llama.cpp splits a multi-stream batch where seq ids stop ascending."""
+        """This step's batch: the token of every generating slot first, then suffix
+        tokens of the slots still reading their prompt, as far as the batch size allows.
+        Entries go in seq order, so the same slots always make the same batch."""
         room = self.e.settings.batch
+        ordered = sorted(slots.items())
         take: dict[int, int] = {}
-        reading = []
-        for seq, slot in sorted(slots.items()):
-            if len(slot.pending) > 1 or slot.generated == 0:
-                reading.append(slot)
-            else:
-                take[seq] = 1
-        room -= len(take)
-        for slot in reading:
-            take[slot.seq] = min(len(slot.pending), max(room, 0))
+        # stable sort: generating slots (one pending token) first, each group in seq order
+        for _, slot in sorted(ordered, key=lambda item: not _generating(item[1])):
+            take[slot.seq] = min(len(slot.pending), room)
             room -= take[slot.seq]
         entries: list[tuple[int, int, int, bool]] = []
-        for seq, slot in sorted(slots.items()):
+        for seq, slot in ordered:
             n = take[seq]
             done = n > 0 and n == len(slot.pending)
             for i, token in enumerate(slot.pending[:n]):
@@ -270,3 +265,8 @@ class BatchedDecoder:
             decode_seconds=slot.spent,
             stop_reason=reason,
         )
+
+
+def _generating(slot: _Slot) -> bool:
+    """Past its prompt: one sampled token a step to decode."""
+    return slot.generated > 0 and len(slot.pending) == 1

@@ -91,12 +91,9 @@ class LlamaEngine:
         params.n_batch = settings.batch
         params.n_ubatch = settings.batch
         params.n_seq_max = self._parallel + 1 if self._parallel > 1 else 1
+        # llama.cpp reserves an output row per sequence and asserts it fits this bound
+        params.n_outputs_max = max(settings.batch, params.n_seq_max)
         params.kv_unified = self._parallel > 1
-        import os
-
-        if os.environ.get("XSTREAMS") and self._parallel > 1:
-            params.kv_unified = False
-            params.n_ctx = 3072 * (self._parallel + 1)
         params.n_threads = settings.threads
         params.n_threads_batch = settings.threads
         params.no_perf = True
