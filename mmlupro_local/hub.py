@@ -29,37 +29,14 @@ def download_dataset_files(*, repo: str, revision: str | None) -> tuple[list[Pat
     """The local paths of the dataset's parquet files and the commit they came from."""
     try:
         import huggingface_hub
-        from huggingface_hub import errors as hub_errors
     except ImportError as exc:
         raise MissingExtraError("huggingface_hub", "hub", "Downloading from the hub") from exc
     paths: list[Path] = []
     for filename in DATASET_FILES:
-        try:
+        with _hub_errors(f"{filename} in {repo}", revision, _OFFLINE_HINT):
             local = huggingface_hub.hf_hub_download(
                 repo, filename, repo_type="dataset", revision=revision
             )
-        except hub_errors.OfflineModeIsEnabled as exc:
-            raise HubError(
-                f"HF_HUB_OFFLINE is set, so nothing can be downloaded. {_OFFLINE_HINT}"
-            ) from exc
-        except hub_errors.LocalEntryNotFoundError as exc:
-            raise HubError(
-                f"{filename} is not in the local hub cache and the hub cannot be reached "
-                f"(offline, or HF_HUB_OFFLINE is set). {_OFFLINE_HINT}"
-            ) from exc
-        except hub_errors.RevisionNotFoundError as exc:
-            raise HubError(f"revision {revision!r} not found in {repo} on the hub") from exc
-        except hub_errors.RepositoryNotFoundError as exc:
-            raise HubError(
-                f"{repo} not found on the hub (or it needs a token: set HF_TOKEN)"
-            ) from exc
-        except hub_errors.EntryNotFoundError as exc:
-            raise HubError(f"{filename} not found in {repo} at {revision or 'main'}") from exc
-        except Exception as exc:  # HTTP and connection errors vary by huggingface_hub version
-            raise HubError(
-                f"could not download {filename} from {repo} ({type(exc).__name__}: {exc}). "
-                f"{_OFFLINE_HINT}"
-            ) from exc
         path = Path(local)
         _check_blob(path)
         paths.append(path)
@@ -102,7 +79,7 @@ def download_model(repo: str, pattern: str, revision: str | None) -> Path:
     except ImportError as exc:
         raise MissingExtraError("huggingface_hub", "hub", "Models from the hub") from exc
     where = f"hf://{repo}{'@' + revision if revision else ''}/{pattern}"
-    with _hub_errors(where):
+    with _hub_errors(where, revision, _MODEL_OFFLINE_HINT):
         if any(c in pattern for c in "*?["):
             names = _matching_files(repo, pattern, revision)
         else:
@@ -168,7 +145,9 @@ def _cached_files(repo: str, revision: str | None) -> list[str]:
 
 
 @contextmanager
-def _hub_errors(where: str) -> Iterator[None]:
+def _hub_errors(where: str, revision: str | None, hint: str) -> Iterator[None]:
+    """huggingface_hub's exceptions as one-line errors about `where`; `hint` says how to
+    do without the hub."""
     from huggingface_hub import errors as hub_errors
 
     try:
@@ -177,20 +156,19 @@ def _hub_errors(where: str) -> Iterator[None]:
         raise
     except hub_errors.OfflineModeIsEnabled as exc:
         raise HubError(
-            f"{where} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. "
-            + _MODEL_OFFLINE_HINT
+            f"{where} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. {hint}"
         ) from exc
     except hub_errors.LocalEntryNotFoundError as exc:
         raise HubError(
             f"{where} is not in the local Hugging Face cache and the hub cannot be reached "
-            "(offline, or HF_HUB_OFFLINE is set). " + _MODEL_OFFLINE_HINT
+            f"(offline, or HF_HUB_OFFLINE is set). {hint}"
         ) from exc
     except hub_errors.GatedRepoError as exc:
         raise HubError(
             f"{where}: the repository is gated; accept its terms on the hub and set HF_TOKEN"
         ) from exc
     except hub_errors.RevisionNotFoundError as exc:
-        raise HubError(f"{where}: revision not found on the hub") from exc
+        raise HubError(f"{where}: revision {revision or 'main'!r} not found on the hub") from exc
     except hub_errors.RepositoryNotFoundError as exc:
         raise HubError(
             f"{where}: repository not found on the hub (or it is private: set HF_TOKEN)"
@@ -198,6 +176,4 @@ def _hub_errors(where: str) -> Iterator[None]:
     except hub_errors.EntryNotFoundError as exc:
         raise HubError(f"{where}: no such file in the repository") from exc
     except Exception as exc:  # HTTP and connection errors vary by huggingface_hub version
-        raise HubError(
-            f"could not download {where} ({type(exc).__name__}: {exc}). " + _MODEL_OFFLINE_HINT
-        ) from exc
+        raise HubError(f"could not download {where} ({type(exc).__name__}: {exc}). {hint}") from exc
