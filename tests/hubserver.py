@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -139,3 +142,17 @@ def serve(*repos: HubRepo) -> Iterator[FakeHub]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def hub_env(url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Environment for a CLI run against the hub at `url`, with private caches."""
+    return {"HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_ETAG_TIMEOUT": "5", "MMLUPRO_LOCAL_CACHE": str(tmp_path / "cache"), **extra}  # fmt: skip
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess: huggingface_hub reads HF_* variables at import."""
+    return subprocess.run(
+        [sys.executable, "-m", "mmlupro_local", *args],
+        capture_output=True, text=True, env={**os.environ, **env}, timeout=300,
+    )  # fmt: skip

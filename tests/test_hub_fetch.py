@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hubserver import HubRepo, serve
+from hubserver import HubRepo, hub_env, run_cli, serve
 
 TEST_FILE = "data/test-00000-of-00001.parquet"
 VAL_FILE = "data/validation-00000-of-00001.parquet"
 COMMIT_A = "a" * 40
 COMMIT_B = "b" * 40
-
-
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mmlupro_local", *args],
-        capture_output=True, text=True, env={**os.environ, **env}, timeout=300,
-    )  # fmt: skip
 
 
 @pytest.fixture
@@ -47,11 +37,6 @@ def hub_repo(parquet_dir: Path, edited_test_file: Path) -> HubRepo:
     repo.add(COMMIT_A, stable, "stable")
     repo.add(COMMIT_B, {**stable, TEST_FILE: edited_test_file}, "main")
     return repo
-
-
-def hub_env(url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {"HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
-            "MMLUPRO_LOCAL_CACHE": str(tmp_path / "cache"), **extra}  # fmt: skip
 
 
 def test_fetch_pinned_revision_equals_embedded(hub_repo: HubRepo, tmp_path: Path) -> None:

@@ -14,23 +14,11 @@ from pathlib import Path
 import pytest
 
 from fakes import gguf_bytes, write_fake_model
-from hubserver import HubRepo, serve
+from hubserver import HubRepo, hub_env, run_cli, serve
 from test_prompt import smollm2_path
 
 REPO = "someone/Tiny-GGUF"
 COMMIT = "c" * 40
-
-
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mmlupro_local", *args],
-        capture_output=True, text=True, env={**os.environ, **env}, timeout=600,
-    )  # fmt: skip
-
-
-def hub_env(url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {"HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HUB_ETAG_TIMEOUT": "5", "MMLUPRO_LOCAL_CACHE": str(tmp_path / "cache"), **extra}  # fmt: skip
 
 
 @pytest.fixture
