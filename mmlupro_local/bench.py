@@ -33,6 +33,7 @@ class TimedRun:
     decode: float
     questions: int
     predictions: dict[int, str | None]
+    generated: int  # tokens: batch shapes change greedy choices, and with them the work
 
     @property
     def outside_decode(self) -> float:
@@ -64,30 +65,43 @@ def best_width(measured: list[Throughput]) -> int:
 
 
 def timed_runs(
-    model: Path, threads: int, parallel: int, spec: SampleSpec, budget: int, kv_type: str = "f16"
+    model: Path,
+    threads: int,
+    parallel: int,
+    spec: SampleSpec,
+    budget: int,
+    kv_type: str = "f16",
+    lookup: int = 0,
 ) -> list[TimedRun]:
     """--parallel 1 without the prefix cache (the reference mode: f16 KV), then
-    `parallel` with `kv_type` and a cold and a warm one, in a private, empty cache."""
+    `parallel` with `kv_type` and a cold and a warm one, in a private, empty cache;
+    with `lookup`, once more warm with prompt-lookup decoding."""
     runs: list[TimedRun] = []
     previous = os.environ.get(CACHE_ENV)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ[CACHE_ENV] = str(Path(tmp) / "cache")
         try:
             kv = f" --kv-type {kv_type}" if kv_type != "f16" else ""
-            for name, width, cache, kind in (
-                ("--parallel 1, no prefix cache", 1, False, "f16"),
-                (f"--parallel {parallel}{kv}, cold cache", parallel, True, kv_type),
-                (f"--parallel {parallel}{kv}, warm cache", parallel, True, kv_type),
-            ):
+            plans = [
+                ("--parallel 1, no prefix cache", 1, False, "f16", 0),
+                (f"--parallel {parallel}{kv}, cold cache", parallel, True, kv_type, 0),
+                (f"--parallel {parallel}{kv}, warm cache", parallel, True, kv_type, 0),
+            ]
+            if lookup:
+                name = f"--parallel {parallel}{kv} --lookup {lookup}, warm"
+                plans.append((name, parallel, True, kv_type, lookup))
+            for name, width, cache, kind, guesses in plans:
                 config = RunConfig(model=model, out=Path(tmp) / f"{len(runs)}.jsonl", sample=spec,
                                    generation=GenerationSettings(max_tokens=budget), threads=threads,
-                                   parallel=width, prefix_cache=cache, kv_type=kind)  # fmt: skip
+                                   parallel=width, prefix_cache=cache, kv_type=kind,
+                                   lookup=guesses)  # fmt: skip
                 began = time.perf_counter()
                 outcome = run(config, echo=lambda _: None, progress=False)
                 wall = time.perf_counter() - began
                 decode = sum(r["decode_seconds"] for r in outcome.records)
                 preds = {r["question_id"]: r["pred"] for r in outcome.records}
-                runs.append(TimedRun(name, wall, decode, len(outcome.records), preds))
+                generated = sum(r["generated_tokens"] for r in outcome.records)
+                runs.append(TimedRun(name, wall, decode, len(outcome.records), preds, generated))
         finally:
             if previous is None:
                 os.environ.pop(CACHE_ENV, None)

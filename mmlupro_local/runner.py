@@ -50,6 +50,7 @@ class RunConfig:
     flash_attn: bool = True
     kv_type: str = "f16"
     parallel: int = 1
+    lookup: int = 0  # prompt-lookup decoding: most guessed tokens checked per step
     prefix_cache: bool = True
     memory_check: bool = True  # refuse a model and context larger than this machine's memory
     prefix_cache_gb: float = PREFIX_CACHE_MAX_GB
@@ -92,6 +93,8 @@ def identity(config: RunConfig, model_hash: str, dataset: Dataset) -> dict[str, 
             "kv_type": config.kv_type,
             "gpu_layers": config.gpu_layers,
             "parallel": config.parallel,
+            # absent (files before it existed) means off
+            **({"lookup": config.lookup} if config.lookup else {}),
         },
         "seed": config.sample.seed,
     }
@@ -150,6 +153,7 @@ def run(
                     batch=config.batch,
                     flash_attn=config.flash_attn,
                     kv_type=config.kv_type,
+                    lookup=config.lookup,
                 ),
             )
             try:

@@ -44,4 +44,5 @@ def result_record(
         "seconds": round(generation.seconds, 4),
         "decode_seconds": round(generation.decode_seconds, 4),
         "stop_reason": generation.stop_reason,
+        "guessed_tokens": generation.guessed_tokens,
     }

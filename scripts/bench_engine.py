@@ -1,6 +1,6 @@
 """The engine against a plain llama-cpp-python `create_completion` loop, same prompts.
 
-    python scripts/bench_engine.py [MODEL.gguf] [--per-category 2] [--max-tokens 512]
+    python scripts/bench_engine.py [MODEL.gguf] [--per-category 2] [--max-tokens 512] [--lookup 16]
 
 Both see the same official 5-shot prompts (2 questions per category, seed 0) in the same
 order, greedy, stop "Question:", the same budget, context and threads. Prints questions
@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("model", nargs="?", type=Path, default=None)
     parser.add_argument("--per-category", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--lookup", type=int, default=16, help="also time --lookup N (0: skip)")
     args = parser.parse_args()
     model = args.model or smollm2()
     threads = physical_cores()
@@ -42,17 +43,21 @@ def main() -> None:
         f"model {model.name}, {len(sample)} questions, budget {args.max_tokens}, {threads} threads"
     )
 
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["MMLUPRO_LOCAL_CACHE"] = str(Path(tmp) / "cache")  # a cold prefix cache
-        config = RunConfig(model=model, out=Path(tmp) / "r.jsonl", sample=SampleSpec(per_category=args.per_category),
-                           generation=GenerationSettings(max_tokens=args.max_tokens), threads=threads)  # fmt: skip
-        began = time.perf_counter()
-        outcome = run(config, echo=lambda _: None, progress=False)
-        engine_seconds = time.perf_counter() - began
-    engine_tokens = sum(r["generated_tokens"] for r in outcome.records)
-    engine_decode = sum(r["decode_seconds"] for r in outcome.records)
-    engine_preds = [r["pred"] for r in outcome.records]
-    n_ctx = round_ctx(max(r["prompt_tokens"] for r in outcome.records) + args.max_tokens)
+    def engine_run(lookup: int) -> tuple[float, int, float, list[str | None], int]:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["MMLUPRO_LOCAL_CACHE"] = str(Path(tmp) / "cache")  # a cold prefix cache
+            config = RunConfig(model=model, out=Path(tmp) / "r.jsonl", sample=SampleSpec(per_category=args.per_category),
+                               generation=GenerationSettings(max_tokens=args.max_tokens), threads=threads,
+                               lookup=lookup)  # fmt: skip
+            began = time.perf_counter()
+            outcome = run(config, echo=lambda _: None, progress=False)
+            seconds = time.perf_counter() - began
+        return (seconds, sum(r["generated_tokens"] for r in outcome.records),
+                sum(r["decode_seconds"] for r in outcome.records),
+                [r["pred"] for r in outcome.records], max(r["prompt_tokens"] for r in outcome.records))  # fmt: skip
+
+    engine_seconds, engine_tokens, engine_decode, engine_preds, longest = engine_run(0)
+    n_ctx = round_ctx(longest + args.max_tokens)
     n = len(sample)
     print(f"{'':<40}{'seconds':>9}{'q/min':>8}{'gen tok':>9}{'tok/s':>8}{'agree':>7}")
 
@@ -63,6 +68,10 @@ def main() -> None:
         )
 
     row("engine (defaults, cold prefix cache)", engine_seconds, engine_tokens, engine_preds)
+    lookup_seconds = 0.0
+    if args.lookup:
+        lookup_seconds, tokens, _, preds, _ = engine_run(args.lookup)
+        row(f"engine --lookup {args.lookup} (cold cache)", lookup_seconds, tokens, preds)
     import llama_cpp
 
     from mmlupro_local.engine import llamalog
@@ -84,7 +93,8 @@ def main() -> None:
         del llm
         name = "plain create_completion" + (", flash_attn=True" if flash else " (its defaults)")
         row(name, seconds, tokens, preds)
-        print(f"  engine speed-up over it: {seconds / engine_seconds:.2f}x")
+        with_lookup = f", with --lookup: {seconds / lookup_seconds:.2f}x" if lookup_seconds else ""
+        print(f"  engine speed-up over it: {seconds / engine_seconds:.2f}x{with_lookup}")
     print(f"engine time inside llama_decode: {engine_decode / engine_seconds:.1%}")
 
 

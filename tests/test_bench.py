@@ -20,7 +20,7 @@ def test_best_width_needs_a_real_gain() -> None:
 
 
 def test_outside_decode_share() -> None:
-    assert TimedRun("x", 10.0, 9.5, 3, {}).outside_decode == pytest.approx(0.05)
+    assert TimedRun("x", 10.0, 9.5, 3, {}, 0).outside_decode == pytest.approx(0.05)
 
 
 @pytest.mark.e2e

@@ -381,3 +381,46 @@ def test_more_parallel_questions_than_the_batch_holds(tmp_path: Path) -> None:
                "--no-progress", "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert len({r["question_id"] for r in results(out)}) == len(results(out)) == 34
+
+
+def test_a_full_kv_cache_sheds_a_question_and_finishes(tmp_path: Path) -> None:
+    """--ctx too small for four questions at once: llama_decode reports no room, the
+    newest question waits, the others go on (it used to fail with llama_decode -1)."""
+    out = tmp_path / "full.jsonl"
+    budget, n_ctx = 64, 2560
+    done = cli("run", str(smollm2_path()), "--per-category", "4", "--categories", "history",
+               "--max-tokens", str(budget), "--parallel", "4", "--ctx", str(n_ctx),
+               "--no-prefix-cache", "--no-progress", "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = results(out)
+    assert len({r["question_id"] for r in records}) == len(records) == 4
+    # the premise: the shared prefix and four questions with their budgets do not fit
+    prefix = max(r["prompt_tokens"] - r["decoded_prompt_tokens"] for r in records)
+    assert prefix > 1000  # questions after the first reused it
+    assert prefix + sum(r["prompt_tokens"] - prefix + budget for r in records) > n_ctx
+
+
+def test_lookup_decoding_confirms_guesses_and_reproduces(tmp_path: Path) -> None:
+    """--lookup 16: question 1335 (law) makes SmolLM2 repeat itself, which guesses
+    predict; reruns give the same responses, sequential and with --parallel 2; a file
+    written with it does not resume without it."""
+    base = ["run", str(smollm2_path()), "--per-category", "2", "--categories", "law",
+            "--max-tokens", "128", "--no-progress", "--lookup", "16"]  # fmt: skip
+    runs = {}
+    for name, extra in (("a", []), ("b", []), ("p", ["--parallel", "2"]), ("q", ["--parallel", "2"])):  # fmt: skip
+        out = tmp_path / f"{name}.jsonl"
+        done = cli(*base, *extra, "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        runs[name] = {r["question_id"]: r for r in results(out)}
+    header = json.loads((tmp_path / "a.jsonl").read_text().splitlines()[0])
+    assert header["identity"]["engine"]["lookup"] == 16
+    looping = runs["a"][1335]
+    assert looping["generated_tokens"] == 128
+    assert looping["guessed_tokens"] >= 64, looping["guessed_tokens"]
+    for x, y in (("a", "b"), ("p", "q")):
+        assert {k: r["response"] for k, r in runs[x].items()} == {
+            k: r["response"] for k, r in runs[y].items()
+        }
+    refused = cli(*base[:-2], "--out", str(tmp_path / "a.jsonl"))
+    assert refused.returncode != 0
+    assert "lookup" in refused.stderr

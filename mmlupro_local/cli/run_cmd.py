@@ -150,6 +150,16 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
     help="Questions decoded together: a number, or 'auto' (a rule on backend and model size).",
 )
 @click.option(
+    "--lookup",
+    type=click.IntRange(0, 64),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Prompt-lookup decoding: check up to N guessed tokens per step (copied from where "
+    "the last tokens occurred before); fast on repetitive answers. Like --parallel, not "
+    "bit-identical to 0 (off, the reference).",
+)
+@click.option(
     "--prefix-cache/--no-prefix-cache",
     default=True,
     show_default=True,
@@ -169,7 +179,7 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
 def run_cmd(model: str | None, per_category: int | None, fraction: float | None, full: bool,
             categories: tuple[str, ...], seed: int, style: str, shots: int, strip_options: bool,
             extract_mode: str, strip_thinking: bool, max_tokens: int, early_stop: bool, ctx: int | None,
-            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, kv_type: str, parallel: str, prefix_cache: bool, memory_check: bool, hf_repo: str | None, hf_file: str | None, out: Path | None, progress: bool,
+            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, kv_type: str, parallel: str, lookup: int, prefix_cache: bool, memory_check: bool, hf_repo: str | None, hf_file: str | None, out: Path | None, progress: bool,
             dataset_name: str) -> None:  # fmt: skip
     """Evaluate MODEL (a GGUF file, or hf://OWNER/REPO/FILE.gguf) on MMLU-Pro; results
     are saved as they come.
@@ -214,6 +224,7 @@ def run_cmd(model: str | None, per_category: int | None, fraction: float | None,
         flash_attn=flash_attn,
         kv_type=kv_type,
         parallel=n_parallel,
+        lookup=lookup,
         prefix_cache=prefix_cache,
         memory_check=memory_check,
         command=tuple(sys.argv),

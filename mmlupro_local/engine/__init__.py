@@ -42,6 +42,7 @@ class EngineSettings:
     batch: int = 512
     flash_attn: bool = False  # explicit: llama.cpp's "auto" would vary by backend
     kv_type: str = "f16"  # quantized V needs flash attention
+    lookup: int = 0  # most guessed tokens checked per step (prompt-lookup decoding); 0: off
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Generation:
     seconds: float
     decode_seconds: float  # time inside llama_decode
     stop_reason: str
+    guessed_tokens: int = 0  # generated tokens that were prompt-lookup guesses, confirmed
 
 
 class Engine(Protocol):

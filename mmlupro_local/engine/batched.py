@@ -9,7 +9,8 @@ at once. A question with another prefix (the next category) enters only while at
 the earlier questions finish on the cells they share. Every token attends over all
 live cells, so more live prefixes cost attention time (see LIVE_PREFIXES). When the
 KV cache is full the newest sequence is put back in the queue and the batch goes on
-with fewer.
+with fewer. With `lookup`, a generating sequence also decodes guessed next tokens
+(engine.lookup) and keeps those greedy decoding confirms.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import llama_cpp as L
 
 from mmlupro_local.engine import LIVE_PREFIXES, EngineError, Generation, GenerationSettings
+from mmlupro_local.engine.lookup import Drafter
 from mmlupro_local.extract import in_open_think_block
 from mmlupro_local.stopping import StopWatcher
 
@@ -45,22 +47,32 @@ class _Slot:
     pending: list[int]  # tokens still to decode: the suffix first, then one token a step
     pos: int
     began: float
+    drafter: Drafter | None = None
+    drafted: int = 0  # how many tokens at the end of `pending` are guesses
     utf8: Any = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )
     generated: int = 0
+    guessed: int = 0  # of `generated`, confirmed guesses
     spent: float = 0.0
-    logit_at: int = -1  # this step's batch index holding the slot's next-token logits
+    logit_at: int = -1  # this step's batch index of the slot's first logits row
+    checking: list[int] = field(default_factory=list)  # guesses decoded this step
     prefix_decoded: int = 0  # prefix tokens decoded for this question (0: copied)
+
+
+Entry = tuple[int, int, int, bool]  # token, position, sequence, wants logits
 
 
 class BatchedDecoder:
     """Runs jobs in slots 0..n-1 with the template prefix in sequence n, at most
     `live_prefixes` distinct prefixes in the cache at once."""
 
-    def __init__(self, engine: Any, parallel: int, live_prefixes: int = LIVE_PREFIXES) -> None:
+    def __init__(
+        self, engine: Any, parallel: int, lookup: int = 0, live_prefixes: int = LIVE_PREFIXES
+    ) -> None:
         self.e = engine
         self.parallel = parallel
+        self.lookup = lookup
         self.live_prefixes = live_prefixes
         self.template = parallel
         self.template_tokens: list[int] = []
@@ -179,7 +191,7 @@ class BatchedDecoder:
                     break  # no room for the new prefix until a question finishes
                 slots[seq] = admitted
                 queue.popleft()
-            entries = self._plan(slots)
+            entries, takes = self._plan(slots)
             step = time.perf_counter()
             if self._decode(entries) == 1:  # no room in the KV cache: shed the newest
                 if len(slots) == 1:
@@ -190,6 +202,7 @@ class BatchedDecoder:
                 del slots[newest.seq]
                 limit = len(slots)
                 continue
+            _commit(slots, takes)
             spent = (time.perf_counter() - step) / len(slots)
             for seq in sorted(slots):
                 slot = slots[seq]
@@ -212,45 +225,73 @@ class BatchedDecoder:
         L.llama_memory_seq_cp(memory, self.template, seq, -1, -1)
         slot = _Slot(seq, job, StopWatcher(settings, started_thinking=job.thinking),
                      job.tokens[job.boundary :], job.boundary, time.perf_counter())  # fmt: skip
+        if self.lookup:
+            slot.drafter = Drafter(job.tokens, self.lookup)
         slot.prefix_decoded = prefix_decoded
         slot.spent = self.decode_seconds - before
         return slot
 
-    def _plan(self, slots: dict[int, _Slot]) -> list[tuple[int, int, int, bool]]:
-        """This step's batch: the token of every generating slot first, then suffix
-        tokens of the slots still reading their prompt, as far as the batch size allows.
-        Entries go in seq order, so the same slots always make the same batch."""
+    def _plan(self, slots: dict[int, _Slot]) -> tuple[list[Entry], dict[int, int]]:
+        """This step's batch and how many pending tokens of each slot it holds: the
+        tokens of every generating slot first (its next token and any guesses), then
+        suffix tokens of the slots still reading their prompt, as far as the batch size
+        allows. Entries go in seq order, so the same slots always make the same batch.
+        Nothing is consumed until _commit: a batch llama.cpp refuses leaves slots as
+        they were."""
         room = self.e.settings.batch
         ordered = sorted(slots.items())
         take: dict[int, int] = {}
-        # stable sort: generating slots (one pending token) first, each group in seq order
+        # stable sort: generating slots first, each group in seq order
         for _, slot in sorted(ordered, key=lambda item: not _generating(item[1])):
+            if _generating(slot) and len(slot.pending) > room:  # guesses wait, not tokens
+                slot.drafted -= len(slot.pending) - max(room, 1)
+                del slot.pending[max(room, 1) :]
             take[slot.seq] = min(len(slot.pending), room)
             room -= take[slot.seq]
-        entries: list[tuple[int, int, int, bool]] = []
+        entries: list[Entry] = []
         for seq, slot in ordered:
             n = take[seq]
             done = n > 0 and n == len(slot.pending)
+            first_logits = n - 1 - slot.drafted if done else n  # guesses need theirs too
+            slot.logit_at = len(entries) + first_logits if done else -1
+            slot.checking = slot.pending[n - slot.drafted : n] if done else []
             for i, token in enumerate(slot.pending[:n]):
-                entries.append((token, slot.pos + i, seq, done and i == n - 1))
-            slot.logit_at = len(entries) - 1 if done else -1
-            slot.pos += n
-            del slot.pending[:n]
-        return entries
+                entries.append((token, slot.pos + i, seq, i >= first_logits))
+        return entries, take
 
     def _advance(self, slot: _Slot, settings: GenerationSettings) -> str | None:
+        """Sample the slot's next token, and check its guesses: each guess greedy
+        decoding agrees with is kept, the first that differs is replaced by the token
+        sampled there, and the cells of the guesses after it are dropped."""
         if slot.logit_at < 0:
             return None  # still reading its prompt
-        token = L.llama_sampler_sample(self.e._sampler, self.e._ctx, slot.logit_at)
-        if L.llama_vocab_is_eog(self.e._vocab, token):
-            return "eos"
-        slot.generated += 1
-        stopped = slot.watcher.feed(slot.utf8.decode(self.e._piece_bytes(token)))
-        if stopped:
-            return stopped
-        if slot.generated >= settings.max_tokens:
-            return "length"
+        guesses = slot.checking
+        kept = 0
+        for row in range(len(guesses) + 1):
+            token = L.llama_sampler_sample(self.e._sampler, self.e._ctx, slot.logit_at + row)
+            if L.llama_vocab_is_eog(self.e._vocab, token):
+                return "eos"
+            slot.generated += 1
+            stopped = slot.watcher.feed(slot.utf8.decode(self.e._piece_bytes(token)))
+            if stopped:
+                return stopped
+            if slot.generated >= settings.max_tokens:
+                return "length"
+            if row < len(guesses) and token == guesses[row]:
+                kept += 1
+                slot.guessed += 1
+                continue
+            break
+        if kept < len(guesses):
+            slot.pos -= len(guesses) - kept
+            L.llama_memory_seq_rm(self._memory(), slot.seq, slot.pos, -1)
         slot.pending = [token]
+        slot.drafted = 0
+        if slot.drafter is not None:
+            slot.drafter.accepted(len(guesses), kept)
+            slot.drafter.extend([*guesses[:kept], token])
+            slot.pending += slot.drafter.draft(settings.max_tokens - slot.generated)
+            slot.drafted = len(slot.pending) - 1
         return None
 
     def _result(self, slot: _Slot, reason: str) -> Generation:
@@ -264,9 +305,18 @@ class BatchedDecoder:
             seconds=time.perf_counter() - slot.began,
             decode_seconds=slot.spent,
             stop_reason=reason,
+            guessed_tokens=slot.guessed,
         )
 
 
 def _generating(slot: _Slot) -> bool:
-    """Past its prompt: one sampled token a step to decode."""
-    return slot.generated > 0 and len(slot.pending) == 1
+    """Past its prompt: a sampled token (and any guesses after it) to decode."""
+    return slot.generated > 0
+
+
+def _commit(slots: dict[int, _Slot], takes: dict[int, int]) -> None:
+    """The batch was decoded: what each slot put in it is now in the KV cache."""
+    for seq, n in takes.items():
+        if seq in slots:
+            slots[seq].pos += n
+            del slots[seq].pending[:n]

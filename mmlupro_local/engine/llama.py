@@ -75,25 +75,26 @@ class LlamaEngine:
         self._piece = ctypes.create_string_buffer(256)
 
     def open_context(self, n_ctx: int, parallel: int = 1) -> None:
-        """A context of n_ctx tokens; with parallel > 1, one sequence per question
-        slot plus a template sequence, in a unified KV cache they share cells of."""
+        """A context of n_ctx tokens; with parallel > 1 (or lookup), one sequence per
+        question slot plus a template sequence, in a unified KV cache they share cells of."""
         if self._ctx:
             L.llama_free(self._ctx)
         self.settings = replace(self.settings, n_ctx=n_ctx)
         self._parallel = parallel
-        self._ctx = self._new_context(self.settings)
+        batched = parallel > 1 or self.settings.lookup > 0
+        self._ctx = self._new_context(self.settings, batched)
         self._kv = []
-        self._batched = BatchedDecoder(self, parallel) if parallel > 1 else None
+        self._batched = BatchedDecoder(self, parallel, self.settings.lookup) if batched else None
 
-    def _new_context(self, settings: EngineSettings) -> Any:
+    def _new_context(self, settings: EngineSettings, batched: bool) -> Any:
         params = L.llama_context_default_params()
         params.n_ctx = settings.n_ctx
         params.n_batch = settings.batch
         params.n_ubatch = settings.batch
-        params.n_seq_max = self._parallel + 1 if self._parallel > 1 else 1
+        params.n_seq_max = self._parallel + 1 if batched else 1
         # llama.cpp reserves an output row per sequence and asserts it fits this bound
         params.n_outputs_max = max(settings.batch, params.n_seq_max)
-        params.kv_unified = self._parallel > 1
+        params.kv_unified = batched
         params.n_threads = settings.threads
         params.n_threads_batch = settings.threads
         params.no_perf = True
@@ -317,6 +318,7 @@ class LlamaEngine:
             "flash_attn": self.settings.flash_attn,
             "kv_type": self.settings.kv_type,
             "parallel": self._parallel,
+            "lookup": self.settings.lookup,
             "n_ctx_train": L.llama_model_n_ctx_train(self._model),
         }
 
