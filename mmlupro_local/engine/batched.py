@@ -272,16 +272,16 @@ class BatchedDecoder:
             if L.llama_vocab_is_eog(self.e._vocab, token):
                 return "eos"
             slot.generated += 1
+            confirmed = row < len(guesses) and token == guesses[row]
+            slot.guessed += confirmed
             stopped = slot.watcher.feed(slot.utf8.decode(self.e._piece_bytes(token)))
             if stopped:
                 return stopped
             if slot.generated >= settings.max_tokens:
                 return "length"
-            if row < len(guesses) and token == guesses[row]:
-                kept += 1
-                slot.guessed += 1
-                continue
-            break
+            if not confirmed:
+                break
+            kept += 1
         if kept < len(guesses):
             slot.pos -= len(guesses) - kept
             L.llama_memory_seq_rm(self._memory(), slot.seq, slot.pos, -1)
