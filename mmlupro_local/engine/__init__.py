@@ -15,9 +15,10 @@ from mmlupro_local.prefix_cache import PrefixCache
 
 STOP_REASONS = ("early", "stop", "eos", "length", "interrupted")
 KV_TYPES = ("f16", "q8_0", "q4_0")
-# With --parallel, how many category prefixes may be in the KV cache at once. Every token
-# attends over all live cells, so a second prefix costs more than the overlap it buys:
-# 28 questions, --parallel 8, warm cache, 2 cores: 188 s with 1 live, 291 s with 2.
+# With --parallel, how many category prefixes may be in the KV cache at once. More did
+# not pay: 28 questions, --parallel 8, warm cache, 2 cores: 168 s with 1 live, 275 s with
+# 2, 319 s with 3; a step costs about the same, but the other batch shapes sent more
+# answers into loops to the budget (3,399 generated tokens with 1, 5,280 with 2).
 LIVE_PREFIXES = 1
 
 

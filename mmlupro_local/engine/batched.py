@@ -6,8 +6,7 @@ the cells in the unified KV cache), decodes its own suffix, then one token per s
 alongside the others. A finished sequence leaves and the next question takes its slot
 at once. A question with another prefix (the next category) enters only while at most
 `live_prefixes` prefixes are in use: the template then moves on to the new prefix and
-the earlier questions finish on the cells they share. Every token attends over all
-live cells, so more live prefixes cost attention time (see LIVE_PREFIXES). When the
+the earlier questions finish on the cells they share (see LIVE_PREFIXES). When the
 KV cache is full the newest sequence is put back in the queue and the batch goes on
 with fewer. With `lookup`, a generating sequence also decodes guessed next tokens
 (engine.lookup) and keeps those greedy decoding confirms.
