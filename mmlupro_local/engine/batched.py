@@ -43,11 +43,10 @@ class _Slot:
     seq: int
     job: _Job
     watcher: StopWatcher
-    pending: list[int]  # tokens still to decode: the suffix first, then one token a step
+    pending: list[int]  # to decode: the suffix, then each step the next token and any guesses
     pos: int
     began: float
     drafter: Drafter | None = None
-    drafted: int = 0  # how many tokens at the end of `pending` are guesses
     utf8: Any = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )
@@ -66,12 +65,9 @@ class BatchedDecoder:
     """Runs jobs in slots 0..n-1 with the template prefix in sequence n, at most
     `live_prefixes` distinct prefixes in the cache at once."""
 
-    def __init__(
-        self, engine: Any, parallel: int, lookup: int = 0, live_prefixes: int = LIVE_PREFIXES
-    ) -> None:
+    def __init__(self, engine: Any, parallel: int, live_prefixes: int = LIVE_PREFIXES) -> None:
         self.e = engine
         self.parallel = parallel
-        self.lookup = lookup
         self.live_prefixes = live_prefixes
         self.template = parallel
         self.template_tokens: list[int] = []
@@ -147,7 +143,7 @@ class BatchedDecoder:
                 return False
         return True
 
-    def _decode(self, entries: list[tuple[int, int, int, bool]]) -> int:
+    def _decode(self, entries: list[Entry]) -> int:
         batch = self.e._batch
         for i, (token, pos, seq, logits) in enumerate(entries):
             batch.token[i] = token
@@ -224,8 +220,8 @@ class BatchedDecoder:
         L.llama_memory_seq_cp(memory, self.template, seq, -1, -1)
         slot = _Slot(seq, job, StopWatcher(settings, started_thinking=job.thinking),
                      job.tokens[job.boundary :], job.boundary, time.perf_counter())  # fmt: skip
-        if self.lookup:
-            slot.drafter = Drafter(job.tokens, self.lookup)
+        if self.e.settings.lookup:
+            slot.drafter = Drafter(job.tokens, self.e.settings.lookup)
         slot.prefix_decoded = prefix_decoded
         slot.spent = self.decode_seconds - before
         return slot
@@ -236,14 +232,13 @@ class BatchedDecoder:
         suffix tokens of the slots still reading their prompt, as far as the batch size
         allows. Entries go in seq order, so the same slots always make the same batch.
         Nothing is consumed until _commit: a batch llama.cpp refuses leaves slots as
-        they were."""
+        they were (only guesses beyond the batch room are dropped here)."""
         room = self.e.settings.batch
         ordered = sorted(slots.items())
         take: dict[int, int] = {}
         # stable sort: generating slots first, each group in seq order
         for _, slot in sorted(ordered, key=lambda item: not _generating(item[1])):
             if _generating(slot) and len(slot.pending) > room:  # guesses wait, not tokens
-                slot.drafted -= len(slot.pending) - max(room, 1)
                 del slot.pending[max(room, 1) :]
             take[slot.seq] = min(len(slot.pending), room)
             room -= take[slot.seq]
@@ -251,9 +246,10 @@ class BatchedDecoder:
         for seq, slot in ordered:
             n = take[seq]
             done = n > 0 and n == len(slot.pending)
-            first_logits = n - 1 - slot.drafted if done else n  # guesses need theirs too
+            guesses = len(slot.pending) - 1 if _generating(slot) else 0
+            first_logits = n - 1 - guesses if done else n  # guesses need theirs too
             slot.logit_at = len(entries) + first_logits if done else -1
-            slot.checking = slot.pending[n - slot.drafted : n] if done else []
+            slot.checking = slot.pending[n - guesses : n] if done else []
             for i, token in enumerate(slot.pending[:n]):
                 entries.append((token, slot.pos + i, seq, i >= first_logits))
         return entries, take
@@ -285,12 +281,10 @@ class BatchedDecoder:
             slot.pos -= len(guesses) - kept
             L.llama_memory_seq_rm(self._memory(), slot.seq, slot.pos, -1)
         slot.pending = [token]
-        slot.drafted = 0
         if slot.drafter is not None:
             slot.drafter.accepted(len(guesses), kept)
             slot.drafter.extend([*guesses[:kept], token])
             slot.pending += slot.drafter.draft(settings.max_tokens - slot.generated)
-            slot.drafted = len(slot.pending) - 1
         return None
 
     def _result(self, slot: _Slot, reason: str) -> Generation:

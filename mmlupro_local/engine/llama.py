@@ -84,7 +84,7 @@ class LlamaEngine:
         batched = parallel > 1 or self.settings.lookup > 0
         self._ctx = self._new_context(self.settings, batched)
         self._kv = []
-        self._batched = BatchedDecoder(self, parallel, self.settings.lookup) if batched else None
+        self._batched = BatchedDecoder(self, parallel) if batched else None
 
     def _new_context(self, settings: EngineSettings, batched: bool) -> Any:
         params = L.llama_context_default_params()
