@@ -7,9 +7,11 @@ import os
 import resource
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mmlupro_local.config import CACHE_ENV
 from mmlupro_local.engine import EngineSettings, GenerationSettings
@@ -30,14 +32,50 @@ class Throughput:
 class TimedRun:
     name: str
     wall: float
-    decode: float
-    questions: int
-    predictions: dict[int, str | None]
-    generated: int  # tokens: batch shapes change greedy choices, and with them the work
+    records: list[dict[str, Any]]  # the run's results, in file order
+
+    @property
+    def decode(self) -> float:
+        return float(sum(r["decode_seconds"] for r in self.records))
+
+    @property
+    def questions(self) -> int:
+        return len(self.records)
+
+    @property
+    def predictions(self) -> dict[int, str | None]:
+        return {r["question_id"]: r["pred"] for r in self.records}
+
+    @property
+    def generated(self) -> int:
+        """Tokens: batch shapes change greedy choices, and with them the work."""
+        return sum(r["generated_tokens"] for r in self.records)
 
     @property
     def outside_decode(self) -> float:
         return 1 - self.decode / self.wall if self.wall else 0.0
+
+
+def timed_run(name: str, config: RunConfig) -> TimedRun:
+    began = time.perf_counter()
+    outcome = run(config, echo=lambda _: None, progress=False)
+    return TimedRun(name, time.perf_counter() - began, outcome.records)
+
+
+@contextmanager
+def private_cache() -> Iterator[Path]:
+    """A temporary directory, its `cache` folder the user cache (a cold prefix cache)
+    until the block ends."""
+    previous = os.environ.get(CACHE_ENV)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ[CACHE_ENV] = str(Path(tmp) / "cache")
+        try:
+            yield Path(tmp)
+        finally:
+            if previous is None:
+                os.environ.pop(CACHE_ENV, None)
+            else:
+                os.environ[CACHE_ENV] = previous
 
 
 def throughput(
@@ -76,37 +114,21 @@ def timed_runs(
     """--parallel 1 without the prefix cache (the reference mode: f16 KV), then
     `parallel` with `kv_type` and a cold and a warm one, in a private, empty cache;
     with `lookup`, once more warm with prompt-lookup decoding."""
+    kv = f" --kv-type {kv_type}" if kv_type != "f16" else ""
+    plans = [
+        ("--parallel 1, no prefix cache", 1, False, "f16", 0),
+        (f"--parallel {parallel}{kv}, cold cache", parallel, True, kv_type, 0),
+        (f"--parallel {parallel}{kv}, warm cache", parallel, True, kv_type, 0),
+    ]
+    if lookup:
+        plans.append((f"--parallel {parallel}{kv} --lookup {lookup}, warm", parallel, True, kv_type, lookup))  # fmt: skip
     runs: list[TimedRun] = []
-    previous = os.environ.get(CACHE_ENV)
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ[CACHE_ENV] = str(Path(tmp) / "cache")
-        try:
-            kv = f" --kv-type {kv_type}" if kv_type != "f16" else ""
-            plans = [
-                ("--parallel 1, no prefix cache", 1, False, "f16", 0),
-                (f"--parallel {parallel}{kv}, cold cache", parallel, True, kv_type, 0),
-                (f"--parallel {parallel}{kv}, warm cache", parallel, True, kv_type, 0),
-            ]
-            if lookup:
-                name = f"--parallel {parallel}{kv} --lookup {lookup}, warm"
-                plans.append((name, parallel, True, kv_type, lookup))
-            for name, width, cache, kind, guesses in plans:
-                config = RunConfig(model=model, out=Path(tmp) / f"{len(runs)}.jsonl", sample=spec,
-                                   generation=GenerationSettings(max_tokens=budget), threads=threads,
-                                   parallel=width, prefix_cache=cache, kv_type=kind,
-                                   lookup=guesses)  # fmt: skip
-                began = time.perf_counter()
-                outcome = run(config, echo=lambda _: None, progress=False)
-                wall = time.perf_counter() - began
-                decode = sum(r["decode_seconds"] for r in outcome.records)
-                preds = {r["question_id"]: r["pred"] for r in outcome.records}
-                generated = sum(r["generated_tokens"] for r in outcome.records)
-                runs.append(TimedRun(name, wall, decode, len(outcome.records), preds, generated))
-        finally:
-            if previous is None:
-                os.environ.pop(CACHE_ENV, None)
-            else:
-                os.environ[CACHE_ENV] = previous
+    with private_cache() as tmp:
+        for name, width, cache, kind, guesses in plans:
+            config = RunConfig(model=model, out=tmp / f"{len(runs)}.jsonl", sample=spec,
+                               generation=GenerationSettings(max_tokens=budget), threads=threads,
+                               parallel=width, prefix_cache=cache, kv_type=kind, lookup=guesses)  # fmt: skip
+            runs.append(timed_run(name, config))
     return runs
 
 

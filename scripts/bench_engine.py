@@ -10,18 +10,17 @@ per minute, generated tokens per second, the speed-up and how many predictions a
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from pathlib import Path
 
 from demo_model import smollm2
+from mmlupro_local.bench import TimedRun, private_cache, timed_run
 from mmlupro_local.dataset import load_dataset
 from mmlupro_local.engine import GenerationSettings
 from mmlupro_local.extract import extract_answer
 from mmlupro_local.hardware import physical_cores
 from mmlupro_local.prompt import PromptSettings, build_prompt
-from mmlupro_local.runner import RunConfig, round_ctx, run
+from mmlupro_local.runner import RunConfig, round_ctx
 from mmlupro_local.sampling import SampleSpec, draw
 
 
@@ -43,21 +42,16 @@ def main() -> None:
         f"model {model.name}, {len(sample)} questions, budget {args.max_tokens}, {threads} threads"
     )
 
-    def engine_run(lookup: int) -> tuple[float, int, float, list[str | None], int]:
-        with tempfile.TemporaryDirectory() as tmp:
-            os.environ["MMLUPRO_LOCAL_CACHE"] = str(Path(tmp) / "cache")  # a cold prefix cache
-            config = RunConfig(model=model, out=Path(tmp) / "r.jsonl", sample=SampleSpec(per_category=args.per_category),
+    def engine_run(lookup: int) -> TimedRun:
+        with private_cache() as tmp:
+            config = RunConfig(model=model, out=tmp / "r.jsonl", sample=SampleSpec(per_category=args.per_category),
                                generation=GenerationSettings(max_tokens=args.max_tokens), threads=threads,
                                lookup=lookup)  # fmt: skip
-            began = time.perf_counter()
-            outcome = run(config, echo=lambda _: None, progress=False)
-            seconds = time.perf_counter() - began
-        return (seconds, sum(r["generated_tokens"] for r in outcome.records),
-                sum(r["decode_seconds"] for r in outcome.records),
-                [r["pred"] for r in outcome.records], max(r["prompt_tokens"] for r in outcome.records))  # fmt: skip
+            return timed_run("engine", config)
 
-    engine_seconds, engine_tokens, engine_decode, engine_preds, longest = engine_run(0)
-    n_ctx = round_ctx(longest + args.max_tokens)
+    engine = engine_run(0)
+    engine_seconds, engine_preds = engine.wall, [r["pred"] for r in engine.records]
+    n_ctx = round_ctx(max(r["prompt_tokens"] for r in engine.records) + args.max_tokens)
     n = len(sample)
     print(f"{'':<40}{'seconds':>9}{'q/min':>8}{'gen tok':>9}{'tok/s':>8}{'agree':>7}")
 
@@ -67,11 +61,13 @@ def main() -> None:
             f"{name:<40}{seconds:>9.1f}{n / seconds * 60:>8.2f}{tokens:>9}{tokens / seconds:>8.1f}{agree:>4}/{n}"
         )
 
-    row("engine (defaults, cold prefix cache)", engine_seconds, engine_tokens, engine_preds)
+    row("engine (defaults, cold prefix cache)", engine_seconds, engine.generated, engine_preds)
     lookup_seconds = 0.0
     if args.lookup:
-        lookup_seconds, tokens, _, preds, _ = engine_run(args.lookup)
-        row(f"engine --lookup {args.lookup} (cold cache)", lookup_seconds, tokens, preds)
+        guessing = engine_run(args.lookup)
+        lookup_seconds = guessing.wall
+        row(f"engine --lookup {args.lookup} (cold cache)", lookup_seconds, guessing.generated,
+            [r["pred"] for r in guessing.records])  # fmt: skip
     import llama_cpp
 
     from mmlupro_local.engine import llamalog
@@ -95,7 +91,7 @@ def main() -> None:
         row(name, seconds, tokens, preds)
         with_lookup = f", with --lookup: {seconds / lookup_seconds:.2f}x" if lookup_seconds else ""
         print(f"  engine speed-up over it: {seconds / engine_seconds:.2f}x{with_lookup}")
-    print(f"engine time inside llama_decode: {engine_decode / engine_seconds:.1%}")
+    print(f"engine time inside llama_decode: {1 - engine.outside_decode:.1%}")
 
 
 if __name__ == "__main__":

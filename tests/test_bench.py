@@ -20,7 +20,8 @@ def test_best_width_needs_a_real_gain() -> None:
 
 
 def test_outside_decode_share() -> None:
-    assert TimedRun("x", 10.0, 9.5, 3, {}, 0).outside_decode == pytest.approx(0.05)
+    records = [{"decode_seconds": 4.0}, {"decode_seconds": 5.5}]
+    assert TimedRun("x", 10.0, records).outside_decode == pytest.approx(0.05)
 
 
 @pytest.mark.e2e
