@@ -23,9 +23,12 @@ Echo = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Throughput:
-    parallel: int
+    """Raw llama_decode figures for one attention mode, all tokens/s."""
+
+    flash_attn: bool
     prompt_rate: float
-    generation_rate: float
+    generation: dict[int, float]  # by number of sequences, one token each per step
+    checking: float  # `guesses` tokens of one sequence per step: lookup when all guesses fit
 
 
 @dataclass(frozen=True)
@@ -79,27 +82,53 @@ def private_cache() -> Iterator[Path]:
 
 
 def throughput(
-    model: Path, threads: int, widths: tuple[int, ...] = (1, 2, 4, 8), kv_type: str = "f16"
+    model: Path,
+    threads: int,
+    widths: tuple[int, ...] = (1, 2, 4, 8),
+    kv_type: str = "f16",
+    guesses: int = 16,
 ) -> list[Throughput]:
+    """Figures with flash attention on and off (on only for a quantized KV cache, which
+    needs it): which is faster depends on the backend and on how many tokens a step holds."""
     from mmlupro_local.engine.llama import LlamaEngine
 
     found = []
-    for n in widths:
-        settings = EngineSettings(threads=threads, flash_attn=True, kv_type=kv_type)
+    for flash in (True, False) if kv_type == "f16" else (True,):
+        settings = EngineSettings(threads=threads, flash_attn=flash, kv_type=kv_type)
         with LlamaEngine(model, settings) as engine:
-            engine.open_context(2048 + 256 * n, max(n, 2))
-            prompt_rate, rate = engine.measure_throughput(n)
-        found.append(Throughput(n, prompt_rate, rate))
+            engine.open_context(2048 + 256 * max(widths), max(*widths, 2))
+            prompt_rate, rates, checking = engine.measure_throughput(widths, guesses)
+        found.append(Throughput(flash, prompt_rate, rates, checking))
     return found
 
 
-def best_width(measured: list[Throughput]) -> int:
+def best_width(rates: dict[int, float]) -> int:
     """The widest batch that still beats the next narrower one by at least 5 %."""
-    best = measured[0]
-    for t in measured[1:]:
-        if t.generation_rate > best.generation_rate * 1.05:
-            best = t
-    return best.parallel
+    widths = sorted(rates)
+    best = widths[0]
+    for n in widths[1:]:
+        if rates[n] > rates[best] * 1.05:
+            best = n
+    return best
+
+
+# Tokens per question a warm run decodes: its prompt after the cached prefix, and its
+# answer (28-question SmolLM2 runs at budget 512: 6,417 and 3,900 in all). Flash
+# attention reads prompts faster on CPU and generates slower, so the mix decides.
+PROMPT_PER_QUESTION = 230
+ANSWER_PER_QUESTION = 140
+
+
+def best_attention(measured: list[Throughput], rate: Callable[[Throughput], float]) -> bool:
+    """Flash attention on or off, whichever reads and answers a question sooner at
+    generation `rate`; on when within 5 % (the tool's default, and llama.cpp's on GPUs)."""
+
+    def seconds(t: Throughput) -> float:
+        return PROMPT_PER_QUESTION / t.prompt_rate + ANSWER_PER_QUESTION / rate(t)
+
+    on = next(t for t in measured if t.flash_attn)
+    off = next((t for t in measured if not t.flash_attn), on)
+    return seconds(on) <= seconds(off) * 1.05
 
 
 def timed_runs(
@@ -110,26 +139,35 @@ def timed_runs(
     budget: int,
     kv_type: str = "f16",
     lookup: int = 0,
+    flash_attn: bool = True,
+    lookup_flash_attn: bool = True,
 ) -> list[TimedRun]:
-    """--parallel 1 without the prefix cache (the reference mode: f16 KV), then
-    `parallel` with `kv_type` and a cold and a warm one, in a private, empty cache;
-    with `lookup`, once more warm with prompt-lookup decoding."""
+    """--parallel 1 without the prefix cache (the reference mode: default settings), then
+    `parallel` with `kv_type` and `flash_attn`, a cold and a warm one, in a private,
+    empty cache; with `lookup`, once more warm with prompt-lookup decoding and
+    `lookup_flash_attn`."""
     kv = f" --kv-type {kv_type}" if kv_type != "f16" else ""
     plans = [
-        ("--parallel 1, no prefix cache", 1, False, "f16", 0),
-        (f"--parallel {parallel}{kv}, cold cache", parallel, True, kv_type, 0),
-        (f"--parallel {parallel}{kv}, warm cache", parallel, True, kv_type, 0),
-    ]
+        ("--parallel 1, no prefix cache", 1, False, "f16", 0, True),
+        (f"--parallel {parallel}{kv}{_fa(flash_attn)}, cold cache", parallel, True, kv_type, 0, flash_attn),
+        (f"--parallel {parallel}{kv}{_fa(flash_attn)}, warm cache", parallel, True, kv_type, 0, flash_attn),
+    ]  # fmt: skip
     if lookup:
-        plans.append((f"--parallel {parallel}{kv} --lookup {lookup}, warm", parallel, True, kv_type, lookup))  # fmt: skip
+        plans.append((f"--parallel {parallel}{kv}{_fa(lookup_flash_attn)} --lookup {lookup}, warm",
+                      parallel, True, kv_type, lookup, lookup_flash_attn))  # fmt: skip
     runs: list[TimedRun] = []
     with private_cache() as tmp:
-        for name, width, cache, kind, guesses in plans:
+        for name, width, cache, kind, guesses, flash in plans:
             config = RunConfig(model=model, out=tmp / f"{len(runs)}.jsonl", sample=spec,
                                generation=GenerationSettings(max_tokens=budget), threads=threads,
-                               parallel=width, prefix_cache=cache, kv_type=kind, lookup=guesses)  # fmt: skip
+                               parallel=width, prefix_cache=cache, kv_type=kind, lookup=guesses,
+                               flash_attn=flash)  # fmt: skip
             runs.append(timed_run(name, config))
     return runs
+
+
+def _fa(flash_attn: bool) -> str:
+    return "" if flash_attn else " --no-flash-attn"
 
 
 def peak_memory_mib() -> float:

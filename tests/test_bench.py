@@ -1,22 +1,36 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from mmlupro_local.bench import Throughput, TimedRun, best_width
+from mmlupro_local.bench import Throughput, TimedRun, best_attention, best_width
 from test_e2e_run import cli
 from test_prompt import smollm2_path
 
 
 def test_best_width_needs_a_real_gain() -> None:
-    rates = [
-        Throughput(1, 100, 36.0),
-        Throughput(2, 100, 54.0),
-        Throughput(4, 100, 56.0),
-        Throughput(8, 100, 112.0),
-    ]
+    rates = {1: 36.0, 2: 54.0, 4: 56.0, 8: 112.0}
     assert best_width(rates) == 8
-    assert best_width(rates[:3]) == 2  # 4 is under 5 % better than 2
-    assert best_width([Throughput(1, 100, 40.0), Throughput(2, 100, 30.0)]) == 1
+    assert best_width({n: rates[n] for n in (1, 2, 4)}) == 2  # 4 is under 5 % better than 2
+    assert best_width({1: 40.0, 2: 30.0}) == 1
+
+
+def _rates(flash: bool, prompt: float, generation: float) -> Throughput:
+    return Throughput(flash, prompt, {1: generation}, generation)
+
+
+def test_best_attention_weighs_prompt_reading_against_generation() -> None:
+    def generation(t: Throughput) -> float:
+        return t.generation[1]
+
+    # this CPU: flash attention reads prompts faster and generates slower
+    assert best_attention([_rates(True, 160, 30), _rates(False, 120, 80)], generation) is False
+    assert best_attention([_rates(True, 160, 60), _rates(False, 60, 80)], generation) is True
+    # within 5 %: the default (on) stays
+    assert best_attention([_rates(True, 100, 50), _rates(False, 103, 51)], generation) is True
+    # a quantized KV cache is measured with flash attention only
+    assert best_attention([_rates(True, 100, 50)], generation) is True
 
 
 def test_outside_decode_share() -> None:
@@ -25,9 +39,15 @@ def test_outside_decode_share() -> None:
 
 
 @pytest.mark.e2e
-def test_bench_quick_measures_every_width() -> None:
-    done = cli("bench", str(smollm2_path()), "--quick", "--threads", "2")
+def test_bench_quick_measures_every_width_both_ways() -> None:
+    done = cli("bench", str(smollm2_path()), "--quick", "--threads", "2", "--lookup", "8")
     assert done.returncode == 0, done.stderr
-    for n in (1, 2, 4, 8):
-        assert f"--parallel {n}: generation" in done.stdout
-    assert "best --parallel for generation here:" in done.stdout
+    lines = done.stdout.splitlines()
+    assert any(line.split() == ["flash", "attention", "on", "off"] for line in lines), done.stdout
+    for label in ["prompt", *(f"--parallel {n}: generation" for n in (1, 2, 4, 8)),
+                  "8 guesses checked per step (--lookup)"]:  # fmt: skip
+        row = next(line for line in lines if line.strip().startswith(label))
+        rates = [float(x) for x in row[len(row) - 16 :].split()]
+        assert len(rates) == 2 and all(rate > 0 for rate in rates), row
+    assert re.search(r"best here: --parallel (1|2|4|8) with flash attention (on|off); "
+                     r"--lookup with flash attention (on|off)", done.stdout)  # fmt: skip

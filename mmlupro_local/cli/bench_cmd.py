@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-from mmlupro_local.bench import best_width, peak_memory_mib, throughput, timed_runs
+from mmlupro_local.bench import (
+    best_attention,
+    best_width,
+    peak_memory_mib,
+    throughput,
+    timed_runs,
+)
 from mmlupro_local.engine import KV_TYPES
 from mmlupro_local.hardware import physical_cores
 from mmlupro_local.models import model_path
@@ -55,7 +61,8 @@ def bench_cmd(
     """Measure MODEL (a GGUF file or hf://OWNER/REPO/FILE.gguf): prompt and generation tokens/s at --parallel 1, 2, 4, 8, then a
     fixed stratified sample run with --parallel 1 and no prefix cache against the best
     N with a cold and a warm prefix cache, and warm with --lookup. Prints the best
-    --parallel for this machine.
+    --parallel for this machine, and whether flash attention helps it and --lookup
+    (measured both ways; the timed runs use the faster).
 
     \b
     Example:
@@ -67,26 +74,35 @@ def bench_cmd(
     read_gguf(path)  # a clear error for a wrong file before anything loads
     threads = threads or physical_cores()
     click.echo(f"{path.name}, {threads} threads")
-    click.echo("raw llama_decode throughput, 1,300-token shared prefix:")
-    measured = throughput(path, threads, kv_type=kv_type)
-    for t in measured:
-        click.echo(
-            f"  --parallel {t.parallel}: generation {t.generation_rate:6.1f} tok/s, prompt {t.prompt_rate:6.0f} tok/s"
-        )
-    best = best_width(measured)
-    click.echo(f"best --parallel for generation here: {best}")
+    click.echo("raw llama_decode throughput, tokens/s, 1,300-token shared prefix:")
+    guesses = lookup or 16
+    measured = throughput(path, threads, kv_type=kv_type, guesses=guesses)
+    click.echo(
+        f"  {'flash attention':<40}" + "".join(f"{_onoff(t.flash_attn):>8}" for t in measured)
+    )
+    rows = [("prompt", [t.prompt_rate for t in measured])]
+    rows += [(f"--parallel {n}: generation", [t.generation[n] for t in measured])
+             for n in measured[0].generation]  # fmt: skip
+    rows.append((f"{guesses} guesses checked per step (--lookup)", [t.checking for t in measured]))
+    for label, rates in rows:
+        click.echo(f"  {label:<40}" + "".join(f"{rate:>8.1f}" for rate in rates))
+    flash = best_attention(measured, lambda t: t.generation[best_width(t.generation)])
+    best = best_width(next(t for t in measured if t.flash_attn == flash).generation)
+    lookup_flash = best_attention(measured, lambda t: t.checking)
+    click.echo(f"best here: --parallel {best} with flash attention {_onoff(flash)}; "
+               f"--lookup with flash attention {_onoff(lookup_flash)}")  # fmt: skip
     if quick:
         return
     spec = SampleSpec(per_category=per_category)
     click.echo(f"timed runs: {per_category} per category (seed 0), budget {max_tokens}, early stop")
-    runs = timed_runs(path, threads, best, spec, max_tokens, kv_type, lookup)
+    runs = timed_runs(path, threads, best, spec, max_tokens, kv_type, lookup, flash, lookup_flash)
     base = runs[0]
-    click.echo(f"  {'':<42}{'seconds':>8}{'q/min':>7}{'speed-up':>9}{'outside decode':>15}"
+    click.echo(f"  {'':<50}{'seconds':>8}{'q/min':>7}{'speed-up':>9}{'outside decode':>15}"
                f"{'gen tokens':>11}{'agree':>7}")  # fmt: skip
     for r in runs:
         agree = sum(base.predictions.get(q) == p for q, p in r.predictions.items())
         click.echo(
-            f"  {r.name:<42}{r.wall:>8.1f}{r.questions / r.wall * 60:>7.2f}{base.wall / r.wall:>8.2f}x"
+            f"  {r.name:<50}{r.wall:>8.1f}{r.questions / r.wall * 60:>7.2f}{base.wall / r.wall:>8.2f}x"
             f"{r.outside_decode:>15.1%}{r.generated:>11}{agree:>4}/{base.questions:<2}"
         )
     click.echo(
@@ -94,3 +110,7 @@ def bench_cmd(
         "floating-point path, and a greedy choice can flip); gen tokens: the work each did"
     )
     click.echo(f"peak resident memory: {peak_memory_mib():.0f} MiB")
+
+
+def _onoff(flag: bool) -> str:
+    return "on" if flag else "off"

@@ -94,24 +94,47 @@ class BatchedDecoder:
         tokens, boundary = self.e.split_prompt(text, prefix_chars)
         return _Job(index, tokens, boundary, in_open_think_block(text))
 
-    def measure(self, slots: int, prefix_len: int = 1300, steps: int = 24) -> tuple[float, float]:
-        """Raw throughput of this context: prompt tokens/s decoding a prefix, then
-        generation tokens/s with every slot sharing it, one token per slot per step."""
+    def measure(
+        self, widths: Sequence[int], guesses: int, prefix_len: int = 1300, steps: int = 24
+    ) -> tuple[float, dict[int, float], float]:
+        """Raw throughput of this context, all tokens/s: decoding a prefix; generating
+        with each width of sequences sharing it, one token per sequence per step; and
+        checking `guesses` tokens of one sequence per step (lookup when every guess fits)."""
         prefix = [100 + i % 500 for i in range(prefix_len)]
-        L.llama_memory_clear(self._memory(), True)
+        memory = self._memory()
+        L.llama_memory_clear(memory, True)
         self.template_tokens = []
         began = time.perf_counter()
         if not self._decode_prefix(prefix):
             raise EngineError("the context is too small for the measurement")
         prompt_rate = prefix_len / (time.perf_counter() - began)
-        for seq in range(slots):
-            L.llama_memory_seq_cp(self._memory(), self.template, seq, -1, -1)
+        rates = {
+            n: self._timed_steps([[200 + s] for s in range(steps)], n, prefix_len) for n in widths
+        }
+        chunks = [
+            [200 + (s * guesses + i) % 500 for i in range(guesses)] for s in range(steps // 4)
+        ]
+        checking = self._timed_steps(chunks, 1, prefix_len)
+        L.llama_memory_clear(memory, True)
+        self.template_tokens = []
+        return prompt_rate, rates, checking
+
+    def _timed_steps(self, chunks: list[list[int]], width: int, start: int) -> float:
+        """Tokens/s decoding each chunk in every one of `width` copies of the template,
+        all copies in one batch per chunk, with logits for every token."""
+        memory = self._memory()
+        for seq in range(width):
+            L.llama_memory_seq_cp(memory, self.template, seq, -1, -1)
         began = time.perf_counter()
-        for step in range(steps):
-            self._decode([(200 + step, prefix_len + step, seq, True) for seq in range(slots)])
-        rate = slots * steps / (time.perf_counter() - began)
-        L.llama_memory_clear(self._memory(), True)
-        return prompt_rate, rate
+        pos = start
+        for chunk in chunks:
+            self._decode([(token, pos + i, seq, True)
+                          for seq in range(width) for i, token in enumerate(chunk)])  # fmt: skip
+            pos += len(chunk)
+        rate = width * sum(map(len, chunks)) / (time.perf_counter() - began)
+        for seq in range(width):
+            L.llama_memory_seq_rm(memory, seq, -1, -1)
+        return rate
 
     def _memory(self) -> Any:
         return L.llama_get_memory(self.e._ctx)

@@ -299,12 +299,14 @@ class LlamaEngine:
             return
         yield from self._batched.run(prompts, settings, should_stop)
 
-    def measure_throughput(self, slots: int) -> tuple[float, float]:
-        """(prompt tokens/s, generation tokens/s with `slots` sequences); needs a context
-        opened with parallel >= max(slots, 2)."""
-        if self._batched is None:
-            raise EngineError("measure_throughput needs open_context(n_ctx, parallel >= 2)")
-        return self._batched.measure(slots)
+    def measure_throughput(
+        self, widths: Sequence[int], guesses: int
+    ) -> tuple[float, dict[int, float], float]:
+        """(prompt tokens/s, generation tokens/s by number of sequences, tokens/s checking
+        `guesses` guesses per step); needs a context opened with parallel >= max(widths, 2)."""
+        if self._batched is None or self._parallel < max(widths):
+            raise EngineError("measure_throughput needs open_context(n_ctx, parallel >= widths)")
+        return self._batched.measure(widths, guesses)
 
     def describe(self) -> dict[str, object]:
         return {
