@@ -113,8 +113,8 @@ def best_width(rates: dict[int, float]) -> int:
 
 
 # Tokens per question a warm run decodes: its prompt after the cached prefix, and its
-# answer (28-question SmolLM2 runs at budget 512: 6,417 and 3,900 in all). Flash
-# attention reads prompts faster on CPU and generates slower, so the mix decides.
+# answer (28-question SmolLM2 runs at budget 512: 6,417 and 3,900 in all). On a CPU
+# flash attention may read prompts faster and generate slower, so the mix decides.
 PROMPT_PER_QUESTION = 230
 ANSWER_PER_QUESTION = 140
 
@@ -140,21 +140,20 @@ def timed_runs(
     kv_type: str = "f16",
     lookup: int = 0,
     flash_attn: bool = True,
-    lookup_flash_attn: bool = True,
 ) -> list[TimedRun]:
     """--parallel 1 without the prefix cache (the reference mode: default settings), then
     `parallel` with `kv_type` and `flash_attn`, a cold and a warm one, in a private,
-    empty cache; with `lookup`, once more warm with prompt-lookup decoding and
-    `lookup_flash_attn`."""
+    empty cache; with `lookup`, once more warm with prompt-lookup decoding (same
+    attention mode: the cache holds prefixes per mode, so another would be cold)."""
     kv = f" --kv-type {kv_type}" if kv_type != "f16" else ""
+    kv += "" if flash_attn else " --no-flash-attn"
     plans = [
         ("--parallel 1, no prefix cache", 1, False, "f16", 0, True),
-        (f"--parallel {parallel}{kv}{_fa(flash_attn)}, cold cache", parallel, True, kv_type, 0, flash_attn),
-        (f"--parallel {parallel}{kv}{_fa(flash_attn)}, warm cache", parallel, True, kv_type, 0, flash_attn),
-    ]  # fmt: skip
+        (f"--parallel {parallel}{kv}, cold cache", parallel, True, kv_type, 0, flash_attn),
+        (f"--parallel {parallel}{kv}, warm cache", parallel, True, kv_type, 0, flash_attn),
+    ]
     if lookup:
-        plans.append((f"--parallel {parallel}{kv}{_fa(lookup_flash_attn)} --lookup {lookup}, warm",
-                      parallel, True, kv_type, lookup, lookup_flash_attn))  # fmt: skip
+        plans.append((f"--parallel {parallel}{kv} --lookup {lookup}, warm", parallel, True, kv_type, lookup, flash_attn))  # fmt: skip
     runs: list[TimedRun] = []
     with private_cache() as tmp:
         for name, width, cache, kind, guesses, flash in plans:
@@ -164,10 +163,6 @@ def timed_runs(
                                flash_attn=flash)  # fmt: skip
             runs.append(timed_run(name, config))
     return runs
-
-
-def _fa(flash_attn: bool) -> str:
-    return "" if flash_attn else " --no-flash-attn"
 
 
 def peak_memory_mib() -> float:

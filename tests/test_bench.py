@@ -49,5 +49,5 @@ def test_bench_quick_measures_every_width_both_ways() -> None:
         row = next(line for line in lines if line.strip().startswith(label))
         rates = [float(x) for x in row[len(row) - 16 :].split()]
         assert len(rates) == 2 and all(rate > 0 for rate in rates), row
-    assert re.search(r"best here: --parallel (1|2|4|8) with flash attention (on|off); "
-                     r"--lookup with flash attention (on|off)", done.stdout)  # fmt: skip
+    assert re.search(r"best here: --parallel (1|2|4|8) with flash attention (on|off) "
+                     r"\(with --lookup: (on|off)\)", done.stdout)  # fmt: skip

@@ -61,8 +61,8 @@ def bench_cmd(
     """Measure MODEL (a GGUF file or hf://OWNER/REPO/FILE.gguf): prompt and generation tokens/s at --parallel 1, 2, 4, 8, then a
     fixed stratified sample run with --parallel 1 and no prefix cache against the best
     N with a cold and a warm prefix cache, and warm with --lookup. Prints the best
-    --parallel for this machine, and whether flash attention helps it and --lookup
-    (measured both ways; the timed runs use the faster).
+    --parallel for this machine, and whether flash attention pays with it and with
+    --lookup (measured both ways; the timed runs use the choice for --parallel).
 
     \b
     Example:
@@ -89,13 +89,13 @@ def bench_cmd(
     flash = best_attention(measured, lambda t: t.generation[best_width(t.generation)])
     best = best_width(next(t for t in measured if t.flash_attn == flash).generation)
     lookup_flash = best_attention(measured, lambda t: t.checking)
-    click.echo(f"best here: --parallel {best} with flash attention {_onoff(flash)}; "
-               f"--lookup with flash attention {_onoff(lookup_flash)}")  # fmt: skip
+    click.echo(f"best here: --parallel {best} with flash attention {_onoff(flash)} "
+               f"(with --lookup: {_onoff(lookup_flash)})")  # fmt: skip
     if quick:
         return
     spec = SampleSpec(per_category=per_category)
     click.echo(f"timed runs: {per_category} per category (seed 0), budget {max_tokens}, early stop")
-    runs = timed_runs(path, threads, best, spec, max_tokens, kv_type, lookup, flash, lookup_flash)
+    runs = timed_runs(path, threads, best, spec, max_tokens, kv_type, lookup, flash)
     base = runs[0]
     click.echo(f"  {'':<50}{'seconds':>8}{'q/min':>7}{'speed-up':>9}{'outside decode':>15}"
                f"{'gen tokens':>11}{'agree':>7}")  # fmt: skip

@@ -133,8 +133,8 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
     "--flash-attn/--no-flash-attn",
     default=True,
     show_default=True,
-    help="Flash attention: with --parallel it skips the other questions' cells. "
-    "Results differ slightly without it.",
+    help="Flash attention: on CPU it reads prompts faster but generates slower, above all "
+    "with --parallel or --lookup ('bench' measures both). Results differ slightly without it.",
 )
 @click.option(
     "--kv-type",
