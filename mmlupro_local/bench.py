@@ -145,15 +145,15 @@ def timed_runs(
     `parallel` with `kv_type` and `flash_attn`, a cold and a warm one, in a private,
     empty cache; with `lookup`, once more warm with prompt-lookup decoding (same
     attention mode: the cache holds prefixes per mode, so another would be cold)."""
-    kv = f" --kv-type {kv_type}" if kv_type != "f16" else ""
-    kv += "" if flash_attn else " --no-flash-attn"
+    flags = f" --kv-type {kv_type}" if kv_type != "f16" else ""
+    flags += "" if flash_attn else " --no-flash-attn"
     plans = [
         ("--parallel 1, no prefix cache", 1, False, "f16", 0, True),
-        (f"--parallel {parallel}{kv}, cold cache", parallel, True, kv_type, 0, flash_attn),
-        (f"--parallel {parallel}{kv}, warm cache", parallel, True, kv_type, 0, flash_attn),
+        (f"--parallel {parallel}{flags}, cold cache", parallel, True, kv_type, 0, flash_attn),
+        (f"--parallel {parallel}{flags}, warm cache", parallel, True, kv_type, 0, flash_attn),
     ]
     if lookup:
-        plans.append((f"--parallel {parallel}{kv} --lookup {lookup}, warm", parallel, True, kv_type, lookup, flash_attn))  # fmt: skip
+        plans.append((f"--parallel {parallel}{flags} --lookup {lookup}, warm", parallel, True, kv_type, lookup, flash_attn))  # fmt: skip
     runs: list[TimedRun] = []
     with private_cache() as tmp:
         for name, width, cache, kind, guesses, flash in plans:

@@ -86,8 +86,9 @@ def bench_cmd(
     rows.append((f"{guesses} guesses checked per step (--lookup)", [t.checking for t in measured]))
     for label, rates in rows:
         click.echo(f"  {label:<40}" + "".join(f"{rate:>8.1f}" for rate in rates))
-    flash = best_attention(measured, lambda t: t.generation[best_width(t.generation)])
-    best = best_width(next(t for t in measured if t.flash_attn == flash).generation)
+    widest = {t.flash_attn: best_width(t.generation) for t in measured}
+    flash = best_attention(measured, lambda t: t.generation[widest[t.flash_attn]])
+    best = widest[flash]
     lookup_flash = best_attention(measured, lambda t: t.checking)
     click.echo(f"best here: --parallel {best} with flash attention {_onoff(flash)} "
                f"(with --lookup: {_onoff(lookup_flash)})")  # fmt: skip
