@@ -7,7 +7,12 @@ from typing import Any
 
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.report import RunReport
-from mmlupro_local.stats import PairedDifference, paired_difference, questions_needed
+from mmlupro_local.stats import (
+    PairedDifference,
+    fewest_detectable,
+    paired_difference,
+    questions_needed,
+)
 
 DETECT = 0.02  # the effect size the sample-size hint is about: 2 points
 
@@ -24,6 +29,14 @@ class Comparison:
         d = self.overall
         if d.n == 0:
             return "the runs share no questions"
+        if d.disagreements < fewest_detectable():
+            return (
+                f"too few questions to tell: the runs disagree on {d.disagreements} of {d.n}, and "
+                f"the paired test needs at least {fewest_detectable()} disagreements to detect any "
+                f"difference ({d.difference * 100:+.1f} points, 95 % CI {d.ci_low * 100:.1f} to "
+                f"{d.ci_high * 100:.1f}, p = {_p(d.p_value)}); about {self.needed_per_category} "
+                f"questions per category would be needed to detect {DETECT * 100:.0f} points"
+            )
         if d.p_value < 0.05:
             if d.difference > 0:
                 better, worse, low, high = self.b, self.a, d.ci_low, d.ci_high

@@ -40,10 +40,17 @@ def prefix_cache_dir() -> Path:
 PREFIX_CACHE_MAX_GB = 4.0
 
 
-def load_run_config(path: Path, known: set[str]) -> dict[str, Any]:
-    """Options from a YAML file (keys as on the command line, with - or _)."""
+def load_run_config(path: Path, names: dict[str, str]) -> dict[str, tuple[str, Any]]:
+    """Options from a YAML file. `names` maps every accepted key (an option's flag name
+    without dashes, such as 'dataset' or 'max-tokens', and its parameter name, such as
+    'dataset_name') to the parameter; the result maps each parameter to the key as the
+    file spells it and the value."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML"
+        ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
@@ -52,12 +59,20 @@ def load_run_config(path: Path, known: set[str]) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of option names to values")
-    options = {str(key).replace("-", "_"): _flat(value) for key, value in data.items()}
-    unknown = sorted(set(options) - known)
+    options: dict[str, tuple[str, Any]] = {}
+    unknown = []
+    for key, value in data.items():
+        param = names.get(str(key)) or names.get(str(key).replace("_", "-"))
+        if param is None:
+            unknown.append(str(key))
+        elif param in options:
+            raise ConfigError(f"{path}: {options[param][0]!r} and {key!r} set the same option")
+        else:
+            options[param] = (str(key), _flat(value))
     if unknown:
+        known = sorted({k for k in names if "_" not in k})
         raise ConfigError(
-            f"{path}: unknown option(s) {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(k.replace('_', '-') for k in known))}"
+            f"{path}: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}"
         )
     return options
 

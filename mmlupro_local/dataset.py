@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -80,6 +81,7 @@ def build_dataset(
 ) -> Dataset:
     """Order the questions canonically, hash them, and check both splits are there."""
     ordered = sorted(questions, key=_canonical_order)
+    _refuse_duplicates(ordered, source)
     data = canonical_bytes(ordered)
     test = tuple(q for q in ordered if q.split == "test")
     validation = tuple(q for q in ordered if q.split == "validation")
@@ -98,6 +100,19 @@ def build_dataset(
         source_files=dict(source_files or {}),
     )
     return Dataset(meta=meta, test=test, validation=validation)
+
+
+def _refuse_duplicates(ordered: list[Question], source: str) -> None:
+    """Two rows with one id in a split would be scored twice and never complete a run."""
+    counts = Counter((q.split, q.question_id) for q in ordered)
+    dupes = sorted(key for key, n in counts.items() if n > 1)
+    if dupes:
+        shown = ", ".join(f"{split} {qid}" for split, qid in dupes[:10])
+        raise DatasetError(
+            f"{source}: {len(dupes)} question ids appear more than once ({shown}"
+            f"{', ...' if len(dupes) > 10 else ''}); each question needs its own id. Remove the "
+            "repeated rows, or check that the same file was not given twice."
+        )
 
 
 def check_name(name: str) -> str:

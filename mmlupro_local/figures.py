@@ -48,21 +48,23 @@ class Figures:
         return wilson(self.official_correct, self.n)
 
     def to_json(self) -> dict[str, Any]:
+        """Every figure; the rates are null when there are no questions (no figure exists)."""
+        some = self.n > 0
         low, high = self.interval
         olow, ohigh = self.official_interval
         return {
             "n": self.n,
             "correct": self.correct,
-            "accuracy": self.accuracy,
-            "ci_low": low,
-            "ci_high": high,
+            "accuracy": self.accuracy if some else None,
+            "ci_low": low if some else None,
+            "ci_high": high if some else None,
             "official_correct": self.official_correct,
-            "official_accuracy": self.official_accuracy,
-            "official_ci_low": olow,
-            "official_ci_high": ohigh,
+            "official_accuracy": self.official_accuracy if some else None,
+            "official_ci_low": olow if some else None,
+            "official_ci_high": ohigh if some else None,
             "guessed": self.guessed,
-            "chance": self.chance,
-            "above_chance": self.accuracy - self.chance,
+            "chance": self.chance if some else None,
+            "above_chance": self.accuracy - self.chance if some else None,
             "levels": {str(k): self.levels.get(k, 0) for k in (1, 2, 3, 0)},
             "hit_budget": self.hit_budget,
             "prompt_tokens": self.prompt_tokens,
@@ -100,9 +102,19 @@ def category_figures(records: Iterable[Record]) -> tuple[list[Figures], Figures]
     return rows, figures("overall", everything)
 
 
-def macro_accuracy(rows: list[Figures]) -> float:
-    """The unweighted mean of per-category accuracies (the official figure is micro)."""
-    return sum(f.accuracy for f in rows) / len(rows) if rows else 0.0
+def macro_accuracy(rows: list[Figures]) -> float | None:
+    """The unweighted mean of per-category accuracies (the official figure is micro);
+    None without any category."""
+    return sum(f.accuracy for f in rows) / len(rows) if rows else None
+
+
+NO_FIGURE = "–"  # noqa: RUF001 (an en dash, as tables print it); printed where a rate has no questions to be computed from
+
+
+def percent(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return NO_FIGURE
+    return f"{value:+.1%}" if signed else f"{value:.1%}"
 
 
 def render_table(rows: list[Figures], overall: Figures) -> str:
@@ -118,5 +130,5 @@ def render_table(rows: list[Figures], overall: Figures) -> str:
             f"{f.name:<18} {f.n:>5} {f.correct:>7} {f.accuracy:>8.1%} {interval:>13} "
             f"{f.official_accuracy:>8.1%} {f.guessed:>7} {f.chance:>7.1%}"
         )
-    lines.append(f"{'macro average':<18} {'':>5} {'':>7} {macro_accuracy(rows):>8.1%}")
+    lines.append(f"{'macro average':<18} {'':>5} {'':>7} {percent(macro_accuracy(rows)):>8}")
     return "\n".join(lines)

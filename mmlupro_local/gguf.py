@@ -6,7 +6,6 @@ llama.cpp sees it, and read the chat template, architecture and sizes from metad
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +15,15 @@ from mmlupro_local.errors import MmluProError
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
-# ggml tensor type id -> (elements per block, bytes per block)
+# ggml tensor type id -> (elements per block, bytes per block); in step with the gguf
+# package's GGML_QUANT_SIZES (tests/test_gguf.py compares them where it is installed)
 BLOCK_SIZES = {
     0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
-    9: (32, 36), 10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176),
+    9: (32, 40), 10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176),
     14: (256, 210), 15: (256, 292), 16: (256, 66), 17: (256, 74), 18: (256, 98),
     19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82), 23: (256, 136), 24: (1, 1),
     25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2),
-    34: (256, 54), 35: (256, 66), 39: (32, 17),
+    34: (256, 54), 35: (256, 66), 39: (32, 17), 40: (64, 36), 41: (128, 18),
 }  # fmt: skip
 # llama.cpp's LLAMA_FTYPE values, for reporting the quantization of a file
 FILE_TYPES = {
@@ -32,7 +32,7 @@ FILE_TYPES = {
     17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS",
     23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S",
     29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0",
-    38: "MXFP4_MOE",
+    38: "MXFP4_MOE", 39: "NVFP4", 40: "Q1_0",
 }  # fmt: skip
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
             10: "<Q", 11: "<q", 12: "<d"}  # fmt: skip
@@ -175,9 +175,3 @@ def _value(handle: IO[bytes], kind: int | None = None) -> Any:
             raise EOFError("array length past any real file")
         return [_value(handle, item_kind) for _ in range(count)]
     raise EOFError(f"unknown metadata value type {kind}")
-
-
-def file_identity(path: Path) -> dict[str, Any]:
-    """Name, size and modification time: cheap facts to record beside a content hash."""
-    stat = os.stat(path)
-    return {"name": path.name, "size": stat.st_size, "mtime": int(stat.st_mtime)}

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from html import escape
 
 from mmlupro_local.compare import Comparison, render_comparison
-from mmlupro_local.figures import Figures
+from mmlupro_local.figures import NO_FIGURE, Figures, percent
 from mmlupro_local.report import RunReport
 
 COLORS = ("#3b6fb6", "#d9822b", "#3a9a5b", "#a4508b", "#7a7a7a")
@@ -81,8 +81,8 @@ def _settings(reports: list[RunReport]) -> str:
     )
     summaries: list[tuple[str, Callable[[RunReport], str]]] = [
         ("accuracy (strict)", lambda r: _pct(r.overall)),
-        ("with guesses credited", lambda r: f"{r.overall.official_accuracy:.1%}"),
-        ("chance level", lambda r: f"{r.overall.chance:.1%}"),
+        ("with guesses credited", lambda r: _rate(r.overall, r.overall.official_accuracy)),
+        ("chance level", lambda r: _rate(r.overall, r.overall.chance)),
         ("questions", lambda r: f"{r.overall.n} of {r.sample_size}"),
     ]
     figures = "".join(
@@ -94,7 +94,13 @@ def _settings(reports: list[RunReport]) -> str:
     return f"<h2>Runs</h2><table id='settings'><tr><th></th>{head}</tr>{rows}{figures}</table>"
 
 
+def _rate(f: Figures, value: float) -> str:
+    return percent(value if f.n else None)
+
+
 def _pct(f: Figures) -> str:
+    if not f.n:
+        return NO_FIGURE
     low, high = f.interval
     return f"{f.accuracy:.1%} (95% CI {low:.1%} to {high:.1%})"
 

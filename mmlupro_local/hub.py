@@ -9,9 +9,11 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mmlupro_local.errors import HubError, MissingExtraError
 from mmlupro_local.formats import file_sha256
@@ -25,6 +27,32 @@ _OFFLINE_HINT = (
 )
 
 
+REACH_SECONDS = 3.0  # a hub that does not accept a connection in this time is offline
+
+
+def _unreachable() -> str | None:
+    """Why the hub (HF_ENDPOINT, or the proxy in between) takes no connection now, or
+    None when it does. Without this check huggingface_hub retries for about 24 s
+    before giving up on a machine without network."""
+    from urllib.request import getproxies, proxy_bypass
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return None  # huggingface_hub answers from the cache at once
+    url = urlsplit(constants.ENDPOINT)
+    host = url.hostname or ""
+    proxy = getproxies().get(url.scheme or "https")
+    if proxy and not proxy_bypass(host):
+        url = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=REACH_SECONDS).close()
+    except OSError as exc:
+        return f"{url.hostname}:{port}: {exc.strerror or exc}"
+    return None
+
+
 def download_dataset_files(*, repo: str, revision: str | None) -> tuple[list[Path], str]:
     """The local paths of the dataset's parquet files and the commit they came from."""
     try:
@@ -32,10 +60,15 @@ def download_dataset_files(*, repo: str, revision: str | None) -> tuple[list[Pat
     except ImportError as exc:
         raise MissingExtraError("huggingface_hub", "hub", "Downloading from the hub") from exc
     paths: list[Path] = []
+    cut_off = _unreachable()
     for filename in DATASET_FILES:
-        with _hub_errors(f"{filename} in {repo}", revision, _OFFLINE_HINT):
+        with _hub_errors(f"{filename} in {repo}", revision, _OFFLINE_HINT, cut_off):
             local = huggingface_hub.hf_hub_download(
-                repo, filename, repo_type="dataset", revision=revision
+                repo,
+                filename,
+                repo_type="dataset",
+                revision=revision,
+                local_files_only=cut_off is not None,
             )
         path = Path(local)
         _check_blob(path)
@@ -79,25 +112,34 @@ def download_model(repo: str, pattern: str, revision: str | None) -> Path:
     except ImportError as exc:
         raise MissingExtraError("huggingface_hub", "hub", "Models from the hub") from exc
     where = f"hf://{repo}{'@' + revision if revision else ''}/{pattern}"
-    with _hub_errors(where, revision, _MODEL_OFFLINE_HINT):
+    cut_off = _unreachable()
+    with _hub_errors(where, revision, _MODEL_OFFLINE_HINT, cut_off):
         if any(c in pattern for c in "*?["):
-            names = _matching_files(repo, pattern, revision)
+            names = _matching_files(repo, pattern, revision, listing=cut_off is None)
         else:
             names = [pattern]
         local = [
-            Path(huggingface_hub.hf_hub_download(repo, name, revision=revision)) for name in names
-        ]
+            Path(huggingface_hub.hf_hub_download(repo, name, revision=revision,
+                                                 local_files_only=cut_off is not None))
+            for name in names
+        ]  # fmt: skip
     for path in local:
         _check_blob(path)
     return local[0]
 
 
-def _matching_files(repo: str, pattern: str, revision: str | None) -> list[str]:
-    """The repo files matching the glob: one file, or every part of one split model."""
+def _matching_files(repo: str, pattern: str, revision: str | None, *, listing: bool) -> list[str]:
+    """The repo files matching the glob: one file, or every part of one split model.
+    Without `listing` (the hub is out of reach), the files already in the cache."""
     import huggingface_hub
     from huggingface_hub import errors as hub_errors
 
     try:
+        if not listing:
+            files = _cached_files(repo, revision)
+            if not files:
+                raise hub_errors.LocalEntryNotFoundError("the hub is out of reach")
+            return _pick(files, repo, pattern)
         files = huggingface_hub.list_repo_files(repo, revision=revision)
     except (hub_errors.RepositoryNotFoundError, hub_errors.RevisionNotFoundError):
         raise  # a definite answer from the hub
@@ -107,6 +149,10 @@ def _matching_files(repo: str, pattern: str, revision: str | None) -> list[str]:
             if isinstance(exc, hub_errors.OfflineModeIsEnabled):
                 raise
             raise hub_errors.LocalEntryNotFoundError(str(exc)) from exc
+    return _pick(files, repo, pattern)
+
+
+def _pick(files: list[str], repo: str, pattern: str) -> list[str]:
     matches = sorted(f for f in files if fnmatch.fnmatchcase(f.lower(), pattern.lower()))
     ggufs = sorted(f for f in files if f.lower().endswith(".gguf"))
     if not matches:
@@ -145,9 +191,11 @@ def _cached_files(repo: str, revision: str | None) -> list[str]:
 
 
 @contextmanager
-def _hub_errors(where: str, revision: str | None, hint: str) -> Iterator[None]:
+def _hub_errors(
+    where: str, revision: str | None, hint: str, cut_off: str | None = None
+) -> Iterator[None]:
     """huggingface_hub's exceptions as one-line errors about `where`; `hint` says how to
-    do without the hub."""
+    do without the hub; `cut_off` why the hub could not be reached, if it could not."""
     from huggingface_hub import errors as hub_errors
 
     try:
@@ -159,6 +207,11 @@ def _hub_errors(where: str, revision: str | None, hint: str) -> Iterator[None]:
             f"{where} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. {hint}"
         ) from exc
     except hub_errors.LocalEntryNotFoundError as exc:
+        if cut_off is not None:
+            raise HubError(
+                f"{where} is not in the local Hugging Face cache and the hub cannot be reached "
+                f"({cut_off}; set HF_ENDPOINT for a mirror). {hint}"
+            ) from exc
         raise HubError(
             f"{where} is not in the local Hugging Face cache and the hub cannot be reached "
             f"(offline, or HF_HUB_OFFLINE is set). {hint}"

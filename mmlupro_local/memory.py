@@ -4,7 +4,8 @@ out-of-memory killer or a swap storm hours into a run."""
 
 from __future__ import annotations
 
-import os
+import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,28 +66,70 @@ def _first_int(value: object) -> int | None:
 class MachineMemory:
     total: int  # physical memory, or the container's limit if lower
     available: int  # what can be had now without swapping
+    swap_free: int = 0  # swap that could take the rest (0: none, or inside a memory limit)
 
 
 def machine_memory() -> MachineMemory | None:
-    total = available = 0
+    if sys.platform == "darwin":
+        return _darwin_memory()
+    facts: dict[str, int] = {}
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key in ("MemTotal", "MemAvailable"):
-                kib = int(value.split()[0]) * 1024
-                total, available = (kib, available) if key == "MemTotal" else (total, kib)
+            if key in ("MemTotal", "MemAvailable", "SwapFree"):
+                facts[key] = int(value.split()[0]) * 1024
     except (OSError, ValueError):
-        if sys.platform == "darwin" or hasattr(os, "sysconf"):
-            try:
-                total = available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-            except (OSError, ValueError):
-                return None
+        return None
+    total, available = facts.get("MemTotal", 0), facts.get("MemAvailable", 0)
+    swap = facts.get("SwapFree", 0)
     if not total:
         return None
     limit, used = _cgroup_limit()
     if limit and limit < total:
-        total, available = limit, min(available or limit, limit - used)
-    return MachineMemory(total, available or total)
+        # a container's limit counts memory only: the OOM killer acts at it, swap or not
+        total, available, swap = limit, min(available or limit, limit - used), 0
+    return MachineMemory(total, available or total, swap)
+
+
+def _darwin_memory() -> MachineMemory | None:
+    """macOS: hw.memsize, and free + inactive + speculative + purgeable pages as what
+    can be had now (what Activity Monitor counts as not in use)."""
+    try:
+        total = int(_run(["sysctl", "-n", "hw.memsize"]))
+        pages, page_size = _vm_stat(_run(["vm_stat"]))
+        swap = _run(["sysctl", "-n", "vm.swapusage"])
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        return None
+    kinds = ("Pages free", "Pages inactive", "Pages speculative", "Pages purgeable")
+    available = sum(pages.get(kind, 0) for kind in kinds) * page_size
+    # macOS grows its swap files on demand: free swap is whatever the disk allows
+    free_swap = _swap_free(swap)
+    return MachineMemory(total, min(available, total) or total, free_swap)
+
+
+def _run(command: list[str]) -> str:
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
+def _vm_stat(text: str) -> tuple[dict[str, int], int]:
+    """`vm_stat` output: counts of pages by kind, and the page size it states."""
+    match = re.search(r"page size of (\d+) bytes", text)
+    page_size = int(match.group(1)) if match else 4096
+    pages = {}
+    for line in text.splitlines()[1:]:
+        key, _, value = line.partition(":")
+        value = value.strip().rstrip(".")
+        if value.isdigit():
+            pages[key.strip()] = int(value)
+    return pages, page_size
+
+
+def _swap_free(text: str) -> int:
+    """`sysctl vm.swapusage`: 'total = 2048.00M  used = 1024.00M  free = 1024.00M ...'."""
+    match = re.search(r"free = ([\d.]+)([KMG])", text)
+    if not match:
+        return 0
+    return int(float(match.group(1)) * {"K": 2**10, "M": 2**20, "G": 2**30}[match.group(2)])
 
 
 def _cgroup_limit() -> tuple[int, int]:
@@ -106,8 +149,9 @@ def _cgroup_limit() -> tuple[int, int]:
 
 
 def check_fits(info: GgufInfo, need: MemoryEstimate, machine: MachineMemory | None) -> str | None:
-    """Raises when the estimate exceeds the machine's memory; returns a warning when it
-    exceeds what is free now (other programs hold the rest), else None."""
+    """Raises when the estimate exceeds the machine's memory, or what is free now plus
+    free swap (the run would be killed by the out-of-memory killer); returns a warning
+    when it fits only by swapping, else None."""
     if machine is None:
         return None
     advice = (
@@ -119,9 +163,20 @@ def check_fits(info: GgufInfo, need: MemoryEstimate, machine: MachineMemory | No
             f"{info.path.name} needs {need.describe()}, but this machine has "
             f"{machine.total / GIB:.1f} GiB of memory; {advice}"
         )
+    if need.total > machine.available + machine.swap_free:
+        swap = (
+            f" and {machine.swap_free / GIB:.1f} GiB of swap"
+            if machine.swap_free
+            else " and no swap"
+        )
+        raise MemoryTooSmallError(
+            f"{info.path.name} needs {need.describe()}, but only {machine.available / GIB:.1f} "
+            f"GiB is free now{swap}: the system would kill the run when it runs out. Close "
+            f"other programs, or {advice}"
+        )
     if need.total > machine.available:
         return (
             f"{info.path.name} needs {need.describe()}; only {machine.available / GIB:.1f} GiB "
-            "is free now, so the run may swap and slow down"
+            "is free now, so the run will swap and slow down"
         )
     return None

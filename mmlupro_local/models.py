@@ -33,7 +33,13 @@ def parse_hub_ref(text: str) -> HubRef:
 
 def model_path(ref: str) -> Path:
     """The local path for a model argument: a path, or hf://... downloaded if needed."""
-    return _download(parse_hub_ref(ref)) if ref.startswith(HF_SCHEME) else Path(ref)
+    if ref.startswith(HF_SCHEME):
+        return _download(parse_hub_ref(ref))
+    path = Path(ref)
+    if ref[:3].lower() == "hf:" and not path.exists():
+        fixed = HF_SCHEME + ref[3:].lstrip("/")
+        raise HubError(f"{ref!r} is not a hub reference nor a file; did you mean {fixed}?")
+    return path
 
 
 def resolve_model(model: str | None, hf_repo: str | None, hf_file: str | None) -> Path | None:

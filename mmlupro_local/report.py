@@ -10,7 +10,14 @@ from typing import Any
 
 from mmlupro_local.dataset import load_dataset
 from mmlupro_local.errors import MmluProError
-from mmlupro_local.figures import Figures, category_figures, figures, macro_accuracy
+from mmlupro_local.figures import (
+    NO_FIGURE,
+    Figures,
+    category_figures,
+    figures,
+    macro_accuracy,
+    percent,
+)
 from mmlupro_local.store import read_results
 from mmlupro_local.verify import leaks_answer
 
@@ -141,9 +148,13 @@ def _leak_split(
 # -- text formats ----------------------------------------------------------------------
 
 
+def _rate(report: RunReport, value: float) -> float | None:
+    return value if report.overall.n else None
+
+
 def _cell(f: Figures | None) -> str:
     if f is None or f.n == 0:
-        return "-"
+        return NO_FIGURE
     low, high = f.interval
     return f"{f.accuracy:.1%} [{low:.1%}, {high:.1%}]"
 
@@ -159,12 +170,15 @@ def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
             )
         )
     rows.append(("overall (micro)", [_cell(r.overall) for r in reports]))
-    rows.append(("macro average", [f"{macro_accuracy(r.categories):.1%}" for r in reports]))
-    rows.append(("with guesses credited", [f"{r.overall.official_accuracy:.1%}" for r in reports]))
-    rows.append(("chance level", [f"{r.overall.chance:.1%}" for r in reports]))
+    rows.append(("macro average", [percent(macro_accuracy(r.categories)) for r in reports]))
     rows.append(
-        ("above chance", [f"{r.overall.accuracy - r.overall.chance:+.1%}" for r in reports])
+        ("with guesses credited", [percent(_rate(r, r.overall.official_accuracy)) for r in reports])
     )
+    rows.append(("chance level", [percent(_rate(r, r.overall.chance)) for r in reports]))
+    rows.append(
+        ("above chance", [percent(_rate(r, r.overall.accuracy - r.overall.chance), signed=True)
+                          for r in reports])
+    )  # fmt: skip
     rows.append(
         ("n", [str(r.overall.n) + ("" if r.complete else f" of {r.sample_size}") for r in reports])
     )

@@ -18,16 +18,24 @@ from tqdm import tqdm
 from mmlupro_local import __version__
 from mmlupro_local.config import PREFIX_CACHE_MAX_GB, prefix_cache_dir
 from mmlupro_local.dataset import EMBEDDED_NAME, Dataset, load_dataset
-from mmlupro_local.engine import LIVE_PREFIXES, Engine, EngineSettings, GenerationSettings
+from mmlupro_local.engine import (
+    LIVE_PREFIXES,
+    Engine,
+    EngineSettings,
+    Generation,
+    GenerationSettings,
+)
+from mmlupro_local.errors import DatasetError
 from mmlupro_local.fingerprint import model_record, model_sha256
 from mmlupro_local.gguf import GgufInfo, read_gguf
 from mmlupro_local.memory import check_fits, estimate, machine_memory
 from mmlupro_local.prefix_cache import PrefixCache
 from mmlupro_local.prompt import ChatRenderer, Prompt, PromptSettings, build_prompt, fit_prompt
 from mmlupro_local.questions import Question
-from mmlupro_local.sampling import SampleSpec, draw
+from mmlupro_local.sampling import SampleSpec, draw, shortfalls
 from mmlupro_local.scoring import result_record
-from mmlupro_local.store import SCHEMA, ResultsWriter
+from mmlupro_local.store import SCHEMA, ResultsWriter, StoreError
+from mmlupro_local.verify import verify
 
 CTX_STEP = 256  # llama.cpp pads the context to this; an unpadded n_ctx crashes later
 EngineFactory = Callable[[Path, EngineSettings], Engine]
@@ -66,6 +74,7 @@ class RunOutcome:
     interrupted: bool
     records: list[dict[str, Any]]  # results for the selected questions, file order
     warnings: list[str]
+    signum: int = 0  # the signal that interrupted the run, when one did
 
 
 def identity(config: RunConfig, model_hash: str, dataset: Dataset) -> dict[str, Any]:
@@ -92,12 +101,26 @@ def identity(config: RunConfig, model_hash: str, dataset: Dataset) -> dict[str, 
             "flash_attn": config.flash_attn,
             "kv_type": config.kv_type,
             "gpu_layers": config.gpu_layers,
+            # how ggml splits the work among threads changes the order of its sums
+            "threads": config.threads,
             "parallel": config.parallel,
             # absent (files before it existed) means off
             **({"lookup": config.lookup} if config.lookup else {}),
         },
         "seed": config.sample.seed,
     }
+
+
+def _check_dataset(dataset: Dataset) -> None:
+    """A dataset that fails `dataset verify` would give wrong or endless runs."""
+    errors = [f for f in verify(dataset) if f.severity == "error"]
+    if errors:
+        raise DatasetError(
+            f"dataset {dataset.name!r} fails its checks: "
+            + "; ".join(f.message for f in errors)
+            + f". See 'mmlupro-local dataset verify --dataset {dataset.name}', then import a "
+            "corrected copy."
+        )
 
 
 def budget_floor(config: RunConfig) -> int:
@@ -132,16 +155,25 @@ def run(
     progress: bool = True,
 ) -> RunOutcome:
     dataset = load_dataset(config.dataset)
+    _check_dataset(dataset)
     sample = draw(dataset.test, config.sample)
     info = read_gguf(config.model)
     model_hash = model_sha256(config.model)
     ident = identity(config, model_hash, dataset)
     with ResultsWriter(config.out, ident) as writer:
         warnings = list(writer.log.warnings)
+        short = shortfalls(dataset.test, config.sample)
+        if short:
+            warnings.append(short)
         done = {q.question_id for q in sample if q.question_id in writer.log.results}
         todo = [q for q in sample if q.question_id not in done]
         echo(f"results: {config.out} ({len(done)} of {len(sample)} questions already there)")
-        written, interrupted = 0, False
+        written, signum = 0, 0
+        if todo and writer.read_only_reason:
+            raise StoreError(
+                f"cannot write to {config.out}: {writer.read_only_reason}; {len(todo)} of "
+                f"{len(sample)} questions are still to run. Make it writable or choose another --out."
+            )
         if todo:
             # before loading: the weights and the smallest context this run could use
             _check_memory(config, info, round_ctx(config.ctx or budget_floor(config)), warnings)
@@ -179,17 +211,26 @@ def run(
                 )
                 for text in warnings:
                     echo(f"warning: {text}")
-                written, interrupted = _generate_all(
+                written, signum = _generate_all(
                     config, todo, prompts, engine, writer, progress, len(done), len(sample)
                 )
                 if cache is not None and cache.hits + cache.misses:
-                    echo(f"prefix cache: {cache.hits} loaded, {cache.misses} decoded and saved")
+                    echo(_cache_summary(cache))
             finally:
                 engine.close()
         records = [
             writer.log.results[q.question_id] for q in sample if q.question_id in writer.log.results
         ]
-    return RunOutcome(config.out, len(sample), len(done), written, interrupted, records, warnings)
+    return RunOutcome(config.out, len(sample), len(done), written, bool(signum), records, warnings,
+                      signum)  # fmt: skip
+
+
+def _cache_summary(cache: PrefixCache) -> str:
+    text = f"prefix cache: {cache.hits} loaded, {cache.misses} decoded, {cache.saved} saved"
+    if cache.not_saved:
+        reasons = sorted(set(cache.not_saved))
+        text += f", {len(cache.not_saved)} not saved ({'; '.join(reasons)})"
+    return text
 
 
 def _prepare_prompts(
@@ -294,25 +335,85 @@ def _run_record(
     }
 
 
+class Stop(threading.Event):
+    """Set by the first Ctrl-C or SIGTERM; `signum` says which."""
+
+    signum = 0
+
+
 @contextmanager
-def _first_interrupt_requests_stop() -> Iterator[threading.Event]:
-    """First Ctrl-C: stop after the current question (nothing half-written).
-    A second one interrupts at once."""
-    stop = threading.Event()
+def _first_interrupt_requests_stop() -> Iterator[Stop]:
+    """First Ctrl-C or SIGTERM (`timeout`, `docker stop`): stop after the current
+    question (nothing half-written). A second one interrupts at once."""
+    stop = Stop()
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
 
     def handler(signum: int, frame: object) -> None:
         if stop.is_set():
-            raise KeyboardInterrupt
+            raise Terminated(signum)
+        stop.signum = signum
         stop.set()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class Terminated(KeyboardInterrupt):
+    """A signal that ends the run at once (SIGTERM, or a second Ctrl-C)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """Outside the generation loop (loading, preparing) SIGTERM interrupts like Ctrl-C."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Speed:
+    """The progress bar's rates: questions per minute over the wall clock, and prompt
+    reading and generation each over its own decoding time (so a long prompt does not
+    make generation look slow)."""
+
+    def __init__(self) -> None:
+        self.began = time.perf_counter()
+        self.questions = self.prompt_tokens = self.generated = 0
+        self.prompt_seconds = self.generation_seconds = 0.0
+
+    def add(self, generation: Generation) -> None:
+        self.questions += 1
+        self.prompt_tokens += generation.decoded_prompt_tokens
+        self.generated += generation.generated_tokens
+        self.prompt_seconds += generation.prompt_seconds
+        self.generation_seconds += max(generation.decode_seconds - generation.prompt_seconds, 0.0)
+
+    def __str__(self) -> str:
+        elapsed = time.perf_counter() - self.began
+        parts = [f"{self.questions / elapsed * 60:.1f} q/min"]
+        if self.generation_seconds:
+            parts.append(f"gen {self.generated / self.generation_seconds:.1f} tok/s")
+        if self.prompt_seconds:
+            parts.append(f"prompt {self.prompt_tokens / self.prompt_seconds:.0f} tok/s")
+        return ", ".join(parts)
 
 
 def _generate_all(
@@ -324,9 +425,9 @@ def _generate_all(
     progress: bool,
     done: int,
     total: int,
-) -> tuple[int, bool]:
-    written = correct = tokens = 0
-    began = time.perf_counter()
+) -> tuple[int, int]:
+    written = correct = 0
+    speed = Speed()
     bar = tqdm(
         total=total,
         initial=done,
@@ -349,16 +450,11 @@ def _generate_all(
                 strip_thinking=config.generation.strip_thinking,
             )
             writer.append(record)
-            writer.log.results[question.question_id] = record
             written += 1
             correct += record["correct"]
-            tokens += generation.generated_tokens
-            elapsed = time.perf_counter() - began
-            bar.set_postfix_str(
-                f"acc {correct / written:.1%}, {written / elapsed * 60:.1f} q/min, {tokens / elapsed:.1f} tok/s",
-                refresh=False,
-            )
+            speed.add(generation)
+            bar.set_postfix_str(f"acc {correct / written:.1%}, {speed}", refresh=False)
             bar.update(1)
             if stop.is_set():
-                return written, True
-    return written, stop.is_set()
+                return written, stop.signum
+    return written, stop.signum

@@ -74,12 +74,34 @@ def _quotas(sizes: dict[str, int], spec: SampleSpec) -> dict[str, int]:
     if spec.per_category is not None:
         if spec.per_category < 1:
             raise SampleError("--per-category must be at least 1")
+        largest = max(sizes, key=lambda c: (sizes[c], c))
+        if spec.per_category > sizes[largest]:
+            raise SampleError(
+                f"--per-category {spec.per_category:,} is more than any category holds (the "
+                f"largest, {largest}, has {sizes[largest]:,}); for every question use --full"
+            )
         return {c: min(n, spec.per_category) for c, n in sizes.items()}
     if spec.fraction is not None:
         if not 0 < spec.fraction <= 1:
             raise SampleError("--fraction must be in (0, 1]")
         return largest_remainder(sizes, Fraction(str(spec.fraction)))
     return dict(sizes)
+
+
+def shortfalls(questions: Iterable[Question], spec: SampleSpec) -> str | None:
+    """A warning naming the categories that hold fewer questions than --per-category
+    asks for (they are taken whole), or None."""
+    if spec.per_category is None:
+        return None
+    sizes: dict[str, int] = defaultdict(int)
+    for question in questions:
+        if not spec.categories or question.category in spec.categories:
+            sizes[question.category] += 1
+    short = sorted(c for c, n in sizes.items() if n < spec.per_category)
+    if not short:
+        return None
+    listed = ", ".join(f"{c} ({sizes[c]:,})" for c in short)
+    return f"--per-category {spec.per_category:,}: {len(short)} categories hold fewer and are taken whole: {listed}"
 
 
 def largest_remainder(sizes: dict[str, int], fraction: Fraction) -> dict[str, int]:

@@ -49,19 +49,48 @@ class PairedDifference:
 
 
 def paired_difference(a_correct: list[bool], b_correct: list[bool]) -> PairedDifference:
-    """B minus A on the same questions, with a 95 % Wald interval for paired
-    proportions and the exact McNemar test."""
+    """B minus A on the same questions, with Newcombe's hybrid score interval for paired
+    proportions (his method 10) and the exact McNemar test. Unlike the Wald interval it
+    stays honest at small n: it does not shrink to a point when every pair disagrees
+    the same way."""
     n = len(a_correct)
     only_a = sum(x and not y for x, y in zip(a_correct, b_correct, strict=True))
     only_b = sum(y and not x for x, y in zip(a_correct, b_correct, strict=True))
     if n == 0:
-        return PairedDifference(0, 0, 0, 0.0, 0.0, 0.0, 1.0)
+        return PairedDifference(0, 0, 0, 0.0, -1.0, 1.0, 1.0)
+    both = sum(x and y for x, y in zip(a_correct, b_correct, strict=True))
+    low, high = newcombe_interval(both, only_a, only_b, n - both - only_a - only_b)
     diff = (only_b - only_a) / n
-    variance = ((only_a + only_b) / n - diff * diff) / n
-    half = Z95 * math.sqrt(max(variance, 0.0))
-    return PairedDifference(
-        n, only_a, only_b, diff, diff - half, diff + half, mcnemar_exact(only_a, only_b)
-    )
+    return PairedDifference(n, only_a, only_b, diff, low, high, mcnemar_exact(only_a, only_b))
+
+
+def newcombe_interval(both: int, only_a: int, only_b: int, neither: int) -> tuple[float, float]:
+    """95 % interval of accuracy(B) - accuracy(A) from the four paired counts (Newcombe
+    1998, "Improved confidence intervals for the difference between binomial
+    proportions based on paired data", method 10): the Wilson intervals of the two
+    accuracies, combined with the correlation phi of the pairs, continuity-corrected as
+    the paper defines it."""
+    n = both + only_a + only_b + neither
+    p_a, p_b = (both + only_a) / n, (both + only_b) / n
+    l_a, u_a = wilson(both + only_a, n)
+    l_b, u_b = wilson(both + only_b, n)
+    margins = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
+    cross = both * neither - only_a * only_b
+    corrected = cross - n / 2 if cross > n / 2 else min(cross, 0)
+    phi = corrected / math.sqrt(margins) if margins else 0.0
+    diff = p_b - p_a
+    below = (p_b - l_b) ** 2 - 2 * phi * (p_b - l_b) * (u_a - p_a) + (u_a - p_a) ** 2
+    above = (u_b - p_b) ** 2 - 2 * phi * (u_b - p_b) * (p_a - l_a) + (p_a - l_a) ** 2
+    return max(-1.0, diff - math.sqrt(max(below, 0.0))), min(1.0, diff + math.sqrt(max(above, 0.0)))
+
+
+def fewest_detectable(alpha: float = 0.05) -> int:
+    """The fewest disagreements with which the exact McNemar test can reach `alpha`
+    (all of them one way): below it no sample can show a difference."""
+    n = 1
+    while mcnemar_exact(n, 0) >= alpha:
+        n += 1
+    return n
 
 
 def questions_needed(discordance: float, effect: float) -> int:

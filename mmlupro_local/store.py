@@ -55,6 +55,11 @@ class ResultsLog:
         return self.runs[0] if self.runs else {}
 
 
+# identity keys recorded only by later releases: a file without one resumes (it cannot
+# say what it used), and the run record it gets now says what this session used
+ADDED_LATER = frozenset({"engine.threads"})
+
+
 def differences(
     expected: Mapping[str, Any], actual: Mapping[str, Any], prefix: str = ""
 ) -> list[str]:
@@ -63,6 +68,8 @@ def differences(
     for key in sorted(set(expected) | set(actual)):
         a, b = expected.get(key), actual.get(key)
         name = f"{prefix}{key}"
+        if key not in expected and name in ADDED_LATER:
+            continue
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             found.extend(differences(a, b, f"{name}."))
         elif a != b:
@@ -75,13 +82,47 @@ def _short(value: Any) -> str:
     return text if len(text) <= 24 else text[:20] + '..."'
 
 
-def _parse_lines(
-    data: bytes, path: Path, bad: list[str] | None = None
-) -> tuple[list[dict[str, Any]], int]:
-    """The records and the byte length of the valid part. A last line that has no
-    newline, or does not parse, is torn (the crash happened while writing it). Other
-    bad lines raise, or are listed in `bad` when it is given (reading for a report)."""
-    records = []
+# A result record's fields that reports compute with, and the types they must have. A
+# record that breaks this is skipped with a warning naming its line, never half-trusted.
+_RESULT_FIELDS: dict[str, tuple[type, ...]] = {
+    "question_id": (int,),
+    "category": (str,),
+    "answer": (str,),
+    "pred": (str, type(None)),
+    "correct": (bool,),
+    "n_options": (int,),
+}
+_RESULT_NUMBERS = ("level", "prompt_tokens", "decoded_prompt_tokens", "generated_tokens",
+                   "seconds", "decode_seconds")  # fmt: skip
+
+
+def result_problem(record: Mapping[str, Any]) -> str | None:
+    """Why a result record cannot be used, or None when it can."""
+    for name, types in _RESULT_FIELDS.items():
+        if name not in record:
+            return f"no {name!r}"
+        value = record[name]
+        # bool is an int in Python: a question id or option count of true is no number
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            return f"{name!r} is {json.dumps(value)[:40]}"
+    if record["n_options"] < 1:
+        return "'n_options' is below 1"
+    for name in _RESULT_NUMBERS:
+        value = record.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{name!r} is {json.dumps(value)[:40]}"
+    return None
+
+
+Numbered = list[tuple[int, dict[str, Any]]]  # (line number, record)
+
+
+def _parse_lines(data: bytes, path: Path, bad: list[str] | None = None) -> tuple[Numbered, int]:
+    """The records with their line numbers, and the byte length of the valid part. A
+    last line that has no newline, or does not parse, may be torn (the crash happened
+    while writing it). Other bad lines raise, or are listed in `bad` when it is given
+    (reading for a report)."""
+    records: Numbered = []
     good = pos = 0
     number = 0
     while pos < len(data):
@@ -95,15 +136,16 @@ def _parse_lines(
                 record = json.loads(line)
                 if not isinstance(record, dict) or "type" not in record:
                     raise ValueError("not a record")
-                records.append(record)
+                records.append((number, record))
             except ValueError as exc:
                 if not data[end + 1 :].strip():
                     break
                 message = f"{path} line {number} is not a result record ({exc})"
                 if bad is None:
                     raise StoreError(
-                        f"{message}; it is not a file this tool wrote, or it was edited. "
-                        "Use another --out."
+                        f"{message}; it is not a file this tool wrote, or it was edited. To keep "
+                        f"the other results, delete that line (sed -i '{number}d' {path}) and "
+                        "run the same command again; or use another --out."
                     ) from exc
                 bad.append(message)
         pos = good = end + 1
@@ -111,8 +153,9 @@ def _parse_lines(
 
 
 def read_results(path: Path) -> ResultsLog:
-    """Read a results file for a report: unreadable lines are skipped with a warning
-    naming them, a torn last line is ignored, repeated questions count once."""
+    """Read a results file for a report: unreadable lines and malformed results are
+    skipped with a warning naming them, a torn last line is ignored, repeated questions
+    count once."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -121,10 +164,10 @@ def read_results(path: Path) -> ResultsLog:
     records, good = _parse_lines(data, path, bad)
     if bad and not records:
         raise StoreError(f"{path} holds no result records: {bad[0]}")
-    log = _collect(records, path)
+    log = _collect(records, path, bad)
     log.warnings.extend(f"{message}; skipped" for message in bad[:10])
     if len(bad) > 10:
-        log.warnings.append(f"{path}: {len(bad) - 10} more unreadable lines skipped")
+        log.warnings.append(f"{path}: {len(bad) - 10} more unusable lines skipped")
     if data[good:].strip():
         log.warnings.append(
             f"{path}: the last line is incomplete (the run was killed while writing)"
@@ -132,45 +175,92 @@ def read_results(path: Path) -> ResultsLog:
     return log
 
 
-def _collect(records: list[dict[str, Any]], path: Path) -> ResultsLog:
+def _collect(records: Numbered, path: Path, bad: list[str] | None = None) -> ResultsLog:
     log = ResultsLog()
-    for record in records:
+    for number, record in records:
         kind = record.get("type")
         if kind == "run":
             log.runs.append(record)
         elif kind == "result":
-            qid = record.get("question_id")
-            if isinstance(qid, int) and qid not in log.results:
-                log.results[qid] = record
+            problem = result_problem(record)
+            if problem is not None:
+                message = f"{path} line {number} is a malformed result ({problem})"
+                if bad is None:
+                    raise StoreError(
+                        f"{message}. To keep the other results, delete that line "
+                        f"(sed -i '{number}d' {path}) and run the same command again."
+                    )
+                bad.append(message)
+            elif record["question_id"] not in log.results:
+                log.results[record["question_id"]] = record
     if records and not log.runs:
         raise StoreError(f"{path} has no run record: it was not written by mmlupro-local")
     return log
 
 
 class ResultsWriter:
-    """An open results file, locked for this process, appended to record by record."""
+    """An open results file, locked for this process, appended to record by record.
+
+    A file it created and never wrote to is removed on close, so a refused or failed
+    run leaves nothing behind. A file it may not write is opened read-only: enough to
+    show a finished run, and `append` then says why it cannot write."""
 
     def __init__(self, path: Path, identity: Mapping[str, Any]) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot open {path} for writing: {exc.strerror or exc}{_hint(exc)}"
-            ) from exc
+        self.read_only_reason: str | None = None
+        self._created = False
+        self._fd = self._open(path)
         try:
             self._lock()
             self.log = self._load(identity)
         except BaseException:
-            os.close(self._fd)
+            self.close()
             raise
+
+    def _open(self, path: Path) -> int:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            blocker = next((p for p in [path.parent, *path.parent.parents] if p.is_file()), None)
+            raise StoreError(
+                f"cannot create {path}: {blocker or path.parent} is a file, not a directory; "
+                "choose another --out"
+            ) from exc
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the directory {path.parent}: {exc.strerror or exc}{_hint(exc)}"
+            ) from exc
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            self._created = True
+            return fd
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreError(
+                f"cannot open {path} for writing: {exc.strerror or exc}{_hint(exc)}"
+            ) from exc
+        if path.is_dir():
+            raise StoreError(f"{path} is a directory; give a file path for --out")
+        try:
+            return os.open(path, os.O_RDWR)
+        except (PermissionError, OSError) as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise StoreError(
+                    f"cannot open {path} for writing: {exc.strerror or exc}{_hint(exc)}"
+                ) from exc
+            self.read_only_reason = f"{exc.strerror or exc}{_hint(exc)}"
+        try:
+            return os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
     def _lock(self) -> None:
         if fcntl is None:
             return
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            mode = fcntl.LOCK_SH if self.read_only_reason else fcntl.LOCK_EX
+            fcntl.flock(self._fd, mode | fcntl.LOCK_NB)
         except OSError as exc:
             raise StoreError(
                 f"another mmlupro-local run is writing to {self.path}; wait for it to finish "
@@ -183,12 +273,26 @@ class ResultsWriter:
         records, good = _parse_lines(data, self.path)
         log = _collect(records, self.path)
         if good < size:
-            os.ftruncate(self._fd, good)
-            os.fsync(self._fd)
-            log.warnings.append(f"cut an incomplete last line from {self.path} (killed mid-write)")
+            if not log.runs:
+                # only a line after a run record can be this tool's torn write
+                raise StoreError(
+                    f"{self.path} is not empty and holds no run record: it is not a results "
+                    "file of mmlupro-local, so it is left as it is; choose another --out"
+                )
+            if self.read_only_reason:
+                log.warnings.append(f"{self.path}: the last line is incomplete (killed mid-write)")
+            else:
+                os.ftruncate(self._fd, good)
+                os.fsync(self._fd)
+                log.warnings.append(
+                    f"cut an incomplete last line from {self.path} (killed mid-write)"
+                )
         if log.runs:
             changed = differences(log.header.get("identity", {}), identity)
             if changed:
+                model = log.header.get("model", {})
+                if any(line.startswith("model_sha256") for line in changed) and model:
+                    changed.append(f"the file's model was {model.get('path') or model.get('name')}")
                 raise StoreError(
                     f"{self.path} holds results made with other settings, so it cannot be "
                     "resumed:\n  " + "\n  ".join(changed) + "\nUse another --out, or the "
@@ -198,6 +302,13 @@ class ResultsWriter:
         return log
 
     def append(self, record: Mapping[str, Any]) -> None:
+        """Write one record and keep the log in step: a result is in `log.results`
+        (and a run record in `log.runs`) exactly when it is in the file."""
+        if self.read_only_reason:
+            raise StoreError(
+                f"cannot write to {self.path}: {self.read_only_reason}. Make it writable or "
+                "choose another --out."
+            )
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
         try:
             view = memoryview(line)
@@ -213,6 +324,10 @@ class ResultsWriter:
                 "command again to resume."
             ) from exc
         self._size += len(line)
+        if record.get("type") == "run":
+            self.log.runs.append(dict(record))
+        elif record.get("type") == "result":
+            self.log.results[int(record["question_id"])] = dict(record)
 
     def _roll_back(self) -> None:
         try:
@@ -223,6 +338,8 @@ class ResultsWriter:
 
     def close(self) -> None:
         if self._fd >= 0:
+            if self._created and os.fstat(self._fd).st_size == 0:
+                self.path.unlink(missing_ok=True)  # still locked: nobody else holds it
             os.close(self._fd)  # closing releases the lock
             self._fd = -1
 

@@ -59,3 +59,17 @@ def test_hand_made_header_round_trip(tmp_path: Path) -> None:
     assert (
         info.architecture == "mamba9" and info.quantization == "Q4_K_M" and info.tensor_count == 0
     )
+
+
+def test_type_tables_match_the_gguf_package() -> None:
+    """Issue 13 #20: the reader's tables in step with llama.cpp's own Python package
+    (a dev dependency), so truncation checks and memory estimates know every type."""
+    constants = pytest.importorskip("gguf.constants")
+    from mmlupro_local.gguf import BLOCK_SIZES, FILE_TYPES
+
+    sizes = {t.value: tuple(constants.GGML_QUANT_SIZES[t]) for t in constants.GGMLQuantizationType
+             if t in constants.GGML_QUANT_SIZES}  # fmt: skip
+    assert sizes == BLOCK_SIZES
+    names = {f.value: f.name.removeprefix("MOSTLY_").removeprefix("ALL_")
+             for f in constants.LlamaFileType if f.name != "GUESSED"}  # fmt: skip
+    assert names == FILE_TYPES

@@ -41,8 +41,9 @@ def test_too_large_is_refused_and_tight_is_a_warning(tmp_path: Path) -> None:
     need = estimate(info, 4096)
     with pytest.raises(MemoryTooSmallError, match=r"needs about .* but this machine has 0\.1 GiB"):
         check_fits(info, need, MachineMemory(total=GIB // 10, available=GIB // 10))
-    warning = check_fits(info, need, MachineMemory(total=64 * GIB, available=need.total - 1))
-    assert warning and "may swap" in warning
+    swapping = MachineMemory(total=64 * GIB, available=need.total - 1, swap_free=GIB)
+    warning = check_fits(info, need, swapping)
+    assert warning and "will swap" in warning
     assert check_fits(info, need, MachineMemory(total=64 * GIB, available=64 * GIB)) is None
     assert check_fits(info, need, None) is None
 
@@ -51,3 +52,42 @@ def test_this_machine_reports_its_memory() -> None:
     found = machine_memory()
     assert found is not None
     assert 0 < found.available <= found.total
+
+
+def test_no_swap_means_the_oom_killer_so_it_is_refused() -> None:
+    """Issue 13 #14: past free memory with no swap, the run would be killed, not slowed."""
+    info = read_gguf(smollm2_path())
+    need = estimate(info, 4096)
+    no_swap = MachineMemory(total=64 * GIB, available=need.total - 1, swap_free=0)
+    with pytest.raises(MemoryTooSmallError, match="no swap: the system would kill the run"):
+        check_fits(info, need, no_swap)
+    short_swap = MachineMemory(total=64 * GIB, available=need.total // 2, swap_free=10)
+    with pytest.raises(MemoryTooSmallError, match="of swap: the system would kill"):
+        check_fits(info, need, short_swap)
+
+
+VM_STAT = """Mach Virtual Memory Statistics: (page size of 16384 bytes)
+Pages free:                               10000.
+Pages active:                            200000.
+Pages inactive:                           30000.
+Pages speculative:                         5000.
+Pages throttled:                              0.
+Pages wired down:                        100000.
+Pages purgeable:                           1000.
+"""
+
+
+def test_macos_reads_free_memory_not_total(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13 #14: on macOS, available memory was read as the total, so the
+    warning never fired on the Apple machines the README targets."""
+    import mmlupro_local.memory as memory
+
+    outputs = {
+        "hw.memsize": str(16 * GIB),
+        "vm_stat": VM_STAT,
+        "vm.swapusage": "total = 2048.00M  used = 1536.00M  free = 512.00M  (encrypted)",
+    }
+    monkeypatch.setattr(memory.sys, "platform", "darwin")
+    monkeypatch.setattr(memory, "_run", lambda command: outputs[command[-1]])
+    found = machine_memory()
+    assert found == MachineMemory(16 * GIB, (10000 + 30000 + 5000 + 1000) * 16384, 512 * 2**20)

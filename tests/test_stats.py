@@ -4,7 +4,13 @@ import math
 
 import pytest
 
-from mmlupro_local.stats import mcnemar_exact, paired_difference, questions_needed, wilson
+from mmlupro_local.stats import (
+    fewest_detectable,
+    mcnemar_exact,
+    paired_difference,
+    questions_needed,
+    wilson,
+)
 
 
 def test_wilson_against_hand_computed_values() -> None:
@@ -35,8 +41,10 @@ def test_paired_difference() -> None:
     d = paired_difference(a, b)
     assert (d.n, d.only_a, d.only_b, d.disagreements) == (100, 4, 12, 16)
     assert d.difference == pytest.approx(0.08)
+    # Newcombe's interval: near the Wald one at this n, but not the same
     half = 1.959963984540054 * math.sqrt((0.16 - 0.08**2) / 100)
-    assert (d.ci_low, d.ci_high) == (pytest.approx(0.08 - half), pytest.approx(0.08 + half))
+    assert abs(d.ci_low - (0.08 - half)) < 0.01 and abs(d.ci_high - (0.08 + half)) < 0.01
+    assert d.ci_low < 0.08 < d.ci_high
     assert d.p_value == pytest.approx(mcnemar_exact(4, 12))
 
 
@@ -46,3 +54,24 @@ def test_questions_needed() -> None:
     assert questions_needed(0.0, 0.02) == questions_needed(0.02, 0.02)
     with pytest.raises(ValueError):
         questions_needed(0.1, 0)
+
+
+def test_newcombe_interval_matches_a_published_example() -> None:
+    """Cavo et al. 2012 as worked in Fagerland, Lydersen and Laake, "Statistical
+    Analysis of Contingency Tables", ch. 8: 59 both, 6 first only, 16 second only, 80
+    neither; Newcombe square-and-add: -0.0621 (-0.1186 to -0.0046) for first - second."""
+    a = [True] * 59 + [True] * 6 + [False] * 16 + [False] * 80
+    b = [True] * 59 + [False] * 6 + [True] * 16 + [False] * 80
+    d = paired_difference(a, b)  # B - A: the signs flip
+    assert round(d.difference, 4) == 0.0621
+    assert (round(d.ci_low, 4), round(d.ci_high, 4)) == (0.0046, 0.1186)
+
+
+def test_tiny_samples_get_an_honest_interval() -> None:
+    """Issue 13 #7: 4 of 4 disagreeing one way gave the Wald interval 100.0 to 100.0."""
+    d = paired_difference([False] * 4, [True] * 4)
+    assert d.difference == 1.0 and d.p_value == 0.125
+    assert 0.2 < d.ci_low < 0.5 and d.ci_high == 1.0
+    none = paired_difference([True, False], [True, False])
+    assert none.ci_low == pytest.approx(-none.ci_high) and 0.3 < none.ci_high < 1
+    assert fewest_detectable() == 6  # 5 one-way disagreements give p = 0.0625

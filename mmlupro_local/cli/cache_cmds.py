@@ -28,9 +28,16 @@ def info() -> None:
     click.echo(
         f"size:      {facts.total_bytes / 2**20:.1f} MiB of {facts.max_bytes / 2**30:.1f} GiB"
     )
+    if facts.temp_files:
+        click.echo(
+            f"stray:     {facts.temp_files} partial files from interrupted saves, "
+            f"{facts.temp_bytes / 2**20:.1f} MiB ('cache clear' deletes them)"
+        )
 
 
 @cache.command("clear")
 def clear() -> None:
     """Delete every saved prefix state."""
-    click.echo(f"deleted {_cache().clear()} entries from {prefix_cache_dir()}")
+    entries, temps = _cache().clear()
+    stray = f" and {temps} partial files" if temps else ""
+    click.echo(f"deleted {entries} entries{stray} from {prefix_cache_dir()}")

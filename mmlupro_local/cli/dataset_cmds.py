@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +10,7 @@ import click
 
 from mmlupro_local.config import datasets_dir
 from mmlupro_local.dataset import EMBEDDED_NAME, Dataset, dataset_dir, list_datasets, load_dataset
-from mmlupro_local.errors import MmluProError
+from mmlupro_local.files import output_text
 from mmlupro_local.formats import write_jsonl
 from mmlupro_local.library import diff_datasets, fetch, import_paths
 from mmlupro_local.summary import by_category, category_counts, chance_level, option_histogram
@@ -200,17 +198,8 @@ def export_cmd(dataset_name: str, out: Path) -> None:
       mmlupro-local dataset import mmlu-pro.jsonl --name carried
     """
     data = load_dataset(dataset_name)
-    tmp = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            write_jsonl([*data.test, *data.validation], handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, out)
-    except OSError as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        raise MmluProError(f"cannot write {out}: {exc.strerror or exc}") from exc
-    click.echo(f"wrote {len(data.test) + len(data.validation):,} rows of {data.name!r} to {out}")
+    with output_text(out) as handle:
+        write_jsonl([*data.test, *data.validation], handle)
+    click.echo(
+        f"wrote {len(data.test) + len(data.validation):,} rows of {data.name!r} to {out}", err=True
+    )

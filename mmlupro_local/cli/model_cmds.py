@@ -11,6 +11,12 @@ from mmlupro_local.engine import KV_TYPES
 from mmlupro_local.gguf import read_gguf
 from mmlupro_local.memory import GIB, estimate, machine_memory
 from mmlupro_local.models import model_path
+from mmlupro_local.runner import round_ctx
+
+# what run's automatic context holds besides the budgets: the longest 5-shot prefix
+# (under 2,000 tokens in the embedded set for common tokenizers) and one question's text
+PREFIX_ALLOWANCE = 2048
+QUESTION_ALLOWANCE = 512
 
 
 @click.group("model")
@@ -36,16 +42,32 @@ def fetch_cmd(ref: str) -> None:
 
 @model.command("info")
 @click.argument("ref")
-@click.option("--ctx", type=click.IntRange(256), default=4096, show_default=True,
-              help="Context per question for the memory estimate.")  # fmt: skip
-@click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option(
+    "--ctx",
+    type=click.IntRange(256),
+    help="The context the run opens, shared by all --parallel questions (as run's "
+    "--ctx) [default: an estimate of what run opens for --parallel].",
+)
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Questions decoded together; sets the default --ctx.",
+)
+@click.option("--max-tokens", type=click.IntRange(1), default=2048, show_default=True,
+              help="Generation budget; sets the default --ctx.")  # fmt: skip
 @click.option("--kv-type", type=click.Choice(KV_TYPES), default="f16", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def info_cmd(ref: str, ctx: int, parallel: int, kv_type: str, as_json: bool) -> None:
-    """What REF (a GGUF path or hf://...) is, and the memory a run needs with --ctx
-    tokens for each of --parallel questions, against this machine's."""
+def info_cmd(ref: str, ctx: int | None, parallel: int, max_tokens: int, kv_type: str,
+             as_json: bool) -> None:  # fmt: skip
+    """What REF (a GGUF path or hf://...) is, and the memory a run needs with a context
+    of --ctx tokens (all parallel questions share it, as in run), against this machine's."""
     info = read_gguf(model_path(ref))
-    need = estimate(info, ctx * parallel, kv_type)
+    estimated = ctx is None
+    if ctx is None:
+        ctx = round_ctx(PREFIX_ALLOWANCE + parallel * (QUESTION_ALLOWANCE + max_tokens))
+    need = estimate(info, ctx, kv_type)
     machine = machine_memory()
     facts = {
         "file": str(info.path),
@@ -53,6 +75,8 @@ def info_cmd(ref: str, ctx: int, parallel: int, kv_type: str, as_json: bool) -> 
         "architecture": info.architecture,
         "quantization": info.quantization,
         "name": info.metadata.get("general.name"),
+        "ctx": ctx,
+        "ctx_estimated": estimated,
         "n_ctx_train": info.get_int("context_length"),
         "chat_template": info.chat_template is not None,
         "memory_needed": {
@@ -69,9 +93,13 @@ def info_cmd(ref: str, ctx: int, parallel: int, kv_type: str, as_json: bool) -> 
     click.echo(f"{info.path.name}: {info.architecture}, {info.quantization}, "
                f"{info.size / GIB:.2f} GiB, trained context {facts['n_ctx_train'] or 'unknown'}")  # fmt: skip
     click.echo(f"chat template: {'yes' if info.chat_template else 'no (use --style completion)'}")
-    click.echo(
-        f"a run with --ctx {ctx} --parallel {parallel} --kv-type {kv_type} needs {need.describe()}"
+    opened = (
+        f"about {ctx:,} tokens, the context run opens for --parallel {parallel} with "
+        f"--max-tokens {max_tokens} (it prints the exact one)"
+        if estimated
+        else f"{ctx:,} tokens"
     )
+    click.echo(f"a run with a context of {opened} and --kv-type {kv_type} needs {need.describe()}")  # fmt: skip
     if machine:
         verdict = ("fits" if need.total <= machine.available else
                    "fits, but not in what is free now" if need.total <= machine.total else "does NOT fit")  # fmt: skip

@@ -39,10 +39,16 @@ from mmlupro_local.prompt import (
     help="GGUF model (a path or hf://OWNER/REPO/FILE.gguf): its chat template and tokenizer.",
 )
 @click.option(
-    "--ctx", type=int, help="With --model: drop exemplars until the prompt fits this context."
+    "--ctx",
+    type=click.IntRange(256),
+    help="With --model: drop exemplars until the prompt fits this context.",
 )
 @click.option(
-    "--max-tokens", type=int, default=2048, show_default=True, help="Generation budget for --ctx."
+    "--max-tokens",
+    type=click.IntRange(1),
+    default=2048,
+    show_default=True,
+    help="Generation budget for --ctx.",
 )
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON object per line: question_id, prompt, shots."
@@ -84,6 +90,11 @@ def prompt(
         render = chat_renderer(read_gguf(model))
     if ctx is not None and model is None:
         raise MmluProError("--ctx needs --model, to count tokens with its tokenizer")
+    if ctx is not None and ctx <= max_tokens:
+        raise click.UsageError(
+            f"--ctx {ctx} leaves no room for a prompt after the --max-tokens {max_tokens} budget; "
+            f"raise --ctx above {max_tokens} or lower --max-tokens"
+        )
     count = None
     if ctx is not None and model is not None:
         from mmlupro_local.engine.tokenizer import load_token_counter

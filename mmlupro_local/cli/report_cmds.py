@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
 
 from mmlupro_local.compare import compare, render_comparison
-from mmlupro_local.errors import MmluProError
+from mmlupro_local.files import output_text
 from mmlupro_local.html_report import render_html
 from mmlupro_local.report import FORMATS, load_report, render
 
@@ -25,14 +23,8 @@ def _labels(paths: tuple[Path, ...]) -> list[str]:
 
 
 def _write_text(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise MmluProError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    with output_text(path) as handle:
+        handle.write(text)
 
 
 @click.command("report")

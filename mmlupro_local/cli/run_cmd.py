@@ -2,37 +2,71 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from mmlupro_local.cli.dataset_cmds import dataset_option
-from mmlupro_local.config import load_run_config
+from mmlupro_local.config import ConfigError, load_run_config
 from mmlupro_local.engine import KV_TYPES, GenerationSettings
 from mmlupro_local.extract import EXTRACT_MODES
 from mmlupro_local.figures import category_figures, render_table
 from mmlupro_local.hardware import auto_parallel, physical_cores
 from mmlupro_local.models import resolve_model
 from mmlupro_local.prompt import MAX_SHOTS, STYLES, PromptSettings
-from mmlupro_local.runner import RunConfig, run
+from mmlupro_local.runner import RunConfig, Terminated, run, signals_interrupt
 from mmlupro_local.sampling import SampleSpec
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
-    if value is not None:
-        known = {p.name for p in ctx.command.params if p.name and p.name != "config"}
-        ctx.default_map = {**(ctx.default_map or {}), **load_run_config(value, known)}
+    """Options from YAML become defaults (flags given win), each checked here so that a
+    bad value names the file and the key the user wrote, not a flag they never typed."""
+    if value is None:
+        return value
+    names: dict[str, str] = {}
+    for p in ctx.command.params:
+        if p.name and p.name != "config":
+            names[p.name] = p.name
+            names.update((o.lstrip("-"), p.name) for o in p.opts if o.startswith("--"))
+    options = load_run_config(value, names)
+    defaults = {}
+    for name, (key, raw) in options.items():
+        target = next(p for p in ctx.command.params if p.name == name)
+        try:
+            target.type_cast_value(ctx, raw)
+        except click.BadParameter as exc:
+            raise ConfigError(f"{value}: {key}: {exc.message}") from None
+        defaults[name] = raw
+    ctx.meta["config_keys"] = {name: f"{value}: {key}" for name, (key, _) in options.items()}
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
 
 
+def _where(name: str, flag: str) -> str:
+    """How to name an option in an error: the flag, or the config file and key it came from."""
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT_MAP:
+        return str(ctx.meta.get("config_keys", {}).get(name, flag))
+    return flag
+
+
 def _categories(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[str, ...]:
-    if not value:
+    if value is None:
         return ()
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    return tuple(str(item).strip() for item in items if str(item).strip())
+    names = tuple(str(item).strip() for item in items if str(item).strip())
+    if not names:
+        raise click.BadParameter(
+            f"{value!r} names no category; give names such as 'math,law', or leave it out "
+            "for all categories",
+            param_hint=_where("categories", "--categories"),
+        )
+    return names
 
 
 def _parallel(value: str, model: Path) -> int:
@@ -42,11 +76,41 @@ def _parallel(value: str, model: Path) -> int:
         number = int(value)
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is not a number or 'auto'", param_hint="--parallel"
+            f"{value!r} is not a number or 'auto'", param_hint=_where("parallel", "--parallel")
         ) from None
     if not 1 <= number <= 64:
-        raise click.BadParameter("must be between 1 and 64", param_hint="--parallel")
+        raise click.BadParameter(
+            "must be between 1 and 64", param_hint=_where("parallel", "--parallel")
+        )
     return number
+
+
+def _interrupted(path: Path, saved: int | None, size: int | None, signum: int) -> NoReturn:
+    """Say what is saved and how to go on, then exit as a program killed by `signum`
+    would (130 for Ctrl-C, 143 for SIGTERM)."""
+    again = shlex.join(sys.argv) if sys.argv else "the same command"
+    name = "Interrupted" if signum == signal.SIGINT else f"Stopped by {signal.Signals(signum).name}"
+    if saved is None:
+        held = f"{path} keeps the results it had" if path.exists() else "no results were written"
+        where = f"before any question was answered; {held}"
+    else:
+        where = f"{saved} of {size} questions are saved in {path}"
+    click.echo(f"\n{name}: {where}. Resume with:\n  {again}", err=True)
+    raise SystemExit(128 + signum)
+
+
+def _out_path(text: str) -> Path:
+    """--out as a file path: an empty value or a directory is a mistake to name."""
+    if not text.strip():
+        raise click.BadParameter("is empty; give a file path such as results.jsonl",
+                                 param_hint=_where("out", "--out"))  # fmt: skip
+    path = Path(text).expanduser()
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        raise click.BadParameter(
+            f"{text!r} is a directory; give a file path such as {path / 'results.jsonl'}",
+            param_hint=_where("out", "--out"),
+        )
+    return path
 
 
 def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
@@ -173,13 +237,13 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
 )
 @click.option("--hf-repo", help="A hub model repository (OWNER/REPO[@REVISION]), with --hf-file.")
 @click.option("--hf-file", help="The GGUF file in --hf-repo, or a pattern such as '*Q4_K_M.gguf'.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Results JSONL file.")
+@click.option("--out", help="Results JSONL file.")
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
 @dataset_option
 def run_cmd(model: str | None, per_category: int | None, fraction: float | None, full: bool,
             categories: tuple[str, ...], seed: int, style: str, shots: int, strip_options: bool,
             extract_mode: str, strip_thinking: bool, max_tokens: int, early_stop: bool, ctx: int | None,
-            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, kv_type: str, parallel: str, lookup: int, prefix_cache: bool, memory_check: bool, hf_repo: str | None, hf_file: str | None, out: Path | None, progress: bool,
+            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, kv_type: str, parallel: str, lookup: int, prefix_cache: bool, memory_check: bool, hf_repo: str | None, hf_file: str | None, out: str | None, progress: bool,
             dataset_name: str) -> None:  # fmt: skip
     """Evaluate MODEL (a GGUF file, or hf://OWNER/REPO/FILE.gguf) on MMLU-Pro; results
     are saved as they come.
@@ -206,12 +270,13 @@ def run_cmd(model: str | None, per_category: int | None, fraction: float | None,
             "give MODEL (a .gguf file or hf://OWNER/REPO/FILE.gguf), here or as 'model:' in "
             "--config, or --hf-repo and --hf-file"
         )
+    out_path = _out_path(out) if out is not None else default_out(path, style, shots, seed)
     n_parallel = _parallel(parallel, path)
     config = RunConfig(
         model=path,
         model_source=model if model and model.startswith("hf://") else (
             f"hf://{hf_repo}/{hf_file}" if hf_repo else ""),
-        out=out or default_out(path, style, shots, seed),
+        out=out_path,
         dataset=dataset_name,
         sample=SampleSpec(seed=seed, per_category=per_category, fraction=fraction, categories=categories),
         prompt=PromptSettings(style=style, shots=shots, strip_options=strip_options),
@@ -229,17 +294,16 @@ def run_cmd(model: str | None, per_category: int | None, fraction: float | None,
         memory_check=memory_check,
         command=tuple(sys.argv),
     )  # fmt: skip
-    outcome = run(config, echo=lambda text: click.echo(text, err=True), progress=progress)
+    try:
+        with signals_interrupt():
+            outcome = run(config, echo=lambda text: click.echo(text, err=True), progress=progress)
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+        _interrupted(config.out, None, None, signum)
     rows, overall = category_figures(outcome.records)
     if outcome.records:
         click.echo(render_table(rows, overall))
     if outcome.interrupted:
-        again = shlex.join(sys.argv) if sys.argv else "the same command"
-        click.echo(
-            f"\nInterrupted: {len(outcome.records)} of {outcome.sample_size} questions are saved in "
-            f"{outcome.path}. Resume with:\n  {again}",
-            err=True,
-        )
-        raise SystemExit(130)
+        _interrupted(outcome.path, len(outcome.records), outcome.sample_size, outcome.signum)
     if outcome.written == 0 and outcome.already_done == outcome.sample_size:
         click.echo(f"all {outcome.sample_size} questions were already in {outcome.path}", err=True)

@@ -56,6 +56,7 @@ class Generation:
     decode_seconds: float  # time inside llama_decode
     stop_reason: str
     guessed_tokens: int = 0  # generated tokens that were prompt-lookup guesses, confirmed
+    prompt_seconds: float = 0.0  # the part of decode_seconds spent reading the prompt
 
 
 class Engine(Protocol):

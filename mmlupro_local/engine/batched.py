@@ -53,6 +53,7 @@ class _Slot:
     generated: int = 0
     guessed: int = 0  # of `generated`, confirmed guesses
     spent: float = 0.0
+    prompt_spent: float = 0.0  # the part of spent while reading its prompt
     logit_at: int = -1  # this step's batch index of the slot's first logits row
     checking: list[int] = field(default_factory=list)  # guesses decoded this step
     prefix_decoded: int = 0  # prefix tokens decoded for this question (0: copied)
@@ -225,6 +226,8 @@ class BatchedDecoder:
             for seq in sorted(slots):
                 slot = slots[seq]
                 slot.spent += spent
+                if not _generating(slot):
+                    slot.prompt_spent += spent
                 reason = self._advance(slot, settings)
                 if reason is not None:
                     L.llama_memory_seq_rm(memory, seq, -1, -1)
@@ -246,7 +249,7 @@ class BatchedDecoder:
         if self.e.settings.lookup:
             slot.drafter = Drafter(job.tokens, self.e.settings.lookup)
         slot.prefix_decoded = prefix_decoded
-        slot.spent = self.decode_seconds - before
+        slot.spent = slot.prompt_spent = self.decode_seconds - before
         return slot
 
     def _plan(self, slots: dict[int, _Slot]) -> tuple[list[Entry], dict[int, int]]:
@@ -322,6 +325,7 @@ class BatchedDecoder:
             decode_seconds=slot.spent,
             stop_reason=reason,
             guessed_tokens=slot.guessed,
+            prompt_seconds=slot.prompt_spent,
         )
 
 

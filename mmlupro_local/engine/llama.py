@@ -251,6 +251,7 @@ class LlamaEngine:
                 f"does not fit the context ({self.settings.n_ctx}); raise --ctx"
             )
         decoded, spent = self._prepare(tokens, boundary)
+        prompt_spent = spent
         watcher = StopWatcher(settings, started_thinking=in_open_think_block(prompt))
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         reason = "length"
@@ -280,6 +281,7 @@ class LlamaEngine:
             seconds=time.perf_counter() - began,
             decode_seconds=spent,
             stop_reason=reason,
+            prompt_seconds=prompt_spent,
         )
 
     def generate_many(
