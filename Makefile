@@ -57,9 +57,12 @@ bench-parallel: install
 bench-extract: install
 	$(BIN)/python scripts/bench_extract.py
 
-# Rebuilds the embedded dataset from ../shared/data/mmlu-pro and fails if it changed.
+# Rebuilds the embedded dataset from ../shared/data/mmlu-pro and fails if it changed, and
+# checks the answer extraction against all 29,000 released official responses there (the
+# tests carry a sample of them, so they pass on a clone with no ../shared).
 dataset-check: install
 	$(BIN)/python scripts/build_dataset.py --check
+	$(BIN)/python scripts/check_responses.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

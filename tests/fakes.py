@@ -62,13 +62,19 @@ def question_of(prompt: str) -> str:
 
 
 class FakeEngine:
-    """Answers from a script: respond(prompt) -> text; can raise SIGINT at call N."""
+    """Answers from a script: respond(prompt) -> text; can send itself `signum` (SIGINT
+    by default) at call N."""
 
     def __init__(
-        self, respond: Callable[[str], str] | None = None, *, sigint_at: int | None = None
+        self,
+        respond: Callable[[str], str] | None = None,
+        *,
+        sigint_at: int | None = None,
+        signum: int = signal.SIGINT,
     ) -> None:
         self.respond = respond or (lambda prompt: "Let's see. The answer is (A).")
         self.sigint_at = sigint_at
+        self.signum = signum
         self.calls: list[str] = []
         self.n_ctx = 0
         self.closed = False
@@ -98,7 +104,7 @@ class FakeEngine:
                  should_stop: Callable[[], bool] = lambda: False) -> Generation:  # fmt: skip
         self.calls.append(prompt)
         if self.sigint_at is not None and len(self.calls) == self.sigint_at:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), self.signum)
         watcher = StopWatcher(settings)
         reason = "length"
         words = self.respond(prompt).split(" ")

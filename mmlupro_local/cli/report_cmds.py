@@ -74,7 +74,11 @@ def compare_cmd(a: Path, b: Path, as_json: bool) -> None:
       mmlupro-local compare q4_k_m.jsonl q8_0.jsonl
     """
     labels = _labels((a, b))
-    comparison = compare(load_report(a, label=labels[0]), load_report(b, label=labels[1]))
+    reports = [load_report(a, label=labels[0]), load_report(b, label=labels[1])]
+    for report in reports:
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
+    comparison = compare(*reports)
     if as_json:
         import json
 
