@@ -117,6 +117,22 @@ def test_rerun_reproduces_the_results(first_run: Path, tmp_path: Path) -> None:
     ]
 
 
+def test_the_context_size_does_not_change_answers(first_run: Path, tmp_path: Path) -> None:
+    """Issue 13 #4: --ctx is not part of a run's identity (a resumed run opens the
+    context its remaining questions need), which holds because llama.cpp attends over
+    the used cells only, whatever the context's size."""
+    out = tmp_path / "wide.jsonl"
+    done = cli("run", str(smollm2_path()), *SMALL, "--ctx", "8192", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text().splitlines()[0])["engine"]["n_ctx"] == 8192
+    first = json.loads(first_run.read_text().splitlines()[0])["engine"]["n_ctx"]
+    assert first < 8192
+    keys = ("question_id", "response", "generated_tokens")
+    assert [{k: r[k] for k in keys} for r in results(out)] == [
+        {k: r[k] for k in keys} for r in results(first_run)
+    ]
+
+
 def test_early_stop_gives_the_same_predictions(tmp_path: Path) -> None:
     args = [
         "--per-category",
@@ -266,9 +282,9 @@ def test_warm_prefix_cache_gives_the_same_results(tmp_path: Path) -> None:
     ]
     cold, warm, off = tmp_path / "cold.jsonl", tmp_path / "warm.jsonl", tmp_path / "off.jsonl"
     first = cli("run", str(smollm2_path()), *args, "--out", str(cold))
-    assert "prefix cache: 0 loaded, 1 decoded and saved" in first.stderr
+    assert "prefix cache: 0 loaded, 1 decoded, 1 saved\n" in first.stderr
     second = cli("run", str(smollm2_path()), *args, "--out", str(warm))
-    assert "prefix cache: 1 loaded, 0 decoded and saved" in second.stderr
+    assert "prefix cache: 1 loaded, 0 decoded, 0 saved\n" in second.stderr
     assert (
         cli("run", str(smollm2_path()), *args, "--no-prefix-cache", "--out", str(off)).returncode
         == 0
