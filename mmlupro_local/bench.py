@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from mmlupro_local.config import CACHE_ENV
+from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import EngineSettings, GenerationSettings
 from mmlupro_local.runner import RunConfig, run
-from mmlupro_local.sampling import SampleSpec
 
 Echo = Callable[[str], None]
 

@@ -4,6 +4,7 @@ command-line tool: all or nothing, through symlinks, straight into pipes and dev
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -82,3 +83,11 @@ def _replacing(path: Path, target: Path, mode: int) -> Iterator[TextIO]:
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

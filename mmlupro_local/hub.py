@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mmlupro_local.errors import HubError, MissingExtraError
-from mmlupro_local.formats import file_sha256
+from mmlupro_local.files import file_sha256
 
 DEFAULT_REPO = "TIGER-Lab/MMLU-Pro"
 DATASET_FILES = ("data/test-00000-of-00001.parquet", "data/validation-00000-of-00001.parquet")

@@ -17,7 +17,10 @@ from tqdm import tqdm
 
 from mmlupro_local import __version__
 from mmlupro_local.config import PREFIX_CACHE_MAX_GB, prefix_cache_dir
-from mmlupro_local.dataset import EMBEDDED_NAME, Dataset, load_dataset
+from mmlupro_local.datasets.dataset import EMBEDDED_NAME, Dataset, load_dataset
+from mmlupro_local.datasets.questions import Question
+from mmlupro_local.datasets.sampling import SampleSpec, draw, shortfalls
+from mmlupro_local.datasets.verify import verify
 from mmlupro_local.engine import (
     LIVE_PREFIXES,
     Engine,
@@ -25,17 +28,14 @@ from mmlupro_local.engine import (
     Generation,
     GenerationSettings,
 )
+from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.errors import DatasetError
-from mmlupro_local.fingerprint import model_record, model_sha256
-from mmlupro_local.gguf import GgufInfo, read_gguf
-from mmlupro_local.memory import check_fits, estimate, machine_memory
-from mmlupro_local.prefix_cache import PrefixCache
-from mmlupro_local.prompt import ChatRenderer, Prompt, PromptSettings, build_prompt, fit_prompt
-from mmlupro_local.questions import Question
-from mmlupro_local.sampling import SampleSpec, draw, shortfalls
-from mmlupro_local.scoring import result_record
-from mmlupro_local.store import SCHEMA, ResultsWriter, StoreError
-from mmlupro_local.verify import verify
+from mmlupro_local.model.fingerprint import model_record, model_sha256
+from mmlupro_local.model.gguf import GgufInfo, read_gguf
+from mmlupro_local.model.memory import check_fits, estimate, machine_memory
+from mmlupro_local.results.store import SCHEMA, ResultsWriter, StoreError
+from mmlupro_local.task.prompt import ChatRenderer, Prompt, PromptSettings, build_prompt, fit_prompt
+from mmlupro_local.task.scoring import result_record
 
 CTX_STEP = 256  # llama.cpp pads the context to this; an unpadded n_ctx crashes later
 EngineFactory = Callable[[Path, EngineSettings], Engine]

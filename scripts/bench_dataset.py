@@ -6,12 +6,12 @@ import subprocess
 import sys
 import time
 
-CODE = "import time; t=time.perf_counter(); from mmlupro_local.dataset import load_dataset; d=load_dataset(); print(time.perf_counter()-t)"
+CODE = "import time; t=time.perf_counter(); from mmlupro_local.datasets.dataset import load_dataset; d=load_dataset(); print(time.perf_counter()-t)"
 
 
 def main() -> None:
     cold = [float(subprocess.check_output([sys.executable, "-c", CODE])) for _ in range(5)]
-    from mmlupro_local.dataset import load_dataset
+    from mmlupro_local.datasets.dataset import load_dataset
 
     warm = []
     for _ in range(5):

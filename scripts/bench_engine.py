@@ -15,13 +15,13 @@ from pathlib import Path
 
 from demo_model import smollm2
 from mmlupro_local.bench import TimedRun, private_cache, timed_run
-from mmlupro_local.dataset import load_dataset
+from mmlupro_local.datasets.dataset import load_dataset
+from mmlupro_local.datasets.sampling import SampleSpec, draw
 from mmlupro_local.engine import GenerationSettings
-from mmlupro_local.extract import extract_answer
-from mmlupro_local.hardware import physical_cores
-from mmlupro_local.prompt import PromptSettings, build_prompt
+from mmlupro_local.model.hardware import physical_cores
 from mmlupro_local.runner import RunConfig, round_ctx
-from mmlupro_local.sampling import SampleSpec, draw
+from mmlupro_local.task.extract import extract_answer
+from mmlupro_local.task.prompt import PromptSettings, build_prompt
 
 
 def main() -> None:

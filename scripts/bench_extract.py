@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from mmlupro_local.extract import extract_answer
+from mmlupro_local.task.extract import extract_answer
 
 DEFAULT = (
     Path(__file__).resolve().parents[1].parent

@@ -13,8 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mmlupro_local.dataset import EMBEDDED_NAME, build_dataset, embedded_dir, write_dataset
-from mmlupro_local.formats import read_sources
+from mmlupro_local.datasets.dataset import EMBEDDED_NAME, build_dataset, embedded_dir, write_dataset
+from mmlupro_local.datasets.formats import read_sources
 
 # sha256 of the hub's "stable version" files (see shared/REFERENCE.md)
 EXPECTED = {

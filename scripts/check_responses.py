@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from mmlupro_local.extract import extract_answer
+from mmlupro_local.task.extract import extract_answer
 
 SOURCE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "official-outputs"
 

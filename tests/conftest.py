@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mmlupro_local.dataset import Dataset, load_dataset
+from mmlupro_local.datasets.dataset import Dataset, load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mmlupro_local.engine import EngineSettings, Generation, GenerationSettings
-from mmlupro_local.stopping import StopWatcher
+from mmlupro_local.task.stopping import StopWatcher
 
 
 def gguf_bytes(

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mmlupro_local.dataset import Dataset, load_dataset, read_dataset, write_dataset
+from mmlupro_local.datasets.dataset import Dataset, load_dataset, read_dataset, write_dataset
+from mmlupro_local.datasets.summary import chance_level
+from mmlupro_local.datasets.verify import verify
 from mmlupro_local.errors import CacheError, DatasetError
-from mmlupro_local.summary import chance_level
-from mmlupro_local.verify import verify
 
 REFERENCE_COUNTS = {
     "math": 1351, "physics": 1299, "chemistry": 1132, "law": 1101, "engineering": 969,

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from fakes import gguf_bytes
-from mmlupro_local.dataset import load_dataset
+from mmlupro_local.datasets.dataset import load_dataset
 from mmlupro_local.engine.tokenizer import load_token_counter
-from mmlupro_local.prompt import PromptSettings, build_prompt
+from mmlupro_local.task.prompt import PromptSettings, build_prompt
 from test_prompt import smollm2_path
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import TEST_DATA
-from mmlupro_local.extract import (
+from mmlupro_local.task.extract import (
     OFFICIAL_LEVEL1,
     OFFICIAL_LEVEL2,
     OFFICIAL_LEVEL3,

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from fakes import gguf_bytes, write_fake_model
-from mmlupro_local.gguf import ModelFileError, read_gguf
+from mmlupro_local.model.gguf import ModelFileError, read_gguf
 from test_prompt import smollm2_path
 
 
@@ -65,7 +65,7 @@ def test_type_tables_match_the_gguf_package() -> None:
     """Issue 13 #20: the reader's tables in step with llama.cpp's own Python package
     (a dev dependency), so truncation checks and memory estimates know every type."""
     constants = pytest.importorskip("gguf.constants")
-    from mmlupro_local.gguf import BLOCK_SIZES, FILE_TYPES
+    from mmlupro_local.model.gguf import BLOCK_SIZES, FILE_TYPES
 
     sizes = {t.value: tuple(constants.GGML_QUANT_SIZES[t]) for t in constants.GGMLQuantizationType
              if t in constants.GGML_QUANT_SIZES}  # fmt: skip

@@ -16,20 +16,20 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-import mmlupro_local.prefix_cache as prefix_cache_module
+import mmlupro_local.engine.prefix_cache as prefix_cache_module
 import mmlupro_local.runner as runner_module
 from fakes import FakeEngine, question_of, write_fake_model
 from hubserver import run_cli
 from mmlupro_local.cli import main
-from mmlupro_local.dataset import Dataset, build_dataset, dataset_dir, write_dataset
+from mmlupro_local.datasets.dataset import Dataset, build_dataset, dataset_dir, write_dataset
+from mmlupro_local.datasets.library import import_paths
+from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import Generation
+from mmlupro_local.engine.prefix_cache import PrefixCache, cache_key
 from mmlupro_local.errors import DatasetError
-from mmlupro_local.library import import_paths
-from mmlupro_local.memory import estimate
-from mmlupro_local.prefix_cache import PrefixCache, cache_key
+from mmlupro_local.model.memory import estimate
+from mmlupro_local.results.store import read_results
 from mmlupro_local.runner import RunConfig, run
-from mmlupro_local.sampling import SampleSpec
-from mmlupro_local.store import read_results
 from test_prompt import smollm2_path
 
 LAW2 = ["--per-category", "2", "--categories", "law", "--no-progress"]
@@ -183,7 +183,7 @@ def test_03_stray_temp_files_are_counted_and_cleared(tmp_path: Path, user_cache:
 def test_03_the_cache_leaves_the_disk_space_results_need(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mmlupro_local.prefix_cache import RESERVE_BYTES
+    from mmlupro_local.engine.prefix_cache import RESERVE_BYTES
 
     cache = PrefixCache(tmp_path, 2**30)
     monkeypatch.setattr(
@@ -284,7 +284,7 @@ def test_06_a_report_without_results_shows_no_figure(
     for key in ("accuracy", "ci_low", "ci_high", "official_accuracy", "chance", "above_chance"):
         assert data["overall"][key] is None, key
     assert data["macro_accuracy"] is None
-    from mmlupro_local.figures import NO_FIGURE
+    from mmlupro_local.results.figures import NO_FIGURE
 
     table = invoke("report", str(out)).output
     for row in ("overall (micro)", "macro average", "chance level", "above chance"):
@@ -403,7 +403,7 @@ def test_13_model_info_counts_the_context_as_run_does() -> None:
         "model", "info", str(smollm2_path()), "--ctx", "4096", "--parallel", "4", "--json"
     )
     facts = json.loads(result.output)
-    from mmlupro_local.gguf import read_gguf
+    from mmlupro_local.model.gguf import read_gguf
 
     assert facts["memory_needed"]["kv_cache"] == estimate(read_gguf(smollm2_path()), 4096).kv_cache
     default = json.loads(

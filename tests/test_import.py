@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from mmlupro_local.cli import main
-from mmlupro_local.dataset import Dataset, load_dataset
+from mmlupro_local.datasets.dataset import Dataset, load_dataset
+from mmlupro_local.datasets.formats import read_file
+from mmlupro_local.datasets.library import import_paths
 from mmlupro_local.errors import DatasetError, MissingExtraError
-from mmlupro_local.formats import read_file
-from mmlupro_local.library import import_paths
 
 
 def rows_of(dataset: Dataset) -> list[dict[str, object]]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from fakes import gguf_bytes
-from mmlupro_local.gguf import read_gguf
-from mmlupro_local.memory import (
+from mmlupro_local.model.gguf import read_gguf
+from mmlupro_local.model.memory import (
     GIB,
     MachineMemory,
     MemoryTooSmallError,
@@ -80,7 +80,7 @@ Pages purgeable:                           1000.
 def test_macos_reads_free_memory_not_total(monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 13 #14: on macOS, available memory was read as the total, so the
     warning never fired on the Apple machines the README targets."""
-    import mmlupro_local.memory as memory
+    import mmlupro_local.model.memory as memory
 
     outputs = {
         "hw.memsize": str(16 * GIB),

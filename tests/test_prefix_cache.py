@@ -7,7 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from mmlupro_local.cli import main
-from mmlupro_local.prefix_cache import PrefixCache, cache_key
+from mmlupro_local.engine.prefix_cache import PrefixCache, cache_key
 
 
 def test_round_trip_and_counts(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from mmlupro_local.cli import main
-from mmlupro_local.dataset import Dataset
-from mmlupro_local.prompt import PromptError, PromptSettings, build_prompt, fit_prompt
+from mmlupro_local.datasets.dataset import Dataset
+from mmlupro_local.task.prompt import PromptError, PromptSettings, build_prompt, fit_prompt
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -22,7 +22,7 @@ def smollm2_path() -> Path:
 
 
 def reference_prompt(q, validation, k=5):  # type: ignore[no-untyped-def]
-    """REFERENCE.md's format, written out independently of mmlupro_local.prompt."""
+    """REFERENCE.md's format, written out independently of mmlupro_local.task.prompt."""
 
     def block(row, answer):  # type: ignore[no-untyped-def]
         opts = [o for o in row.options if o != "N/A"]
@@ -97,7 +97,7 @@ def test_strip_options_golden(embedded: Dataset) -> None:
 
 def test_chat_golden_with_smollm2_template(embedded: Dataset) -> None:
     from mmlupro_local.engine.chat import chat_renderer
-    from mmlupro_local.gguf import read_gguf
+    from mmlupro_local.model.gguf import read_gguf
 
     render = chat_renderer(read_gguf(smollm2_path()))
     q = embedded.test[0]

@@ -13,13 +13,13 @@ from click.testing import CliRunner
 
 from fakes import FakeEngine, question_of, write_fake_model
 from mmlupro_local.cli import main
-from mmlupro_local.dataset import Dataset
-from mmlupro_local.html_report import render_html
-from mmlupro_local.report import load_report
+from mmlupro_local.datasets.dataset import Dataset
+from mmlupro_local.datasets.sampling import SampleSpec
+from mmlupro_local.datasets.verify import leaks_answer
+from mmlupro_local.results.html_report import render_html
+from mmlupro_local.results.report import load_report
+from mmlupro_local.results.stats import wilson
 from mmlupro_local.runner import RunConfig, run
-from mmlupro_local.sampling import SampleSpec
-from mmlupro_local.stats import wilson
-from mmlupro_local.verify import leaks_answer
 
 
 def scripted(embedded: Dataset, wrong_every: int, silent_every: int = 0) -> FakeEngine:

@@ -14,11 +14,11 @@ from click.testing import CliRunner
 import mmlupro_local.runner as runner_module
 from fakes import FakeEngine, question_of, write_fake_model
 from mmlupro_local.cli import main
-from mmlupro_local.dataset import Dataset
+from mmlupro_local.datasets.dataset import Dataset, load_dataset
+from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import GenerationSettings
+from mmlupro_local.results.store import ResultsWriter, StoreError, read_results
 from mmlupro_local.runner import RunConfig, run
-from mmlupro_local.sampling import SampleSpec
-from mmlupro_local.store import ResultsWriter, StoreError, read_results
 
 
 @pytest.fixture
@@ -173,9 +173,7 @@ def test_garbage_in_the_middle_is_named(model: Path, tmp_path: Path) -> None:
 def test_second_writer_is_refused(model: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     cfg = config(model, out)
-    ident = runner_module.identity(
-        cfg, "x", __import__("mmlupro_local.dataset").dataset.load_dataset()
-    )
+    ident = runner_module.identity(cfg, "x", load_dataset())
     with (
         ResultsWriter(out, ident),
         pytest.raises(StoreError, match="another mmlupro-local run is writing"),

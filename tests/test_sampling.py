@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mmlupro_local.dataset import Dataset
-from mmlupro_local.sampling import SampleError, SampleSpec, draw, largest_remainder
+from mmlupro_local.datasets.dataset import Dataset
+from mmlupro_local.datasets.sampling import SampleError, SampleSpec, draw, largest_remainder
 
 
 def ids(questions: list) -> list[int]:  # type: ignore[type-arg]

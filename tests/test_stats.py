@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mmlupro_local.stats import (
+from mmlupro_local.results.stats import (
     fewest_detectable,
     mcnemar_exact,
     paired_difference,

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from mmlupro_local.engine import GenerationSettings
-from mmlupro_local.stopping import StopWatcher
+from mmlupro_local.task.stopping import StopWatcher
 
 
 def feed_all(watcher: StopWatcher, pieces: list[str]) -> str | None:

@@ -11,10 +11,10 @@ from mmlupro_local.bench import (
     throughput,
     timed_runs,
 )
+from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import KV_TYPES
-from mmlupro_local.hardware import physical_cores
-from mmlupro_local.models import model_path
-from mmlupro_local.sampling import SampleSpec
+from mmlupro_local.model.hardware import physical_cores
+from mmlupro_local.model.source import model_path
 
 
 @click.command("bench")
@@ -68,7 +68,7 @@ def bench_cmd(
     Example:
       mmlupro-local bench model.gguf
     """
-    from mmlupro_local.gguf import read_gguf
+    from mmlupro_local.model.gguf import read_gguf
 
     path = model_path(model)
     read_gguf(path)  # a clear error for a wrong file before anything loads

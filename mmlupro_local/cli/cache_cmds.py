@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from mmlupro_local.config import PREFIX_CACHE_MAX_GB, prefix_cache_dir
-from mmlupro_local.prefix_cache import PrefixCache
+from mmlupro_local.engine.prefix_cache import PrefixCache
 
 
 def _cache() -> PrefixCache:

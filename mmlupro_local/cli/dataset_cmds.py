@@ -9,12 +9,23 @@ from typing import Any
 import click
 
 from mmlupro_local.config import datasets_dir
-from mmlupro_local.dataset import EMBEDDED_NAME, Dataset, dataset_dir, list_datasets, load_dataset
+from mmlupro_local.datasets.dataset import (
+    EMBEDDED_NAME,
+    Dataset,
+    dataset_dir,
+    list_datasets,
+    load_dataset,
+)
+from mmlupro_local.datasets.formats import write_jsonl
+from mmlupro_local.datasets.library import diff_datasets, fetch, import_paths
+from mmlupro_local.datasets.summary import (
+    by_category,
+    category_counts,
+    chance_level,
+    option_histogram,
+)
+from mmlupro_local.datasets.verify import verify
 from mmlupro_local.files import output_text
-from mmlupro_local.formats import write_jsonl
-from mmlupro_local.library import diff_datasets, fetch, import_paths
-from mmlupro_local.summary import by_category, category_counts, chance_level, option_histogram
-from mmlupro_local.verify import verify
 
 dataset_option = click.option(
     "--dataset",

@@ -8,9 +8,9 @@ import json
 import click
 
 from mmlupro_local.engine import KV_TYPES
-from mmlupro_local.gguf import read_gguf
-from mmlupro_local.memory import GIB, estimate, machine_memory
-from mmlupro_local.models import model_path
+from mmlupro_local.model.gguf import read_gguf
+from mmlupro_local.model.memory import GIB, estimate, machine_memory
+from mmlupro_local.model.source import model_path
 from mmlupro_local.runner import round_ctx
 
 # what run's automatic context holds besides the budgets: the longest 5-shot prefix

@@ -7,10 +7,10 @@ import json
 import click
 
 from mmlupro_local.cli.dataset_cmds import dataset_option
-from mmlupro_local.dataset import load_dataset
+from mmlupro_local.datasets.dataset import load_dataset
 from mmlupro_local.errors import MmluProError
-from mmlupro_local.models import model_path
-from mmlupro_local.prompt import (
+from mmlupro_local.model.source import model_path
+from mmlupro_local.task.prompt import (
     MAX_SHOTS,
     STYLES,
     ChatRenderer,
@@ -85,7 +85,7 @@ def prompt(
     render: ChatRenderer | None = None
     if model is not None and style == "chat":
         from mmlupro_local.engine.chat import chat_renderer
-        from mmlupro_local.gguf import read_gguf
+        from mmlupro_local.model.gguf import read_gguf
 
         render = chat_renderer(read_gguf(model))
     if ctx is not None and model is None:

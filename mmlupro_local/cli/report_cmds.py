@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from mmlupro_local.compare import compare, render_comparison
 from mmlupro_local.files import output_text
-from mmlupro_local.html_report import render_html
-from mmlupro_local.report import FORMATS, load_report, render
+from mmlupro_local.results.compare import compare, render_comparison
+from mmlupro_local.results.html_report import render_html
+from mmlupro_local.results.report import FORMATS, load_report, render
 
 results_argument = click.argument(
     "results", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)

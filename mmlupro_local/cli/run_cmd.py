@@ -13,14 +13,14 @@ import click
 
 from mmlupro_local.cli.dataset_cmds import dataset_option
 from mmlupro_local.config import ConfigError, load_run_config
+from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import KV_TYPES, GenerationSettings
-from mmlupro_local.extract import EXTRACT_MODES
-from mmlupro_local.figures import category_figures, render_table
-from mmlupro_local.hardware import auto_parallel, physical_cores
-from mmlupro_local.models import resolve_model
-from mmlupro_local.prompt import MAX_SHOTS, STYLES, PromptSettings
+from mmlupro_local.model.hardware import auto_parallel, physical_cores
+from mmlupro_local.model.source import resolve_model
+from mmlupro_local.results.figures import category_figures, render_table
 from mmlupro_local.runner import RunConfig, Terminated, run, signals_interrupt
-from mmlupro_local.sampling import SampleSpec
+from mmlupro_local.task.extract import EXTRACT_MODES
+from mmlupro_local.task.prompt import MAX_SHOTS, STYLES, PromptSettings
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:

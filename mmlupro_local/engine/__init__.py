@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.errors import MmluProError
-from mmlupro_local.prefix_cache import PrefixCache
 
 STOP_REASONS = ("early", "stop", "eos", "length", "interrupted")
 KV_TYPES = ("f16", "q8_0", "q4_0")

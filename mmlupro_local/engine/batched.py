@@ -25,8 +25,8 @@ import llama_cpp as L
 
 from mmlupro_local.engine import LIVE_PREFIXES, EngineError, Generation, GenerationSettings
 from mmlupro_local.engine.lookup import Drafter
-from mmlupro_local.extract import in_open_think_block
-from mmlupro_local.stopping import StopWatcher
+from mmlupro_local.task.extract import in_open_think_block
+from mmlupro_local.task.stopping import StopWatcher
 
 
 @dataclass

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from mmlupro_local.gguf import GgufInfo
-from mmlupro_local.prompt import ChatRenderer, Message, PromptError
+from mmlupro_local.model.gguf import GgufInfo
+from mmlupro_local.task.prompt import ChatRenderer, Message, PromptError
 
 # Templates that print today's date (Llama 3) would make prompts depend on the day;
 # a fixed date keeps reruns identical.

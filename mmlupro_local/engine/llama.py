@@ -32,10 +32,10 @@ from mmlupro_local.engine import (
     llamalog,
 )
 from mmlupro_local.engine.batched import BatchedDecoder
-from mmlupro_local.extract import in_open_think_block
-from mmlupro_local.gguf import read_gguf
-from mmlupro_local.prefix_cache import PrefixCache, cache_key
-from mmlupro_local.stopping import StopWatcher
+from mmlupro_local.engine.prefix_cache import PrefixCache, cache_key
+from mmlupro_local.model.gguf import read_gguf
+from mmlupro_local.task.extract import in_open_think_block
+from mmlupro_local.task.stopping import StopWatcher
 
 _KV_TYPES = {"f16": L.GGML_TYPE_F16, "q8_0": L.GGML_TYPE_Q8_0, "q4_0": L.GGML_TYPE_Q4_0}
 

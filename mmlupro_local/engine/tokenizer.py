@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmlupro_local.gguf import read_gguf
-from mmlupro_local.prompt import TokenCounter
+from mmlupro_local.model.gguf import read_gguf
+from mmlupro_local.task.prompt import TokenCounter
 
 
 def load_token_counter(model: Path) -> TokenCounter:

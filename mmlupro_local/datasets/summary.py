@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from mmlupro_local.questions import Question
+from mmlupro_local.datasets.questions import Question
 
 
 def chance_level(questions: Sequence[Question]) -> float:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from mmlupro_local.datasets.questions import Question
 from mmlupro_local.engine import Generation
-from mmlupro_local.extract import extract_answer, official_guess
-from mmlupro_local.prompt import Prompt
-from mmlupro_local.questions import Question
+from mmlupro_local.task.extract import extract_answer, official_guess
+from mmlupro_local.task.prompt import Prompt
 
 
 def result_record(

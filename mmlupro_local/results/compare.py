@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmlupro_local.errors import MmluProError
-from mmlupro_local.report import RunReport
-from mmlupro_local.stats import (
+from mmlupro_local.results.report import RunReport
+from mmlupro_local.results.stats import (
     PairedDifference,
     fewest_detectable,
     paired_difference,

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmlupro_local.dataset import (
+from mmlupro_local.datasets.dataset import (
     EMBEDDED_NAME,
     Dataset,
     build_dataset,
@@ -14,8 +14,8 @@ from mmlupro_local.dataset import (
     dataset_dir,
     write_dataset,
 )
+from mmlupro_local.datasets.formats import read_sources
 from mmlupro_local.errors import DatasetError
-from mmlupro_local.formats import read_sources
 from mmlupro_local.hub import DEFAULT_REPO, download_dataset_files
 
 

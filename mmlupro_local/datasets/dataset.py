@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from mmlupro_local.config import datasets_dir
+from mmlupro_local.datasets.questions import SPLITS, Question
 from mmlupro_local.errors import CacheError, DatasetError
-from mmlupro_local.questions import SPLITS, Question
 
 EMBEDDED_NAME = "mmlu-pro"
 DATA_FILE = "dataset.jsonl.gz"

@@ -8,7 +8,7 @@ matched in "first" mode (the first match of a prefix is the first match of the w
 from __future__ import annotations
 
 from mmlupro_local.engine import GenerationSettings
-from mmlupro_local.extract import _LEVEL1, in_open_think_block, level1, strip_think_blocks
+from mmlupro_local.task.extract import _LEVEL1, in_open_think_block, level1, strip_think_blocks
 
 _LONGEST_LEVEL1 = len("answer is (X)")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from html import escape
 
-from mmlupro_local.compare import Comparison, render_comparison
-from mmlupro_local.figures import NO_FIGURE, Figures, percent
-from mmlupro_local.report import RunReport
+from mmlupro_local.results.compare import Comparison, render_comparison
+from mmlupro_local.results.figures import NO_FIGURE, Figures, percent
+from mmlupro_local.results.report import RunReport
 
 COLORS = ("#3b6fb6", "#d9822b", "#3a9a5b", "#a4508b", "#7a7a7a")
 ROW, BAR, LEFT, WIDTH = 30, 9, 150, 560

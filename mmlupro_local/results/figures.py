@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmlupro_local.stats import wilson
+from mmlupro_local.results.stats import wilson
 
 Record = Mapping[str, Any]
 

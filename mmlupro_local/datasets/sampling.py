@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from mmlupro_local.datasets.questions import Question
 from mmlupro_local.errors import MmluProError
-from mmlupro_local.questions import Question
 
 
 class SampleError(MmluProError):

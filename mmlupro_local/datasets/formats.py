@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from mmlupro_local.datasets.questions import SPLITS, Question, RowError, parse_row
 from mmlupro_local.errors import DatasetError, MissingExtraError
-from mmlupro_local.questions import SPLITS, Question, RowError, parse_row
+from mmlupro_local.files import file_sha256
 
 SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json")
 
@@ -146,11 +146,3 @@ def _json_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
 def write_jsonl(questions: list[Question], out: IO[str]) -> None:
     for question in questions:
         out.write(json.dumps(question.as_row(), ensure_ascii=False) + "\n")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmlupro_local.errors import MmluProError
-from mmlupro_local.gguf import GgufInfo
+from mmlupro_local.model.gguf import GgufInfo
 
 GIB = 2**30
 # bytes per KV element: f16, and the quantized types' block size / elements per block

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from mmlupro_local.datasets.questions import LETTERS, Question
 from mmlupro_local.errors import MmluProError
-from mmlupro_local.questions import LETTERS, Question
 
 HEADER = (
     "The following are multiple choice questions (with answers) about {category}. "

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmlupro_local.dataset import load_dataset
+from mmlupro_local.datasets.dataset import load_dataset
+from mmlupro_local.datasets.verify import leaks_answer
 from mmlupro_local.errors import MmluProError
-from mmlupro_local.figures import (
+from mmlupro_local.results.figures import (
     NO_FIGURE,
     Figures,
     category_figures,
@@ -18,8 +19,7 @@ from mmlupro_local.figures import (
     macro_accuracy,
     percent,
 )
-from mmlupro_local.store import read_results
-from mmlupro_local.verify import leaks_answer
+from mmlupro_local.results.store import read_results
 
 FORMATS = ("table", "markdown", "json", "csv")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from mmlupro_local.config import cache_dir
-from mmlupro_local.formats import file_sha256
-from mmlupro_local.gguf import GgufInfo
+from mmlupro_local.files import file_sha256
+from mmlupro_local.model.gguf import GgufInfo
 
 _CACHE_FILE = "model-hashes.json"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from mmlupro_local.dataset import Dataset
-from mmlupro_local.questions import LETTERS, PADDING_OPTION, Question
+from mmlupro_local.datasets.dataset import Dataset
+from mmlupro_local.datasets.questions import LETTERS, PADDING_OPTION, Question
 
 SHOTS_NEEDED = 5
 

@@ -14,7 +14,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from mmlupro_local.questions import LETTERS
+from mmlupro_local.datasets.questions import LETTERS
 
 OFFICIAL_LEVEL1 = r"answer is \(?([A-J])\)?"
 OFFICIAL_LEVEL2 = r".*[aA]nswer:\s*([A-J])"
