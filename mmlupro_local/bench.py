@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mmlupro_local.config import CACHE_ENV
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import EngineSettings, GenerationSettings
+from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.runner import RunConfig, run
 
 Echo = Callable[[str], None]
@@ -35,11 +35,11 @@ class Throughput:
 class TimedRun:
     name: str
     wall: float
-    records: list[dict[str, Any]]  # the run's results, in file order
+    records: list[ResultRecord]  # the run's results, in file order
 
     @property
     def decode(self) -> float:
-        return float(sum(r["decode_seconds"] for r in self.records))
+        return float(sum(r.decode_seconds for r in self.records))
 
     @property
     def questions(self) -> int:
@@ -47,12 +47,12 @@ class TimedRun:
 
     @property
     def predictions(self) -> dict[int, str | None]:
-        return {r["question_id"]: r["pred"] for r in self.records}
+        return {r.question_id: r.pred for r in self.records}
 
     @property
     def generated(self) -> int:
         """Tokens: batch shapes change greedy choices, and with them the work."""
-        return sum(r["generated_tokens"] for r in self.records)
+        return sum(r.generated_tokens for r in self.records)
 
     @property
     def outside_decode(self) -> float:

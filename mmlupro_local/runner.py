@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
@@ -33,7 +32,8 @@ from mmlupro_local.errors import DatasetError
 from mmlupro_local.model.fingerprint import model_record, model_sha256
 from mmlupro_local.model.gguf import GgufInfo, read_gguf
 from mmlupro_local.model.memory import check_fits, estimate, machine_memory
-from mmlupro_local.results.store import SCHEMA, ResultsWriter, StoreError
+from mmlupro_local.results.records import Identity, ResultRecord, RunHeader, SampleInfo
+from mmlupro_local.results.store import ResultsWriter, StoreError
 from mmlupro_local.task.prompt import ChatRenderer, Prompt, PromptSettings, build_prompt, fit_prompt
 from mmlupro_local.task.scoring import result_record
 
@@ -72,43 +72,35 @@ class RunOutcome:
     already_done: int
     written: int
     interrupted: bool
-    records: list[dict[str, Any]]  # results for the selected questions, file order
+    records: list[ResultRecord]  # results for the selected questions, file order
     warnings: list[str]
     signum: int = 0  # the signal that interrupted the run, when one did
 
 
-def identity(config: RunConfig, model_hash: str, dataset: Dataset) -> dict[str, Any]:
+def identity(config: RunConfig, model_hash: str, dataset: Dataset) -> Identity:
     """The settings that change results: a results file resumes only under the same ones."""
     g = config.generation
-    return {
-        "model_sha256": model_hash,
-        "dataset_sha256": dataset.sha256,
-        "prompt": {
-            "style": config.prompt.style,
-            "shots": config.prompt.shots,
-            "strip_options": config.prompt.strip_options,
-        },
-        "extraction": {"mode": g.extract_mode, "strip_thinking": g.strip_thinking},
-        "generation": {
-            "decoding": "greedy",
-            "max_tokens": g.max_tokens,
-            "stop": g.stop,
-            "early_stop": g.early_stop,
-        },
-        # batching and kernels change the floating-point path, so greedy choices can flip
-        "engine": {
-            "batch": config.batch,
-            "flash_attn": config.flash_attn,
-            "kv_type": config.kv_type,
-            "gpu_layers": config.gpu_layers,
-            # how ggml splits the work among threads changes the order of its sums
-            "threads": config.threads,
-            "parallel": config.parallel,
-            # absent (files before it existed) means off
-            **({"lookup": config.lookup} if config.lookup else {}),
-        },
-        "seed": config.sample.seed,
-    }
+    return Identity(
+        model_sha256=model_hash,
+        dataset_sha256=dataset.sha256,
+        style=config.prompt.style,
+        shots=config.prompt.shots,
+        strip_options=config.prompt.strip_options,
+        extract_mode=g.extract_mode,
+        strip_thinking=g.strip_thinking,
+        max_tokens=g.max_tokens,
+        stop=g.stop,
+        early_stop=g.early_stop,
+        batch=config.batch,
+        flash_attn=config.flash_attn,
+        kv_type=config.kv_type,
+        gpu_layers=config.gpu_layers,
+        parallel=config.parallel,
+        seed=config.sample.seed,
+        # how ggml splits the work among threads changes the order of its sums
+        threads=config.threads,
+        lookup=config.lookup,
+    )
 
 
 def _check_dataset(dataset: Dataset) -> None:
@@ -196,7 +188,7 @@ def run(
                 if config.prefix_cache:
                     cache = PrefixCache(prefix_cache_dir(), int(config.prefix_cache_gb * 2**30))
                     engine.use_prefix_cache(cache, model_hash)
-                writer.append(
+                writer.append_run(
                     _run_record(
                         config,
                         dataset,
@@ -299,40 +291,39 @@ def _run_record(
     dataset: Dataset,
     info: GgufInfo,
     model_hash: str,
-    ident: dict[str, Any],
+    ident: Identity,
     engine: Engine,
     sample_size: int,
     warnings: list[str],
     *,
     resumed: bool,
-) -> dict[str, Any]:
+) -> RunHeader:
     spec = config.sample
-    return {
-        "type": "run",
-        "schema": SCHEMA,
-        "tool": {"name": "mmlupro-local", "version": __version__},
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "resumed": resumed,
-        "identity": ident,
-        "model": {**model_record(info, model_hash), "source": config.model_source or None},
-        "dataset": {
+    return RunHeader(
+        identity=ident,
+        identity_json=ident.to_json(),
+        model={**model_record(info, model_hash), "source": config.model_source or None},
+        dataset={
             "name": dataset.name,
             "sha256": dataset.sha256,
             "source": dataset.meta.source,
             "revision": dataset.meta.revision,
         },
-        "engine": engine.describe(),
-        "sample": {
-            "seed": spec.seed,
-            "per_category": spec.per_category,
-            "fraction": spec.fraction,
-            "categories": list(spec.categories),
-            "description": spec.describe(),
-            "size": sample_size,
-        },
-        "command": list(config.command),
-        "warnings": warnings,
-    }
+        engine=engine.describe(),
+        sample=SampleInfo(
+            seed=spec.seed,
+            per_category=spec.per_category,
+            fraction=spec.fraction,
+            categories=tuple(spec.categories),
+            description=spec.describe(),
+            size=sample_size,
+        ),
+        started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        resumed=resumed,
+        tool_version=__version__,
+        command=tuple(config.command),
+        warnings=tuple(warnings),
+    )
 
 
 class Stop(threading.Event):
@@ -449,9 +440,9 @@ def _generate_all(
                 extract_mode=config.generation.extract_mode,
                 strip_thinking=config.generation.strip_thinking,
             )
-            writer.append(record)
+            writer.append_result(record)
             written += 1
-            correct += record["correct"]
+            correct += record.correct
             speed.add(generation)
             bar.set_postfix_str(f"acc {correct / written:.1%}, {speed}", refresh=False)
             bar.update(1)

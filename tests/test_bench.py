@@ -5,6 +5,7 @@ import re
 import pytest
 
 from mmlupro_local.bench import Throughput, TimedRun, best_attention, best_width
+from mmlupro_local.results.records import ResultRecord
 from test_e2e_run import cli
 from test_prompt import smollm2_path
 
@@ -34,7 +35,10 @@ def test_best_attention_weighs_prompt_reading_against_generation() -> None:
 
 
 def test_outside_decode_share() -> None:
-    records = [{"decode_seconds": 4.0}, {"decode_seconds": 5.5}]
+    records = [
+        ResultRecord(70 + i, "law", "A", "A", 1, True, None, False, 4, 5, "", decode_seconds=s)
+        for i, s in enumerate((4.0, 5.5))
+    ]
     assert TimedRun("x", 10.0, records).outside_decode == pytest.approx(0.05)
 
 

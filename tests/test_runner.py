@@ -319,7 +319,7 @@ def test_ctx_rounding_and_fit_warnings(model: Path, tmp_path: Path) -> None:
     assert engine.n_ctx == 2816
     assert any("rounded up to 2816" in m for m in messages)
     # 2816 - 2048 leaves 768 tokens: every prompt lost exemplars, and each fits
-    assert all(r["shots"] < 5 for r in outcome.records)
+    assert all(r.shots < 5 for r in outcome.records)
     assert all(engine.count_tokens(p) < 768 for p in engine.calls)
     assert any("2 prompts dropped exemplars" in m for m in messages)
 

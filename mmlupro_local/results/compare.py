@@ -88,17 +88,15 @@ def compare(a: RunReport, b: RunReport) -> Comparison:
             f"{a.path} and {b.path} were run on different datasets "
             f"({a.dataset_sha256[:12]} vs {b.dataset_sha256[:12]}); their questions are not comparable"
         )
-    a_by_id = {r["question_id"]: r for r in a.records}
-    shared = [(a_by_id[r["question_id"]], r) for r in b.records if r["question_id"] in a_by_id]
-    shared.sort(key=lambda pair: pair[0]["question_id"])
-    overall = paired_difference(
-        [bool(x["correct"]) for x, _ in shared], [bool(y["correct"]) for _, y in shared]
-    )
+    a_by_id = {r.question_id: r for r in a.records}
+    shared = [(a_by_id[r.question_id], r) for r in b.records if r.question_id in a_by_id]
+    shared.sort(key=lambda pair: pair[0].question_id)
+    overall = paired_difference([x.correct for x, _ in shared], [y.correct for _, y in shared])
     categories = {}
-    for name in sorted({x["category"] for x, _ in shared}):
-        pairs = [(x, y) for x, y in shared if x["category"] == name]
+    for name in sorted({x.category for x, _ in shared}):
+        pairs = [(x, y) for x, y in shared if x.category == name]
         categories[name] = paired_difference(
-            [bool(x["correct"]) for x, _ in pairs], [bool(y["correct"]) for _, y in pairs]
+            [x.correct for x, _ in pairs], [y.correct for _, y in pairs]
         )
     discordance = overall.disagreements / overall.n if overall.n else 0.5
     needed = questions_needed(discordance, DETECT)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.results.stats import wilson
 
-Record = Mapping[str, Any]
+Record = ResultRecord
 
 
 @dataclass(frozen=True)
@@ -79,16 +80,16 @@ def figures(name: str, records: Sequence[Record]) -> Figures:
     return Figures(
         name=name,
         n=n,
-        correct=sum(bool(r.get("correct")) for r in records),
-        guessed_correct=sum(bool(r.get("guess_correct")) for r in records),
-        guessed=sum(r.get("pred") is None for r in records),
-        chance=sum(1 / r["n_options"] for r in records) / n if n else 0.0,
-        levels=dict(Counter(int(r.get("level", 0)) for r in records)),
-        hit_budget=sum(r.get("stop_reason") == "length" for r in records),
-        prompt_tokens=sum(int(r.get("prompt_tokens", 0)) for r in records),
-        decoded_prompt_tokens=sum(int(r.get("decoded_prompt_tokens", 0)) for r in records),
-        generated_tokens=sum(int(r.get("generated_tokens", 0)) for r in records),
-        seconds=sum(float(r.get("seconds", 0.0)) for r in records),
+        correct=sum(r.correct for r in records),
+        guessed_correct=sum(r.guess_correct for r in records),
+        guessed=sum(r.pred is None for r in records),
+        chance=sum(1 / r.n_options for r in records) / n if n else 0.0,
+        levels=dict(Counter(r.level for r in records)),
+        hit_budget=sum(r.stop_reason == "length" for r in records),
+        prompt_tokens=sum(r.prompt_tokens for r in records),
+        decoded_prompt_tokens=sum(r.decoded_prompt_tokens for r in records),
+        generated_tokens=sum(r.generated_tokens for r in records),
+        seconds=sum(r.seconds for r in records),
     )
 
 
@@ -96,7 +97,7 @@ def category_figures(records: Iterable[Record]) -> tuple[list[Figures], Figures]
     groups: dict[str, list[Record]] = {}
     everything = []
     for record in records:
-        groups.setdefault(str(record["category"]), []).append(record)
+        groups.setdefault(record.category, []).append(record)
         everything.append(record)
     rows = [figures(name, group) for name, group in sorted(groups.items())]
     return rows, figures("overall", everything)

@@ -12,6 +12,7 @@ from html import escape
 
 from mmlupro_local.results.compare import Comparison, render_comparison
 from mmlupro_local.results.figures import NO_FIGURE, Figures, percent
+from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.results.report import RunReport
 
 COLORS = ("#3b6fb6", "#d9822b", "#3a9a5b", "#a4508b", "#7a7a7a")
@@ -163,27 +164,27 @@ def _chart(reports: list[RunReport]) -> str:
     )
 
 
-def _status(record: dict[str, object]) -> str:
-    if record.get("pred") is None:
+def _status(record: ResultRecord) -> str:
+    if record.pred is None:
         return "guessed"
-    return "correct" if record.get("correct") else "wrong"
+    return "correct" if record.correct else "wrong"
 
 
 def _questions(reports: list[RunReport]) -> str:
-    categories = sorted({str(r["category"]) for report in reports for r in report.records})
+    categories = sorted({r.category for report in reports for r in report.records})
     options = "".join(f'<option value="{escape(c)}">{escape(c)}</option>' for c in categories)
     rows = []
     for report in reports:
         for r in report.records:
             status = _status(r)
-            guess = f" (guess {r.get('guess')})" if status == "guessed" else ""
+            guess = f" (guess {r.guess})" if status == "guessed" else ""
             rows.append(
-                f'<tr data-category="{escape(str(r["category"]))}" data-status="{status}">'
-                f"<td>{escape(report.label)}</td><td>{r['question_id']}</td><td>{escape(str(r['category']))}</td>"
-                f"<td>{escape(str(r['answer']))}</td><td>{escape(str(r.get('pred') or '-'))}{escape(guess)}</td>"
-                f'<td class="{status}">{status}</td><td>{r.get("level")}</td>'
-                f"<td><details><summary>{r.get('generated_tokens')} tokens, {escape(str(r.get('stop_reason')))}</summary>"
-                f"<pre>{escape(str(r.get('response', '')))}</pre></details></td></tr>"
+                f'<tr data-category="{escape(r.category)}" data-status="{status}">'
+                f"<td>{escape(report.label)}</td><td>{r.question_id}</td><td>{escape(r.category)}</td>"
+                f"<td>{escape(r.answer)}</td><td>{escape(r.pred or '-')}{escape(guess)}</td>"
+                f'<td class="{status}">{status}</td><td>{r.level}</td>'
+                f"<td><details><summary>{r.generated_tokens} tokens, {escape(r.stop_reason)}</summary>"
+                f"<pre>{escape(r.response)}</pre></details></td></tr>"
             )
     return (
         "<h2>Questions</h2><p>"

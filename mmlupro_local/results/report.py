@@ -19,6 +19,7 @@ from mmlupro_local.results.figures import (
     macro_accuracy,
     percent,
 )
+from mmlupro_local.results.records import ResultRecord, RunHeader
 from mmlupro_local.results.store import read_results
 
 FORMATS = ("table", "markdown", "json", "csv")
@@ -29,7 +30,7 @@ class RunReport:
     path: Path
     label: str
     settings: dict[str, Any]
-    records: list[dict[str, Any]]
+    records: list[ResultRecord]
     categories: list[Figures]
     overall: Figures
     leak: Figures | None  # the whitespace-leak questions, when the dataset is at hand
@@ -72,39 +73,39 @@ class RunReport:
         }
 
 
-def settings_of(header: dict[str, Any], latest: dict[str, Any]) -> dict[str, Any]:
-    ident = header.get("identity", {})
-    model = header.get("model", {})
-    sample = latest.get("sample", {})
+def settings_of(header: RunHeader, latest: RunHeader) -> dict[str, Any]:
+    """The settings a report shows: from the first run record (what decides the
+    results) and the latest (sample, engine, tool of the last session)."""
+    ident = header.identity
     return {
-        "model": model.get("name"),
-        "model_sha256": ident.get("model_sha256"),
-        "quantization": model.get("quantization"),
-        "architecture": model.get("architecture"),
-        "dataset": header.get("dataset", {}).get("name"),
-        "dataset_sha256": ident.get("dataset_sha256"),
-        "style": ident.get("prompt", {}).get("style"),
-        "shots": ident.get("prompt", {}).get("shots"),
-        "strip_options": ident.get("prompt", {}).get("strip_options"),
-        "extract": ident.get("extraction", {}).get("mode"),
-        "max_tokens": ident.get("generation", {}).get("max_tokens"),
-        "early_stop": ident.get("generation", {}).get("early_stop"),
-        "seed": ident.get("seed"),
-        "sample": sample.get("description"),
-        "engine": latest.get("engine", {}),
-        "tool_version": latest.get("tool", {}).get("version"),
+        "model": header.model.get("name"),
+        "model_sha256": ident.model_sha256,
+        "quantization": header.model.get("quantization"),
+        "architecture": header.model.get("architecture"),
+        "dataset": header.dataset.get("name"),
+        "dataset_sha256": ident.dataset_sha256,
+        "style": ident.style,
+        "shots": ident.shots,
+        "strip_options": ident.strip_options,
+        "extract": ident.extract_mode,
+        "max_tokens": ident.max_tokens,
+        "early_stop": ident.early_stop,
+        "seed": ident.seed,
+        "sample": latest.sample.description,
+        "engine": dict(latest.engine),
+        "tool_version": latest.tool_version,
     }
 
 
 def load_report(path: Path, *, label: str | None = None) -> RunReport:
     log = read_results(path)
-    if not log.runs:
+    if log.header is None:
         raise MmluProError(f"{path} is empty: no run has written to it yet")
     latest = log.runs[-1]
     records = list(log.results.values())
     settings = settings_of(log.header, latest)
     rows, overall = category_figures(records)
-    sample_size = int(latest.get("sample", {}).get("size") or len(records))
+    sample_size = latest.sample.size or len(records)
     warnings = list(log.warnings)
     if len(records) < sample_size:
         warnings.append(
@@ -127,7 +128,7 @@ def load_report(path: Path, *, label: str | None = None) -> RunReport:
 
 
 def _leak_split(
-    records: list[dict[str, Any]], settings: dict[str, Any], warnings: list[str]
+    records: list[ResultRecord], settings: dict[str, Any], warnings: list[str]
 ) -> tuple[Figures | None, Figures | None]:
     try:
         dataset = load_dataset(settings.get("dataset") or None)
@@ -140,8 +141,8 @@ def _leak_split(
         warnings.append("the dataset here differs from the one the run used: no leak figures")
         return None, None
     leaking = {q.question_id for q in dataset.test if leaks_answer(q)}
-    inside = [r for r in records if r["question_id"] in leaking]
-    outside = [r for r in records if r["question_id"] not in leaking]
+    inside = [r for r in records if r.question_id in leaking]
+    outside = [r for r in records if r.question_id not in leaking]
     return figures("leak questions", inside), figures("other questions", outside)
 
 

@@ -17,13 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from mmlupro_local.errors import MmluProError
+from mmlupro_local.results.records import (
+    Identity,
+    ResultRecord,
+    RunHeader,
+    SchemaError,
+    differences,
+)
 
 try:  # fcntl is POSIX-only; on Windows the lock is skipped
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
-
-SCHEMA = 1
 
 
 class StoreError(MmluProError):
@@ -46,72 +51,13 @@ def _hint(exc: OSError) -> str:
 class ResultsLog:
     """What a results file holds: its run records and its results by question id."""
 
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    results: dict[int, dict[str, Any]] = field(default_factory=dict)
+    runs: list[RunHeader] = field(default_factory=list)
+    results: dict[int, ResultRecord] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def header(self) -> dict[str, Any]:
-        return self.runs[0] if self.runs else {}
-
-
-# identity keys recorded only by later releases: a file without one resumes (it cannot
-# say what it used), and the run record it gets now says what this session used
-ADDED_LATER = frozenset({"engine.threads"})
-
-
-def differences(
-    expected: Mapping[str, Any], actual: Mapping[str, Any], prefix: str = ""
-) -> list[str]:
-    """Human-readable differences between two nested identity dicts."""
-    found = []
-    for key in sorted(set(expected) | set(actual)):
-        a, b = expected.get(key), actual.get(key)
-        name = f"{prefix}{key}"
-        if key not in expected and name in ADDED_LATER:
-            continue
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            found.extend(differences(a, b, f"{name}."))
-        elif a != b:
-            found.append(f"{name}: {_short(a)} in the file, {_short(b)} now")
-    return found
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 24 else text[:20] + '..."'
-
-
-# A result record's fields that reports compute with, and the types they must have. A
-# record that breaks this is skipped with a warning naming its line, never half-trusted.
-_RESULT_FIELDS: dict[str, tuple[type, ...]] = {
-    "question_id": (int,),
-    "category": (str,),
-    "answer": (str,),
-    "pred": (str, type(None)),
-    "correct": (bool,),
-    "n_options": (int,),
-}
-_RESULT_NUMBERS = ("level", "prompt_tokens", "decoded_prompt_tokens", "generated_tokens",
-                   "seconds", "decode_seconds")  # fmt: skip
-
-
-def result_problem(record: Mapping[str, Any]) -> str | None:
-    """Why a result record cannot be used, or None when it can."""
-    for name, types in _RESULT_FIELDS.items():
-        if name not in record:
-            return f"no {name!r}"
-        value = record[name]
-        # bool is an int in Python: a question id or option count of true is no number
-        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-            return f"{name!r} is {json.dumps(value)[:40]}"
-    if record["n_options"] < 1:
-        return "'n_options' is below 1"
-    for name in _RESULT_NUMBERS:
-        value = record.get(name, 0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"{name!r} is {json.dumps(value)[:40]}"
-    return None
+    def header(self) -> RunHeader | None:
+        return self.runs[0] if self.runs else None
 
 
 Numbered = list[tuple[int, dict[str, Any]]]  # (line number, record)
@@ -180,19 +126,23 @@ def _collect(records: Numbered, path: Path, bad: list[str] | None = None) -> Res
     for number, record in records:
         kind = record.get("type")
         if kind == "run":
-            log.runs.append(record)
+            try:
+                log.runs.append(RunHeader.from_json(record))
+            except SchemaError as exc:
+                raise StoreError(f"{path} line {number}: {exc}") from exc
         elif kind == "result":
-            problem = result_problem(record)
-            if problem is not None:
-                message = f"{path} line {number} is a malformed result ({problem})"
+            try:
+                result = ResultRecord.from_json(record)
+            except SchemaError as exc:
+                message = f"{path} line {number} is a malformed result ({exc})"
                 if bad is None:
                     raise StoreError(
                         f"{message}. To keep the other results, delete that line "
                         f"(sed -i '{number}d' {path}) and run the same command again."
-                    )
+                    ) from exc
                 bad.append(message)
-            elif record["question_id"] not in log.results:
-                log.results[record["question_id"]] = record
+                continue
+            log.results.setdefault(result.question_id, result)
     if records and not log.runs:
         raise StoreError(f"{path} has no run record: it was not written by mmlupro-local")
     return log
@@ -205,7 +155,7 @@ class ResultsWriter:
     run leaves nothing behind. A file it may not write is opened read-only: enough to
     show a finished run, and `append` then says why it cannot write."""
 
-    def __init__(self, path: Path, identity: Mapping[str, Any]) -> None:
+    def __init__(self, path: Path, identity: Identity) -> None:
         self.path = path
         self.read_only_reason: str | None = None
         self._created = False
@@ -267,7 +217,7 @@ class ResultsWriter:
                 "or choose another --out"
             ) from exc
 
-    def _load(self, identity: Mapping[str, Any]) -> ResultsLog:
+    def _load(self, identity: Identity) -> ResultsLog:
         size = os.fstat(self._fd).st_size
         data = os.pread(self._fd, size, 0) if size else b""
         records, good = _parse_lines(data, self.path)
@@ -287,10 +237,10 @@ class ResultsWriter:
                 log.warnings.append(
                     f"cut an incomplete last line from {self.path} (killed mid-write)"
                 )
-        if log.runs:
-            changed = differences(log.header.get("identity", {}), identity)
+        if log.header is not None:
+            changed = differences(log.header.identity_json, identity.to_json())
             if changed:
-                model = log.header.get("model", {})
+                model = log.header.model
                 if any(line.startswith("model_sha256") for line in changed) and model:
                     changed.append(f"the file's model was {model.get('path') or model.get('name')}")
                 raise StoreError(
@@ -301,9 +251,16 @@ class ResultsWriter:
         self._size = good
         return log
 
-    def append(self, record: Mapping[str, Any]) -> None:
-        """Write one record and keep the log in step: a result is in `log.results`
-        (and a run record in `log.runs`) exactly when it is in the file."""
+    def append_run(self, header: RunHeader) -> None:
+        self._append(header.to_json())
+        self.log.runs.append(header)
+
+    def append_result(self, result: ResultRecord) -> None:
+        """Write one result; it is in `log.results` exactly when it is in the file."""
+        self._append(result.to_json())
+        self.log.results[result.question_id] = result
+
+    def _append(self, record: Mapping[str, Any]) -> None:
         if self.read_only_reason:
             raise StoreError(
                 f"cannot write to {self.path}: {self.read_only_reason}. Make it writable or "
@@ -324,10 +281,6 @@ class ResultsWriter:
                 "command again to resume."
             ) from exc
         self._size += len(line)
-        if record.get("type") == "run":
-            self.log.runs.append(dict(record))
-        elif record.get("type") == "result":
-            self.log.results[int(record["question_id"])] = dict(record)
 
     def _roll_back(self) -> None:
         try:

@@ -1,0 +1,64 @@
+"""The results file's schema: typed records written and read back, older files still
+resumed and reported, unknown versions refused clearly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import TEST_DATA
+from fakes import FakeEngine, write_fake_model
+from mmlupro_local.cli import main
+from mmlupro_local.datasets.sampling import SampleSpec
+from mmlupro_local.results.records import ResultRecord, RunHeader, SchemaError
+from mmlupro_local.results.store import StoreError, read_results
+from mmlupro_local.runner import RunConfig, run
+
+RELEASE_FILE = TEST_DATA / "schema1-release-78ffb39.jsonl"  # written by release 78ffb39
+
+
+def test_records_round_trip_byte_for_byte() -> None:
+    for line in RELEASE_FILE.read_text().splitlines():
+        record = json.loads(line)
+        typed = (RunHeader if record["type"] == "run" else ResultRecord).from_json(record)
+        assert typed.to_json() == record
+        assert list(typed.to_json()) == list(record)  # the same key order, so the same bytes
+
+
+def test_a_file_of_the_previous_release_resumes_reports_and_compares(tmp_path: Path) -> None:
+    out = tmp_path / "old.jsonl"
+    shutil.copy(RELEASE_FILE, out)
+    before = out.read_bytes()
+    model = write_fake_model(tmp_path / "fake.gguf")  # the same bytes, so the same sha256
+    engine = FakeEngine()
+    outcome = run(
+        RunConfig(model=model, out=out, sample=SampleSpec(per_category=2, categories=("law", "history"))),
+        echo=print, engine_factory=engine, progress=False,
+    )  # fmt: skip
+    assert len(engine.calls) == 1 and outcome.already_done == 3 and len(outcome.records) == 4
+    assert out.read_bytes().startswith(before)
+    types = [json.loads(line)["type"] for line in out.read_text().splitlines()]
+    assert types == ["run", "result", "result", "result", "run", "result"]
+    report = CliRunner().invoke(main, ["report", str(out), "--format", "json"])
+    assert report.exit_code == 0, report.output
+    assert json.loads(report.stdout)["runs"][0]["overall"]["n"] == 4
+    compared = CliRunner().invoke(main, ["compare", str(RELEASE_FILE), str(out), "--json"])
+    assert compared.exit_code == 0 and json.loads(compared.stdout)["overall"]["n"] == 3
+
+
+def test_an_unknown_schema_version_is_a_clear_error(tmp_path: Path) -> None:
+    lines = RELEASE_FILE.read_text().splitlines()
+    header = json.loads(lines[0])
+    out = tmp_path / "future.jsonl"
+    out.write_text("\n".join([json.dumps({**header, "schema": 2}), *lines[1:]]) + "\n")
+    message = r"line 1: results schema 2 is not one this mmlupro-local reads \(it reads schema 1\)"
+    with pytest.raises(StoreError, match=message):
+        read_results(out)
+    result = CliRunner().invoke(main, ["report", str(out)])
+    assert result.exit_code == 1 and "upgrade mmlupro-local" in result.output
+    with pytest.raises(SchemaError, match="results schema null"):
+        RunHeader.from_json({k: v for k, v in header.items() if k != "schema"})
