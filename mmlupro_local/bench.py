@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mmlupro_local.config import CACHE_ENV
 from mmlupro_local.datasets.sampling import SampleSpec
-from mmlupro_local.engine import EngineSettings, GenerationSettings
+from mmlupro_local.engine import EngineSettings, KvType
 from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.runner import RunConfig, run
 
@@ -85,7 +85,7 @@ def throughput(
     model: Path,
     threads: int,
     widths: tuple[int, ...] = (1, 2, 4, 8),
-    kv_type: str = "f16",
+    kv_type: KvType = "f16",
     guesses: int = 16,
 ) -> list[Throughput]:
     """Figures with flash attention on and off (on only for a quantized KV cache, which
@@ -137,7 +137,7 @@ def timed_runs(
     parallel: int,
     spec: SampleSpec,
     budget: int,
-    kv_type: str = "f16",
+    kv_type: KvType = "f16",
     lookup: int = 0,
     flash_attn: bool = True,
 ) -> list[TimedRun]:
@@ -157,10 +157,11 @@ def timed_runs(
     runs: list[TimedRun] = []
     with private_cache() as tmp:
         for name, width, cache, kind, guesses, flash in plans:
+            engine = EngineSettings(threads=threads, kv_type=kind, lookup=guesses,
+                                    flash_attn=flash)  # fmt: skip
             config = RunConfig(model=model, out=tmp / f"{len(runs)}.jsonl", sample=spec,
-                               generation=GenerationSettings(max_tokens=budget), threads=threads,
-                               parallel=width, prefix_cache=cache, kv_type=kind, lookup=guesses,
-                               flash_attn=flash)  # fmt: skip
+                               max_tokens=budget, engine=engine, parallel=width,
+                               prefix_cache=cache)  # fmt: skip
             runs.append(timed_run(name, config))
     return runs
 

@@ -20,15 +20,9 @@ from mmlupro_local.datasets.dataset import EMBEDDED_NAME, Dataset, load_dataset
 from mmlupro_local.datasets.questions import Question
 from mmlupro_local.datasets.sampling import SampleSpec, draw, shortfalls
 from mmlupro_local.datasets.verify import verify
-from mmlupro_local.engine import (
-    LIVE_PREFIXES,
-    Engine,
-    EngineSettings,
-    Generation,
-    GenerationSettings,
-)
+from mmlupro_local.engine import LIVE_PREFIXES, Engine, EngineSettings, Generation, Job
 from mmlupro_local.engine.prefix_cache import PrefixCache
-from mmlupro_local.errors import DatasetError
+from mmlupro_local.errors import DatasetError, MmluProError
 from mmlupro_local.model.fingerprint import model_record, model_sha256
 from mmlupro_local.model.gguf import GgufInfo, read_gguf
 from mmlupro_local.model.memory import check_fits, estimate, machine_memory
@@ -36,8 +30,11 @@ from mmlupro_local.results.records import Identity, ResultRecord, RunHeader, Sam
 from mmlupro_local.results.store import ResultsWriter, StoreError
 from mmlupro_local.task.prompt import ChatRenderer, Prompt, PromptSettings, build_prompt, fit_prompt
 from mmlupro_local.task.scoring import result_record
+from mmlupro_local.task.settings import MAX_TOKENS, AnswerSettings
+from mmlupro_local.task.stopping import new_watchers
 
 CTX_STEP = 256  # llama.cpp pads the context to this; an unpadded n_ctx crashes later
+MAX_PARALLEL = 64
 EngineFactory = Callable[[Path, EngineSettings], Engine]
 Echo = Callable[[str], None]
 
@@ -50,19 +47,27 @@ class RunConfig:
     dataset: str = EMBEDDED_NAME
     sample: SampleSpec = field(default_factory=SampleSpec)
     prompt: PromptSettings = field(default_factory=PromptSettings)
-    generation: GenerationSettings = field(default_factory=GenerationSettings)
-    ctx: int | None = None
-    threads: int = 1
-    gpu_layers: int = -1
-    batch: int = 512
-    flash_attn: bool = True
-    kv_type: str = "f16"
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
+    max_tokens: int = MAX_TOKENS
+    engine: EngineSettings = field(default_factory=lambda: EngineSettings(threads=1))
+    ctx: int | None = None  # None: fit the longest prompt and the budget
     parallel: int = 1
-    lookup: int = 0  # prompt-lookup decoding: most guessed tokens checked per step
     prefix_cache: bool = True
     memory_check: bool = True  # refuse a model and context larger than this machine's memory
     prefix_cache_gb: float = PREFIX_CACHE_MAX_GB
     command: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise RunConfigError("the generation budget must be at least 1 token")
+        if self.ctx is not None and self.ctx < CTX_STEP:
+            raise RunConfigError(f"the context must hold at least {CTX_STEP} tokens")
+        if not 1 <= self.parallel <= MAX_PARALLEL:
+            raise RunConfigError(f"parallel must be between 1 and {MAX_PARALLEL}")
+
+
+class RunConfigError(MmluProError):
+    """A run's settings contradict each other or are out of range."""
 
 
 @dataclass
@@ -79,7 +84,7 @@ class RunOutcome:
 
 def identity(config: RunConfig, model_hash: str, dataset: Dataset) -> Identity:
     """The settings that change results: a results file resumes only under the same ones."""
-    g = config.generation
+    g, e = config.answer, config.engine
     return Identity(
         model_sha256=model_hash,
         dataset_sha256=dataset.sha256,
@@ -88,18 +93,18 @@ def identity(config: RunConfig, model_hash: str, dataset: Dataset) -> Identity:
         strip_options=config.prompt.strip_options,
         extract_mode=g.extract_mode,
         strip_thinking=g.strip_thinking,
-        max_tokens=g.max_tokens,
+        max_tokens=config.max_tokens,
         stop=g.stop,
         early_stop=g.early_stop,
-        batch=config.batch,
-        flash_attn=config.flash_attn,
-        kv_type=config.kv_type,
-        gpu_layers=config.gpu_layers,
+        batch=e.batch,
+        flash_attn=e.flash_attn,
+        kv_type=e.kv_type,
+        gpu_layers=e.gpu_layers,
         parallel=config.parallel,
         seed=config.sample.seed,
         # how ggml splits the work among threads changes the order of its sums
-        threads=config.threads,
-        lookup=config.lookup,
+        threads=e.threads,
+        lookup=e.lookup,
     )
 
 
@@ -117,13 +122,13 @@ def _check_dataset(dataset: Dataset) -> None:
 
 def budget_floor(config: RunConfig) -> int:
     """A context no run of this config can be smaller than: the budget and a short prompt."""
-    return config.generation.max_tokens + 256
+    return config.max_tokens + CTX_STEP
 
 
 def _check_memory(config: RunConfig, info: GgufInfo, n_ctx: int, warnings: list[str]) -> None:
     if not config.memory_check:
         return
-    need = estimate(info, n_ctx, config.kv_type)
+    need = estimate(info, n_ctx, config.engine.kv_type)
     warning = check_fits(info, need, machine_memory())
     if warning and warning not in warnings:
         warnings.append(warning)
@@ -169,17 +174,7 @@ def run(
         if todo:
             # before loading: the weights and the smallest context this run could use
             _check_memory(config, info, round_ctx(config.ctx or budget_floor(config)), warnings)
-            engine = (engine_factory or _default_engine)(
-                config.model,
-                EngineSettings(
-                    threads=config.threads,
-                    gpu_layers=config.gpu_layers,
-                    batch=config.batch,
-                    flash_attn=config.flash_attn,
-                    kv_type=config.kv_type,
-                    lookup=config.lookup,
-                ),
-            )
+            engine = (engine_factory or _default_engine)(config.model, config.engine)
             try:
                 prompts, n_ctx = _prepare_prompts(config, dataset, todo, info, engine, warnings)
                 _check_memory(config, info, n_ctx, warnings)
@@ -239,7 +234,7 @@ def _prepare_prompts(
         from mmlupro_local.engine.chat import chat_renderer
 
         render = chat_renderer(info)
-    budget = config.generation.max_tokens
+    budget = config.max_tokens
     prompts = {
         q.question_id: build_prompt(q, dataset.validation, config.prompt, render_chat=render)
         for q in todo
@@ -428,17 +423,25 @@ def _generate_all(
         dynamic_ncols=True,
     )
     with bar, _first_interrupt_requests_stop() as stop:
-        jobs = [(prompts[q.question_id].text, prompts[q.question_id].prefix_chars) for q in todo]
-        for index, generation in engine.generate_many(jobs, config.generation, stop.is_set):
+        texts = [prompts[q.question_id].text for q in todo]
+        jobs = [
+            Job(text, prompts[q.question_id].prefix_chars)
+            for text, q in zip(texts, todo, strict=True)
+        ]
+        for index, generation in engine.generate_many(
+            jobs,
+            max_tokens=config.max_tokens,
+            new_watcher=new_watchers(config.answer, texts),
+            should_stop=stop.is_set,
+        ):
             question = todo[index]
-            prompt = prompts[question.question_id]
             record = result_record(
                 question,
-                prompt,
+                prompts[question.question_id],
                 generation,
                 seed=config.sample.seed,
-                extract_mode=config.generation.extract_mode,
-                strip_thinking=config.generation.strip_thinking,
+                extract_mode=config.answer.extract_mode,
+                strip_thinking=config.answer.strip_thinking,
             )
             writer.append_result(record)
             written += 1

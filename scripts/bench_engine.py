@@ -17,7 +17,7 @@ from demo_model import smollm2
 from mmlupro_local.bench import TimedRun, private_cache, timed_run
 from mmlupro_local.datasets.dataset import load_dataset
 from mmlupro_local.datasets.sampling import SampleSpec, draw
-from mmlupro_local.engine import GenerationSettings
+from mmlupro_local.engine import EngineSettings
 from mmlupro_local.model.hardware import physical_cores
 from mmlupro_local.runner import RunConfig, round_ctx
 from mmlupro_local.task.extract import extract_answer
@@ -45,13 +45,13 @@ def main() -> None:
     def engine_run(lookup: int) -> TimedRun:
         with private_cache() as tmp:
             config = RunConfig(model=model, out=tmp / "r.jsonl", sample=SampleSpec(per_category=args.per_category),
-                               generation=GenerationSettings(max_tokens=args.max_tokens), threads=threads,
-                               lookup=lookup)  # fmt: skip
+                               max_tokens=args.max_tokens,
+                               engine=EngineSettings(threads=threads, lookup=lookup))  # fmt: skip
             return timed_run("engine", config)
 
     engine = engine_run(0)
-    engine_seconds, engine_preds = engine.wall, [r["pred"] for r in engine.records]
-    n_ctx = round_ctx(max(r["prompt_tokens"] for r in engine.records) + args.max_tokens)
+    engine_seconds, engine_preds = engine.wall, [r.pred for r in engine.records]
+    n_ctx = round_ctx(max(r.prompt_tokens for r in engine.records) + args.max_tokens)
     n = len(sample)
     print(f"{'':<40}{'seconds':>9}{'q/min':>8}{'gen tok':>9}{'tok/s':>8}{'agree':>7}")
 
@@ -67,7 +67,7 @@ def main() -> None:
         guessing = engine_run(args.lookup)
         lookup_seconds = guessing.wall
         row(f"engine --lookup {args.lookup} (cold cache)", lookup_seconds, guessing.generated,
-            [r["pred"] for r in guessing.records])  # fmt: skip
+            [r.pred for r in guessing.records])  # fmt: skip
     import llama_cpp
 
     from mmlupro_local.engine import llamalog

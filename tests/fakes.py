@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from mmlupro_local.engine import EngineSettings, Generation, GenerationSettings
-from mmlupro_local.task.stopping import StopWatcher
+from mmlupro_local.engine import EngineSettings, Generation, Job, NewWatcher, StopReason, Watcher
 
 
 def gguf_bytes(
@@ -89,10 +88,10 @@ class FakeEngine:
         self.n_ctx = n_ctx
         self.parallel = parallel
 
-    def generate_many(self, prompts: list[tuple[str, int]], settings: GenerationSettings,
+    def generate_many(self, jobs: Sequence[Job], *, max_tokens: int, new_watcher: NewWatcher,
                       should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, Generation]]:  # fmt: skip
-        for index, (text, prefix_chars) in enumerate(prompts):
-            generation = self.generate(text, prefix_chars, settings, should_stop)
+        for index, job in enumerate(jobs):
+            generation = self.generate(job.text, job.prefix_chars, new_watcher(index), should_stop)
             if generation.stop_reason == "interrupted":
                 return
             yield index, generation
@@ -100,13 +99,12 @@ class FakeEngine:
     def use_prefix_cache(self, cache: object, identity: str) -> None:
         self.prefix_cache = cache
 
-    def generate(self, prompt: str, prefix_chars: int, settings: GenerationSettings,
+    def generate(self, prompt: str, prefix_chars: int, watcher: Watcher,
                  should_stop: Callable[[], bool] = lambda: False) -> Generation:  # fmt: skip
         self.calls.append(prompt)
         if self.sigint_at is not None and len(self.calls) == self.sigint_at:
             os.kill(os.getpid(), self.signum)
-        watcher = StopWatcher(settings)
-        reason = "length"
+        reason: StopReason = "length"
         words = self.respond(prompt).split(" ")
         for i, word in enumerate(words):
             if should_stop():

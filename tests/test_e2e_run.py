@@ -241,19 +241,23 @@ def test_engine_equals_a_plain_create_completion_loop() -> None:
     the same tokens as llama-cpp-python's own completion loop, greedy, same batches."""
     import llama_cpp
 
-    from mmlupro_local.engine import EngineSettings, GenerationSettings
+    from mmlupro_local.engine import EngineSettings
     from mmlupro_local.engine.llama import LlamaEngine
+    from mmlupro_local.task.settings import AnswerSettings
+    from mmlupro_local.task.stopping import StopWatcher
 
     data = load_dataset()
     questions = [q for q in data.test if q.category == "biology"][:2]
     prompts = [build_prompt(q, data.validation, PromptSettings(shots=2)).text for q in questions]
-    settings = GenerationSettings(max_tokens=40, early_stop=False)
-    with LlamaEngine(smollm2_path(), EngineSettings(threads=2)) as engine:
+    settings = AnswerSettings(early_stop=False)
+    # llama-cpp-python's own default is flash attention off
+    with LlamaEngine(smollm2_path(), EngineSettings(threads=2, flash_attn=False)) as engine:
         engine.open_context(2048)
         ours = []
         for prompt in prompts:
             engine.open_context(2048)  # a fresh cache: the whole prompt is decoded
-            ours.append(engine.generate(prompt, 0, settings).text)
+            watcher = StopWatcher(settings)
+            ours.append(engine.generate(prompt, 0, max_tokens=40, watcher=watcher).text)
     llm = llama_cpp.Llama(
         model_path=str(smollm2_path()), n_ctx=2048, n_threads=2, n_batch=512, verbose=False
     )

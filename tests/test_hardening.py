@@ -200,10 +200,10 @@ def test_03_the_run_reports_a_failed_save_truthfully(
     model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class SavingEngine(FakeEngine):
-        def generate_many(self, prompts, settings, should_stop=lambda: False):  # type: ignore[no-untyped-def]
+        def generate_many(self, jobs, **kwargs):  # type: ignore[no-untyped-def]
             self.prefix_cache.misses += 1
             self.prefix_cache.save(cache_key("p"), b"state")
-            yield from super().generate_many(prompts, settings, should_stop)
+            yield from super().generate_many(jobs, **kwargs)
 
     monkeypatch.setattr(prefix_cache_module.os, "fdopen", _FullDisk)
     said: list[str] = []

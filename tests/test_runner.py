@@ -16,7 +16,6 @@ from fakes import FakeEngine, question_of, write_fake_model
 from mmlupro_local.cli import main
 from mmlupro_local.datasets.dataset import Dataset, load_dataset
 from mmlupro_local.datasets.sampling import SampleSpec
-from mmlupro_local.engine import GenerationSettings
 from mmlupro_local.results.store import ResultsWriter, StoreError, read_results
 from mmlupro_local.runner import RunConfig, run
 
@@ -132,7 +131,7 @@ def test_resume_refuses_other_settings(model: Path, tmp_path: Path) -> None:
     changed = config(
         model,
         out,
-        generation=GenerationSettings(max_tokens=512),
+        max_tokens=512,
         sample=SampleSpec(seed=3, per_category=1, categories=("law", "history")),
     )
     with pytest.raises(StoreError) as error:

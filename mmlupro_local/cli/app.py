@@ -7,15 +7,29 @@ from typing import Any
 import click
 
 from mmlupro_local import __version__
+from mmlupro_local.engine import EngineError
 from mmlupro_local.errors import MmluProError
 
 
+# what a user changes, by the engine setting an EngineError names
+ENGINE_REMEDIES = {
+    "n_ctx": "raise --ctx (or leave it unset: the default fits)",
+    "flash_attn": "drop --no-flash-attn",
+    "kv_type": "choose another --kv-type",
+    "chat_template": "use --style completion",
+}
+
+
 class ToolGroup(click.Group):
-    """Turns the project's own exceptions into one-line errors with exit code 1."""
+    """Turns the project's own exceptions into one-line errors with exit code 1; an
+    engine error gets the flag that remedies it."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except EngineError as exc:
+            remedy = ENGINE_REMEDIES.get(exc.setting or "")
+            raise click.ClickException(f"{exc}; {remedy}" if remedy else str(exc)) from exc
         except MmluProError as exc:
             raise click.ClickException(str(exc)) from exc
 

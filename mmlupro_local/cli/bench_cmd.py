@@ -12,7 +12,7 @@ from mmlupro_local.bench import (
     timed_runs,
 )
 from mmlupro_local.datasets.sampling import SampleSpec
-from mmlupro_local.engine import KV_TYPES
+from mmlupro_local.engine import KV_TYPES, KvType
 from mmlupro_local.model.hardware import physical_cores
 from mmlupro_local.model.source import model_path
 
@@ -54,7 +54,7 @@ def bench_cmd(
     per_category: int,
     max_tokens: int,
     threads: int | None,
-    kv_type: str,
+    kv_type: KvType,
     lookup: int,
     quick: bool,
 ) -> None:

@@ -7,11 +7,12 @@ import json
 
 import click
 
-from mmlupro_local.engine import KV_TYPES
+from mmlupro_local.engine import KV_TYPES, EngineSettings, KvType
 from mmlupro_local.model.gguf import read_gguf
 from mmlupro_local.model.memory import GIB, estimate, machine_memory
 from mmlupro_local.model.source import model_path
 from mmlupro_local.runner import round_ctx
+from mmlupro_local.task.settings import MAX_TOKENS
 
 # what run's automatic context holds besides the budgets: the longest 5-shot prefix
 # (under 2,000 tokens in the embedded set for common tokenizers) and one question's text
@@ -55,11 +56,13 @@ def fetch_cmd(ref: str) -> None:
     show_default=True,
     help="Questions decoded together; sets the default --ctx.",
 )
-@click.option("--max-tokens", type=click.IntRange(1), default=2048, show_default=True,
+@click.option("--max-tokens", type=click.IntRange(1), default=MAX_TOKENS, show_default=True,
               help="Generation budget; sets the default --ctx.")  # fmt: skip
-@click.option("--kv-type", type=click.Choice(KV_TYPES), default="f16", show_default=True)
+@click.option(
+    "--kv-type", type=click.Choice(KV_TYPES), default=EngineSettings.kv_type, show_default=True
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def info_cmd(ref: str, ctx: int | None, parallel: int, max_tokens: int, kv_type: str,
+def info_cmd(ref: str, ctx: int | None, parallel: int, max_tokens: int, kv_type: KvType,
              as_json: bool) -> None:  # fmt: skip
     """What REF (a GGUF path or hf://...) is, and the memory a run needs with a context
     of --ctx tokens (all parallel questions share it, as in run), against this machine's."""

@@ -15,9 +15,11 @@ from mmlupro_local.task.prompt import (
     STYLES,
     ChatRenderer,
     PromptSettings,
+    Style,
     build_prompt,
     fit_prompt,
 )
+from mmlupro_local.task.settings import MAX_TOKENS
 
 
 @click.command("prompt")
@@ -25,7 +27,7 @@ from mmlupro_local.task.prompt import (
 @click.option(
     "--style",
     type=click.Choice(STYLES),
-    default="completion",
+    default=PromptSettings.style,
     show_default=True,
     help="completion: the official prompt; chat: the model's chat template.",
 )
@@ -46,7 +48,7 @@ from mmlupro_local.task.prompt import (
 @click.option(
     "--max-tokens",
     type=click.IntRange(1),
-    default=2048,
+    default=MAX_TOKENS,
     show_default=True,
     help="Generation budget for --ctx.",
 )
@@ -56,7 +58,7 @@ from mmlupro_local.task.prompt import (
 @dataset_option
 def prompt(
     question_ids: tuple[int, ...],
-    style: str,
+    style: Style,
     shots: int,
     strip_options: bool,
     model_ref: str | None,

@@ -14,13 +14,14 @@ import click
 from mmlupro_local.cli.dataset_cmds import dataset_option
 from mmlupro_local.config import ConfigError, load_run_config
 from mmlupro_local.datasets.sampling import SampleSpec
-from mmlupro_local.engine import KV_TYPES, GenerationSettings
+from mmlupro_local.engine import KV_TYPES, EngineSettings, KvType
 from mmlupro_local.model.hardware import auto_parallel, physical_cores
 from mmlupro_local.model.source import resolve_model
 from mmlupro_local.results.figures import category_figures, render_table
 from mmlupro_local.runner import RunConfig, Terminated, run, signals_interrupt
-from mmlupro_local.task.extract import EXTRACT_MODES
-from mmlupro_local.task.prompt import MAX_SHOTS, STYLES, PromptSettings
+from mmlupro_local.task.extract import EXTRACT_MODES, ExtractMode
+from mmlupro_local.task.prompt import MAX_SHOTS, STYLES, PromptSettings, Style
+from mmlupro_local.task.settings import MAX_TOKENS, AnswerSettings
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
@@ -139,14 +140,14 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
 @click.option(
     "--style",
     type=click.Choice(STYLES),
-    default="completion",
+    default=PromptSettings.style,
     show_default=True,
     help="completion: official prompt; chat: the model's chat template.",
 )
 @click.option("--shots", type=click.IntRange(0, MAX_SHOTS), default=MAX_SHOTS, show_default=True)
 @click.option(
     "--strip-options/--no-strip-options",
-    default=False,
+    default=PromptSettings.strip_options,
     show_default=True,
     help="Strip whitespace around options (hides the answer leak; not official).",
 )
@@ -154,26 +155,26 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
     "--extract",
     "extract_mode",
     type=click.Choice(EXTRACT_MODES),
-    default="first",
+    default=AnswerSettings.extract_mode,
     show_default=True,
     help="Level-1 match to use: first (official) or last.",
 )
 @click.option(
     "--strip-thinking/--keep-thinking",
-    default=True,
+    default=AnswerSettings.strip_thinking,
     show_default=True,
     help="Ignore <think> blocks when extracting the answer.",
 )
 @click.option(
     "--max-tokens",
     type=click.IntRange(1),
-    default=2048,
+    default=MAX_TOKENS,
     show_default=True,
     help="Generation budget.",
 )
 @click.option(
     "--early-stop/--no-early-stop",
-    default=True,
+    default=AnswerSettings.early_stop,
     show_default=True,
     help="End generation once 'answer is (X)' appeared (same prediction, less time).",
 )
@@ -186,16 +187,20 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
 @click.option(
     "--gpu-layers",
     type=int,
-    default=-1,
+    default=EngineSettings.gpu_layers,
     show_default=True,
     help="Layers to offload (-1: all; Metal).",
 )
 @click.option(
-    "--batch", type=click.IntRange(32), default=512, show_default=True, help="Prompt batch size."
+    "--batch",
+    type=click.IntRange(32),
+    default=EngineSettings.batch,
+    show_default=True,
+    help="Prompt batch size.",
 )
 @click.option(
     "--flash-attn/--no-flash-attn",
-    default=True,
+    default=EngineSettings.flash_attn,
     show_default=True,
     help="Flash attention: on CPU it reads prompts faster but generates slower, above all "
     "with --parallel or --lookup ('bench' measures both). Results differ slightly without it.",
@@ -203,7 +208,7 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
 @click.option(
     "--kv-type",
     type=click.Choice(KV_TYPES),
-    default="f16",
+    default=EngineSettings.kv_type,
     show_default=True,
     help="KV cache type: q8_0 halves its memory (slower on CPU, measured); needs flash attention.",
 )
@@ -216,7 +221,7 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
 @click.option(
     "--lookup",
     type=click.IntRange(0, 64),
-    default=0,
+    default=EngineSettings.lookup,
     show_default=True,
     metavar="N",
     help="Prompt-lookup decoding: check up to N guessed tokens per step (copied from where "
@@ -225,13 +230,13 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
 )
 @click.option(
     "--prefix-cache/--no-prefix-cache",
-    default=True,
+    default=RunConfig.prefix_cache,
     show_default=True,
     help="Save each category prefix's KV state in the user cache and reuse it.",
 )
 @click.option(
     "--memory-check/--no-memory-check",
-    default=True,
+    default=RunConfig.memory_check,
     show_default=True,
     help="Refuse a model whose weights and KV cache (estimated from its metadata) exceed this machine's memory.",
 )
@@ -241,9 +246,9 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
 @dataset_option
 def run_cmd(model: str | None, per_category: int | None, fraction: float | None, full: bool,
-            categories: tuple[str, ...], seed: int, style: str, shots: int, strip_options: bool,
-            extract_mode: str, strip_thinking: bool, max_tokens: int, early_stop: bool, ctx: int | None,
-            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, kv_type: str, parallel: str, lookup: int, prefix_cache: bool, memory_check: bool, hf_repo: str | None, hf_file: str | None, out: str | None, progress: bool,
+            categories: tuple[str, ...], seed: int, style: Style, shots: int, strip_options: bool,
+            extract_mode: ExtractMode, strip_thinking: bool, max_tokens: int, early_stop: bool, ctx: int | None,
+            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, kv_type: KvType, parallel: str, lookup: int, prefix_cache: bool, memory_check: bool, hf_repo: str | None, hf_file: str | None, out: str | None, progress: bool,
             dataset_name: str) -> None:  # fmt: skip
     """Evaluate MODEL (a GGUF file, or hf://OWNER/REPO/FILE.gguf) on MMLU-Pro; results
     are saved as they come.
@@ -262,8 +267,6 @@ def run_cmd(model: str | None, per_category: int | None, fraction: float | None,
     chosen = sum(x for x in (per_category is not None, fraction is not None, full))
     if chosen != 1:
         raise click.UsageError("choose exactly one of --per-category N, --fraction F or --full")
-    if kv_type != "f16" and not flash_attn:
-        raise click.UsageError(f"--kv-type {kv_type} needs flash attention; drop --no-flash-attn")
     path = resolve_model(model, hf_repo, hf_file)
     if path is None:
         raise click.UsageError(
@@ -280,16 +283,14 @@ def run_cmd(model: str | None, per_category: int | None, fraction: float | None,
         dataset=dataset_name,
         sample=SampleSpec(seed=seed, per_category=per_category, fraction=fraction, categories=categories),
         prompt=PromptSettings(style=style, shots=shots, strip_options=strip_options),
-        generation=GenerationSettings(max_tokens=max_tokens, early_stop=early_stop,
-                                      extract_mode=extract_mode, strip_thinking=strip_thinking),
+        answer=AnswerSettings(early_stop=early_stop, extract_mode=extract_mode,
+                              strip_thinking=strip_thinking),
+        max_tokens=max_tokens,
+        engine=EngineSettings(threads=threads or physical_cores(), gpu_layers=gpu_layers,
+                              batch=batch, flash_attn=flash_attn, kv_type=kv_type,
+                              lookup=lookup),
         ctx=ctx,
-        threads=threads or physical_cores(),
-        gpu_layers=gpu_layers,
-        batch=batch,
-        flash_attn=flash_attn,
-        kv_type=kv_type,
         parallel=n_parallel,
-        lookup=lookup,
         prefix_cache=prefix_cache,
         memory_check=memory_check,
         command=tuple(sys.argv),

@@ -1,20 +1,23 @@
 """The inference engine: the only package that imports llama_cpp.
 
-`Engine` is what the runner needs; `engine.llama.LlamaEngine` is the real one, and tests
-may use a scripted fake with the same shape.
+It knows nothing of MMLU-Pro: it turns prompts into text, and the caller decides when a
+generation ends by handing it a `Watcher` per job. `Engine` is what the runner needs;
+`engine.llama.LlamaEngine` is the real one, and tests may use a scripted fake with the
+same shape.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.errors import MmluProError
 
-STOP_REASONS = ("early", "stop", "eos", "length", "interrupted")
-KV_TYPES = ("f16", "q8_0", "q4_0")
+StopReason = Literal["early", "stop", "eos", "length", "interrupted"]
+KvType = Literal["f16", "q8_0", "q4_0"]
+KV_TYPES: tuple[KvType, ...] = get_args(KvType)
 # With --parallel, how many category prefixes may be in the KV cache at once. More did
 # not pay: 28 questions, --parallel 8, warm cache, 2 cores: 168 s with 1 live, 275 s with
 # 2, 319 s with 3; a step costs about the same, but the other batch shapes sent more
@@ -23,27 +26,59 @@ LIVE_PREFIXES = 1
 
 
 class EngineError(MmluProError):
-    """The model could not be loaded or run."""
+    """The model could not be loaded or run. Messages use the engine's words; `setting`
+    names the EngineSettings field (or "n_ctx") a user would change, for the CLI to
+    name its flag."""
 
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    max_tokens: int = 2048
-    stop: str = "Question:"
-    early_stop: bool = True  # end once extraction level 1 has matched (lossless)
-    extract_mode: str = "first"
-    strip_thinking: bool = True
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 @dataclass(frozen=True)
 class EngineSettings:
+    """Everything that shapes how the engine computes, declared once (the CLI reads its
+    defaults from here)."""
+
     threads: int
     n_ctx: int = 0  # set by open_context()
     gpu_layers: int = -1  # all
     batch: int = 512
-    flash_attn: bool = False  # explicit: llama.cpp's "auto" would vary by backend
-    kv_type: str = "f16"  # quantized V needs flash attention
+    flash_attn: bool = True  # explicit: llama.cpp's "auto" would vary by backend
+    kv_type: KvType = "f16"  # quantized V needs flash attention
     lookup: int = 0  # most guessed tokens checked per step (prompt-lookup decoding); 0: off
+
+    def __post_init__(self) -> None:
+        if self.kv_type not in KV_TYPES:
+            raise EngineError(f"unknown KV cache type {self.kv_type!r}", setting="kv_type")
+        if self.kv_type != "f16" and not self.flash_attn:
+            raise EngineError(
+                f"a {self.kv_type} KV cache needs flash attention", setting="flash_attn"
+            )
+        if self.threads < 1 or self.batch < 1 or self.lookup < 0:
+            raise EngineError("threads and batch must be positive, lookup not negative")
+
+
+class Watcher(Protocol):
+    """Decides when a generation ends, from the text so far (the task's stop rules)."""
+
+    @property
+    def text(self) -> str:
+        """The generated text, cut where the watcher stopped it."""
+        ...
+
+    def feed(self, piece: str) -> StopReason | None:
+        """Add generated text; a reason ("stop", "early") when generation should end."""
+        ...
+
+
+NewWatcher = Callable[[int], Watcher]  # a fresh watcher for the job at this index
+
+
+@dataclass(frozen=True)
+class Job:
+    text: str
+    prefix_chars: int  # the shared prefix (kept in the KV cache between jobs)
 
 
 @dataclass(frozen=True)
@@ -54,9 +89,13 @@ class Generation:
     generated_tokens: int
     seconds: float
     decode_seconds: float  # time inside llama_decode
-    stop_reason: str
+    stop_reason: StopReason
     guessed_tokens: int = 0  # generated tokens that were prompt-lookup guesses, confirmed
     prompt_seconds: float = 0.0  # the part of decode_seconds spent reading the prompt
+
+
+def _never() -> bool:
+    return False
 
 
 class Engine(Protocol):
@@ -68,10 +107,15 @@ class Engine(Protocol):
 
     def generate_many(
         self,
-        prompts: Sequence[tuple[str, int]],
-        settings: GenerationSettings,
-        should_stop: Callable[[], bool] = ...,
-    ) -> Iterator[tuple[int, Generation]]: ...
+        jobs: Sequence[Job],
+        *,
+        max_tokens: int,
+        new_watcher: NewWatcher,
+        should_stop: Callable[[], bool] = _never,
+    ) -> Iterator[tuple[int, Generation]]:
+        """(index, generation) for each job, in the order they finish; stops early,
+        leaving the rest undone, once should_stop() is true."""
+        ...
 
     def describe(self) -> dict[str, object]: ...
 

@@ -21,12 +21,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import llama_cpp as L
-
-from mmlupro_local.engine import LIVE_PREFIXES, EngineError, Generation, GenerationSettings
+from mmlupro_local.engine import (
+    LIVE_PREFIXES,
+    EngineError,
+    EngineSettings,
+    Generation,
+    Job,
+    NewWatcher,
+    StopReason,
+    Watcher,
+)
+from mmlupro_local.engine.handles import Entry, LlamaContext, LlamaModel
 from mmlupro_local.engine.lookup import Drafter
-from mmlupro_local.task.extract import in_open_think_block
-from mmlupro_local.task.stopping import StopWatcher
+from mmlupro_local.engine.prefixes import SavedPrefixes
 
 
 @dataclass
@@ -34,7 +41,6 @@ class _Job:
     index: int
     tokens: list[int]
     boundary: int
-    thinking: bool
     prefix_id: int = 0  # jobs with equal prefixes share it
 
 
@@ -42,7 +48,7 @@ class _Job:
 class _Slot:
     seq: int
     job: _Job
-    watcher: StopWatcher
+    watcher: Watcher
     pending: list[int]  # to decode: the suffix, then each step the next token and any guesses
     pos: int
     began: float
@@ -59,41 +65,53 @@ class _Slot:
     prefix_decoded: int = 0  # prefix tokens decoded for this question (0: copied)
 
 
-Entry = tuple[int, int, int, bool]  # token, position, sequence, wants logits
-
-
 class BatchedDecoder:
     """Runs jobs in slots 0..n-1 with the template prefix in sequence n, at most
     `live_prefixes` distinct prefixes in the cache at once."""
 
-    def __init__(self, engine: Any, parallel: int, live_prefixes: int = LIVE_PREFIXES) -> None:
-        self.e = engine
+    def __init__(
+        self,
+        model: LlamaModel,
+        ctx: LlamaContext,
+        settings: EngineSettings,
+        prefixes: SavedPrefixes,
+        parallel: int,
+        live_prefixes: int = LIVE_PREFIXES,
+    ) -> None:
+        self.model = model
+        self.ctx = ctx
+        self.settings = settings
+        self.prefixes = prefixes
         self.parallel = parallel
         self.live_prefixes = live_prefixes
         self.template = parallel
         self.template_tokens: list[int] = []
-        self.decode_seconds = 0.0
         self.wall_seconds = 0.0
+
+    @property
+    def decode_seconds(self) -> float:
+        return self.ctx.decode_seconds
 
     def run(
         self,
-        prompts: Sequence[tuple[str, int]],
-        settings: GenerationSettings,
+        jobs: Sequence[Job],
+        max_tokens: int,
+        new_watcher: NewWatcher,
         should_stop: Callable[[], bool],
     ) -> Iterator[tuple[int, Generation]]:
         began = time.perf_counter()
-        jobs = [self._job(i, text, chars) for i, (text, chars) in enumerate(prompts)]
+        queue = [self._job(i, job) for i, job in enumerate(jobs)]
         ids: dict[tuple[int, ...], int] = {}
-        for job in jobs:
+        for job in queue:
             job.prefix_id = ids.setdefault(tuple(job.tokens[: job.boundary]), len(ids))
         try:
-            yield from self._run_queue(deque(jobs), settings, should_stop)
+            yield from self._run_queue(deque(queue), max_tokens, new_watcher, should_stop)
         finally:
             self.wall_seconds += time.perf_counter() - began
 
-    def _job(self, index: int, text: str, prefix_chars: int) -> _Job:
-        tokens, boundary = self.e.split_prompt(text, prefix_chars)
-        return _Job(index, tokens, boundary, in_open_think_block(text))
+    def _job(self, index: int, job: Job) -> _Job:
+        tokens, boundary = self.model.split_prompt(job.text, job.prefix_chars)
+        return _Job(index, tokens, boundary)
 
     def measure(
         self, widths: Sequence[int], guesses: int, prefix_len: int = 1300, steps: int = 24
@@ -102,8 +120,7 @@ class BatchedDecoder:
         with each width of sequences sharing it, one token per sequence per step; and
         checking `guesses` tokens of one sequence per step (lookup when every guess fits)."""
         prefix = [100 + i % 500 for i in range(prefix_len)]
-        memory = self._memory()
-        L.llama_memory_clear(memory, True)
+        self.ctx.clear()
         self.template_tokens = []
         began = time.perf_counter()
         if not self._decode_prefix(prefix):
@@ -116,29 +133,27 @@ class BatchedDecoder:
             [200 + (s * guesses + i) % 500 for i in range(guesses)] for s in range(steps // 4)
         ]
         checking = self._timed_steps(chunks, 1, prefix_len)
-        L.llama_memory_clear(memory, True)
+        self.ctx.clear()
         self.template_tokens = []
         return prompt_rate, rates, checking
 
     def _timed_steps(self, chunks: list[list[int]], width: int, start: int) -> float:
         """Tokens/s decoding each chunk in every one of `width` copies of the template,
         all copies in one batch per chunk, with logits for every token."""
-        memory = self._memory()
         for seq in range(width):
-            L.llama_memory_seq_cp(memory, self.template, seq, -1, -1)
+            self.ctx.copy(self.template, seq)
         began = time.perf_counter()
         pos = start
         for chunk in chunks:
-            self._decode([(token, pos + i, seq, True)
-                          for seq in range(width) for i, token in enumerate(chunk)])  # fmt: skip
+            entries = [(token, pos + i, seq, True)
+                       for seq in range(width) for i, token in enumerate(chunk)]  # fmt: skip
+            if not self.ctx.decode(entries):
+                raise EngineError("the context is too small for the measurement", setting="n_ctx")
             pos += len(chunk)
         rate = width * sum(map(len, chunks)) / (time.perf_counter() - began)
         for seq in range(width):
-            L.llama_memory_seq_rm(memory, seq, -1, -1)
+            self.ctx.remove(seq)
         return rate
-
-    def _memory(self) -> Any:
-        return L.llama_get_memory(self.e._ctx)
 
     def _ensure_template(self, prefix: list[int]) -> int | None:
         """Put the prefix in the template sequence; returns the tokens decoded for it,
@@ -146,53 +161,40 @@ class BatchedDecoder:
         prefix keep its cells."""
         if self.template_tokens == prefix:
             return 0
-        L.llama_memory_seq_rm(self._memory(), self.template, -1, -1)
+        self.ctx.remove(self.template)
         self.template_tokens = []
-        if self.e._load_prefix(prefix, self.template):
+        if self.prefixes.load(self.ctx, prefix, self.template):
             self.template_tokens = prefix
             return 0
         if not self._decode_prefix(prefix):
-            L.llama_memory_seq_rm(self._memory(), self.template, -1, -1)
+            self.ctx.remove(self.template)
             return None
         self.template_tokens = prefix
-        self.e._save_prefix(prefix, self.template)
+        self.prefixes.save(self.ctx, prefix, self.template)
         return len(prefix)
 
     def _decode_prefix(self, prefix: list[int]) -> bool:
-        size = self.e.settings.batch
+        size = self.settings.batch
         for offset in range(0, len(prefix), size):
             chunk = prefix[offset : offset + size]
             entries = [(token, offset + i, self.template, False) for i, token in enumerate(chunk)]
-            if self._decode(entries) != 0:
+            if not self.ctx.decode(entries):
                 return False
         return True
 
-    def _decode(self, entries: list[Entry]) -> int:
-        batch = self.e._batch
-        for i, (token, pos, seq, logits) in enumerate(entries):
-            batch.token[i] = token
-            batch.pos[i] = pos
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = seq
-            batch.logits[i] = logits
-        batch.n_tokens = len(entries)
-        began = time.perf_counter()
-        rc = int(L.llama_decode(self.e._ctx, batch))
-        self.decode_seconds += time.perf_counter() - began
-        if rc < 0 or rc > 1:
-            raise EngineError(f"llama_decode failed (code {rc})")
-        return rc
-
     def _run_queue(
-        self, queue: deque[_Job], settings: GenerationSettings, should_stop: Callable[[], bool]
+        self,
+        queue: deque[_Job],
+        max_tokens: int,
+        new_watcher: NewWatcher,
+        should_stop: Callable[[], bool],
     ) -> Iterator[tuple[int, Generation]]:
         slots: dict[int, _Slot] = {}
         limit = self.parallel
-        memory = self._memory()
         while queue or slots:
             if should_stop():
                 for slot in slots.values():
-                    L.llama_memory_seq_rm(memory, slot.seq, -1, -1)
+                    self.ctx.remove(slot.seq)
                 return
             while queue and len(slots) < limit:
                 job = queue[0]
@@ -201,22 +203,22 @@ class BatchedDecoder:
                     if len(live) > self.live_prefixes:
                         break  # wait for an earlier category's questions to finish
                 seq = min(set(range(self.parallel)) - set(slots))
-                admitted = self._admit(job, seq, settings)
+                admitted = self._admit(job, seq, new_watcher(job.index))
                 if admitted is None:
                     if not slots:
                         raise EngineError(
-                            "the context is too small for the prompt prefix; raise --ctx"
+                            "the context is too small for the prompt prefix", setting="n_ctx"
                         )
                     break  # no room for the new prefix until a question finishes
                 slots[seq] = admitted
                 queue.popleft()
             entries, takes = self._plan(slots)
             step = time.perf_counter()
-            if self._decode(entries) == 1:  # no room in the KV cache: shed the newest
+            if not self.ctx.decode(entries):  # no room in the KV cache: shed the newest
                 if len(slots) == 1:
-                    raise EngineError("the context is too small for one question; raise --ctx")
+                    raise EngineError("the context is too small for one question", setting="n_ctx")
                 newest = max(slots.values(), key=lambda s: s.began)
-                L.llama_memory_seq_rm(memory, newest.seq, -1, -1)
+                self.ctx.remove(newest.seq)
                 queue.appendleft(newest.job)
                 del slots[newest.seq]
                 limit = len(slots)
@@ -228,26 +230,25 @@ class BatchedDecoder:
                 slot.spent += spent
                 if not _generating(slot):
                     slot.prompt_spent += spent
-                reason = self._advance(slot, settings)
+                reason = self._advance(slot, max_tokens)
                 if reason is not None:
-                    L.llama_memory_seq_rm(memory, seq, -1, -1)
+                    self.ctx.remove(seq)
                     del slots[seq]
                     limit = min(self.parallel, limit + 1)  # its cells are free again
                     yield slot.job.index, self._result(slot, reason)
 
-    def _admit(self, job: _Job, seq: int, settings: GenerationSettings) -> _Slot | None:
+    def _admit(self, job: _Job, seq: int, watcher: Watcher) -> _Slot | None:
         """A slot for the job, its sequence a copy of the template holding its prefix.
         The job that brings a new prefix is charged for decoding it."""
         before = self.decode_seconds
         prefix_decoded = self._ensure_template(job.tokens[: job.boundary])
         if prefix_decoded is None:
             return None
-        memory = self._memory()
-        L.llama_memory_seq_cp(memory, self.template, seq, -1, -1)
-        slot = _Slot(seq, job, StopWatcher(settings, started_thinking=job.thinking),
-                     job.tokens[job.boundary :], job.boundary, time.perf_counter())  # fmt: skip
-        if self.e.settings.lookup:
-            slot.drafter = Drafter(job.tokens, self.e.settings.lookup)
+        self.ctx.copy(self.template, seq)
+        slot = _Slot(seq, job, watcher, job.tokens[job.boundary :], job.boundary,
+                     time.perf_counter())  # fmt: skip
+        if self.settings.lookup:
+            slot.drafter = Drafter(job.tokens, self.settings.lookup)
         slot.prefix_decoded = prefix_decoded
         slot.spent = slot.prompt_spent = self.decode_seconds - before
         return slot
@@ -259,7 +260,7 @@ class BatchedDecoder:
         allows. Entries go in seq order, so the same slots always make the same batch.
         Nothing is consumed until _commit: a batch llama.cpp refuses leaves slots as
         they were (only guesses beyond the batch room are dropped here)."""
-        room = self.e.settings.batch
+        room = self.settings.batch
         ordered = sorted(slots.items())
         take: dict[int, int] = {}
         # stable sort: generating slots first, each group in seq order
@@ -280,7 +281,7 @@ class BatchedDecoder:
                 entries.append((token, slot.pos + i, seq, i >= first_logits))
         return entries, take
 
-    def _advance(self, slot: _Slot, settings: GenerationSettings) -> str | None:
+    def _advance(self, slot: _Slot, max_tokens: int) -> StopReason | None:
         """Sample the slot's next token, and check its guesses: each guess greedy
         decoding agrees with is kept, the first that differs is replaced by the token
         sampled there, and the cells of the guesses after it are dropped."""
@@ -289,31 +290,31 @@ class BatchedDecoder:
         guesses = slot.checking
         kept = 0
         for row in range(len(guesses) + 1):
-            token = L.llama_sampler_sample(self.e._sampler, self.e._ctx, slot.logit_at + row)
-            if L.llama_vocab_is_eog(self.e._vocab, token):
+            token = self.ctx.sample(slot.logit_at + row)
+            if self.model.is_end(token):
                 return "eos"
             slot.generated += 1
             confirmed = row < len(guesses) and token == guesses[row]
             slot.guessed += confirmed
-            stopped = slot.watcher.feed(slot.utf8.decode(self.e._piece_bytes(token)))
+            stopped = slot.watcher.feed(slot.utf8.decode(self.model.piece(token)))
             if stopped:
                 return stopped
-            if slot.generated >= settings.max_tokens:
+            if slot.generated >= max_tokens:
                 return "length"
             if not confirmed:
                 break
             kept += 1
         if kept < len(guesses):
             slot.pos -= len(guesses) - kept
-            L.llama_memory_seq_rm(self._memory(), slot.seq, slot.pos, -1)
+            self.ctx.remove(slot.seq, slot.pos)
         slot.pending = [token]
         if slot.drafter is not None:
             slot.drafter.accepted(len(guesses), kept)
             slot.drafter.extend([*guesses[:kept], token])
-            slot.pending += slot.drafter.draft(settings.max_tokens - slot.generated)
+            slot.pending += slot.drafter.draft(max_tokens - slot.generated)
         return None
 
-    def _result(self, slot: _Slot, reason: str) -> Generation:
+    def _result(self, slot: _Slot, reason: StopReason) -> Generation:
         if reason in ("length", "eos"):
             slot.watcher.feed(slot.utf8.decode(b"", final=True))
         return Generation(

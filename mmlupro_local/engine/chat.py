@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from collections.abc import Callable
+
+from mmlupro_local.engine import EngineError
 from mmlupro_local.model.gguf import GgufInfo
-from mmlupro_local.task.prompt import ChatRenderer, Message, PromptError
+
+Message = dict[str, str]  # {"role": ..., "content": ...}
+ChatRenderer = Callable[[list[Message]], str]
 
 # Templates that print today's date (Llama 3) would make prompts depend on the day;
 # a fixed date keeps reruns identical.
@@ -16,8 +21,8 @@ def chat_renderer(info: GgufInfo) -> ChatRenderer:
     """A function rendering messages with the model's own template, ready for generation."""
     template = info.chat_template
     if not template:
-        raise PromptError(
-            f"{info.path.name} has no chat template in its metadata; use --style completion"
+        raise EngineError(
+            f"{info.path.name} has no chat template in its metadata", setting="chat_template"
         )
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -33,6 +38,6 @@ def chat_renderer(info: GgufInfo) -> ChatRenderer:
         try:
             return str(formatter(messages=messages).prompt)  # type: ignore[arg-type]
         except Exception as exc:  # jinja errors, raise_exception() in templates
-            raise PromptError(f"the chat template of {info.path.name} failed: {exc}") from exc
+            raise EngineError(f"the chat template of {info.path.name} failed: {exc}") from exc
 
     return render

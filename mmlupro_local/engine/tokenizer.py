@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from mmlupro_local.model.gguf import read_gguf
-from mmlupro_local.task.prompt import TokenCounter
+
+TokenCounter = Callable[[str], int]
 
 
 def load_token_counter(model: Path) -> TokenCounter:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from mmlupro_local.datasets.questions import LETTERS
 
@@ -29,7 +30,8 @@ _ANY_LETTER = re.compile("[A-J]")  # a fast scan that spares the backtracking wh
 _THINK_OPEN = "<think>"
 _THINK_CLOSE = "</think>"
 
-EXTRACT_MODES = ("first", "last")
+ExtractMode = Literal["first", "last"]
+EXTRACT_MODES: tuple[ExtractMode, ...] = get_args(ExtractMode)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ def extract_answer(text: str, *, mode: str = "first", strip_thinking: bool = Tru
     if letter is not None:
         return Extraction(letter, 3, thinking)
     return Extraction(None, 0, thinking)
+
+
+def level1_after(text: str, start: int) -> bool:
+    """Has level 1 matched in text[start:] (the stop watcher's incremental check)?"""
+    return _LEVEL1.search(text, start) is not None
 
 
 def level1(text: str, *, mode: str = "first") -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from mmlupro_local.datasets.questions import LETTERS, Question
 from mmlupro_local.errors import MmluProError
@@ -21,8 +22,8 @@ HEADER = (
 )
 COT_START = "A: Let's think step by step."
 QUESTION_END = "Answer: Let's think step by step."
-STOP = "Question:"
-STYLES = ("completion", "chat")
+Style = Literal["completion", "chat"]
+STYLES: tuple[Style, ...] = get_args(Style)
 MAX_SHOTS = 5
 
 Message = dict[str, str]
@@ -36,7 +37,7 @@ class PromptError(MmluProError):
 
 @dataclass(frozen=True)
 class PromptSettings:
-    style: str = "completion"
+    style: Style = "completion"
     shots: int = MAX_SHOTS
     strip_options: bool = False
 

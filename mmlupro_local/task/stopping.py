@@ -7,20 +7,28 @@ matched in "first" mode (the first match of a prefix is the first match of the w
 
 from __future__ import annotations
 
-from mmlupro_local.engine import GenerationSettings
-from mmlupro_local.task.extract import _LEVEL1, in_open_think_block, level1, strip_think_blocks
+from collections.abc import Sequence
+
+from mmlupro_local.engine import NewWatcher, StopReason
+from mmlupro_local.task.extract import (
+    in_open_think_block,
+    level1,
+    level1_after,
+    strip_think_blocks,
+)
+from mmlupro_local.task.settings import AnswerSettings
 
 _LONGEST_LEVEL1 = len("answer is (X)")
 
 
 class StopWatcher:
-    def __init__(self, settings: GenerationSettings, *, started_thinking: bool = False) -> None:
+    def __init__(self, settings: AnswerSettings, *, started_thinking: bool = False) -> None:
         self.settings = settings
         self.text = ""
         self._started_thinking = started_thinking
         self._early = settings.early_stop and settings.extract_mode == "first"
 
-    def feed(self, piece: str) -> str | None:
+    def feed(self, piece: str) -> StopReason | None:
         """Add generated text; return "stop" or "early" when generation should end."""
         old = len(self.text)
         self.text += piece
@@ -44,4 +52,14 @@ class StopWatcher:
             if self._thinking_at(len(self.text)):
                 return False
             return level1(strip_think_blocks(self.text)) is not None
-        return _LEVEL1.search(self.text, max(0, old - _LONGEST_LEVEL1)) is not None
+        return level1_after(self.text, max(0, old - _LONGEST_LEVEL1))
+
+
+def new_watchers(settings: AnswerSettings, prompts: Sequence[str]) -> NewWatcher:
+    """What the engine calls for the job at each index: a watcher that knows whether
+    that prompt leaves a think block open (a chat template that opens one)."""
+
+    def new_watcher(index: int) -> StopWatcher:
+        return StopWatcher(settings, started_thinking=in_open_think_block(prompts[index]))
+
+    return new_watcher

@@ -1,0 +1,192 @@
+"""One thin layer over llama.cpp's C handles, used by every decoder: the model and its
+vocabulary (tokens, pieces), and a context (batch filling, llama_decode's return codes,
+greedy sampling, sequence operations, sequence state save and load). Everything above
+it speaks in tokens, positions and sequences, never in ctypes."""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import llama_cpp as L
+
+from mmlupro_local.engine import EngineError, EngineSettings, llamalog
+
+Entry = tuple[int, int, int, bool]  # token, position, sequence, wants logits
+_KV_TYPES = {"f16": L.GGML_TYPE_F16, "q8_0": L.GGML_TYPE_Q8_0, "q4_0": L.GGML_TYPE_Q4_0}
+
+
+class LlamaModel:
+    """The weights and the vocabulary."""
+
+    def __init__(self, path: Path, gpu_layers: int, *, architecture: str, bos_text: str) -> None:
+        llamalog.install()
+        L.llama_backend_init()
+        params = L.llama_model_default_params()
+        params.n_gpu_layers = gpu_layers if gpu_layers >= 0 else 999
+        self.handle = L.llama_model_load_from_file(str(path).encode(), params)
+        if not self.handle:
+            detail = llamalog.recent("error") or llamalog.recent()
+            raise EngineError(
+                f"llama.cpp could not load {path.name} (architecture {architecture!r}): "
+                f"{detail or 'no reason given'}. The model may need a newer llama-cpp-python."
+            )
+        self.vocab = L.llama_model_get_vocab(self.handle)
+        self._bos_text = bos_text
+        self._piece = ctypes.create_string_buffer(256)
+
+    def tokenize(self, text: str) -> list[int]:
+        """Special tokens parsed; BOS added unless the text already starts with it."""
+        data = text.encode("utf-8")
+        add_special = not (self._bos_text and text.startswith(self._bos_text))
+        capacity = len(data) + 16
+        for _ in range(2):
+            buffer = (L.llama_token * capacity)()
+            n = L.llama_tokenize(self.vocab, data, len(data), buffer, capacity, add_special, True)
+            if n >= 0:
+                return list(buffer[:n])
+            capacity = -n
+        raise EngineError("tokenization failed")
+
+    def split_prompt(self, prompt: str, prefix_chars: int) -> tuple[list[int], int]:
+        """The prompt's tokens, and how many of them belong to the shared prefix."""
+        tokens = self.tokenize(prompt)
+        prefix = self.tokenize(prompt[:prefix_chars]) if prefix_chars else []
+        boundary = 0
+        for x, y in zip(prefix, tokens, strict=False):
+            if x != y:
+                break
+            boundary += 1
+        # the last prompt token must be decoded to get logits
+        return tokens, min(boundary, len(tokens) - 1)
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token; a piece longer than the buffer grows it, never drops text."""
+        n = L.llama_token_to_piece(self.vocab, token, self._piece, len(self._piece), 0, False)
+        if n < 0:
+            self._piece = ctypes.create_string_buffer(-n)
+            n = L.llama_token_to_piece(self.vocab, token, self._piece, len(self._piece), 0, False)
+        return self._piece.raw[:n]
+
+    def is_end(self, token: int) -> bool:
+        return bool(L.llama_vocab_is_eog(self.vocab, token))
+
+    @property
+    def n_ctx_train(self) -> int:
+        return int(L.llama_model_n_ctx_train(self.handle))
+
+    def close(self) -> None:
+        if self.handle:
+            L.llama_model_free(self.handle)
+            self.handle = None
+
+
+class LlamaContext:
+    """A context over a model: its KV cache, one batch buffer and a greedy sampler.
+    `decode_seconds` counts the time spent inside llama_decode."""
+
+    def __init__(self, model: LlamaModel, settings: EngineSettings, n_seq: int) -> None:
+        params = L.llama_context_default_params()
+        params.n_ctx = settings.n_ctx
+        params.n_batch = settings.batch
+        params.n_ubatch = settings.batch
+        params.n_seq_max = n_seq
+        # llama.cpp reserves an output row per sequence and asserts it fits this bound
+        params.n_outputs_max = max(settings.batch, n_seq)
+        params.kv_unified = n_seq > 1
+        params.n_threads = settings.threads
+        params.n_threads_batch = settings.threads
+        params.no_perf = True
+        params.type_k = params.type_v = _KV_TYPES[settings.kv_type]
+        params.flash_attn_type = (
+            L.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if settings.flash_attn
+            else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        self.handle = L.llama_init_from_model(model.handle, params)
+        if not self.handle:
+            raise ContextTooLargeError(
+                f"llama.cpp could not create a context of {settings.n_ctx} tokens "
+                f"({llamalog.recent('error') or 'probably out of memory'})"
+            )
+        self.n_ctx = settings.n_ctx
+        self.batch_size = settings.batch
+        self._batch = L.llama_batch_init(settings.batch, 0, 1)
+        self._sampler = L.llama_sampler_init_greedy()
+        self._memory = L.llama_get_memory(self.handle)
+        self.decode_seconds = 0.0
+
+    def decode(self, entries: Sequence[Entry]) -> bool:
+        """Decode one batch. False when the KV cache has no room for it (llama_decode's
+        1: nothing was decoded, the caller may retry with less); any other failure raises."""
+        if len(entries) > self.batch_size:
+            raise EngineError(f"a batch of {len(entries)} tokens exceeds {self.batch_size}")
+        batch = self._batch
+        for i, (token, pos, seq, logits) in enumerate(entries):
+            batch.token[i] = token
+            batch.pos[i] = pos
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq
+            batch.logits[i] = logits
+        batch.n_tokens = len(entries)
+        began = time.perf_counter()
+        rc = int(L.llama_decode(self.handle, batch))
+        self.decode_seconds += time.perf_counter() - began
+        if rc == 1:
+            return False
+        if rc != 0:
+            detail = llamalog.recent("error")
+            raise EngineError(f"llama_decode failed (code {rc}){': ' + detail if detail else ''}")
+        return True
+
+    def sample(self, row: int = -1) -> int:
+        """The greedy choice from the logits of batch row `row` (-1: the last)."""
+        return int(L.llama_sampler_sample(self._sampler, self.handle, row))
+
+    def remove(self, seq: int, start: int = -1, end: int = -1) -> None:
+        """Drop sequence `seq`'s cells at positions [start, end) (-1: open)."""
+        L.llama_memory_seq_rm(self._memory, seq, start, end)
+
+    def copy(self, source: int, target: int) -> None:
+        """`target` shares all of `source`'s cells (unified KV cache)."""
+        L.llama_memory_seq_cp(self._memory, source, target, -1, -1)
+
+    def clear(self) -> None:
+        L.llama_memory_clear(self._memory, True)
+
+    def save_state(self, seq: int) -> bytes:
+        size = L.llama_state_seq_get_size(self.handle, seq)
+        buffer = (ctypes.c_uint8 * size)()
+        written = L.llama_state_seq_get_data(self.handle, buffer, size, seq)
+        return ctypes.string_at(buffer, written) if written else b""
+
+    def load_state(self, seq: int, payload: bytes) -> bool:
+        """Restore a saved state into `seq`; False (and `seq` left empty) if llama.cpp
+        refuses it."""
+        buffer = (ctypes.c_uint8 * len(payload)).from_buffer_copy(payload)
+        if L.llama_state_seq_set_data(self.handle, buffer, len(payload), seq) == 0:
+            self.remove(seq)
+            return False
+        return True
+
+    def close(self) -> None:
+        if self.handle:
+            L.llama_free(self.handle)
+            L.llama_sampler_free(self._sampler)
+            L.llama_batch_free(self._batch)
+            self.handle = None
+
+
+class ContextTooLargeError(EngineError):
+    """llama.cpp could not allocate the context asked for."""
+
+
+def system_info() -> dict[str, Any]:
+    return {
+        "llama_cpp_python": L.__version__,
+        "system_info": L.llama_print_system_info().decode("utf-8", "replace").strip(),
+        "gpu_offload_supported": bool(L.llama_supports_gpu_offload()),
+    }
