@@ -35,6 +35,7 @@ lint: install
 	$(BIN)/ruff check mmlupro_local tests scripts
 	$(BIN)/ruff format --check mmlupro_local tests scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format mmlupro_local tests scripts

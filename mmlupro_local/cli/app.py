@@ -10,7 +10,6 @@ from mmlupro_local import __version__
 from mmlupro_local.engine import EngineError
 from mmlupro_local.errors import MmluProError
 
-
 # what a user changes, by the engine setting an EngineError names
 ENGINE_REMEDIES = {
     "n_ctx": "raise --ctx (or leave it unset: the default fits)",

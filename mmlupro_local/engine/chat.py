@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from collections.abc import Callable
+from datetime import datetime
 
 from mmlupro_local.engine import EngineError
 from mmlupro_local.model.gguf import GgufInfo
