@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-parallel bench-dataset bench-extract dataset-check clean
+.PHONY: install demo test test-fast lint format bench bench-parallel bench-dataset bench-extract dataset-check clean
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# The inner loop: every test that loads no model weights, on both cores (about 25 s here).
+test-fast: install
+	$(BIN)/python -m pytest -m "not e2e" -n 2
 
 lint: install
 	$(BIN)/ruff check mmlupro_local tests scripts

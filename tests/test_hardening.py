@@ -17,10 +17,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 import mmlupro_local.engine.prefix_cache as prefix_cache_module
-import mmlupro_local.runner as runner_module
 from fakes import FakeEngine, question_of, write_fake_model
 from hubserver import run_cli
 from mmlupro_local.cli import main
+from mmlupro_local.cli.app import CliState
 from mmlupro_local.datasets.dataset import Dataset, build_dataset, dataset_dir, write_dataset
 from mmlupro_local.datasets.library import import_paths
 from mmlupro_local.datasets.sampling import SampleSpec
@@ -29,8 +29,7 @@ from mmlupro_local.engine.prefix_cache import PrefixCache, cache_key
 from mmlupro_local.errors import DatasetError
 from mmlupro_local.model.memory import estimate
 from mmlupro_local.results.store import read_results
-from mmlupro_local.runner import RunConfig, run
-from test_prompt import smollm2_path
+from mmlupro_local.runner import EngineFactory, RunConfig, run
 
 LAW2 = ["--per-category", "2", "--categories", "law", "--no-progress"]
 
@@ -41,22 +40,25 @@ def model(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
-    fake = FakeEngine()
-    monkeypatch.setattr(runner_module, "_default_engine", fake)
-    return fake
+def engine() -> FakeEngine:
+    return FakeEngine()
 
 
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
+def invoke(*args: str, engine: EngineFactory | None = None) -> Result:
+    """The CLI in this process; `run` gets `engine` through the CLI's public seam."""
+    return CliRunner().invoke(main, list(args), obj=CliState(engine_factory=engine))
+
+
+def invoke_with(engine: EngineFactory, *args: str) -> Result:
+    return invoke(*args, engine=engine)
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def finished_run(model: Path, out: Path) -> Path:
-    result = invoke("run", str(model), *LAW2, "--out", str(out))
+def finished_run(model: Path, out: Path, engine: FakeEngine) -> Path:
+    result = invoke_with(engine, "run", str(model), *LAW2, "--out", str(out))
     assert result.exit_code == 0, result.output
     return out
 
@@ -70,7 +72,7 @@ def test_01_a_foreign_one_line_file_is_refused_not_emptied(
 ) -> None:
     out = tmp_path / "x.json"
     out.write_bytes(content)
-    result = invoke("run", str(model), *LAW2, "--out", str(out))
+    result = invoke_with(engine, "run", str(model), *LAW2, "--out", str(out))
     assert result.exit_code == 1
     assert "holds no run record" in result.output and "choose another --out" in result.output
     assert out.read_bytes() == content and engine.calls == []
@@ -121,7 +123,7 @@ def test_02_export_writes_through_symlinks_and_devices_with_umask_permissions(
 def test_02_html_reports_get_the_umasks_permissions(
     model: Path, tmp_path: Path, engine: FakeEngine
 ) -> None:
-    out = finished_run(model, tmp_path / "r.jsonl")
+    out = finished_run(model, tmp_path / "r.jsonl", engine)
     html = tmp_path / "r.html"
     old_mask = os.umask(0o022)
     try:
@@ -223,12 +225,12 @@ def test_04_threads_are_part_of_the_identity(
     model: Path, tmp_path: Path, engine: FakeEngine
 ) -> None:
     out = tmp_path / "r.jsonl"
-    first = invoke(
-        "run", str(model), *LAW2, "--threads", "2", "--out", str(out), "--per-category", "1"
+    first = invoke_with(
+        engine, "run", str(model), *LAW2, "--threads", "2", "--out", str(out), "--per-category", "1"
     )
     assert first.exit_code == 0, first.output
     assert lines(out)[0]["identity"]["engine"]["threads"] == 2
-    again = invoke("run", str(model), *LAW2, "--threads", "1", "--out", str(out))
+    again = invoke_with(engine, "run", str(model), *LAW2, "--threads", "1", "--out", str(out))
     assert again.exit_code == 1 and "engine.threads: 2 in the file, 1 now" in again.output
 
 
@@ -236,11 +238,16 @@ def test_04_files_from_before_threads_were_recorded_still_resume(
     model: Path, tmp_path: Path, engine: FakeEngine
 ) -> None:
     out = tmp_path / "r.jsonl"
-    assert invoke("run", str(model), *LAW2, "--per-category", "1", "--out", str(out)).exit_code == 0
+    assert (
+        invoke_with(
+            engine, "run", str(model), *LAW2, "--per-category", "1", "--out", str(out)
+        ).exit_code
+        == 0
+    )
     records = lines(out)
     del records[0]["identity"]["engine"]["threads"]
     out.write_text("".join(json.dumps(r) + "\n" for r in records))
-    again = invoke("run", str(model), *LAW2, "--threads", "1", "--out", str(out))
+    again = invoke_with(engine, "run", str(model), *LAW2, "--threads", "1", "--out", str(out))
     assert again.exit_code == 0, again.output
     assert [r["type"] for r in lines(out)] == ["run", "result", "run", "result"]
 
@@ -262,8 +269,8 @@ def test_05_run_refuses_a_dataset_that_fails_verify(
     ]
     broken = build_dataset([*embedded.test, *validation], name="broken", source="test")
     write_dataset(broken, dataset_dir("broken"))
-    result = invoke(
-        "run", str(model), *LAW2, "--dataset", "broken", "--out", str(tmp_path / "r.jsonl")
+    result = invoke_with(
+        engine, "run", str(model), *LAW2, "--dataset", "broken", "--out", str(tmp_path / "r.jsonl")
     )
     assert result.exit_code == 1, result.output
     assert (
@@ -276,7 +283,7 @@ def test_05_run_refuses_a_dataset_that_fails_verify(
 def test_06_a_report_without_results_shows_no_figure(
     model: Path, tmp_path: Path, engine: FakeEngine
 ) -> None:
-    out = finished_run(model, tmp_path / "r.jsonl")
+    out = finished_run(model, tmp_path / "r.jsonl", engine)
     header = lines(out)[0]
     out.write_text(json.dumps(header) + "\n")
     data = json.loads(invoke("report", str(out), "--format", "json").stdout)["runs"][0]
@@ -323,19 +330,19 @@ def test_08_samples_that_mean_everything_are_refused(
     model: Path, tmp_path: Path, engine: FakeEngine
 ) -> None:
     out = str(tmp_path / "r.jsonl")
-    huge = invoke("run", str(model), "--per-category", "100000", "--out", out)
+    huge = invoke_with(engine, "run", str(model), "--per-category", "100000", "--out", out)
     assert huge.exit_code == 1
     assert (
         "--per-category 100,000 is more than any category holds (the largest, math, has 1,351)"
         in huge.output
     )
     for empty in (",", "", " , "):
-        result = invoke(
-            "run", str(model), "--per-category", "1", "--categories", empty, "--out", out
+        result = invoke_with(
+            engine, "run", str(model), "--per-category", "1", "--categories", empty, "--out", out
         )
         assert result.exit_code == 2 and "names no category" in result.output, empty
     assert engine.calls == [] and not Path(out).exists()
-    some = invoke("run", str(model), "--per-category", "400", "--categories", "history,law",
+    some = invoke_with(engine, "run", str(model), "--per-category", "400", "--categories", "history,law",
                   "--max-tokens", "8", "--out", out, "--no-progress")  # fmt: skip
     assert some.exit_code == 0, some.output
     assert "1 categories hold fewer and are taken whole: history (381)" in some.output
@@ -344,7 +351,7 @@ def test_08_samples_that_mean_everything_are_refused(
 def test_09_and_11_malformed_records_are_skipped_with_their_line(
     model: Path, tmp_path: Path, engine: FakeEngine
 ) -> None:
-    out = finished_run(model, tmp_path / "r.jsonl")
+    out = finished_run(model, tmp_path / "r.jsonl", engine)
     header, first, second = lines(out)
     bad = [{**first, "correct": "yes"}, {**second, "question_id": str(second["question_id"])},
            {k: v for k, v in second.items() if k != "category"}]  # fmt: skip
@@ -382,44 +389,38 @@ def test_12_config_keys_may_be_flag_names_and_errors_name_the_key(
     out = tmp_path / "r.jsonl"
     cfg.write_text(f"model: {model}\nper-category: 1\ncategories: law\ndataset: mmlu-pro\n"
                    f"extract: last\nout: {out}\nprogress: false\n")  # fmt: skip
-    result = invoke("run", "--config", str(cfg))
+    result = invoke_with(engine, "run", "--config", str(cfg))
     assert result.exit_code == 0, result.output
     assert lines(out)[0]["identity"]["extraction"]["mode"] == "last"
     cfg.write_text("per-category: 1\nmax-tokens: lots\n")
-    result = invoke("run", "--config", str(cfg))
+    result = invoke_with(engine, "run", "--config", str(cfg))
     assert (
         result.exit_code == 1
         and f"{cfg}: max-tokens: 'lots' is not a valid integer" in result.output
     )
     assert "--max-tokens" not in result.output
     cfg.write_text(f"model: {model}\nper-category: 1\nparallel: several\nout: {out}\n")
-    result = invoke("run", "--config", str(cfg))
+    result = invoke_with(engine, "run", "--config", str(cfg))
     assert result.exit_code == 2 and f"{cfg}: parallel" in result.output
     assert "--parallel" not in result.output
 
 
-def test_13_model_info_counts_the_context_as_run_does() -> None:
-    result = invoke(
-        "model", "info", str(smollm2_path()), "--ctx", "4096", "--parallel", "4", "--json"
-    )
+def test_13_model_info_counts_the_context_as_run_does(smollm2: Path) -> None:
+    result = invoke("model", "info", str(smollm2), "--ctx", "4096", "--parallel", "4", "--json")
     facts = json.loads(result.output)
     from mmlupro_local.model.gguf import read_gguf
 
-    assert facts["memory_needed"]["kv_cache"] == estimate(read_gguf(smollm2_path()), 4096).kv_cache
-    default = json.loads(
-        invoke("model", "info", str(smollm2_path()), "--parallel", "4", "--json").output
-    )
+    assert facts["memory_needed"]["kv_cache"] == estimate(read_gguf(smollm2), 4096).kv_cache
+    default = json.loads(invoke("model", "info", str(smollm2), "--parallel", "4", "--json").output)
     assert default["ctx_estimated"] and default["ctx"] == 2048 + 4 * (512 + 2048)
 
 
 def test_15_sigterm_is_treated_like_ctrl_c(
     model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        runner_module, "_default_engine", FakeEngine(sigint_at=2, signum=signal.SIGTERM)
-    )
+    stopping = FakeEngine(sigint_at=2, signum=signal.SIGTERM)
     out = tmp_path / "r.jsonl"
-    result = invoke("run", str(model), *LAW2, "--out", str(out))
+    result = invoke_with(stopping, "run", str(model), *LAW2, "--out", str(out))
     assert result.exit_code == 143, result.output
     assert "Stopped by SIGTERM: 1 of 2 questions are saved" in result.output
     assert "Resume with:" in result.output
@@ -436,9 +437,8 @@ def test_15_a_signal_while_loading_says_how_to_resume(
         time.sleep(1)
         raise AssertionError("the signal did not interrupt loading")
 
-    monkeypatch.setattr(runner_module, "_default_engine", loading)
     out = tmp_path / "r.jsonl"
-    result = invoke("run", str(model), *LAW2, "--out", str(out))
+    result = invoke_with(loading, "run", str(model), *LAW2, "--out", str(out))
     assert result.exit_code == code, result.output
     assert (
         f"{said}: before any question was answered; no results were written. Resume with:"
@@ -454,28 +454,27 @@ def test_16_refused_runs_leave_no_empty_file(
     def failing(path: Path, settings: object) -> FakeEngine:
         raise DatasetError("the model would not load")
 
-    monkeypatch.setattr(runner_module, "_default_engine", failing)
     out = tmp_path / "deeper" / "r.jsonl"
-    result = invoke("run", str(model), *LAW2, "--out", str(out))
+    result = invoke_with(failing, "run", str(model), *LAW2, "--out", str(out))
     assert result.exit_code == 1 and not out.exists()
 
 
 def test_16_out_paths_that_cannot_be_files(model: Path, tmp_path: Path, engine: FakeEngine) -> None:
-    empty = invoke("run", str(model), *LAW2, "--out", "")
+    empty = invoke_with(engine, "run", str(model), *LAW2, "--out", "")
     assert empty.exit_code == 2 and "Invalid value for --out: is empty" in empty.output
-    folder = invoke("run", str(model), *LAW2, "--out", f"{tmp_path}/results/")
+    folder = invoke_with(engine, "run", str(model), *LAW2, "--out", f"{tmp_path}/results/")
     assert folder.exit_code == 2 and "is a directory; give a file path such as" in folder.output
     assert not (tmp_path / "results").exists()
     blocker = tmp_path / "passwd"
     blocker.write_text("root\n")
-    under = invoke("run", str(model), *LAW2, "--out", f"{blocker}/x")
+    under = invoke_with(engine, "run", str(model), *LAW2, "--out", f"{blocker}/x")
     assert under.exit_code == 1 and f"{blocker} is a file, not a directory" in under.output
 
 
 def test_16_a_finished_read_only_file_is_shown(
     model: Path, tmp_path: Path, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = finished_run(model, tmp_path / "r.jsonl")
+    out = finished_run(model, tmp_path / "r.jsonl", engine)
     real_open = os.open
 
     def denied(path: str, flags: int, *args: int) -> int:
@@ -484,10 +483,10 @@ def test_16_a_finished_read_only_file_is_shown(
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(os, "open", denied)
-    shown = invoke("run", str(model), *LAW2, "--out", str(out))
+    shown = invoke_with(engine, "run", str(model), *LAW2, "--out", str(out))
     assert shown.exit_code == 0, shown.output
     assert "all 2 questions were already in" in shown.output and "law" in shown.output
-    more = invoke("run", str(model), *LAW2, "--per-category", "3", "--out", str(out))
+    more = invoke_with(engine, "run", str(model), *LAW2, "--per-category", "3", "--out", str(out))
     assert (
         more.exit_code == 1
         and "Permission denied" in more.output
@@ -498,13 +497,13 @@ def test_16_a_finished_read_only_file_is_shown(
 def test_16_resume_messages_name_what_to_do(
     model: Path, tmp_path: Path, engine: FakeEngine
 ) -> None:
-    out = finished_run(model, tmp_path / "r.jsonl")
+    out = finished_run(model, tmp_path / "r.jsonl", engine)
     other = write_fake_model(tmp_path / "other.gguf", data_bytes=128)
-    mismatch = invoke("run", str(other), *LAW2, "--out", str(out))
+    mismatch = invoke_with(engine, "run", str(other), *LAW2, "--out", str(out))
     assert mismatch.exit_code == 1 and f"the file's model was {model.resolve()}" in mismatch.output
     records = out.read_text().splitlines()
     out.write_text("\n".join([records[0], "garbage", *records[1:]]) + "\n")
-    garbage = invoke("run", str(model), *LAW2, "--out", str(out))
+    garbage = invoke_with(engine, "run", str(model), *LAW2, "--out", str(out))
     assert garbage.exit_code == 1 and f"sed -i '2d' {out}" in garbage.output
 
 
@@ -523,11 +522,11 @@ def test_17_hub_references_with_one_slash_and_no_network(tmp_path: Path) -> None
     assert f"the hub cannot be reached (127.0.0.1:{port}: Connection refused" in done.stderr
 
 
-def test_18_prompt_refuses_contexts_that_leave_no_room() -> None:
-    small = invoke("prompt", "70", "--ctx", "300", "--model", str(smollm2_path()))
+def test_18_prompt_refuses_contexts_that_leave_no_room(smollm2: Path) -> None:
+    small = invoke("prompt", "70", "--ctx", "300", "--model", str(smollm2))
     assert small.exit_code == 2 and "--ctx 300 leaves no room for a prompt" in small.output
     assert "-1748" not in small.output
-    assert invoke("prompt", "70", "--ctx", "-5", "--model", str(smollm2_path())).exit_code == 2
+    assert invoke("prompt", "70", "--ctx", "-5", "--model", str(smollm2)).exit_code == 2
     assert invoke("prompt", "70", "--max-tokens", "-1").exit_code == 2
 
 

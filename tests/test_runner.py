@@ -14,6 +14,7 @@ from click.testing import CliRunner
 import mmlupro_local.runner as runner_module
 from fakes import FakeEngine, question_of, write_fake_model
 from mmlupro_local.cli import main
+from mmlupro_local.cli.app import CliState
 from mmlupro_local.datasets.dataset import Dataset, load_dataset
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.results.store import ResultsWriter, StoreError, read_results
@@ -230,11 +231,8 @@ def test_a_read_only_place_for_results_is_refused_before_loading(
     assert engine.calls == []
 
 
-def test_ctrl_c_finishes_the_record_and_exits_130(
-    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ctrl_c_finishes_the_record_and_exits_130(model: Path, tmp_path: Path) -> None:
     engine = FakeEngine(sigint_at=2)
-    monkeypatch.setattr(runner_module, "_default_engine", engine)
     out = tmp_path / "r.jsonl"
     result = CliRunner().invoke(
         main,
@@ -249,12 +247,12 @@ def test_ctrl_c_finishes_the_record_and_exits_130(
             str(out),
             "--no-progress",
         ],
+        obj=CliState(engine_factory=engine),
     )
     assert result.exit_code == 130, result.output
     assert "Interrupted: 1 of 2 questions are saved" in result.output
     assert "Resume with:" in result.output
     assert [r["type"] for r in lines(out)] == ["run", "result"]
-    monkeypatch.setattr(runner_module, "_default_engine", FakeEngine())
     result = CliRunner().invoke(
         main,
         [
@@ -268,22 +266,22 @@ def test_ctrl_c_finishes_the_record_and_exits_130(
             str(out),
             "--no-progress",
         ],
+        obj=CliState(engine_factory=FakeEngine()),
     )
     assert result.exit_code == 0, result.output
     assert len([r for r in lines(out) if r["type"] == "result"]) == 2
 
 
-def test_yaml_config_and_flags_win(
-    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    engine = FakeEngine()
-    monkeypatch.setattr(runner_module, "_default_engine", engine)
+def test_yaml_config_and_flags_win(model: Path, tmp_path: Path) -> None:
+    engine = CliState(engine_factory=FakeEngine())
     out = tmp_path / "r.jsonl"
     cfg = tmp_path / "run.yaml"
     cfg.write_text(
         f"model: {model}\nper-category: 2\ncategories: [law, history]\nmax_tokens: 300\nout: {out}\nprogress: false\n"
     )
-    result = CliRunner().invoke(main, ["run", "--config", str(cfg), "--max-tokens", "100"])
+    result = CliRunner().invoke(
+        main, ["run", "--config", str(cfg), "--max-tokens", "100"], obj=engine
+    )
     assert result.exit_code == 0, result.output
     header = lines(out)[0]
     assert header["identity"]["generation"]["max_tokens"] == 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -9,6 +10,16 @@ import click
 from mmlupro_local import __version__
 from mmlupro_local.engine import EngineError
 from mmlupro_local.errors import MmluProError
+from mmlupro_local.runner import EngineFactory
+
+
+@dataclass
+class CliState:
+    """What the commands share. A program embedding the CLI, or a test, may pass one
+    as `main(obj=CliState(...))`: `engine_factory` then makes the engine `run` uses."""
+
+    engine_factory: EngineFactory | None = None
+
 
 # what a user changes, by the engine setting an EngineError names
 ENGINE_REMEDIES = {

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 import click
 
+from mmlupro_local.cli.app import CliState
 from mmlupro_local.cli.dataset_cmds import dataset_option
 from mmlupro_local.config import ConfigError, load_run_config
 from mmlupro_local.datasets.sampling import SampleSpec
@@ -18,7 +19,7 @@ from mmlupro_local.engine import KV_TYPES, EngineSettings, KvType
 from mmlupro_local.model.hardware import auto_parallel, physical_cores
 from mmlupro_local.model.source import resolve_model
 from mmlupro_local.results.figures import category_figures, render_table
-from mmlupro_local.runner import RunConfig, Terminated, run, signals_interrupt
+from mmlupro_local.runner import EngineFactory, RunConfig, Terminated, run, signals_interrupt
 from mmlupro_local.task.extract import EXTRACT_MODES, ExtractMode
 from mmlupro_local.task.prompt import MAX_SHOTS, STYLES, PromptSettings, Style
 from mmlupro_local.task.settings import MAX_TOKENS, AnswerSettings
@@ -84,6 +85,11 @@ def _parallel(value: str, model: Path) -> int:
             "must be between 1 and 64", param_hint=_where("parallel", "--parallel")
         )
     return number
+
+
+def _engine_factory() -> EngineFactory | None:
+    state = click.get_current_context().find_object(CliState)
+    return state.engine_factory if state else None
 
 
 def _interrupted(path: Path, saved: int | None, size: int | None, signum: int) -> NoReturn:
@@ -297,7 +303,8 @@ def run_cmd(model: str | None, per_category: int | None, fraction: float | None,
     )  # fmt: skip
     try:
         with signals_interrupt():
-            outcome = run(config, echo=lambda text: click.echo(text, err=True), progress=progress)
+            outcome = run(config, echo=lambda text: click.echo(text, err=True), progress=progress,
+                          engine_factory=_engine_factory())  # fmt: skip
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
         _interrupted(config.out, None, None, signum)

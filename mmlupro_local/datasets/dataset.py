@@ -223,7 +223,29 @@ def load_dataset(name: str | None = None) -> Dataset:
             f"no dataset named {name!r} (known: {known}). "
             "Add one with 'mmlupro-local dataset import PATH --name NAME' or 'dataset fetch'."
         )
-    return read_dataset(directory)
+    return _read_unchanged(directory)
+
+
+_loaded: dict[Path, tuple[tuple[int, ...], Dataset]] = {}
+
+
+def _read_unchanged(directory: Path) -> Dataset:
+    """read_dataset, remembered while its files are unchanged (a report of several
+    files, or a run and its report, read and hash the 12k questions once)."""
+    try:
+        stamp = tuple(v for f in (META_FILE, DATA_FILE) for v in _stamp((directory / f).stat()))
+    except OSError:
+        return read_dataset(directory)
+    known = _loaded.get(directory)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    dataset = read_dataset(directory)
+    _loaded[directory] = (stamp, dataset)
+    return dataset
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def list_datasets() -> list[str]:

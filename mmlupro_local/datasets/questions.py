@@ -4,21 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 LETTERS = "ABCDEFGHIJ"
 PADDING_OPTION = "N/A"  # the official scripts drop options that are exactly this
-SPLITS = ("test", "validation")
-FIELDS = (
-    "question_id",
-    "question",
-    "options",
-    "answer",
-    "answer_index",
-    "cot_content",
-    "category",
-    "src",
-)
+Split = Literal["test", "validation"]
+SPLITS: tuple[Split, ...] = get_args(Split)
 
 
 @dataclass(frozen=True)

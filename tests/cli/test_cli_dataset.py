@@ -7,7 +7,6 @@ import sys
 from click.testing import CliRunner
 
 from mmlupro_local.cli import main
-from test_dataset import REFERENCE_COUNTS
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -15,12 +14,12 @@ def invoke(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_info_json() -> None:
+def test_info_json(reference_counts: dict[str, int]) -> None:
     code, out = invoke("dataset", "info", "--json")
     assert code == 0
     facts = json.loads(out)
     assert facts["test"] == 12032 and facts["validation"] == 70
-    assert facts["categories"] == dict(sorted(REFERENCE_COUNTS.items()))
+    assert facts["categories"] == dict(sorted(reference_counts.items()))
     assert round(facts["chance"], 4) == 0.1109
     assert facts["sha256"] == facts["sha256"].lower() and len(facts["sha256"]) == 64
     assert facts["options_histogram"]["10"] == 9982

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import TEST_DATA
 from fakes import FakeEngine, write_fake_model
 from mmlupro_local.cli import main
 from mmlupro_local.datasets.sampling import SampleSpec
@@ -18,20 +17,20 @@ from mmlupro_local.results.records import ResultRecord, RunHeader, SchemaError
 from mmlupro_local.results.store import StoreError, read_results
 from mmlupro_local.runner import RunConfig, run
 
-RELEASE_FILE = TEST_DATA / "schema1-release-78ffb39.jsonl"  # written by release 78ffb39
 
-
-def test_records_round_trip_byte_for_byte() -> None:
-    for line in RELEASE_FILE.read_text().splitlines():
+def test_records_round_trip_byte_for_byte(release_file: Path) -> None:
+    for line in release_file.read_text().splitlines():
         record = json.loads(line)
         typed = (RunHeader if record["type"] == "run" else ResultRecord).from_json(record)
         assert typed.to_json() == record
         assert list(typed.to_json()) == list(record)  # the same key order, so the same bytes
 
 
-def test_a_file_of_the_previous_release_resumes_reports_and_compares(tmp_path: Path) -> None:
+def test_a_file_of_the_previous_release_resumes_reports_and_compares(
+    release_file: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "old.jsonl"
-    shutil.copy(RELEASE_FILE, out)
+    shutil.copy(release_file, out)
     before = out.read_bytes()
     model = write_fake_model(tmp_path / "fake.gguf")  # the same bytes, so the same sha256
     engine = FakeEngine()
@@ -46,12 +45,12 @@ def test_a_file_of_the_previous_release_resumes_reports_and_compares(tmp_path: P
     report = CliRunner().invoke(main, ["report", str(out), "--format", "json"])
     assert report.exit_code == 0, report.output
     assert json.loads(report.stdout)["runs"][0]["overall"]["n"] == 4
-    compared = CliRunner().invoke(main, ["compare", str(RELEASE_FILE), str(out), "--json"])
+    compared = CliRunner().invoke(main, ["compare", str(release_file), str(out), "--json"])
     assert compared.exit_code == 0 and json.loads(compared.stdout)["overall"]["n"] == 3
 
 
-def test_an_unknown_schema_version_is_a_clear_error(tmp_path: Path) -> None:
-    lines = RELEASE_FILE.read_text().splitlines()
+def test_an_unknown_schema_version_is_a_clear_error(release_file: Path, tmp_path: Path) -> None:
+    lines = release_file.read_text().splitlines()
     header = json.loads(lines[0])
     out = tmp_path / "future.jsonl"
     out.write_text("\n".join([json.dumps({**header, "schema": 2}), *lines[1:]]) + "\n")

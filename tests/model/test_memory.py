@@ -16,11 +16,10 @@ from mmlupro_local.model.memory import (
     estimate,
     machine_memory,
 )
-from test_prompt import smollm2_path
 
 
-def test_kv_cache_follows_the_models_shape() -> None:
-    info = read_gguf(smollm2_path())  # 30 layers, 3 KV heads of 64
+def test_kv_cache_follows_the_models_shape(smollm2: Path) -> None:
+    info = read_gguf(smollm2)  # 30 layers, 3 KV heads of 64
     per_token = 30 * 3 * (64 + 64)
     assert estimate(info, 1000).kv_cache == per_token * 2 * 1000
     assert estimate(info, 1000, "q8_0").kv_cache == int(per_token * 34 / 32 * 1000)
@@ -36,8 +35,8 @@ def test_grouped_query_attention_shrinks_the_cache(tmp_path: Path) -> None:
     assert estimate(read_gguf(path), 10).kv_cache == 2 * 2 * (16 + 16) * 2 * 10
 
 
-def test_too_large_is_refused_and_tight_is_a_warning(tmp_path: Path) -> None:
-    info = read_gguf(smollm2_path())
+def test_too_large_is_refused_and_tight_is_a_warning(smollm2: Path, tmp_path: Path) -> None:
+    info = read_gguf(smollm2)
     need = estimate(info, 4096)
     with pytest.raises(MemoryTooSmallError, match=r"needs about .* but this machine has 0\.1 GiB"):
         check_fits(info, need, MachineMemory(total=GIB // 10, available=GIB // 10))
@@ -54,9 +53,9 @@ def test_this_machine_reports_its_memory() -> None:
     assert 0 < found.available <= found.total
 
 
-def test_no_swap_means_the_oom_killer_so_it_is_refused() -> None:
+def test_no_swap_means_the_oom_killer_so_it_is_refused(smollm2: Path) -> None:
     """Issue 13 #14: past free memory with no swap, the run would be killed, not slowed."""
-    info = read_gguf(smollm2_path())
+    info = read_gguf(smollm2)
     need = estimate(info, 4096)
     no_swap = MachineMemory(total=64 * GIB, available=need.total - 1, swap_free=0)
     with pytest.raises(MemoryTooSmallError, match="no swap: the system would kill the run"):

@@ -6,19 +6,18 @@ import pytest
 
 from fakes import gguf_bytes, write_fake_model
 from mmlupro_local.model.gguf import ModelFileError, read_gguf
-from test_prompt import smollm2_path
 
 
-def test_reads_the_real_model() -> None:
-    info = read_gguf(smollm2_path())
+def test_reads_the_real_model(smollm2: Path) -> None:
+    info = read_gguf(smollm2)
     assert info.architecture == "llama" and info.quantization == "Q4_1"
     assert info.get_int("context_length") == 8192
     assert info.token("bos") == "<|im_start|>" and info.token("eos") == "<|im_end|>"
     assert info.chat_template and "<|im_start|>" in info.chat_template
-    assert info.data_end == info.size == smollm2_path().stat().st_size
+    assert info.data_end == info.size == smollm2.stat().st_size
 
 
-def test_bad_model_files(tmp_path: Path) -> None:
+def test_bad_model_files(smollm2: Path, tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     cases = {
@@ -27,10 +26,10 @@ def test_bad_model_files(tmp_path: Path) -> None:
         text: "is not a GGUF file",
     }
     truncated = tmp_path / "cut.gguf"
-    truncated.write_bytes(smollm2_path().read_bytes()[:50_000_000])
+    truncated.write_bytes(smollm2.read_bytes()[:50_000_000])
     cases[truncated] = "is truncated: 50,000,000 bytes, but its tensors need 98,362,432"
     header_cut = tmp_path / "header.gguf"
-    header_cut.write_bytes(smollm2_path().read_bytes()[:2000])
+    header_cut.write_bytes(smollm2.read_bytes()[:2000])
     cases[header_cut] = "damaged or cut short"
     future = tmp_path / "v9.gguf"
     future.write_bytes(b"GGUF" + (9).to_bytes(4, "little") + b"\0" * 16)

@@ -4,12 +4,12 @@ import gzip
 import json
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from conftest import TEST_DATA
 from mmlupro_local.task.extract import (
     OFFICIAL_LEVEL1,
     OFFICIAL_LEVEL2,
@@ -21,8 +21,6 @@ from mmlupro_local.task.extract import (
     official_guess,
     strip_think_blocks,
 )
-
-RESPONSES = TEST_DATA / "official-responses-sample.jsonl.gz"
 
 
 def official(text: str) -> tuple[str | None, int]:
@@ -36,11 +34,13 @@ def official(text: str) -> tuple[str | None, int]:
     return None, 0
 
 
-def test_official_responses_agree() -> None:
+def test_official_responses_agree(test_data: Path) -> None:
     """A fixed sample of the released responses: every level-2 and level-3 row, 1,000
     level-1 and 500 unextracted ones (scripts/sample_responses.py). `make dataset-check`
     checks all 29,000 (scripts/check_responses.py)."""
-    with gzip.open(RESPONSES, "rt", encoding="utf-8") as handle:
+    with gzip.open(
+        test_data / "official-responses-sample.jsonl.gz", "rt", encoding="utf-8"
+    ) as handle:
         rows = [json.loads(line) for line in handle]
     assert len(rows) == 2905
     levels: Counter[int] = Counter()

