@@ -19,6 +19,7 @@ from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.runner import RunConfig, run
 
 Echo = Callable[[str], None]
+TIMED_BUDGET = 512  # the timed runs' budget: most answers end before it, loops stop at it
 
 
 @dataclass(frozen=True)

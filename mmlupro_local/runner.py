@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +20,7 @@ from mmlupro_local.datasets.verify import verify
 from mmlupro_local.engine import LIVE_PREFIXES, Engine, EngineSettings, Generation, Job
 from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.errors import DatasetError, MmluProError
+from mmlupro_local.interrupts import first_interrupt_requests_stop
 from mmlupro_local.model.fingerprint import model_record, model_sha256
 from mmlupro_local.model.gguf import GgufInfo, read_gguf
 from mmlupro_local.model.memory import check_fits, estimate, machine_memory
@@ -321,60 +319,6 @@ def _run_record(
     )
 
 
-class Stop(threading.Event):
-    """Set by the first Ctrl-C or SIGTERM; `signum` says which."""
-
-    signum = 0
-
-
-@contextmanager
-def _first_interrupt_requests_stop() -> Iterator[Stop]:
-    """First Ctrl-C or SIGTERM (`timeout`, `docker stop`): stop after the current
-    question (nothing half-written). A second one interrupts at once."""
-    stop = Stop()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise Terminated(signum)
-        stop.signum = signum
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-class Terminated(KeyboardInterrupt):
-    """A signal that ends the run at once (SIGTERM, or a second Ctrl-C)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextmanager
-def signals_interrupt() -> Iterator[None]:
-    """Outside the generation loop (loading, preparing) SIGTERM interrupts like Ctrl-C."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise Terminated(signum)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 class Speed:
     """The progress bar's rates: questions per minute over the wall clock, and prompt
     reading and generation each over its own decoding time (so a long prompt does not
@@ -422,7 +366,7 @@ def _generate_all(
         unit="q",
         dynamic_ncols=True,
     )
-    with bar, _first_interrupt_requests_stop() as stop:
+    with bar, first_interrupt_requests_stop() as stop:
         texts = [prompts[q.question_id].text for q in todo]
         jobs = [
             Job(text, prompts[q.question_id].prefix_chars)

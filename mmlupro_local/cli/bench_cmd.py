@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mmlupro_local.bench import (
+    TIMED_BUDGET,
     best_attention,
     best_width,
     peak_memory_mib,
@@ -29,7 +30,7 @@ from mmlupro_local.model.source import model_path
 @click.option(
     "--max-tokens",
     type=int,
-    default=512,
+    default=TIMED_BUDGET,
     show_default=True,
     help="Generation budget in the timed runs.",
 )

@@ -16,10 +16,11 @@ from mmlupro_local.cli.dataset_cmds import dataset_option
 from mmlupro_local.config import ConfigError, load_run_config
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import KV_TYPES, EngineSettings, KvType
+from mmlupro_local.interrupts import Terminated, signals_interrupt
 from mmlupro_local.model.hardware import auto_parallel, physical_cores
 from mmlupro_local.model.source import resolve_model
 from mmlupro_local.results.figures import category_figures, render_table
-from mmlupro_local.runner import EngineFactory, RunConfig, Terminated, run, signals_interrupt
+from mmlupro_local.runner import EngineFactory, RunConfig, run
 from mmlupro_local.task.extract import EXTRACT_MODES, ExtractMode
 from mmlupro_local.task.prompt import MAX_SHOTS, STYLES, PromptSettings, Style
 from mmlupro_local.task.settings import MAX_TOKENS, AnswerSettings
