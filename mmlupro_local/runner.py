@@ -17,21 +17,21 @@ from mmlupro_local.datasets.dataset import EMBEDDED_NAME, Dataset, load_dataset
 from mmlupro_local.datasets.questions import Question
 from mmlupro_local.datasets.sampling import SampleSpec, draw, shortfalls
 from mmlupro_local.datasets.verify import verify
-from mmlupro_local.engine import LIVE_PREFIXES, Engine, EngineSettings, Generation, Job
+from mmlupro_local.engine import Engine, EngineSettings, Generation, Job
 from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.errors import DatasetError, MmluProError
+from mmlupro_local.fitting import CTX_STEP, prepare_prompts, round_ctx
 from mmlupro_local.interrupts import first_interrupt_requests_stop
 from mmlupro_local.model.fingerprint import model_record, model_sha256
 from mmlupro_local.model.gguf import GgufInfo, read_gguf
 from mmlupro_local.model.memory import check_fits, estimate, machine_memory
 from mmlupro_local.results.records import Identity, ResultRecord, RunHeader, SampleInfo
 from mmlupro_local.results.store import ResultsWriter, StoreError
-from mmlupro_local.task.prompt import ChatRenderer, Prompt, PromptSettings, build_prompt, fit_prompt
+from mmlupro_local.task.prompt import Prompt, PromptSettings
 from mmlupro_local.task.scoring import result_record
 from mmlupro_local.task.settings import MAX_TOKENS, AnswerSettings
 from mmlupro_local.task.stopping import new_watchers
 
-CTX_STEP = 256  # llama.cpp pads the context to this; an unpadded n_ctx crashes later
 MAX_PARALLEL = 64
 EngineFactory = Callable[[Path, EngineSettings], Engine]
 Echo = Callable[[str], None]
@@ -132,10 +132,6 @@ def _check_memory(config: RunConfig, info: GgufInfo, n_ctx: int, warnings: list[
         warnings.append(warning)
 
 
-def round_ctx(n: int) -> int:
-    return -(-n // CTX_STEP) * CTX_STEP
-
-
 def _default_engine(model: Path, settings: EngineSettings) -> Engine:
     from mmlupro_local.engine.llama import LlamaEngine
 
@@ -174,7 +170,17 @@ def run(
             _check_memory(config, info, round_ctx(config.ctx or budget_floor(config)), warnings)
             engine = (engine_factory or _default_engine)(config.model, config.engine)
             try:
-                prompts, n_ctx = _prepare_prompts(config, dataset, todo, info, engine, warnings)
+                prompts, n_ctx = prepare_prompts(
+                    todo,
+                    dataset.validation,
+                    config.prompt,
+                    max_tokens=config.max_tokens,
+                    ctx=config.ctx,
+                    parallel=config.parallel,
+                    info=info,
+                    count_tokens=engine.count_tokens,
+                    warnings=warnings,
+                )
                 _check_memory(config, info, n_ctx, warnings)
                 engine.open_context(n_ctx, config.parallel)
                 cache = None
@@ -216,67 +222,6 @@ def _cache_summary(cache: PrefixCache) -> str:
         reasons = sorted(set(cache.not_saved))
         text += f", {len(cache.not_saved)} not saved ({'; '.join(reasons)})"
     return text
-
-
-def _prepare_prompts(
-    config: RunConfig,
-    dataset: Dataset,
-    todo: list[Question],
-    info: GgufInfo,
-    engine: Engine,
-    warnings: list[str],
-) -> tuple[dict[int, Prompt], int]:
-    """Every prompt, fitted to the context; and the context size to open."""
-    render: ChatRenderer | None = None
-    if config.prompt.style == "chat":
-        from mmlupro_local.engine.chat import chat_renderer
-
-        render = chat_renderer(info)
-    budget = config.max_tokens
-    prompts = {
-        q.question_id: build_prompt(q, dataset.validation, config.prompt, render_chat=render)
-        for q in todo
-    }
-    counts = {qid: engine.count_tokens(p.text) for qid, p in prompts.items()}
-    if config.ctx is None:
-        # the live prefixes, shared, plus each parallel sequence's own question and budget
-        prefix: dict[str, int] = {}
-        for q in todo:
-            if q.category not in prefix:
-                p = prompts[q.question_id]
-                prefix[q.category] = engine.count_tokens(p.text[: p.prefix_chars])
-        longest = max(counts.values())
-        own = max(counts[q.question_id] - prefix[q.category] for q in todo) + budget
-        shared = max(prefix.values()) * min(LIVE_PREFIXES, len(prefix))
-        n_ctx = round_ctx(max(longest + budget, shared + config.parallel * own))
-    else:
-        n_ctx = round_ctx(config.ctx)
-        if n_ctx != config.ctx:
-            warnings.append(
-                f"--ctx {config.ctx} rounded up to {n_ctx} (llama.cpp needs a multiple of {CTX_STEP})"
-            )
-        limit = n_ctx - budget
-        for q in todo:
-            if counts[q.question_id] >= limit:
-                prompts[q.question_id] = fit_prompt(
-                    q,
-                    dataset.validation,
-                    config.prompt,
-                    count_tokens=engine.count_tokens,
-                    limit=limit,
-                    render_chat=render,
-                )
-        cut = sum(p.shots < config.prompt.shots for p in prompts.values())
-        if cut:
-            warnings.append(
-                f"{cut} prompts dropped exemplars to fit --ctx {n_ctx} with --max-tokens {budget}"
-            )
-    trained = info.get_int("context_length")
-    if trained and n_ctx > trained:
-        warnings.append(
-            f"the context ({n_ctx} tokens) is longer than the model was trained on ({trained}); answers may degrade"
-        )
-    return prompts, n_ctx
 
 
 def _run_record(

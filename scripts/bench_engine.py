@@ -18,8 +18,9 @@ from mmlupro_local.bench import TimedRun, private_cache, timed_run
 from mmlupro_local.datasets.dataset import load_dataset
 from mmlupro_local.datasets.sampling import SampleSpec, draw
 from mmlupro_local.engine import EngineSettings
+from mmlupro_local.fitting import round_ctx
 from mmlupro_local.model.hardware import physical_cores
-from mmlupro_local.runner import RunConfig, round_ctx
+from mmlupro_local.runner import RunConfig
 from mmlupro_local.task.extract import extract_answer
 from mmlupro_local.task.prompt import PromptSettings, build_prompt
 

@@ -8,10 +8,10 @@ import json
 import click
 
 from mmlupro_local.engine import KV_TYPES, EngineSettings, KvType
+from mmlupro_local.fitting import round_ctx
 from mmlupro_local.model.gguf import read_gguf
 from mmlupro_local.model.memory import GIB, estimate, machine_memory
 from mmlupro_local.model.source import model_path
-from mmlupro_local.runner import round_ctx
 from mmlupro_local.task.settings import MAX_TOKENS
 
 # what run's automatic context holds besides the budgets: the longest 5-shot prefix

@@ -1,0 +1,83 @@
+"""Fitting prompts into a context: the context size a run opens, and prompts that drop
+exemplars to fit a context the user chose."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from mmlupro_local.datasets.questions import Question
+from mmlupro_local.engine import LIVE_PREFIXES
+from mmlupro_local.model.gguf import GgufInfo
+from mmlupro_local.task.prompt import ChatRenderer, Prompt, PromptSettings, build_prompt, fit_prompt
+
+CTX_STEP = 256  # llama.cpp pads the context to this; an unpadded n_ctx crashes later
+
+
+def round_ctx(n: int) -> int:
+    return -(-n // CTX_STEP) * CTX_STEP
+
+
+def prepare_prompts(
+    todo: list[Question],
+    validation: Sequence[Question],
+    settings: PromptSettings,
+    *,
+    max_tokens: int,
+    ctx: int | None,
+    parallel: int,
+    info: GgufInfo,
+    count_tokens: Callable[[str], int],
+    warnings: list[str],
+) -> tuple[dict[int, Prompt], int]:
+    """Every prompt, fitted to the context; and the context size to open: without
+    `ctx`, the smallest that holds every prompt whole (no exemplar dropped); with it,
+    prompts drop exemplars one at a time until they fit, as the official script does."""
+    render: ChatRenderer | None = None
+    if settings.style == "chat":
+        from mmlupro_local.engine.chat import chat_renderer
+
+        render = chat_renderer(info)
+    budget = max_tokens
+    prompts = {
+        q.question_id: build_prompt(q, validation, settings, render_chat=render) for q in todo
+    }
+    counts = {qid: count_tokens(p.text) for qid, p in prompts.items()}
+    if ctx is None:
+        # the live prefixes, shared, plus each parallel sequence's own question and budget
+        prefix: dict[str, int] = {}
+        for q in todo:
+            if q.category not in prefix:
+                p = prompts[q.question_id]
+                prefix[q.category] = count_tokens(p.text[: p.prefix_chars])
+        longest = max(counts.values())
+        own = max(counts[q.question_id] - prefix[q.category] for q in todo) + budget
+        shared = max(prefix.values()) * min(LIVE_PREFIXES, len(prefix))
+        n_ctx = round_ctx(max(longest + budget, shared + parallel * own))
+    else:
+        n_ctx = round_ctx(ctx)
+        if n_ctx != ctx:
+            warnings.append(
+                f"--ctx {ctx} rounded up to {n_ctx} (llama.cpp needs a multiple of {CTX_STEP})"
+            )
+        limit = n_ctx - budget
+        for q in todo:
+            if counts[q.question_id] >= limit:
+                prompts[q.question_id] = fit_prompt(
+                    q,
+                    validation,
+                    settings,
+                    count_tokens=count_tokens,
+                    limit=limit,
+                    render_chat=render,
+                )
+        cut = sum(p.shots < settings.shots for p in prompts.values())
+        if cut:
+            warnings.append(
+                f"{cut} prompts dropped exemplars to fit --ctx {n_ctx} with --max-tokens {budget}"
+            )
+    trained = info.get_int("context_length")
+    if trained and n_ctx > trained:
+        warnings.append(
+            f"the context ({n_ctx} tokens) is longer than the model was trained on ({trained}); answers may degrade"
+        )
+    return prompts, n_ctx
