@@ -74,10 +74,13 @@ class RunOutcome:
     sample_size: int
     already_done: int
     written: int
-    interrupted: bool
     records: list[ResultRecord]  # results for the selected questions, file order
     warnings: list[str]
     signum: int = 0  # the signal that interrupted the run, when one did
+
+    @property
+    def interrupted(self) -> bool:
+        return self.signum != 0
 
 
 def identity(config: RunConfig, model_hash: str, dataset: Dataset) -> Identity:
@@ -212,8 +215,7 @@ def run(
         records = [
             writer.log.results[q.question_id] for q in sample if q.question_id in writer.log.results
         ]
-    return RunOutcome(config.out, len(sample), len(done), written, bool(signum), records, warnings,
-                      signum)  # fmt: skip
+    return RunOutcome(config.out, len(sample), len(done), written, records, warnings, signum)
 
 
 def _cache_summary(cache: PrefixCache) -> str:
@@ -239,7 +241,6 @@ def _run_record(
     spec = config.sample
     return RunHeader(
         identity=ident,
-        identity_json=ident.to_json(),
         model={**model_record(info, model_hash), "source": config.model_source or None},
         dataset={
             "name": dataset.name,

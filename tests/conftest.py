@@ -3,15 +3,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import Result
 
 from fakes import write_fake_model
 from mmlupro_local.datasets.dataset import Dataset, load_dataset
-from mmlupro_local.runner import EngineFactory
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"
@@ -64,22 +61,7 @@ def release_file() -> Path:
 
 
 @pytest.fixture
-def cli_invoke() -> Callable[..., Result]:
-    """The CLI in this process: cli_invoke("run", ..., engine=FakeEngine()) gives `run` that
-    engine through the CLI's public seam (CliState)."""
-    from click.testing import CliRunner
-
-    from mmlupro_local.cli import main
-    from mmlupro_local.cli.app import CliState
-
-    def invoke(*args: str, engine: EngineFactory | None = None) -> Result:
-        return CliRunner().invoke(main, list(args), obj=CliState(engine_factory=engine))
-
-    return invoke
-
-
-@pytest.fixture
-def fake_model(tmp_path: Path) -> Path:
+def model(tmp_path: Path) -> Path:
     """A tiny valid GGUF file (no weights to speak of) for runs with a scripted engine."""
     return write_fake_model(tmp_path / "fake.gguf")
 
@@ -92,8 +74,8 @@ def embedded() -> Dataset:
 @pytest.fixture(scope="session")
 def parquet_dir(embedded: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The dataset's parquet files as the hub lays them out, written from the embedded
-    copy (upstream's columns and types), so no test needs ../shared. The byte-level
-    check against the upstream files is `make dataset-check`."""
+    copy (upstream's columns and types), so the tests need no copy of the upstream
+    files; the byte-level check against them is `make dataset-check`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -35,11 +35,6 @@ LAW2 = ["--per-category", "2", "--categories", "law", "--no-progress"]
 
 
 @pytest.fixture
-def model(tmp_path: Path) -> Path:
-    return write_fake_model(tmp_path / "fake.gguf")
-
-
-@pytest.fixture
 def engine() -> FakeEngine:
     return FakeEngine()
 

@@ -21,11 +21,6 @@ from mmlupro_local.results.store import ResultsWriter, StoreError, read_results
 from mmlupro_local.runner import RunConfig, run
 
 
-@pytest.fixture
-def model(tmp_path: Path) -> Path:
-    return write_fake_model(tmp_path / "fake.gguf")
-
-
 def config(model: Path, out: Path, **changes: Any) -> RunConfig:
     base: dict[str, Any] = {
         "model": model,

@@ -20,7 +20,7 @@ from mmlupro_local.interrupts import Terminated, signals_interrupt
 from mmlupro_local.model.hardware import auto_parallel, physical_cores
 from mmlupro_local.model.source import resolve_model
 from mmlupro_local.results.figures import category_figures, render_table
-from mmlupro_local.runner import EngineFactory, RunConfig, run
+from mmlupro_local.runner import MAX_PARALLEL, EngineFactory, RunConfig, run
 from mmlupro_local.task.extract import EXTRACT_MODES, ExtractMode
 from mmlupro_local.task.prompt import MAX_SHOTS, STYLES, PromptSettings, Style
 from mmlupro_local.task.settings import MAX_TOKENS, AnswerSettings
@@ -81,9 +81,9 @@ def _parallel(value: str, model: Path) -> int:
         raise click.BadParameter(
             f"{value!r} is not a number or 'auto'", param_hint=_where("parallel", "--parallel")
         ) from None
-    if not 1 <= number <= 64:
+    if not 1 <= number <= MAX_PARALLEL:
         raise click.BadParameter(
-            "must be between 1 and 64", param_hint=_where("parallel", "--parallel")
+            f"must be between 1 and {MAX_PARALLEL}", param_hint=_where("parallel", "--parallel")
         )
     return number
 

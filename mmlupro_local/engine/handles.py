@@ -108,9 +108,10 @@ class LlamaContext:
         )
         self.handle = L.llama_init_from_model(model.handle, params)
         if not self.handle:
-            raise ContextTooLargeError(
+            raise EngineError(
                 f"llama.cpp could not create a context of {settings.n_ctx} tokens "
-                f"({llamalog.recent('error') or 'probably out of memory'})"
+                f"({llamalog.recent('error') or 'probably out of memory'})",
+                setting="n_ctx",
             )
         self.n_ctx = settings.n_ctx
         self.batch_size = settings.batch
@@ -178,10 +179,6 @@ class LlamaContext:
             L.llama_sampler_free(self._sampler)
             L.llama_batch_free(self._batch)
             self.handle = None
-
-
-class ContextTooLargeError(EngineError):
-    """llama.cpp could not allocate the context asked for."""
 
 
 def system_info() -> dict[str, Any]:

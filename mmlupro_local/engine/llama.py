@@ -31,7 +31,7 @@ from mmlupro_local.engine import (
     _never,
 )
 from mmlupro_local.engine.batched import BatchedDecoder
-from mmlupro_local.engine.handles import ContextTooLargeError, LlamaContext, LlamaModel, system_info
+from mmlupro_local.engine.handles import LlamaContext, LlamaModel, system_info
 from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.engine.prefixes import SavedPrefixes
 from mmlupro_local.model.gguf import read_gguf
@@ -61,10 +61,7 @@ class LlamaEngine:
         self.prefixes.settings = self.settings
         self._parallel = parallel
         batched = parallel > 1 or self.settings.lookup > 0
-        try:
-            self.ctx = LlamaContext(self.model, self.settings, parallel + 1 if batched else 1)
-        except ContextTooLargeError as exc:
-            raise EngineError(str(exc), setting="n_ctx") from exc
+        self.ctx = LlamaContext(self.model, self.settings, parallel + 1 if batched else 1)
         self._kv = []
         self._batched = (
             BatchedDecoder(self.model, self.ctx, self.settings, self.prefixes, parallel)
@@ -78,9 +75,6 @@ class LlamaEngine:
         return self.ctx
 
     # -- text <-> tokens ---------------------------------------------------------------
-
-    def split_prompt(self, prompt: str, prefix_chars: int) -> tuple[list[int], int]:
-        return self.model.split_prompt(prompt, prefix_chars)
 
     def count_tokens(self, text: str) -> int:
         return len(self.model.tokenize(text))
@@ -153,7 +147,7 @@ class LlamaEngine:
     ) -> Generation:
         ctx = self._context()
         began = time.perf_counter()
-        tokens, boundary = self.split_prompt(prompt, prefix_chars)
+        tokens, boundary = self.model.split_prompt(prompt, prefix_chars)
         if len(tokens) + max_tokens > self.settings.n_ctx:
             raise EngineError(
                 f"the prompt ({len(tokens)} tokens) plus the budget ({max_tokens}) "

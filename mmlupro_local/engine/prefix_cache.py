@@ -124,25 +124,11 @@ class PrefixCache:
         self._evict()
         return True
 
-    def _temp_files(self, older_than: float | None = None) -> list[tuple[int, Path]]:
-        found = []
-        now = time.time()
-        try:
-            for path in self.directory.glob(f"{TEMP_PREFIX}*"):
-                try:
-                    st = path.stat()
-                except OSError:
-                    continue
-                if older_than is None or now - st.st_mtime > older_than:
-                    found.append((st.st_size, path))
-        except OSError:
-            return []
-        return found
-
-    def _entries(self) -> list[tuple[float, int, Path]]:
+    def _files(self, pattern: str) -> list[tuple[float, int, Path]]:
+        """(mtime, size, path) of the files matching `pattern`, least recently used first."""
         found = []
         try:
-            for path in self.directory.glob(f"*{SUFFIX}"):
+            for path in self.directory.glob(pattern):
                 try:
                     stat = path.stat()
                 except OSError:
@@ -152,9 +138,17 @@ class PrefixCache:
             return []
         return sorted(found)
 
+    def _entries(self) -> list[tuple[float, int, Path]]:
+        return self._files(f"*{SUFFIX}")
+
+    def _temp_files(self) -> list[tuple[float, int, Path]]:
+        return self._files(f"{TEMP_PREFIX}*")
+
     def _evict(self) -> None:
-        for _, path in self._temp_files(older_than=STALE_SECONDS):
-            path.unlink(missing_ok=True)
+        stale = time.time() - STALE_SECONDS
+        for mtime, _, path in self._temp_files():
+            if mtime < stale:
+                path.unlink(missing_ok=True)
         entries = self._entries()
         total = sum(size for _, size, _ in entries)
         for _, size, path in entries:  # oldest use first
@@ -167,7 +161,7 @@ class PrefixCache:
         entries = self._entries()
         temps = self._temp_files()
         return CacheInfo(self.directory, len(entries), sum(s for _, s, _ in entries),
-                         self.max_bytes, len(temps), sum(s for s, _ in temps))  # fmt: skip
+                         self.max_bytes, len(temps), sum(s for _, s, _ in temps))  # fmt: skip
 
     def clear(self) -> tuple[int, int]:
         """Delete every entry and every temporary file; (entries, temporary files)."""
@@ -175,6 +169,6 @@ class PrefixCache:
         for _, _, path in entries:
             path.unlink(missing_ok=True)
         temps = self._temp_files()
-        for _, path in temps:
+        for _, _, path in temps:
             path.unlink(missing_ok=True)
         return len(entries), len(temps)

@@ -156,11 +156,9 @@ class SampleInfo:
 
 @dataclass(frozen=True)
 class RunHeader:
-    """One session's `run` record. `raw` keeps the record as it was read (a file from
-    an older release may hold keys this one no longer writes)."""
+    """One session's `run` record."""
 
     identity: Identity
-    identity_json: Mapping[str, Any]  # as written: what resuming compares against
     model: Mapping[str, Any]  # path, name, size, sha256, architecture, quantization...
     dataset: Mapping[str, Any]  # name, sha256, source, revision
     engine: Mapping[str, Any]  # what the engine said about itself
@@ -170,6 +168,13 @@ class RunHeader:
     tool_version: str
     command: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # the identity as a file holds it, when read from one: an older release's may lack
+    # keys (ADDED_LATER) that `identity` fills in, and resuming compares against it
+    read_identity: Mapping[str, Any] | None = None
+
+    @property
+    def identity_json(self) -> Mapping[str, Any]:
+        return self.identity.to_json() if self.read_identity is None else self.read_identity
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -194,7 +199,7 @@ class RunHeader:
             sample = data["sample"]
             return cls(
                 identity=Identity.from_json(data["identity"]),
-                identity_json=data["identity"],
+                read_identity=data["identity"],
                 model=data["model"],
                 dataset=data["dataset"],
                 engine=data.get("engine") or {},

@@ -194,7 +194,7 @@ class ResultsWriter:
             raise StoreError(f"{path} is a directory; give a file path for --out")
         try:
             return os.open(path, os.O_RDWR)
-        except (PermissionError, OSError) as exc:
+        except OSError as exc:
             if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise StoreError(
                     f"cannot open {path} for writing: {exc.strerror or exc}{_hint(exc)}"
