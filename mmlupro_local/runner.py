@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import shlex
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,30 +20,31 @@ from mmlupro_local.datasets.dataset import EMBEDDED_NAME, Dataset, load_dataset
 from mmlupro_local.datasets.questions import Question
 from mmlupro_local.datasets.sampling import SampleSpec, draw, shortfalls
 from mmlupro_local.datasets.verify import verify
-from mmlupro_local.engine import Engine, EngineSettings, Generation, Job
+from mmlupro_local.engine import Engine, EngineError, EngineSettings, Generation, Job
 from mmlupro_local.engine.prefix_cache import PrefixCache
+from mmlupro_local.engine.server import ServerSettings
 from mmlupro_local.errors import DatasetError, MmluProError
 from mmlupro_local.fitting import CTX_STEP, prepare_prompts, round_ctx
 from mmlupro_local.interrupts import first_interrupt_requests_stop
-from mmlupro_local.model.fingerprint import model_record, model_sha256
-from mmlupro_local.model.gguf import GgufInfo, read_gguf
-from mmlupro_local.model.memory import check_fits, estimate, machine_memory
 from mmlupro_local.results.records import Identity, ResultRecord, RunHeader, SampleInfo
 from mmlupro_local.results.store import ResultsWriter, StoreError
+from mmlupro_local.target import EngineFactory as EngineFactory
+from mmlupro_local.target import LocalModel, ServedModel
 from mmlupro_local.task.prompt import Prompt, PromptSettings
 from mmlupro_local.task.scoring import result_record
 from mmlupro_local.task.settings import MAX_TOKENS, AnswerSettings
 from mmlupro_local.task.stopping import new_watchers
 
 MAX_PARALLEL = 64
-EngineFactory = Callable[[Path, EngineSettings], Engine]
+SERVER_PARALLEL = 4  # requests in flight when a server does not report its slots
 Echo = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    model: Path
+    model: Path | None  # a GGUF file; None with `server`
     out: Path
+    server: ServerSettings | None = None  # evaluate the model a server serves instead
     model_source: str = ""  # the hub reference it was downloaded from, if any
     dataset: str = EMBEDDED_NAME
     sample: SampleSpec = field(default_factory=SampleSpec)
@@ -60,8 +64,11 @@ class RunConfig:
             raise RunConfigError("the generation budget must be at least 1 token")
         if self.ctx is not None and self.ctx < CTX_STEP:
             raise RunConfigError(f"the context must hold at least {CTX_STEP} tokens")
-        if not 1 <= self.parallel <= MAX_PARALLEL:
+        # 0: as many as the server serves at once (only with a server)
+        if not (1 if self.server is None else 0) <= self.parallel <= MAX_PARALLEL:
             raise RunConfigError(f"parallel must be between 1 and {MAX_PARALLEL}")
+        if (self.model is None) == (self.server is None):
+            raise RunConfigError("give either a model file or a server, not both or neither")
 
 
 class RunConfigError(MmluProError):
@@ -77,16 +84,19 @@ class RunOutcome:
     records: list[ResultRecord]  # results for the selected questions, file order
     warnings: list[str]
     signum: int = 0  # the signal that interrupted the run, when one did
+    failed: list[str] = field(default_factory=list)  # questions left unanswered, and why
 
     @property
     def interrupted(self) -> bool:
         return self.signum != 0
 
 
-def identity(config: RunConfig, model_hash: str, dataset: Dataset) -> Identity:
+def identity(
+    config: RunConfig, model_hash: str, dataset: Dataset, server: tuple[str, str] | None = None
+) -> Identity:
     """The settings that change results: a results file resumes only under the same ones."""
     g, e = config.answer, config.engine
-    return Identity(
+    local = Identity(
         model_sha256=model_hash,
         dataset_sha256=dataset.sha256,
         style=config.prompt.style,
@@ -107,6 +117,11 @@ def identity(config: RunConfig, model_hash: str, dataset: Dataset) -> Identity:
         threads=e.threads,
         lookup=e.lookup,
     )
+    if server is None:
+        return local
+    # the in-process settings mean nothing to a server
+    return replace(local, batch=0, flash_attn=False, kv_type="", gpu_layers=0, threads=None,
+                   lookup=0, server_url=server[0], server_model=server[1])  # fmt: skip
 
 
 def _check_dataset(dataset: Dataset) -> None:
@@ -126,19 +141,40 @@ def budget_floor(config: RunConfig) -> int:
     return config.max_tokens + CTX_STEP
 
 
-def _check_memory(config: RunConfig, info: GgufInfo, n_ctx: int, warnings: list[str]) -> None:
-    if not config.memory_check:
-        return
-    need = estimate(info, n_ctx, config.engine.kv_type)
-    warning = check_fits(info, need, machine_memory())
-    if warning and warning not in warnings:
-        warnings.append(warning)
-
-
 def _default_engine(model: Path, settings: EngineSettings) -> Engine:
     from mmlupro_local.engine.llama import LlamaEngine
 
     return LlamaEngine(model, settings)
+
+
+Target = LocalModel | ServedModel
+
+
+def open_target(config: RunConfig, engine_factory: EngineFactory | None = None) -> Target:
+    if config.server is not None:
+        return ServedModel(config.server, seed=config.sample.seed, stop=config.answer.stop,
+                           chat=config.prompt.style == "chat")  # fmt: skip
+    assert config.model is not None
+    return LocalModel(config.model, config.model_source, config.engine,
+                      engine_factory or _default_engine)  # fmt: skip
+
+
+def _context(config: RunConfig, target: Target, warnings: list[str]) -> int | None:
+    """The context prompts must fit: --ctx, else a server's own; None: the run's choice
+    (in-process) or whole prompts (a server that cannot count tokens)."""
+    if not target.exact_counts:
+        warnings.append(
+            "the server cannot count tokens (no /tokenize, or a chat template it cannot "
+            "render on its own): prompts are sent whole, never fitted to its context"
+        )
+        return None
+    fixed = target.fixed_ctx
+    if config.ctx is not None and fixed is not None and config.ctx > fixed:
+        raise EngineError(
+            f"--ctx {config.ctx} is more than the server gives a request ({fixed} tokens)",
+            setting="server_ctx",
+        )
+    return config.ctx or fixed
 
 
 def run(
@@ -151,9 +187,27 @@ def run(
     dataset = load_dataset(config.dataset)
     _check_dataset(dataset)
     sample = draw(dataset.test, config.sample)
-    info = read_gguf(config.model)
-    model_hash = model_sha256(config.model)
-    ident = identity(config, model_hash, dataset)
+    target = open_target(config, engine_factory)
+    try:
+        if config.parallel == 0:
+            slots = target.slots or SERVER_PARALLEL
+            echo(f"--parallel auto: {slots} requests in flight ("
+                 + ("the server's slots)" if target.slots else "the server does not say how many it serves at once)"))  # fmt: skip
+            config = replace(config, parallel=slots)
+        return _run(config, dataset, sample, target, echo, progress)
+    finally:
+        target.close()
+
+
+def _run(
+    config: RunConfig,
+    dataset: Dataset,
+    sample: list[Question],
+    target: Target,
+    echo: Echo,
+    progress: bool,
+) -> RunOutcome:
+    ident = identity(config, target.key, dataset, target.server)
     with ResultsWriter(config.out, ident) as writer:
         warnings = list(writer.log.warnings)
         short = shortfalls(dataset.test, config.sample)
@@ -162,51 +216,51 @@ def run(
         done = {q.question_id for q in sample if q.question_id in writer.log.results}
         todo = [q for q in sample if q.question_id not in done]
         echo(f"results: {config.out} ({len(done)} of {len(sample)} questions already there)")
-        written, signum = 0, 0
+        written, signum, failed = 0, 0, list[str]()
         if todo and writer.read_only_reason:
             raise StoreError(
                 f"cannot write to {config.out}: {writer.read_only_reason}; {len(todo)} of "
                 f"{len(sample)} questions are still to run. Make it writable or choose another --out."
             )
         if todo:
-            # before loading: the weights and the smallest context this run could use
-            _check_memory(config, info, round_ctx(config.ctx or budget_floor(config)), warnings)
-            engine = (engine_factory or _default_engine)(config.model, config.engine)
+            ctx = _context(config, target, warnings)
+            if config.memory_check:  # before loading: the weights and the smallest context
+                target.check_memory(round_ctx(ctx or budget_floor(config)), warnings)
+            engine = target.start()
             try:
+                count = functools.lru_cache(maxsize=None)(engine.count_tokens)
+                render = target.renderer(engine) if config.prompt.style == "chat" else None
                 prompts, n_ctx = prepare_prompts(
                     todo,
                     dataset.validation,
                     config.prompt,
                     max_tokens=config.max_tokens,
-                    ctx=config.ctx,
+                    ctx=ctx,
                     parallel=config.parallel,
-                    info=info,
-                    count_tokens=engine.count_tokens,
+                    render=render,
+                    trained_ctx=target.trained_ctx,
+                    count_tokens=count if target.exact_counts else _estimate_tokens,
                     warnings=warnings,
+                    pad=target.fixed_ctx is None,
+                    ctx_name="" if config.ctx else f"the server's context ({ctx} tokens)",
                 )
-                _check_memory(config, info, n_ctx, warnings)
+                if config.memory_check:
+                    target.check_memory(n_ctx, warnings)
+                target.check_cuts(max((p.text for p in prompts.values()), key=len), warnings)
                 engine.open_context(n_ctx, config.parallel)
                 cache = None
                 if config.prefix_cache:
                     cache = PrefixCache(prefix_cache_dir(), int(config.prefix_cache_gb * 2**30))
-                    engine.use_prefix_cache(cache, model_hash)
-                writer.append_run(
-                    _run_record(
-                        config,
-                        dataset,
-                        info,
-                        model_hash,
-                        ident,
-                        engine,
-                        len(sample),
-                        warnings,
-                        resumed=bool(writer.log.runs),
-                    )
-                )
+                    engine.use_prefix_cache(cache, target.key)
+                header = _run_record(config, dataset, target, ident, engine, len(sample),
+                                     warnings, resumed=bool(writer.log.runs))  # fmt: skip
+                writer.append_run(header)
                 for text in warnings:
                     echo(f"warning: {text}")
-                written, signum = _generate_all(
-                    config, todo, prompts, engine, writer, progress, len(done), len(sample)
+                jobs = [_job(prompts[q.question_id], count if target.exact_counts else None)
+                        for q in todo]  # fmt: skip
+                written, signum, failed = _generate_all(
+                    config, todo, prompts, jobs, engine, writer, progress, len(done), len(sample)
                 )
                 if cache is not None and cache.hits + cache.misses:
                     echo(_cache_summary(cache))
@@ -215,7 +269,19 @@ def run(
         records = [
             writer.log.results[q.question_id] for q in sample if q.question_id in writer.log.results
         ]
-    return RunOutcome(config.out, len(sample), len(done), written, records, warnings, signum)
+    return RunOutcome(config.out, len(sample), len(done), written, records, warnings, signum,
+                      failed)  # fmt: skip
+
+
+def _job(prompt: Prompt, count: Callable[[str], int] | None) -> Job:
+    return Job(prompt.text, prompt.prefix_chars, prompt.messages,
+               count(prompt.text) if count else None)  # fmt: skip
+
+
+def _estimate_tokens(text: str) -> int:
+    """A server that cannot count: a rough count (4 characters a token), only to size
+    nothing; such prompts are never fitted."""
+    return len(text) // 4 + 1
 
 
 def _cache_summary(cache: PrefixCache) -> str:
@@ -229,8 +295,7 @@ def _cache_summary(cache: PrefixCache) -> str:
 def _run_record(
     config: RunConfig,
     dataset: Dataset,
-    info: GgufInfo,
-    model_hash: str,
+    target: Target,
     ident: Identity,
     engine: Engine,
     sample_size: int,
@@ -241,7 +306,7 @@ def _run_record(
     spec = config.sample
     return RunHeader(
         identity=ident,
-        model={**model_record(info, model_hash), "source": config.model_source or None},
+        model=target.record(),
         dataset={
             "name": dataset.name,
             "sha256": dataset.sha256,
@@ -263,6 +328,21 @@ def _run_record(
         command=tuple(config.command),
         warnings=tuple(warnings),
     )
+
+
+@contextlib.contextmanager
+def _saved_on_failure(config: RunConfig, done: int, total: int) -> Iterator[list[int]]:
+    """An engine failure mid-run (a server gone) says what is saved and how to go on."""
+    saved: list[int] = []
+    try:
+        yield saved
+    except EngineError as exc:
+        again = shlex.join(config.command) if config.command else "the same command"
+        exc.after = (
+            f"{done + len(saved)} of {total} questions are saved in {config.out}. "
+            f"Resume with:\n  {again}"
+        )
+        raise
 
 
 class Speed:
@@ -296,13 +376,16 @@ def _generate_all(
     config: RunConfig,
     todo: list[Question],
     prompts: dict[int, Prompt],
+    jobs: list[Job],
     engine: Engine,
     writer: ResultsWriter,
     progress: bool,
     done: int,
     total: int,
-) -> tuple[int, int]:
+) -> tuple[int, int, list[str]]:
+    """Generate, score and append each answer as it comes; (written, signal, failures)."""
     written = correct = 0
+    failed: list[str] = []
     speed = Speed()
     bar = tqdm(
         total=total,
@@ -312,19 +395,22 @@ def _generate_all(
         unit="q",
         dynamic_ncols=True,
     )
-    with bar, first_interrupt_requests_stop() as stop:
-        texts = [prompts[q.question_id].text for q in todo]
-        jobs = [
-            Job(text, prompts[q.question_id].prefix_chars)
-            for text, q in zip(texts, todo, strict=True)
-        ]
+    with (
+        bar,
+        first_interrupt_requests_stop() as stop,
+        _saved_on_failure(config, done, total) as saved,
+    ):
         for index, generation in engine.generate_many(
             jobs,
             max_tokens=config.max_tokens,
-            new_watcher=new_watchers(config.answer, texts),
+            new_watcher=new_watchers(config.answer, [job.text for job in jobs]),
             should_stop=stop.is_set,
         ):
             question = todo[index]
+            if generation.error:  # nothing written: a rerun asks again
+                failed.append(f"question {question.question_id}: {generation.error}")
+                bar.update(1)
+                continue
             record = result_record(
                 question,
                 prompts[question.question_id],
@@ -335,10 +421,11 @@ def _generate_all(
             )
             writer.append_result(record)
             written += 1
+            saved.append(question.question_id)
             correct += record.correct
             speed.add(generation)
             bar.set_postfix_str(f"acc {correct / written:.1%}, {speed}", refresh=False)
             bar.update(1)
             if stop.is_set():
-                return written, stop.signum
-    return written, stop.signum
+                return written, stop.signum, failed
+    return written, stop.signum, failed

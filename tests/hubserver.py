@@ -131,17 +131,24 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serve(*repos: HubRepo) -> Iterator[FakeHub]:
-    hub = FakeHub(list(repos))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
-    hub.url = f"http://127.0.0.1:{server.server_address[1]}"
+def loopback(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """An HTTP server on a free port of 127.0.0.1, its URL while the block runs."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield hub
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serve(*repos: HubRepo) -> Iterator[FakeHub]:
+    hub = FakeHub(list(repos))
+    with loopback(_handler(hub)) as hub.url:
+        yield hub
 
 
 def hub_env(url: str, tmp_path: Path, **extra: str) -> dict[str, str]:

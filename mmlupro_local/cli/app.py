@@ -9,6 +9,7 @@ import click
 
 from mmlupro_local import __version__
 from mmlupro_local.engine import EngineError
+from mmlupro_local.engine.server import RAISE_CONTEXT
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.runner import EngineFactory
 
@@ -27,6 +28,11 @@ ENGINE_REMEDIES = {
     "flash_attn": "drop --no-flash-attn",
     "kv_type": "choose another --kv-type",
     "chat_template": "use --style completion",
+    "server": "check --server (the base URL, such as http://HOST:8080/v1) and that it is up",
+    "server_model": "choose --server-model",
+    "api_key": "set MMLUPRO_API_KEY (or OPENAI_API_KEY) to the server's API key",
+    "timeout": "raise --request-timeout if the server is only slow",
+    "server_ctx": RAISE_CONTEXT,
 }
 
 
@@ -39,7 +45,8 @@ class ToolGroup(click.Group):
             return super().invoke(ctx)
         except EngineError as exc:
             remedy = ENGINE_REMEDIES.get(exc.setting or "")
-            raise click.ClickException(f"{exc}; {remedy}" if remedy else str(exc)) from exc
+            text = f"{exc}; {remedy}" if remedy else str(exc)
+            raise click.ClickException(f"{text}\n{exc.after}" if exc.after else text) from exc
         except MmluProError as exc:
             raise click.ClickException(str(exc)) from exc
 

@@ -6,20 +6,39 @@ import click
 
 from mmlupro_local.bench import (
     TIMED_BUDGET,
+    TimedRun,
     best_attention,
     best_width,
     peak_memory_mib,
+    server_runs,
     throughput,
     timed_runs,
 )
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import KV_TYPES, KvType
+from mmlupro_local.engine.server import ServerSettings
 from mmlupro_local.model.hardware import physical_cores
 from mmlupro_local.model.source import model_path
+from mmlupro_local.results.figures import NO_FIGURE
+from mmlupro_local.runner import MAX_PARALLEL
 
 
 @click.command("bench")
-@click.argument("model")
+@click.argument("model", required=False)
+@click.option(
+    "--server",
+    "servers",
+    multiple=True,
+    metavar="URL",
+    help="Time runs through this OpenAI-compatible server instead (repeatable), next to "
+    "MODEL in-process when given.",
+)
+@click.option(
+    "--concurrency",
+    default="1,2,4,8",
+    show_default=True,
+    help="With --server: requests in flight, one timed run each ('auto': the server's slots).",
+)
 @click.option(
     "--per-category",
     type=int,
@@ -51,7 +70,9 @@ from mmlupro_local.model.source import model_path
 )
 @click.option("--quick", is_flag=True, help="Only the raw throughput, no timed runs.")
 def bench_cmd(
-    model: str,
+    model: str | None,
+    servers: tuple[str, ...],
+    concurrency: str,
     per_category: int,
     max_tokens: int,
     threads: int | None,
@@ -65,12 +86,21 @@ def bench_cmd(
     --parallel for this machine, and whether flash attention pays with it and with
     --lookup (measured both ways; the timed runs use the choice for --parallel).
 
+    With --server, times the same questions through each server at each --concurrency,
+    next to MODEL in-process (its defaults) when given.
+
     \b
-    Example:
+    Examples:
       mmlupro-local bench model.gguf
+      mmlupro-local bench model.gguf --server http://127.0.0.1:8080/v1 --concurrency 1,4
     """
     from mmlupro_local.model.gguf import read_gguf
 
+    if servers:
+        _bench_servers(model, servers, concurrency, per_category, max_tokens, threads)
+        return
+    if model is None:
+        raise click.UsageError("give MODEL (a GGUF file), or --server URL")
     path = model_path(model)
     read_gguf(path)  # a clear error for a wrong file before anything loads
     threads = threads or physical_cores()
@@ -98,20 +128,51 @@ def bench_cmd(
     spec = SampleSpec(per_category=per_category)
     click.echo(f"timed runs: {per_category} per category (seed 0), budget {max_tokens}, early stop")
     runs = timed_runs(path, threads, best, spec, max_tokens, kv_type, lookup, flash)
+    _table(runs, "--parallel 1")
+    click.echo(f"peak resident memory: {peak_memory_mib():.0f} MiB")
+
+
+def _table(runs: list[TimedRun], base_name: str) -> None:
     base = runs[0]
-    click.echo(f"  {'':<50}{'seconds':>8}{'q/min':>7}{'speed-up':>9}{'outside decode':>15}"
-               f"{'gen tokens':>11}{'agree':>7}")  # fmt: skip
+    width = max(50, *(len(r.name) + 2 for r in runs))
+    click.echo(f"  {'':<{width}}{'seconds':>8}{'q/min':>7}{'speed-up':>9}{'outside decode':>15}"
+               f"{'gen tokens':>11}{'prompt reused':>14}{'agree':>7}")  # fmt: skip
     for r in runs:
         agree = sum(base.predictions.get(q) == p for q, p in r.predictions.items())
         click.echo(
-            f"  {r.name:<50}{r.wall:>8.1f}{r.questions / r.wall * 60:>7.2f}{base.wall / r.wall:>8.2f}x"
-            f"{r.outside_decode:>15.1%}{r.generated:>11}{agree:>4}/{base.questions:<2}"
+            f"  {r.name:<{width}}{r.wall:>8.1f}{r.questions / r.wall * 60:>7.2f}{base.wall / r.wall:>8.2f}x"
+            f"{_share(r.outside_decode):>15}{r.generated:>11}{r.prompt_reused:>14.0%}"
+            f"{agree:>4}/{base.questions:<2}"
         )
     click.echo(
-        "  agree: predictions equal to those of --parallel 1 (batch shapes change the "
-        "floating-point path, and a greedy choice can flip); gen tokens: the work each did"
+        f"  agree: predictions equal to those of {base_name} (batch shapes change the "
+        "floating-point path, and a greedy choice can flip); gen tokens: the work each did; "
+        "prompt reused: prompt tokens found in a prefix cache (a server keeps its own "
+        "between runs: start llama-server with --cache-ram 0 to time each run cold)"
     )
-    click.echo(f"peak resident memory: {peak_memory_mib():.0f} MiB")
+
+
+def _share(outside: float) -> str:
+    """Concurrent requests' decoding times overlap and outrun the wall clock: no share."""
+    return f"{outside:.1%}" if outside >= 0 else NO_FIGURE
+
+
+def _bench_servers(model: str | None, servers: tuple[str, ...], concurrency: str,
+                   per_category: int, max_tokens: int, threads: int | None) -> None:  # fmt: skip
+    try:  # auto (0): the server's slots
+        widths = tuple(0 if n.strip() == "auto" else int(n) for n in concurrency.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{concurrency!r} is not a list such as 1,2,4,8 or 1,auto",
+                                 param_hint="--concurrency") from None  # fmt: skip
+    if not widths or any(not 0 <= n <= MAX_PARALLEL for n in widths):
+        raise click.BadParameter(f"each must be between 1 and {MAX_PARALLEL}",
+                                 param_hint="--concurrency")  # fmt: skip
+    path = model_path(model) if model else None
+    settings = [ServerSettings(url=url) for url in servers]
+    spec = SampleSpec(per_category=per_category)
+    click.echo(f"timed runs: {per_category} per category (seed 0), budget {max_tokens}, early stop")
+    runs = server_runs(settings, widths, spec, max_tokens, path, threads or physical_cores())
+    _table(runs, runs[0].name)
 
 
 def _onoff(flag: bool) -> str:

@@ -16,6 +16,7 @@ from mmlupro_local.cli.dataset_cmds import dataset_option
 from mmlupro_local.config import ConfigError, load_run_config
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import KV_TYPES, EngineSettings, KvType
+from mmlupro_local.engine.server import ServerSettings
 from mmlupro_local.interrupts import Terminated, signals_interrupt
 from mmlupro_local.model.hardware import auto_parallel, physical_cores
 from mmlupro_local.model.source import resolve_model
@@ -72,9 +73,9 @@ def _categories(ctx: click.Context, param: click.Parameter, value: Any) -> tuple
     return names
 
 
-def _parallel(value: str, model: Path) -> int:
+def _parallel(value: str, model: Path | None) -> int:
     if str(value).strip().lower() == "auto":
-        return auto_parallel(model)
+        return auto_parallel(model) if model else 0  # 0: the server's slots
     try:
         number = int(value)
     except ValueError:
@@ -123,6 +124,36 @@ def _out_path(text: str) -> Path:
 
 def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
     return Path("mmlupro-results") / f"{model.stem}.{style}.{shots}shot.seed{seed}.jsonl"
+
+
+# options that shape the in-process engine; a server has its own flags for these
+IN_PROCESS_ONLY = ("threads", "gpu_layers", "batch", "flash_attn", "kv_type", "lookup",
+                   "prefix_cache", "memory_check", "hf_repo", "hf_file")  # fmt: skip
+
+
+def _server_settings(url: str, model: str | None, server_model: str | None, timeout: float,
+                     retries: int) -> ServerSettings:  # fmt: skip
+    ctx = click.get_current_context()
+    if model:
+        raise click.UsageError(f"give MODEL ({model}) or --server, not both")
+    for name in IN_PROCESS_ONLY:
+        if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(
+                f"{_where(name, flag)} applies to the in-process engine; with --server, "
+                "set it on the server (its own flags decide threads, offload and batching)"
+            )
+    return ServerSettings(url=url, model=server_model or "", timeout=timeout, retries=retries)
+
+
+def server_out(settings: ServerSettings, style: str, shots: int, seed: int) -> Path:
+    """The default results file for a server: named after the model asked for, else the
+    server's host and port."""
+    if settings.model:
+        name = Path(settings.model).name.removesuffix(".gguf")
+    else:
+        name = settings.root.split("://", 1)[1].replace(":", "-").replace("/", "-")
+    return default_out(Path(f"{name}.gguf"), style, shots, seed)
 
 
 @click.command("run")
@@ -247,6 +278,28 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
     show_default=True,
     help="Refuse a model whose weights and KV cache (estimated from its metadata) exceed this machine's memory.",
 )
+@click.option(
+    "--server",
+    metavar="URL",
+    help="Evaluate the model an OpenAI-compatible server serves (vLLM, SGLang, llama-server, "
+    "Ollama), e.g. http://127.0.0.1:8080/v1; the API key, if any, from MMLUPRO_API_KEY or "
+    "OPENAI_API_KEY.",
+)
+@click.option("--server-model", metavar="NAME", help="The served model (when it serves several).")
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=ServerSettings.timeout,
+    show_default=True,
+    help="Seconds a server request may go without sending anything.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 20),
+    default=ServerSettings.retries,
+    show_default=True,
+    help="Further attempts after a transient server failure (doubling backoff from 1 s).",
+)
 @click.option("--hf-repo", help="A hub model repository (OWNER/REPO[@REVISION]), with --hf-file.")
 @click.option("--hf-file", help="The GGUF file in --hf-repo, or a pattern such as '*Q4_K_M.gguf'.")
 @click.option("--out", help="Results JSONL file.")
@@ -255,7 +308,7 @@ def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
 def run_cmd(model: str | None, per_category: int | None, fraction: float | None, full: bool,
             categories: tuple[str, ...], seed: int, style: Style, shots: int, strip_options: bool,
             extract_mode: ExtractMode, strip_thinking: bool, max_tokens: int, early_stop: bool, ctx: int | None,
-            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, kv_type: KvType, parallel: str, lookup: int, prefix_cache: bool, memory_check: bool, hf_repo: str | None, hf_file: str | None, out: str | None, progress: bool,
+            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, kv_type: KvType, parallel: str, lookup: int, prefix_cache: bool, memory_check: bool, server: str | None, server_model: str | None, request_timeout: float, retries: int, hf_repo: str | None, hf_file: str | None, out: str | None, progress: bool,
             dataset_name: str) -> None:  # fmt: skip
     """Evaluate MODEL (a GGUF file, or hf://OWNER/REPO/FILE.gguf) on MMLU-Pro; results
     are saved as they come.
@@ -269,21 +322,32 @@ def run_cmd(model: str | None, per_category: int | None, fraction: float | None,
       mmlupro-local run model.gguf --fraction 0.1 --style chat
       mmlupro-local run model.gguf --full --out full.jsonl
       mmlupro-local run hf://bartowski/SmolLM2-135M-Instruct-GGUF/*Q4_K_M.gguf --per-category 2
+      mmlupro-local run --server http://127.0.0.1:8080/v1 --per-category 10 --parallel auto
       mmlupro-local run --config run.yaml
     """
     chosen = sum(x for x in (per_category is not None, fraction is not None, full))
     if chosen != 1:
         raise click.UsageError("choose exactly one of --per-category N, --fraction F or --full")
-    path = resolve_model(model, hf_repo, hf_file)
-    if path is None:
-        raise click.UsageError(
-            "give MODEL (a .gguf file or hf://OWNER/REPO/FILE.gguf), here or as 'model:' in "
-            "--config, or --hf-repo and --hf-file"
-        )
-    out_path = _out_path(out) if out is not None else default_out(path, style, shots, seed)
+    remote = None
+    if server is not None:
+        remote = _server_settings(server, model, server_model, request_timeout, retries)
+        path = None
+        default = server_out(remote, style, shots, seed)
+    else:
+        if server_model:
+            raise click.UsageError("--server-model names a model of --server; give --server URL")
+        path = resolve_model(model, hf_repo, hf_file)
+        if path is None:
+            raise click.UsageError(
+                "give MODEL (a .gguf file or hf://OWNER/REPO/FILE.gguf), here or as 'model:' in "
+                "--config, or --hf-repo and --hf-file, or --server URL"
+            )
+        default = default_out(path, style, shots, seed)
+    out_path = _out_path(out) if out is not None else default
     n_parallel = _parallel(parallel, path)
     config = RunConfig(
         model=path,
+        server=remote,
         model_source=model if model and model.startswith("hf://") else (
             f"hf://{hf_repo}/{hf_file}" if hf_repo else ""),
         out=out_path,
@@ -314,5 +378,13 @@ def run_cmd(model: str | None, per_category: int | None, fraction: float | None,
         click.echo(render_table(rows, overall))
     if outcome.interrupted:
         _interrupted(outcome.path, len(outcome.records), outcome.sample_size, outcome.signum)
+    if outcome.failed:
+        for line in outcome.failed[:5]:
+            click.echo(f"error: {line}", err=True)
+        more = f" (and {len(outcome.failed) - 5} more)" if len(outcome.failed) > 5 else ""
+        raise click.ClickException(
+            f"{len(outcome.failed)} questions have no answer{more}; nothing was recorded for "
+            f"them, so the same command asks again once the cause is fixed"
+        )
     if outcome.written == 0 and outcome.already_done == outcome.sample_size:
         click.echo(f"all {outcome.sample_size} questions were already in {outcome.path}", err=True)

@@ -30,9 +30,10 @@ class EngineError(MmluProError):
     names the EngineSettings field (or "n_ctx") a user would change, for the CLI to
     name its flag."""
 
-    def __init__(self, message: str, *, setting: str | None = None) -> None:
+    def __init__(self, message: str, *, setting: str | None = None, after: str = "") -> None:
         super().__init__(message)
         self.setting = setting
+        self.after = after  # what a user reads after the remedy (what is saved, how to resume)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ NewWatcher = Callable[[int], Watcher]  # a fresh watcher for the job at this ind
 class Job:
     text: str
     prefix_chars: int  # the shared prefix (kept in the KV cache between jobs)
+    # a server's chat endpoint gets the messages (its template renders them), not text
+    messages: tuple[dict[str, str], ...] = ()
+    tokens: int | None = None  # the prompt's length as counted beforehand, to check against
 
 
 @dataclass(frozen=True)
@@ -92,9 +96,11 @@ class Generation:
     stop_reason: StopReason
     guessed_tokens: int = 0  # generated tokens that were prompt-lookup guesses, confirmed
     prompt_seconds: float = 0.0  # the part of decode_seconds spent reading the prompt
+    reasoning: str = ""  # a server's separate reasoning field (a think block by another name)
+    error: str = ""  # why this job has no usable answer (a server cut its prompt)
 
 
-def _never() -> bool:
+def never_stop() -> bool:
     return False
 
 
@@ -111,7 +117,7 @@ class Engine(Protocol):
         *,
         max_tokens: int,
         new_watcher: NewWatcher,
-        should_stop: Callable[[], bool] = _never,
+        should_stop: Callable[[], bool] = never_stop,
     ) -> Iterator[tuple[int, Generation]]:
         """(index, generation) for each job, in the order they finish; stops early,
         leaving the rest undone, once should_stop() is true."""

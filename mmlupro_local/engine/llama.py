@@ -28,7 +28,7 @@ from mmlupro_local.engine import (
     NewWatcher,
     StopReason,
     Watcher,
-    _never,
+    never_stop,
 )
 from mmlupro_local.engine.batched import BatchedDecoder
 from mmlupro_local.engine.handles import LlamaContext, LlamaModel, system_info
@@ -143,7 +143,7 @@ class LlamaEngine:
         *,
         max_tokens: int,
         watcher: Watcher,
-        should_stop: Callable[[], bool] = _never,
+        should_stop: Callable[[], bool] = never_stop,
     ) -> Generation:
         ctx = self._context()
         began = time.perf_counter()
@@ -193,7 +193,7 @@ class LlamaEngine:
         *,
         max_tokens: int,
         new_watcher: NewWatcher,
-        should_stop: Callable[[], bool] = _never,
+        should_stop: Callable[[], bool] = never_stop,
     ) -> Iterator[tuple[int, Generation]]:
         """(index, generation) for each job, in the order they finish; stops early,
         leaving the rest undone, once should_stop() is true."""

@@ -36,7 +36,7 @@ def check_schema(record: Mapping[str, Any]) -> None:
 class Identity:
     """The settings that change results: a results file resumes only under the same."""
 
-    model_sha256: str
+    model_sha256: str  # "" for a server's model (its files are not ours to hash)
     dataset_sha256: str
     style: str
     shots: int
@@ -54,12 +54,20 @@ class Identity:
     seed: int
     threads: int | None = None  # None: a file from before it was recorded
     lookup: int = 0
+    # a server engine: its root URL (no credentials) and the model id requests name;
+    # the in-process settings above do not apply to it
+    server_url: str = ""
+    server_model: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        engine: dict[str, Any] = {"batch": self.batch, "flash_attn": self.flash_attn,
-                                  "kv_type": self.kv_type, "gpu_layers": self.gpu_layers}  # fmt: skip
-        if self.threads is not None:
-            engine["threads"] = self.threads
+        engine: dict[str, Any]
+        if self.server_url:
+            engine = {"kind": "server", "url": self.server_url, "model": self.server_model}
+        else:
+            engine = {"batch": self.batch, "flash_attn": self.flash_attn,
+                      "kv_type": self.kv_type, "gpu_layers": self.gpu_layers}  # fmt: skip
+            if self.threads is not None:
+                engine["threads"] = self.threads
         engine["parallel"] = self.parallel
         if self.lookup:  # absent (files before it existed) means off
             engine["lookup"] = self.lookup
@@ -88,6 +96,10 @@ class Identity:
         try:
             prompt, extraction = data["prompt"], data["extraction"]
             generation, engine = data["generation"], data["engine"]
+            if engine.get("kind") == "server":
+                engine = {"batch": 0, "flash_attn": False, "kv_type": "", "gpu_layers": 0,
+                          "server_url": engine["url"], "server_model": engine["model"],
+                          **engine}  # fmt: skip
             return cls(
                 model_sha256=str(data["model_sha256"]),
                 dataset_sha256=str(data["dataset_sha256"]),
@@ -107,6 +119,8 @@ class Identity:
                 seed=int(data["seed"]),
                 threads=int(engine["threads"]) if "threads" in engine else None,
                 lookup=int(engine.get("lookup", 0)),
+                server_url=str(engine.get("server_url", "")),
+                server_model=str(engine.get("server_model", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SchemaError(f"the run record's identity is incomplete ({exc})") from exc
@@ -244,12 +258,15 @@ class ResultRecord:
     decode_seconds: float = 0.0
     stop_reason: str = ""
     guessed_tokens: int = 0
+    reasoning: str = ""  # a server's separate reasoning field, kept like a think block
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)  # keys of later releases
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": "result"}
         for name in _RESULT_ORDER:
             data[name] = getattr(self, name)
+        if self.reasoning:  # only servers with a reasoning field write it
+            data["reasoning"] = self.reasoning
         return {**data, **self.extra}
 
     @classmethod
@@ -287,10 +304,10 @@ _OPTIONAL: dict[str, Any] = {
     "level": 0, "guess": None, "guess_correct": False, "shots": 0, "response": "",
     "thinking_chars": 0, "prompt_tokens": 0, "decoded_prompt_tokens": 0,
     "generated_tokens": 0, "seconds": 0.0, "decode_seconds": 0.0, "stop_reason": "",
-    "guessed_tokens": 0,
+    "guessed_tokens": 0, "reasoning": "",
 }  # fmt: skip
 _RESULT_ORDER = ("question_id", "category", "answer", "pred", "level", "correct", "guess",
                  "guess_correct", "n_options", "shots", "response", "thinking_chars",
                  "prompt_tokens", "decoded_prompt_tokens", "generated_tokens", "seconds",
                  "decode_seconds", "stop_reason", "guessed_tokens")  # fmt: skip
-_KNOWN = {"type", *_RESULT_ORDER}
+_KNOWN = {"type", "reasoning", *_RESULT_ORDER}

@@ -54,6 +54,7 @@ class Prompt:
     text: str
     shots: int  # exemplars actually used (fewer than asked when the context forced it)
     prefix_chars: int  # text[:prefix_chars] is shared by every question of the category
+    messages: tuple[Message, ...] = ()  # chat style: what the template rendered into text
 
 
 def exemplars(validation: Sequence[Question], category: str, k: int) -> list[Question]:
@@ -131,6 +132,7 @@ def build_prompt(
     if render_chat is None:
         raise PromptError("chat style needs the model's chat template (give --model)")
     messages = chat_messages(question, examples, strip=strip)
+    kept = tuple(dict(m) for m in messages)
     text = render_chat(messages)
     # where the question starts in the rendered text: render once with a placeholder
     messages[-1] = {"role": "user", "content": _SENTINEL}
@@ -141,7 +143,7 @@ def build_prompt(
             "the chat template puts question-dependent text before the question; "
             "it cannot share a prefix across questions"
         )
-    return Prompt(question.question_id, text, len(examples), marker)
+    return Prompt(question.question_id, text, len(examples), marker, kept)
 
 
 def fit_prompt(

@@ -35,7 +35,8 @@ def result_record(
         n_options=n_options,
         shots=prompt.shots,
         response=generation.text,
-        thinking_chars=extraction.thinking_chars,
+        # a separate reasoning field is a think block the extraction never saw
+        thinking_chars=extraction.thinking_chars + len(generation.reasoning),
         prompt_tokens=generation.prompt_tokens,
         decoded_prompt_tokens=generation.decoded_prompt_tokens,
         generated_tokens=generation.generated_tokens,
@@ -43,4 +44,5 @@ def result_record(
         decode_seconds=round(generation.decode_seconds, 4),
         stop_reason=generation.stop_reason,
         guessed_tokens=generation.guessed_tokens,
+        reasoning=generation.reasoning,
     )

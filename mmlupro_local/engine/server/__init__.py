@@ -1,0 +1,99 @@
+"""The server engine: the same evaluation through an OpenAI-compatible server (vLLM,
+SGLang, llama-server, Ollama, LM Studio). The only package that imports httpx.
+
+The client keeps the task's rules: every sampling field is sent, the stream is cut by
+the task's own watcher (servers have ignored stop strings), and a prompt the server
+reports as shorter than it is, is an error for that question, never a quiet score.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+from mmlupro_local.engine import EngineError
+
+if TYPE_CHECKING:
+    from mmlupro_local.engine.server.engine import ServerEngine
+
+API_KEY_VARIABLES = ("MMLUPRO_API_KEY", "OPENAI_API_KEY")
+# how a context too small for a prompt is remedied, whatever serves
+RAISE_CONTEXT = (
+    "raise the server's context (llama-server -c, divided among its -np slots; vLLM "
+    "--max-model-len; Ollama OLLAMA_CONTEXT_LENGTH), or lower --max-tokens"
+)
+
+
+class ServerError(EngineError):
+    """The server failed or refused. `transient` failures (no connection, a timeout, a
+    5xx, a broken stream) are retried with backoff; the others are not."""
+
+    def __init__(self, message: str, *, transient: bool = False, setting: str | None = None):
+        super().__init__(message, setting=setting)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    url: str  # the base URL as given; credentials in it are used, never recorded
+    model: str = ""  # the served model to use; "" when the server serves one
+    timeout: float = 600.0  # seconds a request may wait for its next byte
+    retries: int = 3  # further attempts after a transient failure
+    backoff: float = 1.0  # seconds before the first retry, doubling after
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ServerError(
+                f"--server {self.url!r} is not an http(s) URL; give the server's base URL "
+                "such as http://127.0.0.1:8080/v1",
+                setting="server",
+            )
+        if self.timeout <= 0 or self.retries < 0 or self.backoff < 0:
+            raise ServerError("the timeout must be positive, retries and backoff not negative")
+
+    @property
+    def root(self) -> str:
+        """The URL without credentials, query or a trailing /v1: the server's root."""
+        parts = urlsplit(self.url.strip())
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        path = parts.path.rstrip("/")
+        if path.endswith("/v1"):
+            path = path[: -len("/v1")]
+        return urlunsplit((parts.scheme, netloc, path, "", ""))
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        parts = urlsplit(self.url.strip())
+        if parts.username is None:
+            return None
+        return parts.username, parts.password or ""
+
+
+def server_engine(settings: ServerSettings, *, seed: int, stop: str) -> ServerEngine:
+    """The engine, connected and probed; httpx is an optional extra, so imported here."""
+    try:
+        import httpx  # noqa: F401
+    except ImportError as exc:
+        raise ServerError(
+            "--server needs the HTTP client httpx, an optional extra; install it with "
+            "pip install 'mmlupro-local[server]'"
+        ) from exc
+    from mmlupro_local.engine.server.engine import ServerEngine
+
+    return ServerEngine(settings, seed=seed, stop=stop)
+
+
+def api_key() -> str | None:
+    """The API key from the environment (never from a flag, so never in the command the
+    results file records)."""
+    for name in API_KEY_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None

@@ -1,0 +1,311 @@
+"""`ServerEngine`: the runner's Engine over HTTP, N requests in flight."""
+
+from __future__ import annotations
+
+import functools
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mmlupro_local.engine import Generation, Job, NewWatcher, StopReason, Watcher, never_stop
+from mmlupro_local.engine.prefix_cache import PrefixCache
+from mmlupro_local.engine.server import RAISE_CONTEXT, ServerError, ServerSettings
+from mmlupro_local.engine.server.http import Json, ServerClient
+from mmlupro_local.engine.server.probe import ServerInfo, probe
+
+CUT_SLACK = 8  # tokens a prompt may lose or gain where it is joined or specials added
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_tokens: int
+    stop: str
+    seed: int
+
+
+class ServerEngine:
+    def __init__(self, settings: ServerSettings, *, seed: int, stop: str) -> None:
+        self.settings = settings
+        self.cancelled = threading.Event()
+        self.client = ServerClient(settings, cancelled=self.cancelled)
+        try:
+            self.info: ServerInfo = probe(self.client, settings.model)
+        except ServerError as exc:
+            self.client.close()
+            if exc.setting == "server":
+                exc.args = (f"{exc.args[0]}. Is the server running at {settings.url}?",)
+            raise
+        self.seed, self.stop = seed, stop
+        self.parallel = 1
+        self.cut_at: int | None = None  # a server that cuts long prompts keeps about this many
+
+    def find_cut(self, text: str) -> int | None:
+        """For a server that cannot count tokens: send `text` and `text` twice (one token
+        generated each) and compare the prompt counts it reports. Twice the text should
+        count about twice the tokens; a server that quietly cuts prompts reports less, and
+        keeps that many at most. None: it does not cut (or refuses, which is no harm).
+        Each starts with its own number so that no prompt cache serves either."""
+        counts = []
+        for n, prompt in enumerate((text, text + "\n\n" + text)):
+            prompt = f"{secrets.randbelow(10**8) + n}\n{prompt}"
+            body = {"model": self.info.model, "prompt": prompt, "max_tokens": 1,
+                    "temperature": 0.0, "seed": self.seed}  # fmt: skip
+            data = self.client.post("/v1/completions", body, quiet=True) or {}
+            usage = data.get("usage") or {}
+            if not isinstance(usage.get("prompt_tokens"), int):
+                return None
+            counts.append(int(usage["prompt_tokens"]))
+        single, double = counts
+        if double >= 2 * single - CUT_SLACK:
+            return None
+        self.cut_at = double
+        return double
+
+    # -- what the runner asks before generating
+
+    def count_tokens(self, text: str) -> int:
+        """The server's own count (its tokenizer, special tokens parsed as in a prompt)."""
+        kind = self.info.tokenize
+        if kind is None:
+            raise ServerError(f"{self.client.root} cannot count tokens (no /tokenize)")
+        body: Json = {"content": text} if kind == "llama-server" else {
+            "model": self.info.model, "prompt": text}  # fmt: skip
+        data = self.client.post("/tokenize", body) or {}
+        if "count" in data:
+            return int(data["count"])
+        return len(data.get("tokens") or [])
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """The server's own chat template applied to messages (llama-server)."""
+        data = self.client.post("/apply-template", {"messages": messages}) or {}
+        if not isinstance(data.get("prompt"), str):
+            raise ServerError(f"{self.client.root}/apply-template gave no prompt")
+        return str(data["prompt"])
+
+    def open_context(self, n_ctx: int, parallel: int = 1) -> None:
+        self.parallel = parallel
+
+    def use_prefix_cache(self, cache: PrefixCache, identity: str) -> None:
+        """The server keeps its own prefix cache."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": "server", "url": self.settings.root, **self.info.describe(),
+                "parallel": self.parallel, "timeout": self.settings.timeout,
+                "retries": self.settings.retries}  # fmt: skip
+
+    def close(self) -> None:
+        self.cancelled.set()
+        self.client.close()
+
+    # -- generation
+
+    def generate_many(
+        self,
+        jobs: Sequence[Job],
+        *,
+        max_tokens: int,
+        new_watcher: NewWatcher,
+        should_stop: Callable[[], bool] = never_stop,
+    ) -> Iterator[tuple[int, Generation]]:
+        """Keeps `parallel` requests in flight on daemon threads (a hung request never
+        holds up the exit); yields each as it finishes. After a failure that retries did
+        not mend, the requests in flight are still awaited and yielded, then it is raised."""
+        sampling = Sampling(max_tokens, self.stop, self.seed)
+        todo: queue.Queue[int | None] = queue.Queue()
+        done: queue.Queue[tuple[int, Generation | ServerError]] = queue.Queue()
+        stopped = threading.Event()
+
+        def work() -> None:
+            while (index := todo.get()) is not None and not stopped.is_set():
+                try:
+                    result: Generation | ServerError = self._answer(
+                        jobs[index], sampling, functools.partial(new_watcher, index), stopped
+                    )
+                except ServerError as exc:
+                    result = exc
+                done.put((index, result))
+
+        workers = min(self.parallel, len(jobs))
+        for _ in range(workers):
+            threading.Thread(target=work, daemon=True, name="mmlupro-request").start()
+        handed = 0
+        for _ in range(workers):
+            todo.put(handed)
+            handed += 1
+        pending, failure = workers, None
+        try:
+            while pending:
+                index, result = done.get()
+                pending -= 1
+                if isinstance(result, ServerError):
+                    # hand out no more, but keep what the requests in flight bring back
+                    failure = failure or result
+                    continue
+                if failure is None and handed < len(jobs) and not should_stop():
+                    todo.put(handed)
+                    handed += 1
+                    pending += 1
+                yield index, result
+            if failure is not None:
+                raise failure
+        finally:
+            stopped.set()
+            for _ in range(workers):
+                todo.put(None)
+
+    def _answer(
+        self,
+        job: Job,
+        sampling: Sampling,
+        new_watcher: Callable[[], Watcher],
+        stopped: threading.Event,
+    ) -> Generation:
+        """One question, retried from the start (a fresh watcher) after transient failures."""
+        began = time.perf_counter()
+
+        def attempt() -> Generation:
+            return self._stream(job, sampling, new_watcher(), stopped, began)
+
+        return self.client.retrying(attempt)
+
+    def _body(self, job: Job, sampling: Sampling) -> tuple[str, Json]:
+        body: Json = {
+            "model": self.info.model,
+            "max_tokens": sampling.max_tokens,
+            # greedy, every field explicit: some servers default to temperature 0.8
+            "temperature": 0.0,
+            "top_p": 1.0,
+            "top_k": 1,
+            "seed": sampling.seed,
+            "n": 1,
+            "stream": True,
+            # prompt counts while streaming: usage per chunk (vLLM), timings (llama-server)
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+            "timings_per_token": True,
+        }
+        if sampling.stop:
+            body["stop"] = [sampling.stop]
+        if job.messages:
+            return "/v1/chat/completions", {**body, "messages": list(job.messages)}
+        return "/v1/completions", {**body, "prompt": job.text}
+
+    def _stream(
+        self,
+        job: Job,
+        sampling: Sampling,
+        watcher: Watcher,
+        stopped: threading.Event,
+        began: float,
+    ) -> Generation:
+        path, body = self._body(job, sampling)
+        counted = job.tokens
+        tally = _Tally()
+        reason: StopReason | None = None
+        with self.client.events(path, body) as events:
+            for event in events:
+                if stopped.is_set():
+                    break
+                tally.read(event)
+                if tally.prompt is not None and self._was_cut(tally.prompt, counted):
+                    return _truncated(counted, self.cut_at, tally, began)
+                choice = (event.get("choices") or [{}])[0]
+                if reason is None:
+                    piece = _content(choice)
+                    tally.reasoning += _reasoning(choice)
+                    reason = watcher.feed(piece) if piece else None
+                    finish = choice.get("finish_reason")
+                    if reason is None and finish:
+                        reason = "length" if finish == "length" else "stop"
+                    tally.chunks += bool(piece)
+                # an early stop closes the stream once the prompt's count is checked
+                checkable = counted is not None or self.cut_at is not None
+                if reason is not None and (not checkable or tally.prompt is not None):
+                    break
+            else:
+                if reason is None:
+                    raise ServerError(
+                        f"{self.client.root}{path}: the stream ended before the answer did",
+                        transient=True,
+                    )
+        if counted is not None and tally.prompt is None and self.info.tokenize:
+            tally.prompt = counted  # the server never said; /tokenize did
+        return tally.generation(watcher.text, reason, began)
+
+    def _was_cut(self, prompt: int, counted: int | None) -> bool:
+        if counted is not None:
+            return prompt < counted
+        return self.cut_at is not None and prompt >= self.cut_at - CUT_SLACK
+
+
+class _Tally:
+    """What the server reported about one request so far."""
+
+    def __init__(self) -> None:
+        self.prompt: int | None = None
+        self.cached = 0
+        self.generated: int | None = None
+        self.chunks = 0
+        self.prompt_ms = self.predicted_ms = 0.0
+        self.reasoning = ""
+
+    def read(self, event: Json) -> None:
+        usage = event.get("usage")
+        if isinstance(usage, dict) and usage.get("prompt_tokens") is not None:
+            self.prompt = int(usage["prompt_tokens"])
+            self.generated = int(usage.get("completion_tokens") or 0)
+            details = usage.get("prompt_tokens_details") or {}
+            self.cached = int(details.get("cached_tokens") or 0)
+        timings = event.get("timings")
+        if isinstance(timings, dict) and "prompt_n" in timings:
+            self.cached = int(timings.get("cache_n", 0))
+            self.prompt = self.cached + int(timings["prompt_n"])
+            self.generated = int(timings.get("predicted_n", 0))
+            self.prompt_ms = float(timings.get("prompt_ms", 0.0))
+            self.predicted_ms = float(timings.get("predicted_ms", 0.0))
+
+    def generation(self, text: str, reason: StopReason | None, began: float) -> Generation:
+        seconds = time.perf_counter() - began
+        prompt = self.prompt or 0
+        decode = (self.prompt_ms + self.predicted_ms) / 1000
+        return Generation(
+            text=text,
+            prompt_tokens=prompt,
+            decoded_prompt_tokens=max(prompt - self.cached, 0),
+            generated_tokens=self.generated if self.generated is not None else self.chunks,
+            seconds=seconds,
+            decode_seconds=decode or seconds,
+            stop_reason=reason or "interrupted",
+            prompt_seconds=self.prompt_ms / 1000,
+            reasoning=self.reasoning,
+        )
+
+
+def _truncated(counted: int | None, cut_at: int | None, tally: _Tally, began: float) -> Generation:
+    generation = tally.generation("", "length", began)
+    read = (
+        f"the server read {tally.prompt} of the prompt's {counted} tokens"
+        if counted is not None
+        else f"the server read {tally.prompt} tokens of the prompt, where it cuts prompts "
+        f"(it kept {cut_at} of a longer probe)"
+    )
+    error = (
+        f"{read}: it cut the prompt, so the answer would be scored on a different "
+        f"question; {RAISE_CONTEXT}"
+    )
+    return Generation(**{**generation.__dict__, "error": error})
+
+
+def _content(choice: Json) -> str:
+    if "text" in choice:
+        return str(choice.get("text") or "")
+    delta = choice.get("delta") or choice.get("message") or {}
+    return str(delta.get("content") or "")
+
+
+def _reasoning(choice: Json) -> str:
+    delta = choice.get("delta") or choice.get("message") or {}
+    return str(delta.get("reasoning_content") or delta.get("reasoning") or "")
