@@ -69,12 +69,14 @@ def _register() -> None:
     from mmlupro_local.cli.bench_cmd import bench_cmd
     from mmlupro_local.cli.cache_cmds import cache
     from mmlupro_local.cli.dataset_cmds import dataset
+    from mmlupro_local.cli.divergence_cmd import divergence_cmd
     from mmlupro_local.cli.model_cmds import model
     from mmlupro_local.cli.prompt_cmd import prompt
     from mmlupro_local.cli.report_cmds import compare_cmd, report_cmd
     from mmlupro_local.cli.run_cmd import run_cmd
 
-    for command in (dataset, model, prompt, run_cmd, report_cmd, compare_cmd, cache, bench_cmd):
+    for command in (dataset, model, prompt, run_cmd, report_cmd, compare_cmd, divergence_cmd,
+                    cache, bench_cmd):  # fmt: skip
         main.add_command(command)
 
 

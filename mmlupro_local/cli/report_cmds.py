@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mmlupro_local.files import output_text
-from mmlupro_local.results.compare import compare, render_comparison
+from mmlupro_local.results.compare import compare, render_comparison, render_flips
 from mmlupro_local.results.html_report import render_html
 from mmlupro_local.results.report import FORMATS, load_report, render
 
@@ -16,7 +16,7 @@ results_argument = click.argument(
 )
 
 
-def _labels(paths: tuple[Path, ...]) -> list[str]:
+def unique_labels(paths: tuple[Path, ...]) -> list[str]:
     """File stems, made unique when two runs share one."""
     stems = [p.stem for p in paths]
     return [s if stems.count(s) == 1 else f"{s} ({i + 1})" for i, s in enumerate(stems)]
@@ -45,7 +45,7 @@ def report_cmd(results: tuple[Path, ...], fmt: str, html_out: Path | None) -> No
     """
     reports = [
         load_report(path, label=label)
-        for path, label in zip(results, _labels(results), strict=True)
+        for path, label in zip(results, unique_labels(results), strict=True)
     ]
     for report in reports:
         for warning in report.warnings:
@@ -63,18 +63,28 @@ def report_cmd(results: tuple[Path, ...], fmt: str, html_out: Path | None) -> No
 @click.argument("a", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("b", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def compare_cmd(a: Path, b: Path, as_json: bool) -> None:
+@click.option("--flips", is_flag=True, help="List the questions whose predicted letter differs.")
+@click.option(
+    "--noise",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A run of A's model in another engine mode (--parallel N, --lookup N): how many "
+    "answers flip with no change of model, shown next to the difference.",
+)
+def compare_cmd(a: Path, b: Path, as_json: bool, flips: bool, noise: Path | None) -> None:
     """Is B better than A? A paired test on the questions both runs answered.
 
     Prints the accuracy difference with a 95 % interval and an exact McNemar
-    p-value, overall and per category, and says in a sentence what it means.
+    p-value, overall and per category, how often the two gave the same letter, and
+    says in a sentence what it means.
 
     \b
-    Example:
-      mmlupro-local compare q4_k_m.jsonl q8_0.jsonl
+    Examples:
+      mmlupro-local compare q8_0.jsonl q4_k_m.jsonl --flips
+      mmlupro-local compare q8_0.jsonl q4_k_m.jsonl --noise q8_0-parallel8.jsonl
     """
-    labels = _labels((a, b))
-    reports = [load_report(a, label=labels[0]), load_report(b, label=labels[1])]
+    paths = (a, b) if noise is None else (a, b, noise)
+    reports = [load_report(path, label=label) for path, label in zip(paths, unique_labels(paths),
+                                                                    strict=True)]  # fmt: skip
     for report in reports:
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)
@@ -83,5 +93,8 @@ def compare_cmd(a: Path, b: Path, as_json: bool) -> None:
         import json
 
         click.echo(json.dumps(comparison.to_json(), indent=2))
-    else:
-        click.echo(render_comparison(comparison))
+        return
+    click.echo(render_comparison(comparison))
+    if flips:
+        click.echo("\nFlipped predictions (- : no letter extracted):")
+        click.echo(render_flips(comparison))

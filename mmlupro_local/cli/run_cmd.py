@@ -6,6 +6,7 @@ import os
 import shlex
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -13,6 +14,7 @@ import click
 
 from mmlupro_local.cli.app import CliState
 from mmlupro_local.cli.dataset_cmds import dataset_option
+from mmlupro_local.cli.report_cmds import unique_labels
 from mmlupro_local.config import ConfigError, load_run_config
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import KV_TYPES, EngineSettings, KvType
@@ -20,7 +22,9 @@ from mmlupro_local.engine.server import ServerSettings
 from mmlupro_local.interrupts import Terminated, signals_interrupt
 from mmlupro_local.model.hardware import auto_parallel, physical_cores
 from mmlupro_local.model.source import resolve_model
+from mmlupro_local.results.compare import compare, render_comparison
 from mmlupro_local.results.figures import category_figures, render_table
+from mmlupro_local.results.report import load_report, render
 from mmlupro_local.runner import MAX_PARALLEL, EngineFactory, RunConfig, run
 from mmlupro_local.task.extract import EXTRACT_MODES, ExtractMode
 from mmlupro_local.task.prompt import MAX_SHOTS, STYLES, PromptSettings, Style
@@ -37,9 +41,12 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None)
         if p.name and p.name != "config":
             names[p.name] = p.name
             names.update((o.lstrip("-"), p.name) for o in p.opts if o.startswith("--"))
+    names["model"] = "models"  # one model or a list, as 'model:' or 'models:'
     options = load_run_config(value, names)
     defaults = {}
     for name, (key, raw) in options.items():
+        if name == "models":  # lists arrive comma-joined
+            raw = [part.strip() for part in str(raw).split(",") if part.strip()]
         target = next(p for p in ctx.command.params if p.name == name)
         try:
             target.type_cast_value(ctx, raw)
@@ -122,8 +129,13 @@ def _out_path(text: str) -> Path:
     return path
 
 
-def default_out(model: Path, style: str, shots: int, seed: int) -> Path:
-    return Path("mmlupro-results") / f"{model.stem}.{style}.{shots}shot.seed{seed}.jsonl"
+RESULTS_DIR = "mmlupro-results"
+
+
+def default_out(
+    model: Path, style: str, shots: int, seed: int, folder: Path = Path(RESULTS_DIR)
+) -> Path:
+    return folder / f"{model.stem}.{style}.{shots}shot.seed{seed}.jsonl"
 
 
 # options that shape the in-process engine; a server has its own flags for these
@@ -131,11 +143,11 @@ IN_PROCESS_ONLY = ("threads", "gpu_layers", "batch", "flash_attn", "kv_type", "l
                    "prefix_cache", "memory_check", "hf_repo", "hf_file")  # fmt: skip
 
 
-def _server_settings(url: str, model: str | None, server_model: str | None, timeout: float,
+def _server_settings(url: str, models: tuple[str, ...], server_model: str | None, timeout: float,
                      retries: int) -> ServerSettings:  # fmt: skip
     ctx = click.get_current_context()
-    if model:
-        raise click.UsageError(f"give MODEL ({model}) or --server, not both")
+    if models:
+        raise click.UsageError(f"give MODEL ({models[0]}) or --server, not both")
     for name in IN_PROCESS_ONLY:
         if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
             flag = "--" + name.replace("_", "-")
@@ -146,18 +158,18 @@ def _server_settings(url: str, model: str | None, server_model: str | None, time
     return ServerSettings(url=url, model=server_model or "", timeout=timeout, retries=retries)
 
 
-def server_out(settings: ServerSettings, style: str, shots: int, seed: int) -> Path:
+def server_out(settings: ServerSettings, style: str, shots: int, seed: int, folder: Path) -> Path:
     """The default results file for a server: named after the model asked for, else the
     server's host and port."""
     if settings.model:
         name = Path(settings.model).name.removesuffix(".gguf")
     else:
         name = settings.root.split("://", 1)[1].replace(":", "-").replace("/", "-")
-    return default_out(Path(f"{name}.gguf"), style, shots, seed)
+    return default_out(Path(f"{name}.gguf"), style, shots, seed, folder)
 
 
 @click.command("run")
-@click.argument("model", required=False)
+@click.argument("models", nargs=-1)
 @click.option(
     "--config",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -302,13 +314,20 @@ def server_out(settings: ServerSettings, style: str, shots: int, seed: int) -> P
 )
 @click.option("--hf-repo", help="A hub model repository (OWNER/REPO[@REVISION]), with --hf-file.")
 @click.option("--hf-file", help="The GGUF file in --hf-repo, or a pattern such as '*Q4_K_M.gguf'.")
-@click.option("--out", help="Results JSONL file.")
+@click.option("--out", help="Results JSONL file (one model).")
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(RESULTS_DIR),
+    show_default=True,
+    help="Where results files are named after their model, when --out is not given.",
+)
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
 @dataset_option
-def run_cmd(model: str | None, per_category: int | None, fraction: float | None, full: bool,
+def run_cmd(models: tuple[str, ...], per_category: int | None, fraction: float | None, full: bool,
             categories: tuple[str, ...], seed: int, style: Style, shots: int, strip_options: bool,
             extract_mode: ExtractMode, strip_thinking: bool, max_tokens: int, early_stop: bool, ctx: int | None,
-            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, kv_type: KvType, parallel: str, lookup: int, prefix_cache: bool, memory_check: bool, server: str | None, server_model: str | None, request_timeout: float, retries: int, hf_repo: str | None, hf_file: str | None, out: str | None, progress: bool,
+            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, kv_type: KvType, parallel: str, lookup: int, prefix_cache: bool, memory_check: bool, server: str | None, server_model: str | None, request_timeout: float, retries: int, hf_repo: str | None, hf_file: str | None, out: str | None, out_dir: Path, progress: bool,
             dataset_name: str) -> None:  # fmt: skip
     """Evaluate MODEL (a GGUF file, or hf://OWNER/REPO/FILE.gguf) on MMLU-Pro; results
     are saved as they come.
@@ -328,29 +347,34 @@ def run_cmd(model: str | None, per_category: int | None, fraction: float | None,
     chosen = sum(x for x in (per_category is not None, fraction is not None, full))
     if chosen != 1:
         raise click.UsageError("choose exactly one of --per-category N, --fraction F or --full")
-    remote = None
+    remote, targets = None, list[tuple[Path | None, str]]()  # (model file, its hub source)
     if server is not None:
-        remote = _server_settings(server, model, server_model, request_timeout, retries)
-        path = None
-        default = server_out(remote, style, shots, seed)
+        remote = _server_settings(server, models, server_model, request_timeout, retries)
+        targets.append((None, ""))
     else:
         if server_model:
             raise click.UsageError("--server-model names a model of --server; give --server URL")
-        path = resolve_model(model, hf_repo, hf_file)
-        if path is None:
-            raise click.UsageError(
-                "give MODEL (a .gguf file or hf://OWNER/REPO/FILE.gguf), here or as 'model:' in "
-                "--config, or --hf-repo and --hf-file, or --server URL"
-            )
-        default = default_out(path, style, shots, seed)
-    out_path = _out_path(out) if out is not None else default
+        targets = _model_files(models, hf_repo, hf_file)
+    if out is not None and len(targets) > 1:
+        raise click.UsageError(
+            f"--out names one file and {len(targets)} models were given; leave it out and "
+            "each gets its own file in --out-dir"
+        )
+    outs = [_out_path(out) if out is not None else
+            (server_out(remote, style, shots, seed, out_dir) if remote is not None
+             else default_out(p or Path(), style, shots, seed, out_dir)) for p, _ in targets]  # fmt: skip
+    clash = {o for o in outs if outs.count(o) > 1}
+    if clash:
+        raise click.UsageError(
+            f"two models would write to {sorted(clash)[0]}: give files with different names"
+        )
+    path = targets[0][0]
     n_parallel = _parallel(parallel, path)
     config = RunConfig(
         model=path,
         server=remote,
-        model_source=model if model and model.startswith("hf://") else (
-            f"hf://{hf_repo}/{hf_file}" if hf_repo else ""),
-        out=out_path,
+        model_source=targets[0][1],
+        out=outs[0],
         dataset=dataset_name,
         sample=SampleSpec(seed=seed, per_category=per_category, fraction=fraction, categories=categories),
         prompt=PromptSettings(style=style, shots=shots, strip_options=strip_options),
@@ -366,6 +390,42 @@ def run_cmd(model: str | None, per_category: int | None, fraction: float | None,
         memory_check=memory_check,
         command=tuple(sys.argv),
     )  # fmt: skip
+    configs = [replace(config, model=p, model_source=source, out=o)
+               for (p, source), o in zip(targets, outs, strict=True)]  # fmt: skip
+    for i, one in enumerate(configs):
+        if len(configs) > 1:
+            click.echo(f"== model {i + 1} of {len(configs)}: {one.model}", err=True)
+        _run_one(one, progress)
+    if len(configs) > 1:
+        names = [one.model.stem if one.model else str(one.out) for one in configs]
+        _summarize([one.out for one in configs], names)
+
+
+def _model_files(models: tuple[str, ...], hf_repo: str | None,
+                 hf_file: str | None) -> list[tuple[Path | None, str]]:  # fmt: skip
+    """Each MODEL as a local file (hub references downloaded), with the hub reference."""
+    if hf_repo or hf_file or len(models) <= 1:
+        model = models[0] if models else None
+        if len(models) > 1:
+            raise click.UsageError("--hf-repo/--hf-file name one model; give hf:// references")
+        path = resolve_model(model, hf_repo, hf_file)
+        if path is None:
+            raise click.UsageError(
+                "give MODEL (a .gguf file or hf://OWNER/REPO/FILE.gguf), here or as 'model:' in "
+                "--config, or --hf-repo and --hf-file, or --server URL"
+            )
+        source = model if model and model.startswith("hf://") else (
+            f"hf://{hf_repo}/{hf_file}" if hf_repo else "")  # fmt: skip
+        return [(path, source)]
+    found: list[tuple[Path | None, str]] = []
+    for model in models:
+        path = resolve_model(model, None, None)
+        assert path is not None
+        found.append((path, model if model.startswith("hf://") else ""))
+    return found
+
+
+def _run_one(config: RunConfig, progress: bool) -> None:
     try:
         with signals_interrupt():
             outcome = run(config, echo=lambda text: click.echo(text, err=True), progress=progress,
@@ -388,3 +448,14 @@ def run_cmd(model: str | None, per_category: int | None, fraction: float | None,
         )
     if outcome.written == 0 and outcome.already_done == outcome.sample_size:
         click.echo(f"all {outcome.sample_size} questions were already in {outcome.path}", err=True)
+
+
+def _summarize(paths: list[Path], names: list[str]) -> None:
+    """One report, a column per model, and each model compared with the first."""
+    labels = names if len(set(names)) == len(names) else unique_labels(tuple(paths))
+    reports = [load_report(p, label=label) for p, label in zip(paths, labels, strict=True)]
+    click.echo(f"\n== all {len(reports)} models (reference: {reports[0].label})")
+    click.echo(render(reports, "table"))
+    for other in reports[1:]:
+        click.echo(f"\n== {other.label} against {reports[0].label}")
+        click.echo(render_comparison(compare(reports[0], other)))

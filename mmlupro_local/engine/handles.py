@@ -75,6 +75,10 @@ class LlamaModel:
         return bool(L.llama_vocab_is_eog(self.vocab, token))
 
     @property
+    def n_vocab(self) -> int:
+        return int(L.llama_vocab_n_tokens(self.vocab))
+
+    @property
     def n_ctx_train(self) -> int:
         return int(L.llama_model_n_ctx_train(self.handle))
 
@@ -146,6 +150,13 @@ class LlamaContext:
     def sample(self, row: int = -1) -> int:
         """The greedy choice from the logits of batch row `row` (-1: the last)."""
         return int(L.llama_sampler_sample(self._sampler, self.handle, row))
+
+    def logits(self, row: int, n_vocab: int) -> Any:
+        """A copy of batch row `row`'s logits (float32, n_vocab) as a numpy array."""
+        import numpy as np
+
+        pointer = L.llama_get_logits_ith(self.handle, row)
+        return np.ctypeslib.as_array(pointer, shape=(n_vocab,)).copy()
 
     def remove(self, seq: int, start: int = -1, end: int = -1) -> None:
         """Drop sequence `seq`'s cells at positions [start, end) (-1: open)."""

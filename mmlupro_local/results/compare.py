@@ -6,15 +6,73 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmlupro_local.errors import MmluProError
+from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.results.report import RunReport
 from mmlupro_local.results.stats import (
     PairedDifference,
     fewest_detectable,
     paired_difference,
     questions_needed,
+    wilson,
 )
 
 DETECT = 0.02  # the effect size the sample-size hint is about: 2 points
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How often two runs gave the same letter (both giving none counts as the same)."""
+
+    n: int
+    same: int
+
+    @property
+    def rate(self) -> float:
+        return self.same / self.n if self.n else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson(self.same, self.n)
+
+    def describe(self) -> str:
+        low, high = self.interval
+        return (f"{self.rate:.1%} ({self.same} of {self.n}), 95 % CI {low:.1%} to {high:.1%}"
+                if self.n else "no shared questions")  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        low, high = self.interval
+        return {"n": self.n, "same": self.same, "rate": self.rate if self.n else None,
+                "ci_low": low if self.n else None, "ci_high": high if self.n else None}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Flip:
+    """A question the two runs answered with different letters."""
+
+    question_id: int
+    category: str
+    answer: str
+    pred_a: str | None
+    pred_b: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"question_id": self.question_id, "category": self.category,
+                "answer": self.answer, "pred_a": self.pred_a, "pred_b": self.pred_b}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """How often A's own model changes its answers when only the engine mode changes."""
+
+    label: str
+    mode_a: str
+    mode_other: str
+    agreement: Agreement
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.label, "mode_a": self.mode_a, "mode_other": self.mode_other,
+                "agreement": self.agreement.to_json(),
+                "flip_rate": 1 - self.agreement.rate if self.agreement.n else None}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -24,8 +82,32 @@ class Comparison:
     overall: PairedDifference
     categories: dict[str, PairedDifference]
     needed_per_category: int  # paired questions per category to detect DETECT
+    agreement: Agreement = Agreement(0, 0)
+    flips: tuple[Flip, ...] = ()
+    noise: NoiseFloor | None = None
+    modes: tuple[str, str] = ("", "")  # each run's engine mode
+
+    @property
+    def within_noise(self) -> bool:
+        """B changed no more of A's answers than A's own model does across engine modes."""
+        if self.noise is None or not self.agreement.n or not self.noise.agreement.n:
+            return False
+        return 1 - self.agreement.rate <= 1 - self.noise.agreement.rate
 
     def sentence(self) -> str:
+        text = self._verdict()
+        if self.noise is not None and self.noise.agreement.n and self.agreement.n:
+            flips, floor = 1 - self.agreement.rate, 1 - self.noise.agreement.rate
+            text += (
+                f"; B changed {flips:.1%} of A's answers, and A's own model changes "
+                f"{floor:.1%} between {self.noise.mode_a} and {self.noise.mode_other} "
+                "(the noise floor)"
+            )
+            if self.within_noise:
+                text += ": a difference smaller than the noise floor"
+        return text
+
+    def _verdict(self) -> str:
         d = self.overall
         if d.n == 0:
             return "the runs share no questions"
@@ -68,6 +150,11 @@ class Comparison:
         return {
             "a": self.a,
             "b": self.b,
+            "modes": {"a": self.modes[0], "b": self.modes[1]},
+            "agreement": self.agreement.to_json(),
+            "flips": [flip.to_json() for flip in self.flips],
+            "noise_floor": self.noise.to_json() if self.noise else None,
+            "within_noise_floor": self.within_noise if self.noise else None,
             "overall": figures(self.overall),
             "categories": {k: figures(v) for k, v in self.categories.items()},
             "needed_per_category": self.needed_per_category,
@@ -82,7 +169,7 @@ def _p(p: float) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
-def compare(a: RunReport, b: RunReport) -> Comparison:
+def _shared(a: RunReport, b: RunReport) -> list[tuple[ResultRecord, ResultRecord]]:
     if a.dataset_sha256 != b.dataset_sha256:
         raise MmluProError(
             f"{a.path} and {b.path} were run on different datasets "
@@ -90,7 +177,31 @@ def compare(a: RunReport, b: RunReport) -> Comparison:
         )
     a_by_id = {r.question_id: r for r in a.records}
     shared = [(a_by_id[r.question_id], r) for r in b.records if r.question_id in a_by_id]
-    shared.sort(key=lambda pair: pair[0].question_id)
+    return sorted(shared, key=lambda pair: pair[0].question_id)
+
+
+def _agreement(shared: list[tuple[ResultRecord, ResultRecord]]) -> Agreement:
+    return Agreement(len(shared), sum(x.pred == y.pred for x, y in shared))
+
+
+def noise_floor(a: RunReport, other: RunReport) -> NoiseFloor:
+    """A against a run of the very same model in another engine mode."""
+    if a.settings.get("model_key") != other.settings.get("model_key"):
+        raise MmluProError(
+            f"{other.path} is not a run of {a.label}'s model ({a.settings.get('model')}); "
+            "a noise floor compares one model with itself in another engine mode"
+        )
+    mode_a, mode_other = str(a.settings.get("mode")), str(other.settings.get("mode"))
+    if mode_a == mode_other:
+        raise MmluProError(
+            f"{a.path} and {other.path} ran in the same engine mode ({mode_a}); a noise floor "
+            "needs another mode, such as --parallel 8 or --lookup 16"
+        )
+    return NoiseFloor(other.label, mode_a, mode_other, _agreement(_shared(a, other)))
+
+
+def compare(a: RunReport, b: RunReport, noise: RunReport | None = None) -> Comparison:
+    shared = _shared(a, b)
     overall = paired_difference([x.correct for x, _ in shared], [y.correct for _, y in shared])
     categories = {}
     for name in sorted({x.category for x, _ in shared}):
@@ -101,7 +212,27 @@ def compare(a: RunReport, b: RunReport) -> Comparison:
     discordance = overall.disagreements / overall.n if overall.n else 0.5
     needed = questions_needed(discordance, DETECT)
     n_categories = max(1, len(categories))
-    return Comparison(a.label, b.label, overall, categories, -(-needed // n_categories))
+    flips = tuple(Flip(x.question_id, x.category, x.answer, x.pred, y.pred)
+                  for x, y in shared if x.pred != y.pred)  # fmt: skip
+    return Comparison(
+        a.label,
+        b.label,
+        overall,
+        categories,
+        -(-needed // n_categories),
+        agreement=_agreement(shared),
+        flips=flips,
+        noise=noise_floor(a, noise) if noise is not None else None,
+        modes=(str(a.settings.get("mode")), str(b.settings.get("mode"))),
+    )
+
+
+def render_flips(c: Comparison) -> str:
+    lines = [f"{'id':>6} {'category':<18} {'answer':>6} {'A':>4} {'B':>4}"]
+    for f in c.flips:
+        lines.append(f"{f.question_id:>6} {f.category:<18} {f.answer:>6} {f.pred_a or '-':>4} "
+                     f"{f.pred_b or '-':>4}")  # fmt: skip
+    return "\n".join(lines)
 
 
 def render_comparison(c: Comparison) -> str:
@@ -116,6 +247,17 @@ def render_comparison(c: Comparison) -> str:
     lines.append(
         f"\nA = {c.a}, B = {c.b}; {c.overall.disagreements} questions where they disagree."
     )
+    lines.append(f"Same letter: {c.agreement.describe()}; {len(c.flips)} flipped predictions.")
+    if c.modes[0] != c.modes[1]:
+        lines.append(
+            f"The runs differ in engine mode (A {c.modes[0]}, B {c.modes[1]}): that alone "
+            "flips some greedy answers."
+        )
+    if c.noise is not None:
+        lines.append(
+            f"Noise floor ({c.noise.label}, A's model at {c.noise.mode_other}): same letter "
+            f"{c.noise.agreement.describe()}."
+        )
     if c.largest():
         biggest = ", ".join(f"{name} {d.difference * 100:+.1f}" for name, d in c.largest())
         lines.append(f"Largest differences (B - A, points): {biggest}")

@@ -59,6 +59,7 @@ def render_html(reports: list[RunReport], comparison: Comparison | None = None) 
     ]
     if comparison is not None:
         parts += ["<h2>Comparison</h2>", f"<pre>{escape(render_comparison(comparison))}</pre>"]
+        parts.append(_flips(reports, comparison))
     parts += [_questions(reports), f"<script>{SCRIPT}</script>", "</body></html>"]
     return "\n".join(p for p in parts if p)
 
@@ -161,6 +162,28 @@ def _chart(reports: list[RunReport]) -> str:
     return (
         "\n".join(out)
         + f'<p class="legend">{legend}<span>black: 95% interval</span><span style="color:#c00">dashed: chance level</span></p>'
+    )
+
+
+def _flips(reports: list[RunReport], comparison: Comparison) -> str:
+    """Each question the two runs answered with different letters, responses side by side."""
+    if not comparison.flips:
+        return ""
+    a, b = ({r.question_id: r for r in report.records} for report in reports[:2])
+    rows = []
+    for f in comparison.flips:
+        cells = "".join(
+            f"<td><b>{escape(pred or '-')}</b> ({_status(run[f.question_id])})"
+            f"<pre>{escape(run[f.question_id].response)}</pre></td>"
+            for run, pred in ((a, f.pred_a), (b, f.pred_b))
+        )
+        rows.append(f"<tr><td>{f.question_id}</td><td>{escape(f.category)}</td>"
+                    f"<td>{escape(f.answer)}</td>{cells}</tr>")  # fmt: skip
+    return (
+        f"<h2>Flipped predictions ({len(comparison.flips)})</h2>"
+        '<table id="flips"><thead><tr><th>id</th><th>category</th><th>answer</th>'
+        f"<th>{escape(comparison.a)}</th><th>{escape(comparison.b)}</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
 

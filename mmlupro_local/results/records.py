@@ -17,6 +17,7 @@ from mmlupro_local.errors import MmluProError
 
 SCHEMA = 1
 TOOL_NAME = "mmlupro-local"
+DEFAULT_BATCH = 512  # the engine's default prompt batch, left out of a mode's flags
 
 
 class SchemaError(MmluProError):
@@ -58,6 +59,24 @@ class Identity:
     # the in-process settings above do not apply to it
     server_url: str = ""
     server_model: str = ""
+
+    @property
+    def model_key(self) -> str:
+        """What names the model: its file's hash, or the server and the model it served."""
+        return f"{self.server_url} {self.server_model}" if self.server_url else self.model_sha256
+
+    @property
+    def mode(self) -> str:
+        """The engine mode as flags: what, besides the model, changes greedy answers."""
+        flags = [f"--parallel {self.parallel}"]
+        if self.lookup:
+            flags.append(f"--lookup {self.lookup}")
+        if not self.server_url:
+            flags += [] if self.flash_attn else ["--no-flash-attn"]
+            flags += [] if self.kv_type == "f16" else [f"--kv-type {self.kv_type}"]
+            flags += [] if self.batch == DEFAULT_BATCH else [f"--batch {self.batch}"]
+            flags += [] if self.threads is None else [f"--threads {self.threads}"]
+        return " ".join(flags)
 
     def to_json(self) -> dict[str, Any]:
         engine: dict[str, Any]

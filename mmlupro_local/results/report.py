@@ -80,6 +80,8 @@ def settings_of(header: RunHeader, latest: RunHeader) -> dict[str, Any]:
     return {
         "model": header.model.get("name"),
         "model_sha256": ident.model_sha256,
+        "model_key": ident.model_key,
+        "mode": ident.mode,
         "quantization": header.model.get("quantization"),
         "architecture": header.model.get("architecture"),
         "dataset": header.dataset.get("name"),
