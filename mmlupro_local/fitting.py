@@ -74,8 +74,12 @@ def prepare_prompts(
                 f"{cut} prompts dropped exemplars to fit {ctx_name or f'--ctx {n_ctx}'} with "
                 f"--max-tokens {budget}"
             )
-    if trained_ctx and n_ctx > trained_ctx:
+    # positions are per sequence: what matters is how far one question can reach, not
+    # the cache that several share with --parallel
+    reach = max(count_tokens(p.text) for p in prompts.values()) + budget
+    if trained_ctx and reach > trained_ctx:
         warnings.append(
-            f"the context ({n_ctx} tokens) is longer than the model was trained on ({trained_ctx}); answers may degrade"
+            f"a question can reach position {reach} (its prompt and the --max-tokens {budget} "
+            f"budget), beyond the {trained_ctx} tokens the model was trained on; answers may degrade"
         )
     return prompts, n_ctx

@@ -316,10 +316,21 @@ def test_ctx_rounding_and_fit_warnings(model: Path, tmp_path: Path) -> None:
     assert any("2 prompts dropped exemplars" in m for m in messages)
 
 
-def test_a_context_longer_than_the_training_context_warns(model: Path, tmp_path: Path) -> None:
-    said: list[str] = []
-    outcome = run(config(model, tmp_path / "r.jsonl", ctx=8192), echo=said.append,
-                  engine_factory=FakeEngine(), progress=False)  # fmt: skip
-    warning = "the context (8192 tokens) is longer than the model was trained on (4096)"
+def test_a_question_reaching_past_the_training_context_warns(model: Path, tmp_path: Path) -> None:
+    engine = FakeEngine()
+    outcome = run(config(model, tmp_path / "r.jsonl", max_tokens=4000), echo=lambda _: None,
+                  engine_factory=engine, progress=False)  # fmt: skip
+    reach = max(engine.count_tokens(p) for p in engine.calls) + 4000
+    warning = f"a question can reach position {reach} (its prompt and the --max-tokens 4000 budget), beyond the 4096 tokens"
     assert any(warning in w for w in outcome.warnings)
     assert lines(tmp_path / "r.jsonl")[0]["warnings"] == outcome.warnings
+
+
+def test_a_shared_parallel_context_beyond_the_training_context_is_no_warning(
+    model: Path, tmp_path: Path
+) -> None:
+    engine = FakeEngine()
+    outcome = run(config(model, tmp_path / "r.jsonl", parallel=8, max_tokens=512), echo=lambda _: None,
+                  engine_factory=engine, progress=False)  # fmt: skip
+    assert engine.n_ctx > 4096  # eight sequences share one cache larger than trained
+    assert not any("trained on" in w for w in outcome.warnings)

@@ -4,6 +4,9 @@ request's fields, the client-side stop and early stop, and each scripted fault."
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +227,36 @@ def test_a_server_identity_reads_back_as_written() -> None:
     assert Identity.from_json(json.loads(json.dumps(ident.to_json()))) == ident
     assert ident.to_json()["engine"] == {"kind": "server", "url": "http://h:1", "model": "m",
                                          "parallel": 4}  # fmt: skip
+
+
+def test_ctrl_c_stops_after_the_answer_in_hand_and_the_rerun_completes(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    slow = "Thinking it over " * 20 + "so the answer is (A)."
+    six = ("--per-category", "3", "--categories", "law,history", "--no-progress")
+    with serve_fake(FakeServer(answer=lambda p: slow, chunk_delay=0.01)) as fake:
+        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            result = CliRunner().invoke(main, ["run", "--server", fake.url, *six, "--out",
+                                               str(out), "--parallel", "2"])  # fmt: skip
+        finally:
+            timer.cancel()
+        saved = len(results(out))
+        assert result.exit_code == 130, result.output
+        assert f"Interrupted: {saved} of 6 questions are saved" in result.output and 0 < saved < 6
+        again = CliRunner().invoke(main, ["run", "--server", fake.url, *six, "--out", str(out),
+                                          "--parallel", "2"])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    ids = [r["question_id"] for r in results(out)]
+    assert len(ids) == 6 and len(set(ids)) == 6
+
+
+def test_bench_times_the_same_questions_through_a_server_at_each_concurrency() -> None:
+    with serve_fake() as fake:
+        result = CliRunner().invoke(main, ["bench", "--server", fake.url, "--concurrency",
+                                           "1,auto", "--per-category", "1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    root = fake.url[: -len("/v1")]
+    assert f"{root} --parallel 1 " in result.output and f"{root} --parallel auto " in result.output
+    assert result.output.count("14/14") == 2  # the same 14 questions, the same scripted answers
+    assert len(fake.completions()) == 28

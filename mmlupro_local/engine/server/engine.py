@@ -119,8 +119,17 @@ class ServerEngine:
         done: queue.Queue[tuple[int, Generation | ServerError]] = queue.Queue()
         stopped = threading.Event()
 
+        def take() -> int | None:
+            """The next job, or None once the run or the engine has stopped."""
+            while not (stopped.is_set() or self.cancelled.is_set()):
+                try:
+                    return todo.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+            return None
+
         def work() -> None:
-            while (index := todo.get()) is not None and not stopped.is_set():
+            while (index := take()) is not None:
                 try:
                     result: Generation | ServerError = self._answer(
                         jobs[index], sampling, functools.partial(new_watcher, index), stopped
