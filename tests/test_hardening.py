@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import stat
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -429,15 +428,18 @@ def test_15_a_signal_while_loading_says_how_to_resume(
     model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int, code: int, said: str
 ) -> None:
     def loading(path: Path, settings: object) -> FakeEngine:
-        # to the main thread, as a terminal's Ctrl-C reaches a program with no other
-        # threads: a process-wide signal may land in a thread that earlier tests left
-        # running, and CPython may then run the handler only later
-        signal.pthread_kill(threading.main_thread().ident or 0, signum)
+        os.kill(os.getpid(), signum)
         time.sleep(1)
         raise AssertionError("the signal did not interrupt loading")
 
     out = tmp_path / "r.jsonl"
-    result = invoke_with(loading, "run", str(model), *LAW2, "--out", str(out))
+    # Python keeps SIGINT ignored when its shell started it in the background (as a
+    # script's `cmd &` does): give the test Ctrl-C's usual handler
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = invoke_with(loading, "run", str(model), *LAW2, "--out", str(out))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert result.exit_code == code, result.output
     assert (
         f"{said}: before any question was answered; no results were written. Resume with:"
