@@ -54,13 +54,16 @@ class ToolGroup(click.Group):
 @click.group(cls=ToolGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mmlupro-local")
 def main() -> None:
-    """Run the MMLU-Pro benchmark against GGUF models on your own machine, offline.
+    """Run the MMLU-Pro benchmark against GGUF models on your own machine, offline, or
+    against a model an OpenAI-compatible server serves (--server).
 
     \b
     Examples:
       mmlupro-local run model.gguf --per-category 10
       mmlupro-local report mmlupro-results/*.jsonl
       mmlupro-local compare q4.jsonl q8.jsonl
+      mmlupro-local divergence q8.gguf q4.gguf --per-category 2
+      mmlupro-local run --server http://127.0.0.1:8080/v1 --per-category 10
       mmlupro-local dataset info
     """
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from mmlupro_local.cli.dataset_cmds import dataset_option
-from mmlupro_local.cli.run_cmd import _categories, _parallel, default_out
+from mmlupro_local.cli.run_cmd import categories_callback, default_out, parallel_value
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.divergence import TOP_K, measure, reference_texts
 from mmlupro_local.engine import EngineSettings
@@ -27,7 +27,9 @@ from mmlupro_local.task.settings import MAX_TOKENS
 @click.option("--per-category", type=int, help="Questions per category (seeded random draw).")
 @click.option("--fraction", type=float, help="Fraction of each category.")
 @click.option("--full", is_flag=True, help="All 12,032 test questions.")
-@click.option("--categories", callback=_categories, help="Only these categories (comma-separated).")
+@click.option(
+    "--categories", callback=categories_callback, help="Only these categories (comma-separated)."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Sample seed.")
 @click.option("--style", type=click.Choice(STYLES), default=PromptSettings.style, show_default=True)
 @click.option("--shots", type=click.IntRange(0, MAX_SHOTS), default=MAX_SHOTS, show_default=True)
@@ -80,7 +82,7 @@ def divergence_cmd(reference: str, model: str, per_category: int | None, fractio
         prompt=PromptSettings(style=style, shots=shots),
         max_tokens=max_tokens,
         engine=settings,
-        parallel=_parallel(parallel, ref_path),
+        parallel=parallel_value(parallel, ref_path),
         command=tuple(sys.argv),
     )  # fmt: skip
     texts = reference_texts(config, results, echo=lambda t: click.echo(t, err=True),

@@ -66,7 +66,7 @@ def _where(name: str, flag: str) -> str:
     return flag
 
 
-def _categories(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[str, ...]:
+def categories_callback(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
@@ -80,7 +80,7 @@ def _categories(ctx: click.Context, param: click.Parameter, value: Any) -> tuple
     return names
 
 
-def _parallel(value: str, model: Path | None) -> int:
+def parallel_value(value: str, model: Path | None) -> int:
     if str(value).strip().lower() == "auto":
         return auto_parallel(model) if model else 0  # 0: the server's slots
     try:
@@ -183,7 +183,9 @@ def server_out(settings: ServerSettings, style: str, shots: int, seed: int, fold
     "--fraction", type=float, help="Fraction of each category (exact total, largest remainder)."
 )
 @click.option("--full", is_flag=True, help="All 12,032 test questions.")
-@click.option("--categories", callback=_categories, help="Only these categories (comma-separated).")
+@click.option(
+    "--categories", callback=categories_callback, help="Only these categories (comma-separated)."
+)
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Sample seed (also seeds guesses)."
 )
@@ -329,8 +331,9 @@ def run_cmd(models: tuple[str, ...], per_category: int | None, fraction: float |
             extract_mode: ExtractMode, strip_thinking: bool, max_tokens: int, early_stop: bool, ctx: int | None,
             threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, kv_type: KvType, parallel: str, lookup: int, prefix_cache: bool, memory_check: bool, server: str | None, server_model: str | None, request_timeout: float, retries: int, hf_repo: str | None, hf_file: str | None, out: str | None, out_dir: Path, progress: bool,
             dataset_name: str) -> None:  # fmt: skip
-    """Evaluate MODEL (a GGUF file, or hf://OWNER/REPO/FILE.gguf) on MMLU-Pro; results
-    are saved as they come.
+    """Evaluate MODELS (GGUF files, or hf://OWNER/REPO/FILE.gguf) on MMLU-Pro, or the
+    model a --server serves; results are saved as they come. Several models run one
+    after another on the same sample, then one report compares each with the first.
 
     Run the same command again to resume: finished questions are skipped.
     Ctrl-C stops after the current question.
@@ -340,6 +343,7 @@ def run_cmd(models: tuple[str, ...], per_category: int | None, fraction: float |
       mmlupro-local run model.gguf --per-category 10
       mmlupro-local run model.gguf --fraction 0.1 --style chat
       mmlupro-local run model.gguf --full --out full.jsonl
+      mmlupro-local run q8_0.gguf q4_k_m.gguf --per-category 20 --out-dir quant/
       mmlupro-local run hf://bartowski/SmolLM2-135M-Instruct-GGUF/*Q4_K_M.gguf --per-category 2
       mmlupro-local run --server http://127.0.0.1:8080/v1 --per-category 10 --parallel auto
       mmlupro-local run --config run.yaml
@@ -369,7 +373,7 @@ def run_cmd(models: tuple[str, ...], per_category: int | None, fraction: float |
             f"two models would write to {sorted(clash)[0]}: give files with different names"
         )
     path = targets[0][0]
-    n_parallel = _parallel(parallel, path)
+    n_parallel = parallel_value(parallel, path)
     config = RunConfig(
         model=path,
         server=remote,
