@@ -28,6 +28,7 @@ from mmlupro_local.datasets.dataset import Dataset, load_dataset
 from mmlupro_local.datasets.sampling import draw
 from mmlupro_local.engine import EngineSettings
 from mmlupro_local.errors import MmluProError
+from mmlupro_local.model.fingerprint import model_sha256
 from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.results.store import read_results
 from mmlupro_local.runner import RunConfig, run
@@ -242,8 +243,6 @@ def reference_texts(config: RunConfig, results: Path | None, *, echo: Echo,
 
 
 def _finished(path: Path, config: RunConfig, dataset: Dataset) -> dict[int, ResultRecord]:
-    from mmlupro_local.model.fingerprint import model_sha256
-
     log = read_results(path)
     if log.header is None:
         raise DivergenceError(f"{path} holds no run")

@@ -68,6 +68,7 @@ def prepare_prompts(
                     limit=limit,
                     render_chat=render,
                 )
+                counts[q.question_id] = count_tokens(prompts[q.question_id].text)
         cut = sum(p.shots < settings.shots for p in prompts.values())
         if cut:
             warnings.append(
@@ -76,7 +77,7 @@ def prepare_prompts(
             )
     # positions are per sequence: what matters is how far one question can reach, not
     # the cache that several share with --parallel
-    reach = max(count_tokens(p.text) for p in prompts.values()) + budget
+    reach = max(counts.values()) + budget
     if trained_ctx and reach > trained_ctx:
         warnings.append(
             f"a question can reach position {reach} (its prompt and the --max-tokens {budget} "

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -330,19 +329,9 @@ def _run_record(
     )
 
 
-@contextlib.contextmanager
-def _saved_on_failure(config: RunConfig, done: int, total: int) -> Iterator[list[int]]:
-    """An engine failure mid-run (a server gone) says what is saved and how to go on."""
-    saved: list[int] = []
-    try:
-        yield saved
-    except EngineError as exc:
-        again = shlex.join(config.command) if config.command else "the same command"
-        exc.after = (
-            f"{done + len(saved)} of {total} questions are saved in {config.out}. "
-            f"Resume with:\n  {again}"
-        )
-        raise
+def _resume_hint(config: RunConfig, saved: int, total: int) -> str:
+    again = shlex.join(config.command) if config.command else "the same command"
+    return f"{saved} of {total} questions are saved in {config.out}. Resume with:\n  {again}"
 
 
 class Speed:
@@ -395,37 +384,36 @@ def _generate_all(
         unit="q",
         dynamic_ncols=True,
     )
-    with (
-        bar,
-        first_interrupt_requests_stop() as stop,
-        _saved_on_failure(config, done, total) as saved,
-    ):
-        for index, generation in engine.generate_many(
-            jobs,
-            max_tokens=config.max_tokens,
-            new_watcher=new_watchers(config.answer, [job.text for job in jobs]),
-            should_stop=stop.is_set,
-        ):
-            question = todo[index]
-            if generation.error:  # nothing written: a rerun asks again
-                failed.append(f"question {question.question_id}: {generation.error}")
+    with bar, first_interrupt_requests_stop() as stop:
+        try:
+            for index, generation in engine.generate_many(
+                jobs,
+                max_tokens=config.max_tokens,
+                new_watcher=new_watchers(config.answer, [job.text for job in jobs]),
+                should_stop=stop.is_set,
+            ):
+                question = todo[index]
+                if generation.error:  # nothing written: a rerun asks again
+                    failed.append(f"question {question.question_id}: {generation.error}")
+                    bar.update(1)
+                    continue
+                record = result_record(
+                    question,
+                    prompts[question.question_id],
+                    generation,
+                    seed=config.sample.seed,
+                    extract_mode=config.answer.extract_mode,
+                    strip_thinking=config.answer.strip_thinking,
+                )
+                writer.append_result(record)
+                written += 1
+                correct += record.correct
+                speed.add(generation)
+                bar.set_postfix_str(f"acc {correct / written:.1%}, {speed}", refresh=False)
                 bar.update(1)
-                continue
-            record = result_record(
-                question,
-                prompts[question.question_id],
-                generation,
-                seed=config.sample.seed,
-                extract_mode=config.answer.extract_mode,
-                strip_thinking=config.answer.strip_thinking,
-            )
-            writer.append_result(record)
-            written += 1
-            saved.append(question.question_id)
-            correct += record.correct
-            speed.add(generation)
-            bar.set_postfix_str(f"acc {correct / written:.1%}, {speed}", refresh=False)
-            bar.update(1)
-            if stop.is_set():
-                return written, stop.signum, failed
+                if stop.is_set():
+                    return written, stop.signum, failed
+        except EngineError as exc:  # mid-run (a server gone): what is saved, how to go on
+            exc.after = _resume_hint(config, done + written, total)
+            raise
     return written, stop.signum, failed

@@ -28,6 +28,9 @@ def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
+Answers = dict[int, dict[str, Any]]
+
+
 def results(path: Path) -> list[dict[str, Any]]:
     return [r for r in map(json.loads, path.read_text().splitlines()) if r["type"] == "result"]
 
@@ -38,6 +41,18 @@ def wait_for_results(out: Path, count: int, proc: subprocess.Popen[str]) -> None
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+def server_and_local(url: str, model: Path, folder: Path, *args: str) -> tuple[Answers, Answers]:
+    """The same run through the server and in-process: each one's records by question."""
+    served = cli("run", "--server", url, *args, "--out", str(folder / "server.jsonl"))
+    assert served.returncode == 0, served.stderr
+    local = cli("run", str(model), *args, "--out", str(folder / "local.jsonl"))
+    assert local.returncode == 0, local.stderr
+    a = {r["question_id"]: r for r in results(folder / "server.jsonl")}
+    b = {r["question_id"]: r for r in results(folder / "local.jsonl")}
+    assert sorted(a) == sorted(b)
+    return a, b
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +66,8 @@ def test_a_run_through_the_server_agrees_with_the_in_process_engine(
 ) -> None:
     # one request at a time: a batch of two on the server takes another floating-point
     # path (measured: question 7220 flips from A to unanswered at --parallel 2)
-    served = cli("run", "--server", server.url, *SAMPLE, "--parallel", "1",
-                 "--out", str(tmp_path / "server.jsonl"))  # fmt: skip
-    assert served.returncode == 0, served.stderr
-    local = cli("run", str(smollm2), *SAMPLE, "--out", str(tmp_path / "local.jsonl"))
-    assert local.returncode == 0, local.stderr
-    a = {r["question_id"]: r for r in results(tmp_path / "server.jsonl")}
-    b = {r["question_id"]: r for r in results(tmp_path / "local.jsonl")}
-    assert sorted(a) == sorted(b) and len(a) == 4
+    a, b = server_and_local(server.url, smollm2, tmp_path, *SAMPLE, "--parallel", "1")
+    assert len(a) == 4
     same = sum(a[q]["pred"] == b[q]["pred"] for q in a)
     same_text = sum(a[q]["response"] == b[q]["response"] for q in a)
     print(f"server vs in-process: {same} of {len(a)} predictions, {same_text} responses identical")
@@ -118,15 +127,10 @@ def test_chat_style_through_the_servers_template_matches_the_gguf_template(
     """The server renders the official chat messages with its template; in-process, the
     GGUF's template renders them: the same model gives the same prompts and answers."""
     chat = [*SAMPLE[:2], "--categories", "history,law", *SAMPLE[4:], "--style", "chat"]
-    served = cli("run", "--server", server.url, *chat, "--out", str(tmp_path / "s.jsonl"))
-    assert served.returncode == 0, served.stderr
-    local = cli("run", str(smollm2), *chat, "--out", str(tmp_path / "l.jsonl"))
-    assert local.returncode == 0, local.stderr
-    a = {r["question_id"]: r for r in results(tmp_path / "s.jsonl")}
-    b = {r["question_id"]: r for r in results(tmp_path / "l.jsonl")}
-    assert sorted(a) == sorted(b) and len(a) == 2
+    a, b = server_and_local(server.url, smollm2, tmp_path, *chat)
+    assert len(a) == 2
     for q in a:
         assert a[q]["prompt_tokens"] == b[q]["prompt_tokens"]
         assert a[q]["response"] == b[q]["response"]
-    header = json.loads((tmp_path / "s.jsonl").read_text().splitlines()[0])
+    header = json.loads((tmp_path / "server.jsonl").read_text().splitlines()[0])
     assert header["model"]["chat_template"] == "the server's"

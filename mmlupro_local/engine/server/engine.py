@@ -8,7 +8,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mmlupro_local.engine import Generation, Job, NewWatcher, StopReason, Watcher, never_stop
@@ -240,8 +240,8 @@ class ServerEngine:
                         f"{self.client.root}{path}: the stream ended before the answer did",
                         transient=True,
                     )
-        if counted is not None and tally.prompt is None and self.info.tokenize:
-            tally.prompt = counted  # the server never said; /tokenize did
+        if tally.prompt is None:  # the server never said; /tokenize may have
+            tally.prompt = counted
         return tally.generation(watcher.text, reason, began)
 
     def _was_cut(self, prompt: int, counted: int | None) -> bool:
@@ -305,7 +305,7 @@ def _truncated(counted: int | None, cut_at: int | None, tally: _Tally, began: fl
         f"{read}: it cut the prompt, so the answer would be scored on a different "
         f"question; {RAISE_CONTEXT}"
     )
-    return Generation(**{**generation.__dict__, "error": error})
+    return replace(generation, error=error)
 
 
 def _content(choice: Json) -> str:
