@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server demo test test-fast lint format bench bench-parallel bench-dataset bench-extract dataset-check clean
+.PHONY: install llama-server demo test test-fast lint format bench bench-parallel bench-methods bench-dataset bench-extract dataset-check clean
 
 install: $(STAMP)
 
@@ -64,6 +64,11 @@ bench: install
 # set with --parallel 1 and no cache against the best N with a cold and a warm cache.
 bench-parallel: install
 	$(BIN)/mmlupro-local bench "$(DEMO_MODEL)"
+
+# --method logprob against --method cot on 10 questions per category: time, projected
+# full-run time and accuracy of each.
+bench-methods: install
+	$(BIN)/python scripts/bench_methods.py
 
 # Prints how long answer extraction takes on the 29,000 released responses and worst cases.
 bench-extract: install

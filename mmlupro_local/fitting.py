@@ -7,9 +7,18 @@ from collections.abc import Callable, Sequence
 
 from mmlupro_local.datasets.questions import Question
 from mmlupro_local.engine import LIVE_PREFIXES
-from mmlupro_local.task.prompt import ChatRenderer, Prompt, PromptSettings, build_prompt, fit_prompt
+from mmlupro_local.task.letter_prompt import build_letter_prompt
+from mmlupro_local.task.prompt import (
+    ChatRenderer,
+    Prompt,
+    PromptError,
+    PromptSettings,
+    build_prompt,
+    fit_prompt,
+)
 
 CTX_STEP = 256  # llama.cpp pads the context to this; an unpadded n_ctx crashes later
+CHOICE_ALLOWANCE = 4  # tokens a letter choice may add to its prompt (the engine checks exactly)
 
 
 def round_ctx(n: int) -> int:
@@ -82,5 +91,38 @@ def prepare_prompts(
         warnings.append(
             f"a question can reach position {reach} (its prompt and the --max-tokens {budget} "
             f"budget), beyond the {trained_ctx} tokens the model was trained on; answers may degrade"
+        )
+    return prompts, n_ctx
+
+
+def prepare_letter_prompts(
+    todo: list[Question],
+    validation: Sequence[Question],
+    settings: PromptSettings,
+    *,
+    ctx: int | None,
+    render: ChatRenderer | None,
+    trained_ctx: int | None,
+    count_tokens: Callable[[str], int],
+    warnings: list[str],
+) -> tuple[dict[int, Prompt], int]:
+    """The letter-choice prompts (--method logprob) and the context to open. They are
+    never cut: the harness would drop their start, which no longer is the method."""
+    prompts = {
+        q.question_id: build_letter_prompt(q, validation, settings, render_chat=render)
+        for q in todo
+    }
+    counts = {qid: count_tokens(p.text) + CHOICE_ALLOWANCE for qid, p in prompts.items()}
+    longest = max(counts, key=counts.__getitem__)
+    n_ctx = round_ctx(ctx or counts[longest])
+    if counts[longest] > n_ctx:
+        raise PromptError(
+            f"question {longest} needs {counts[longest]} tokens with its answer letter, more "
+            f"than --ctx {ctx}; raise --ctx or leave it out (the context then fits every prompt)"
+        )
+    if trained_ctx and counts[longest] > trained_ctx:
+        warnings.append(
+            f"question {longest}'s prompt reaches position {counts[longest]}, beyond the "
+            f"{trained_ctx} tokens the model was trained on; its scores may degrade"
         )
     return prompts, n_ctx

@@ -14,64 +14,30 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mmlupro_local import __version__
-from mmlupro_local.config import PREFIX_CACHE_MAX_GB, prefix_cache_dir
-from mmlupro_local.datasets.dataset import EMBEDDED_NAME, Dataset, load_dataset
+from mmlupro_local.config import prefix_cache_dir
+from mmlupro_local.datasets.dataset import Dataset, load_dataset
 from mmlupro_local.datasets.questions import Question
-from mmlupro_local.datasets.sampling import SampleSpec, draw, shortfalls
+from mmlupro_local.datasets.sampling import draw, shortfalls
 from mmlupro_local.datasets.verify import verify
 from mmlupro_local.engine import Engine, EngineError, EngineSettings, Generation, Job
 from mmlupro_local.engine.prefix_cache import PrefixCache
-from mmlupro_local.engine.server import ServerSettings
-from mmlupro_local.errors import DatasetError, MmluProError
-from mmlupro_local.fitting import CTX_STEP, prepare_prompts, round_ctx
+from mmlupro_local.errors import DatasetError
+from mmlupro_local.fitting import prepare_letter_prompts, prepare_prompts, round_ctx
 from mmlupro_local.interrupts import first_interrupt_requests_stop
 from mmlupro_local.results.records import Identity, ResultRecord, RunHeader, SampleInfo
 from mmlupro_local.results.store import ResultsWriter, StoreError
+from mmlupro_local.run_config import MAX_PARALLEL as MAX_PARALLEL
+from mmlupro_local.run_config import RunConfig as RunConfig
+from mmlupro_local.run_config import RunConfigError as RunConfigError
+from mmlupro_local.run_config import budget_floor, identity, settle_think_budget
 from mmlupro_local.target import EngineFactory as EngineFactory
 from mmlupro_local.target import LocalModel, ServedModel
-from mmlupro_local.task.prompt import Prompt, PromptSettings
+from mmlupro_local.task.prompt import Prompt
 from mmlupro_local.task.scoring import result_record
-from mmlupro_local.task.settings import MAX_TOKENS, AnswerSettings
-from mmlupro_local.task.stopping import new_watchers
+from mmlupro_local.task.stopping import Watchers
 
-MAX_PARALLEL = 64
 SERVER_PARALLEL = 4  # requests in flight when a server does not report its slots
 Echo = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    model: Path | None  # a GGUF file; None with `server`
-    out: Path
-    server: ServerSettings | None = None  # evaluate the model a server serves instead
-    model_source: str = ""  # the hub reference it was downloaded from, if any
-    dataset: str = EMBEDDED_NAME
-    sample: SampleSpec = field(default_factory=SampleSpec)
-    prompt: PromptSettings = field(default_factory=PromptSettings)
-    answer: AnswerSettings = field(default_factory=AnswerSettings)
-    max_tokens: int = MAX_TOKENS
-    engine: EngineSettings = field(default_factory=lambda: EngineSettings(threads=1))
-    ctx: int | None = None  # None: fit the longest prompt and the budget
-    parallel: int = 1
-    prefix_cache: bool = True
-    memory_check: bool = True  # refuse a model and context larger than this machine's memory
-    prefix_cache_gb: float = PREFIX_CACHE_MAX_GB
-    command: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.max_tokens < 1:
-            raise RunConfigError("the generation budget must be at least 1 token")
-        if self.ctx is not None and self.ctx < CTX_STEP:
-            raise RunConfigError(f"the context must hold at least {CTX_STEP} tokens")
-        # 0: as many as the server serves at once (only with a server)
-        if not (1 if self.server is None else 0) <= self.parallel <= MAX_PARALLEL:
-            raise RunConfigError(f"parallel must be between 1 and {MAX_PARALLEL}")
-        if (self.model is None) == (self.server is None):
-            raise RunConfigError("give either a model file or a server, not both or neither")
-
-
-class RunConfigError(MmluProError):
-    """A run's settings contradict each other or are out of range."""
 
 
 @dataclass
@@ -90,39 +56,6 @@ class RunOutcome:
         return self.signum != 0
 
 
-def identity(
-    config: RunConfig, model_hash: str, dataset: Dataset, server: tuple[str, str] | None = None
-) -> Identity:
-    """The settings that change results: a results file resumes only under the same ones."""
-    g, e = config.answer, config.engine
-    local = Identity(
-        model_sha256=model_hash,
-        dataset_sha256=dataset.sha256,
-        style=config.prompt.style,
-        shots=config.prompt.shots,
-        strip_options=config.prompt.strip_options,
-        extract_mode=g.extract_mode,
-        strip_thinking=g.strip_thinking,
-        max_tokens=config.max_tokens,
-        stop=g.stop,
-        early_stop=g.early_stop,
-        batch=e.batch,
-        flash_attn=e.flash_attn,
-        kv_type=e.kv_type,
-        gpu_layers=e.gpu_layers,
-        parallel=config.parallel,
-        seed=config.sample.seed,
-        # how ggml splits the work among threads changes the order of its sums
-        threads=e.threads,
-        lookup=e.lookup,
-    )
-    if server is None:
-        return local
-    # the in-process settings mean nothing to a server
-    return replace(local, batch=0, flash_attn=False, kv_type="", gpu_layers=0, threads=None,
-                   lookup=0, server_url=server[0], server_model=server[1])  # fmt: skip
-
-
 def _check_dataset(dataset: Dataset) -> None:
     """A dataset that fails `dataset verify` would give wrong or endless runs."""
     errors = [f for f in verify(dataset) if f.severity == "error"]
@@ -133,11 +66,6 @@ def _check_dataset(dataset: Dataset) -> None:
             + f". See 'mmlupro-local dataset verify --dataset {dataset.name}', then import a "
             "corrected copy."
         )
-
-
-def budget_floor(config: RunConfig) -> int:
-    """A context no run of this config can be smaller than: the budget and a short prompt."""
-    return config.max_tokens + CTX_STEP
 
 
 def _default_engine(model: Path, settings: EngineSettings) -> Engine:
@@ -155,7 +83,7 @@ def open_target(config: RunConfig, engine_factory: EngineFactory | None = None) 
                            chat=config.prompt.style == "chat")  # fmt: skip
     assert config.model is not None
     return LocalModel(config.model, config.model_source, config.engine,
-                      engine_factory or _default_engine)  # fmt: skip
+                      engine_factory or _default_engine, config.chat_template)  # fmt: skip
 
 
 def _context(config: RunConfig, target: Target, warnings: list[str]) -> int | None:
@@ -188,12 +116,13 @@ def run(
     sample = draw(dataset.test, config.sample)
     target = open_target(config, engine_factory)
     try:
+        config, notes = settle_think_budget(config, target.template_thinks)
         if config.parallel == 0:
             slots = target.slots or SERVER_PARALLEL
             echo(f"--parallel auto: {slots} requests in flight ("
                  + ("the server's slots)" if target.slots else "the server does not say how many it serves at once)"))  # fmt: skip
             config = replace(config, parallel=slots)
-        return _run(config, dataset, sample, target, echo, progress)
+        return _run(config, dataset, sample, target, echo, progress, notes)
     finally:
         target.close()
 
@@ -205,10 +134,11 @@ def _run(
     target: Target,
     echo: Echo,
     progress: bool,
+    notes: list[str],
 ) -> RunOutcome:
     ident = identity(config, target.key, dataset, target.server)
     with ResultsWriter(config.out, ident) as writer:
-        warnings = list(writer.log.warnings)
+        warnings = [*writer.log.warnings, *notes]
         short = shortfalls(dataset.test, config.sample)
         if short:
             warnings.append(short)
@@ -229,20 +159,25 @@ def _run(
             try:
                 count = functools.lru_cache(maxsize=None)(engine.count_tokens)
                 render = target.renderer(engine) if config.prompt.style == "chat" else None
-                prompts, n_ctx = prepare_prompts(
-                    todo,
-                    dataset.validation,
-                    config.prompt,
-                    max_tokens=config.max_tokens,
-                    ctx=ctx,
-                    parallel=config.parallel,
-                    render=render,
-                    trained_ctx=target.trained_ctx,
-                    count_tokens=count if target.exact_counts else _estimate_tokens,
-                    warnings=warnings,
-                    pad=target.fixed_ctx is None,
-                    ctx_name="" if config.ctx else f"the server's context ({ctx} tokens)",
-                )
+                if config.method == "logprob":
+                    prompts, n_ctx = prepare_letter_prompts(
+                        todo, dataset.validation, config.prompt, ctx=config.ctx, render=render,
+                        trained_ctx=target.trained_ctx, count_tokens=count, warnings=warnings)  # fmt: skip
+                else:
+                    prompts, n_ctx = prepare_prompts(
+                        todo,
+                        dataset.validation,
+                        config.prompt,
+                        max_tokens=config.budget,
+                        ctx=ctx,
+                        parallel=config.parallel,
+                        render=render,
+                        trained_ctx=target.trained_ctx,
+                        count_tokens=count if target.exact_counts else _estimate_tokens,
+                        warnings=warnings,
+                        pad=target.fixed_ctx is None,
+                        ctx_name="" if config.ctx else f"the server's context ({ctx} tokens)",
+                    )
                 if config.memory_check:
                     target.check_memory(n_ctx, warnings)
                 target.check_cuts(max((p.text for p in prompts.values()), key=len), warnings)
@@ -274,7 +209,7 @@ def _run(
 
 def _job(prompt: Prompt, count: Callable[[str], int] | None) -> Job:
     return Job(prompt.text, prompt.prefix_chars, prompt.messages,
-               count(prompt.text) if count else None)  # fmt: skip
+               count(prompt.text) if count else None, prompt.choices)  # fmt: skip
 
 
 def _estimate_tokens(text: str) -> int:
@@ -384,15 +319,17 @@ def _generate_all(
         unit="q",
         dynamic_ncols=True,
     )
+    watchers = Watchers(config.answer, [job.text for job in jobs])
     with bar, first_interrupt_requests_stop() as stop:
+        if config.method == "logprob":
+            answers = engine.score_many(jobs, should_stop=stop.is_set)
+        else:
+            answers = engine.generate_many(jobs, max_tokens=config.budget, new_watcher=watchers,
+                                           should_stop=stop.is_set)  # fmt: skip
         try:
-            for index, generation in engine.generate_many(
-                jobs,
-                max_tokens=config.max_tokens,
-                new_watcher=new_watchers(config.answer, [job.text for job in jobs]),
-                should_stop=stop.is_set,
-            ):
+            for index, generation in answers:
                 question = todo[index]
+                watcher = watchers.made.pop(index, None)
                 if generation.error:  # nothing written: a rerun asks again
                     failed.append(f"question {question.question_id}: {generation.error}")
                     bar.update(1)
@@ -404,6 +341,8 @@ def _generate_all(
                     seed=config.sample.seed,
                     extract_mode=config.answer.extract_mode,
                     strip_thinking=config.answer.strip_thinking,
+                    thinking_tokens=watcher.thinking_tokens if watcher else 0,
+                    think_cut=watcher.think_cut if watcher else False,
                 )
                 writer.append_result(record)
                 written += 1

@@ -10,6 +10,7 @@ from typing import Any
 
 from mmlupro_local.engine import Engine, EngineSettings
 from mmlupro_local.engine.server import ServerSettings, server_engine
+from mmlupro_local.errors import MmluProError
 from mmlupro_local.model.fingerprint import model_record, model_sha256
 from mmlupro_local.model.gguf import GgufInfo, read_gguf
 from mmlupro_local.model.memory import check_fits, estimate, machine_memory
@@ -22,9 +23,12 @@ class LocalModel:
     """A GGUF file, hashed, checked against this machine's memory, loaded on demand."""
 
     def __init__(self, path: Path, source: str, settings: EngineSettings,
-                 factory: EngineFactory) -> None:  # fmt: skip
+                 factory: EngineFactory, chat_template: Path | None = None) -> None:  # fmt: skip
         self.path, self.source, self.settings, self.factory = path, source, settings, factory
         self.info: GgufInfo = read_gguf(path)
+        self.template_file = chat_template
+        self.template = read_template(chat_template) if chat_template else self.info.chat_template
+        self.template_thinks = template_thinks(self.template)
         self.key = model_sha256(path)  # the identity's model_sha256, the prefix cache's key
         self.server: tuple[str, str] | None = None
         self.fixed_ctx: int | None = None  # the run chooses the context it opens
@@ -33,7 +37,10 @@ class LocalModel:
         self.trained_ctx = self.info.get_int("context_length")
 
     def record(self) -> dict[str, Any]:
-        return {**model_record(self.info, self.key), "source": self.source or None}
+        record = {**model_record(self.info, self.key), "source": self.source or None}
+        if self.template_file is not None:
+            record["chat_template"] = str(self.template_file)
+        return record
 
     def check_memory(self, n_ctx: int, warnings: list[str]) -> None:
         need = estimate(self.info, n_ctx, self.settings.kv_type)
@@ -47,7 +54,7 @@ class LocalModel:
     def renderer(self, engine: Engine) -> ChatRenderer:
         from mmlupro_local.engine.chat import chat_renderer
 
-        return chat_renderer(self.info)
+        return chat_renderer(self.info, self.template)
 
     def check_cuts(self, longest: str, warnings: list[str]) -> None:
         """In-process, a prompt that does not fit is refused, never cut."""
@@ -71,6 +78,7 @@ class ServedModel:
         self.exact_counts = info.tokenize is not None and (info.chat_template or not chat)
         trained = info.details.get("n_ctx_train")
         self.trained_ctx = int(trained) if isinstance(trained, int) else None
+        self.template_thinks = False  # the server's template is the server's business
 
     def record(self) -> dict[str, Any]:
         info = self.engine.info
@@ -104,6 +112,25 @@ class ServedModel:
 
     def close(self) -> None:
         self.engine.close()
+
+
+def read_template(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"cannot read the chat template {path}: {exc}") from None
+    if not text.strip():
+        raise TemplateError(f"the chat template {path} is empty; give a Jinja template file")
+    return text
+
+
+def template_thinks(template: str | None) -> bool:
+    """A template that writes or opens think blocks belongs to a model that thinks."""
+    return bool(template) and "<think>" in str(template)
+
+
+class TemplateError(MmluProError):
+    """A --chat-template file that cannot be used."""
 
 
 def _plain_chat(messages: list[dict[str, str]]) -> str:

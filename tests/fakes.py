@@ -60,6 +60,12 @@ def question_of(prompt: str) -> str:
     return prompt.rsplit("Question:\n", 1)[-1].split("\nOptions:", 1)[0]
 
 
+def _pieces(text: str) -> list[str]:
+    """A scripted response's tokens: its words, each after the first with its space."""
+    words = text.split(" ")
+    return [words[0], *(" " + word for word in words[1:])]
+
+
 class FakeEngine:
     """Answers from a script: respond(prompt) -> text; can send itself `signum` (SIGINT
     by default) at call N."""
@@ -70,8 +76,15 @@ class FakeEngine:
         *,
         sigint_at: int | None = None,
         signum: int = signal.SIGINT,
+        after_forced: str = "B) it is.",
+        score: Callable[[str, tuple[str, ...]], Sequence[float]] | None = None,
     ) -> None:
         self.respond = respond or (lambda prompt: "Let's see. The answer is (A).")
+        self.after_forced = after_forced
+        # by default the third letter wins, the rest in falling order
+        self.score = score or (
+            lambda text, choices: [-abs(i - 2) - 1.0 for i in range(len(choices))]
+        )
         self.sigint_at = sigint_at
         self.signum = signum
         self.calls: list[str] = []
@@ -91,33 +104,54 @@ class FakeEngine:
     def generate_many(self, jobs: Sequence[Job], *, max_tokens: int, new_watcher: NewWatcher,
                       should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, Generation]]:  # fmt: skip
         for index, job in enumerate(jobs):
-            generation = self.generate(job.text, job.prefix_chars, new_watcher(index), should_stop)
+            generation = self.generate(job.text, job.prefix_chars, new_watcher(index), should_stop,
+                                       max_tokens=max_tokens)  # fmt: skip
             if generation.stop_reason == "interrupted":
                 return
             yield index, generation
+
+    def score_many(self, jobs: Sequence[Job], *,
+                   should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, Generation]]:  # fmt: skip
+        for index, job in enumerate(jobs):
+            if should_stop():
+                return
+            self.calls.append(job.text)
+            scores = tuple(self.score(job.text, job.choices))
+            yield index, Generation("", self.count_tokens(job.text), self.count_tokens(job.text[job.prefix_chars:]),
+                                    0, 0.01, 0.009, "scored", choice_logprobs=scores)  # fmt: skip
 
     def use_prefix_cache(self, cache: object, identity: str) -> None:
         self.prefix_cache = cache
 
     def generate(self, prompt: str, prefix_chars: int, watcher: Watcher,
-                 should_stop: Callable[[], bool] = lambda: False) -> Generation:  # fmt: skip
+                 should_stop: Callable[[], bool] = lambda: False, *,
+                 max_tokens: int = 10**9) -> Generation:  # fmt: skip
+        """Each word of the scripted response is a token; text the watcher forces is fed
+        as one token, followed by `after_forced`'s words instead of the rest."""
         self.calls.append(prompt)
         if self.sigint_at is not None and len(self.calls) == self.sigint_at:
             os.kill(os.getpid(), self.signum)
-        reason: StopReason = "length"
-        words = self.respond(prompt).split(" ")
-        for i, word in enumerate(words):
+        reason: StopReason = "eos"
+        pieces = _pieces(self.respond(prompt))
+        generated = forced = 0
+        while pieces:
             if should_stop():
                 reason = "interrupted"
                 break
-            stopped = watcher.feed(word if i == 0 else " " + word)
+            generated += 1
+            stopped = watcher.feed(pieces.pop(0))
             if stopped:
                 reason = stopped
                 break
-        else:
-            reason = "eos"
+            if generated >= max_tokens and pieces:
+                reason = "length"
+                break
+            text = watcher.take_forced()
+            if text:
+                pieces = [text, *_pieces(self.after_forced)]
+                forced = 1
         return Generation(watcher.text, self.count_tokens(prompt), self.count_tokens(prompt[prefix_chars:]),
-                          len(words), 0.01, 0.009, reason)  # fmt: skip
+                          generated, 0.01, 0.009, reason, forced_tokens=forced)  # fmt: skip
 
     def describe(self) -> dict[str, object]:
         return {"engine": "fake", "n_ctx": self.n_ctx}

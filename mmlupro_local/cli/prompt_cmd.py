@@ -10,6 +10,7 @@ from mmlupro_local.cli.dataset_cmds import dataset_option
 from mmlupro_local.datasets.dataset import load_dataset
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.model.source import model_path
+from mmlupro_local.task.letter_prompt import build_letter_prompt
 from mmlupro_local.task.prompt import (
     MAX_SHOTS,
     STYLES,
@@ -19,11 +20,18 @@ from mmlupro_local.task.prompt import (
     build_prompt,
     fit_prompt,
 )
-from mmlupro_local.task.settings import MAX_TOKENS
+from mmlupro_local.task.settings import MAX_TOKENS, METHODS, Method
 
 
 @click.command("prompt")
 @click.argument("question_ids", nargs=-1, required=True, type=int)
+@click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default="cot",
+    show_default=True,
+    help="logprob: the letter-choice prompt, each letter scored right after its end.",
+)
 @click.option(
     "--style",
     type=click.Choice(STYLES),
@@ -58,6 +66,7 @@ from mmlupro_local.task.settings import MAX_TOKENS
 @dataset_option
 def prompt(
     question_ids: tuple[int, ...],
+    method: Method,
     style: Style,
     shots: int,
     strip_options: bool,
@@ -74,6 +83,7 @@ def prompt(
       mmlupro-local prompt 70
       mmlupro-local prompt 70 71 --json
       mmlupro-local prompt 70 --style chat --model SmolLM2-135M-Instruct.Q4_1.gguf
+      mmlupro-local prompt 70 --method logprob --json
     """
     model = model_path(model_ref) if model_ref else None
     data = load_dataset(dataset_name)
@@ -90,6 +100,8 @@ def prompt(
         from mmlupro_local.model.gguf import read_gguf
 
         render = chat_renderer(read_gguf(model))
+    if method == "logprob" and ctx is not None:
+        raise click.UsageError("--ctx is for --method cot: letter-choice prompts are never cut")
     if ctx is not None and model is None:
         raise MmluProError("--ctx needs --model, to count tokens with its tokenizer")
     if ctx is not None and ctx <= max_tokens:
@@ -103,7 +115,9 @@ def prompt(
 
         count = load_token_counter(model)
     for qid in question_ids:
-        if count is not None and ctx is not None:
+        if method == "logprob":
+            built = build_letter_prompt(by_id[qid], data.validation, settings, render_chat=render)
+        elif count is not None and ctx is not None:
             built = fit_prompt(by_id[qid], data.validation, settings, count_tokens=count,
                                limit=ctx - max_tokens, render_chat=render)  # fmt: skip
         else:
@@ -111,9 +125,16 @@ def prompt(
         if as_json:
             click.echo(
                 json.dumps(
-                    {"question_id": qid, "prompt": built.text, "shots": built.shots},
+                    {
+                        "question_id": qid,
+                        "prompt": built.text,
+                        "shots": built.shots,
+                        **({"choices": list(built.choices)} if built.choices else {}),
+                    },
                     ensure_ascii=False,
                 )
             )
         else:
             click.echo(built.text)
+            if built.choices:  # what is scored comes right after the text, on stderr
+                click.echo(f"(scored right after the text: {' '.join(built.choices)})", err=True)

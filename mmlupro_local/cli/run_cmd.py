@@ -28,7 +28,7 @@ from mmlupro_local.results.report import load_report, render
 from mmlupro_local.runner import MAX_PARALLEL, EngineFactory, RunConfig, run
 from mmlupro_local.task.extract import EXTRACT_MODES, ExtractMode
 from mmlupro_local.task.prompt import MAX_SHOTS, STYLES, PromptSettings, Style
-from mmlupro_local.task.settings import MAX_TOKENS, AnswerSettings
+from mmlupro_local.task.settings import MAX_TOKENS, METHODS, THINK_BUDGET, AnswerSettings, Method
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
@@ -133,14 +133,36 @@ RESULTS_DIR = "mmlupro-results"
 
 
 def default_out(
-    model: Path, style: str, shots: int, seed: int, folder: Path = Path(RESULTS_DIR)
+    model: Path,
+    style: str,
+    shots: int,
+    seed: int,
+    folder: Path = Path(RESULTS_DIR),
+    method: str = "cot",
 ) -> Path:
-    return folder / f"{model.stem}.{style}.{shots}shot.seed{seed}.jsonl"
+    kind = "" if method == "cot" else f"{method}."
+    return folder / f"{model.stem}.{kind}{style}.{shots}shot.seed{seed}.jsonl"
 
 
 # options that shape the in-process engine; a server has its own flags for these
 IN_PROCESS_ONLY = ("threads", "gpu_layers", "batch", "flash_attn", "kv_type", "lookup",
-                   "prefix_cache", "memory_check", "hf_repo", "hf_file")  # fmt: skip
+                   "prefix_cache", "memory_check", "hf_repo", "hf_file", "chat_template",
+                   "think_budget")  # fmt: skip
+# options of generation, which --method logprob does not do
+GENERATION_ONLY = ("max_tokens", "extract_mode", "strip_thinking", "early_stop", "lookup",
+                   "think_budget", "parallel", "server")  # fmt: skip
+
+
+def _refuse_for_logprob() -> None:
+    ctx = click.get_current_context()
+    for name in GENERATION_ONLY:
+        if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
+            flag = "--" + name.replace("_", "-").replace("extract-mode", "extract")
+            raise click.UsageError(
+                f"{_where(name, flag)} is about generating answers; --method logprob generates "
+                "nothing (it scores each letter in one forward pass, in-process, one question "
+                "at a time). Leave it out, or use --method cot"
+            )
 
 
 def _server_settings(url: str, models: tuple[str, ...], server_model: str | None, timeout: float,
@@ -158,14 +180,15 @@ def _server_settings(url: str, models: tuple[str, ...], server_model: str | None
     return ServerSettings(url=url, model=server_model or "", timeout=timeout, retries=retries)
 
 
-def server_out(settings: ServerSettings, style: str, shots: int, seed: int, folder: Path) -> Path:
+def server_out(settings: ServerSettings, style: str, shots: int, seed: int, folder: Path,
+               method: str = "cot") -> Path:  # fmt: skip
     """The default results file for a server: named after the model asked for, else the
     server's host and port."""
     if settings.model:
         name = Path(settings.model).name.removesuffix(".gguf")
     else:
         name = settings.root.split("://", 1)[1].replace(":", "-").replace("/", "-")
-    return default_out(Path(f"{name}.gguf"), style, shots, seed, folder)
+    return default_out(Path(f"{name}.gguf"), style, shots, seed, folder, method)
 
 
 @click.command("run")
@@ -190,11 +213,25 @@ def server_out(settings: ServerSettings, style: str, shots: int, seed: int, fold
     "--seed", type=int, default=0, show_default=True, help="Sample seed (also seeds guesses)."
 )
 @click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default=RunConfig.method,
+    show_default=True,
+    help="cot: the official chain of thought, generated (the reference). logprob: the Open "
+    "LLM Leaderboard v2's 5-shot letter choice, each letter scored in one forward pass "
+    "(fast; comparable with the leaderboard's MMLU-Pro figures, not with cot's).",
+)
+@click.option(
     "--style",
     type=click.Choice(STYLES),
     default=PromptSettings.style,
     show_default=True,
     help="completion: official prompt; chat: the model's chat template.",
+)
+@click.option(
+    "--chat-template",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A Jinja chat template file to use instead of the model's (--style chat).",
 )
 @click.option("--shots", type=click.IntRange(0, MAX_SHOTS), default=MAX_SHOTS, show_default=True)
 @click.option(
@@ -220,9 +257,14 @@ def server_out(settings: ServerSettings, style: str, shots: int, seed: int, fold
 @click.option(
     "--max-tokens",
     type=click.IntRange(1),
-    default=MAX_TOKENS,
-    show_default=True,
-    help="Generation budget.",
+    help=f"Generation budget [default: {MAX_TOKENS}, plus the think budget when there is one].",
+)
+@click.option(
+    "--think-budget",
+    type=click.IntRange(0),
+    metavar="N",
+    help="Close a <think> block after N tokens and force the answer ('</think>', then 'The "
+    f"answer is ('); 0: never [default: {THINK_BUDGET} when the chat template thinks, else never].",
 )
 @click.option(
     "--early-stop/--no-early-stop",
@@ -327,8 +369,8 @@ def server_out(settings: ServerSettings, style: str, shots: int, seed: int, fold
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
 @dataset_option
 def run_cmd(models: tuple[str, ...], per_category: int | None, fraction: float | None, full: bool,
-            categories: tuple[str, ...], seed: int, style: Style, shots: int, strip_options: bool,
-            extract_mode: ExtractMode, strip_thinking: bool, max_tokens: int, early_stop: bool, ctx: int | None,
+            categories: tuple[str, ...], seed: int, method: Method, style: Style, chat_template: Path | None, shots: int, strip_options: bool,
+            extract_mode: ExtractMode, strip_thinking: bool, max_tokens: int | None, think_budget: int | None, early_stop: bool, ctx: int | None,
             threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, kv_type: KvType, parallel: str, lookup: int, prefix_cache: bool, memory_check: bool, server: str | None, server_model: str | None, request_timeout: float, retries: int, hf_repo: str | None, hf_file: str | None, out: str | None, out_dir: Path, progress: bool,
             dataset_name: str) -> None:  # fmt: skip
     """Evaluate MODELS (GGUF files, or hf://OWNER/REPO/FILE.gguf) on MMLU-Pro, or the
@@ -342,6 +384,8 @@ def run_cmd(models: tuple[str, ...], per_category: int | None, fraction: float |
     Examples:
       mmlupro-local run model.gguf --per-category 10
       mmlupro-local run model.gguf --fraction 0.1 --style chat
+      mmlupro-local run model.gguf --per-category 50 --method logprob
+      mmlupro-local run qwen3.gguf --per-category 5 --style chat --think-budget 2048
       mmlupro-local run model.gguf --full --out full.jsonl
       mmlupro-local run q8_0.gguf q4_k_m.gguf --per-category 20 --out-dir quant/
       mmlupro-local run hf://bartowski/SmolLM2-135M-Instruct-GGUF/*Q4_K_M.gguf --per-category 2
@@ -351,6 +395,13 @@ def run_cmd(models: tuple[str, ...], per_category: int | None, fraction: float |
     chosen = sum(x for x in (per_category is not None, fraction is not None, full))
     if chosen != 1:
         raise click.UsageError("choose exactly one of --per-category N, --fraction F or --full")
+    if method == "logprob":
+        _refuse_for_logprob()
+    if chat_template is not None and style != "chat":
+        raise click.UsageError(f"{_where('chat_template', '--chat-template')} is for --style chat")
+    if chat_template is not None and not chat_template.is_file():
+        raise click.BadParameter(f"{chat_template} is not a file",
+                                 param_hint=_where("chat_template", "--chat-template"))  # fmt: skip
     remote, targets = None, list[tuple[Path | None, str]]()  # (model file, its hub source)
     if server is not None:
         remote = _server_settings(server, models, server_model, request_timeout, retries)
@@ -365,15 +416,16 @@ def run_cmd(models: tuple[str, ...], per_category: int | None, fraction: float |
             "each gets its own file in --out-dir"
         )
     outs = [_out_path(out) if out is not None else
-            (server_out(remote, style, shots, seed, out_dir) if remote is not None
-             else default_out(p or Path(), style, shots, seed, out_dir)) for p, _ in targets]  # fmt: skip
+            (server_out(remote, style, shots, seed, out_dir, method) if remote is not None
+             else default_out(p or Path(), style, shots, seed, out_dir, method))
+            for p, _ in targets]  # fmt: skip
     clash = {o for o in outs if outs.count(o) > 1}
     if clash:
         raise click.UsageError(
             f"two models would write to {sorted(clash)[0]}: give files with different names"
         )
     path = targets[0][0]
-    n_parallel = parallel_value(parallel, path)
+    n_parallel = 1 if method == "logprob" else parallel_value(parallel, path)
     config = RunConfig(
         model=path,
         server=remote,
@@ -383,8 +435,10 @@ def run_cmd(models: tuple[str, ...], per_category: int | None, fraction: float |
         sample=SampleSpec(seed=seed, per_category=per_category, fraction=fraction, categories=categories),
         prompt=PromptSettings(style=style, shots=shots, strip_options=strip_options),
         answer=AnswerSettings(early_stop=early_stop, extract_mode=extract_mode,
-                              strip_thinking=strip_thinking),
+                              strip_thinking=strip_thinking, think_budget=think_budget),
         max_tokens=max_tokens,
+        method=method,
+        chat_template=chat_template,
         engine=EngineSettings(threads=threads or physical_cores(), gpu_layers=gpu_layers,
                               batch=batch, flash_attn=flash_attn, kv_type=kv_type,
                               lookup=lookup),

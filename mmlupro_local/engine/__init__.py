@@ -15,7 +15,8 @@ from typing import Literal, Protocol, get_args
 from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.errors import MmluProError
 
-StopReason = Literal["early", "stop", "eos", "length", "interrupted"]
+# "scored": no generation, the choices were scored (Engine.score_many)
+StopReason = Literal["early", "stop", "eos", "length", "interrupted", "scored"]
 KvType = Literal["f16", "q8_0", "q4_0"]
 KV_TYPES: tuple[KvType, ...] = get_args(KvType)
 # With --parallel, how many category prefixes may be in the KV cache at once. More did
@@ -72,6 +73,11 @@ class Watcher(Protocol):
         """Add generated text; a reason ("stop", "early") when generation should end."""
         ...
 
+    def take_forced(self) -> str:
+        """Text the engine must decode next as if it had generated it (a think budget
+        closing the block and leading into the answer), once; "" almost always."""
+        ...
+
 
 NewWatcher = Callable[[int], Watcher]  # a fresh watcher for the job at this index
 
@@ -83,6 +89,7 @@ class Job:
     # a server's chat endpoint gets the messages (its template renders them), not text
     messages: tuple[dict[str, str], ...] = ()
     tokens: int | None = None  # the prompt's length as counted beforehand, to check against
+    choices: tuple[str, ...] = ()  # score_many: the continuations to score after text
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,8 @@ class Generation:
     prompt_seconds: float = 0.0  # the part of decode_seconds spent reading the prompt
     reasoning: str = ""  # a server's separate reasoning field (a think block by another name)
     error: str = ""  # why this job has no usable answer (a server cut its prompt)
+    choice_logprobs: tuple[float, ...] = ()  # score_many: each choice's summed log-probability
+    forced_tokens: int = 0  # of generated_tokens, those the watcher forced (take_forced)
 
 
 def never_stop() -> bool:
@@ -121,6 +130,13 @@ class Engine(Protocol):
     ) -> Iterator[tuple[int, Generation]]:
         """(index, generation) for each job, in the order they finish; stops early,
         leaving the rest undone, once should_stop() is true."""
+        ...
+
+    def score_many(
+        self, jobs: Sequence[Job], *, should_stop: Callable[[], bool] = never_stop
+    ) -> Iterator[tuple[int, Generation]]:
+        """(index, scores) for each job in order: the log-probability of each of its
+        choices as the continuation of its text (one forward pass, no generation)."""
         ...
 
     def describe(self) -> dict[str, object]: ...

@@ -63,6 +63,8 @@ class _Slot:
     logit_at: int = -1  # this step's batch index of the slot's first logits row
     checking: list[int] = field(default_factory=list)  # guesses decoded this step
     prefix_decoded: int = 0  # prefix tokens decoded for this question (0: copied)
+    forcing: list[int] = field(default_factory=list)  # forced tokens still to take
+    forced: int = 0
 
 
 class BatchedDecoder:
@@ -290,7 +292,7 @@ class BatchedDecoder:
         guesses = slot.checking
         kept = 0
         for row in range(len(guesses) + 1):
-            token = self.ctx.sample(slot.logit_at + row)
+            token = slot.forcing.pop(0) if slot.forcing else self.ctx.sample(slot.logit_at + row)
             if self.model.is_end(token):
                 return "eos"
             slot.generated += 1
@@ -301,6 +303,11 @@ class BatchedDecoder:
                 return stopped
             if slot.generated >= max_tokens:
                 return "length"
+            forced = slot.watcher.take_forced()
+            if forced:  # the guesses after this token are moot
+                slot.forcing = self.model.tokenize(forced, bos=False)
+                slot.forced += len(slot.forcing)
+                confirmed = False
             if not confirmed:
                 break
             kept += 1
@@ -311,7 +318,8 @@ class BatchedDecoder:
         if slot.drafter is not None:
             slot.drafter.accepted(len(guesses), kept)
             slot.drafter.extend([*guesses[:kept], token])
-            slot.pending += slot.drafter.draft(max_tokens - slot.generated)
+            if not slot.forcing:
+                slot.pending += slot.drafter.draft(max_tokens - slot.generated)
         return None
 
     def _result(self, slot: _Slot, reason: StopReason) -> Generation:
@@ -327,6 +335,7 @@ class BatchedDecoder:
             stop_reason=reason,
             guessed_tokens=slot.guessed,
             prompt_seconds=slot.prompt_spent,
+            forced_tokens=slot.forced,
         )
 
 

@@ -16,9 +16,10 @@ ChatRenderer = Callable[[list[Message]], str]
 TEMPLATE_DATE = datetime(2025, 1, 1)
 
 
-def chat_renderer(info: GgufInfo) -> ChatRenderer:
-    """A function rendering messages with the model's own template, ready for generation."""
-    template = info.chat_template
+def chat_renderer(info: GgufInfo, template: str | None = None) -> ChatRenderer:
+    """A function rendering messages with the model's own template (or `template`, a
+    user's), ready for generation."""
+    template = template or info.chat_template
     if not template:
         raise EngineError(
             f"{info.path.name} has no chat template in its metadata", setting="chat_template"

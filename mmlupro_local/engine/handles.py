@@ -38,10 +38,11 @@ class LlamaModel:
         self._bos_text = bos_text
         self._piece = ctypes.create_string_buffer(256)
 
-    def tokenize(self, text: str) -> list[int]:
-        """Special tokens parsed; BOS added unless the text already starts with it."""
+    def tokenize(self, text: str, *, bos: bool = True) -> list[int]:
+        """Special tokens parsed; BOS added (as the model's metadata says) unless the
+        text already starts with it or `bos` is False (text that continues a sequence)."""
         data = text.encode("utf-8")
-        add_special = not (self._bos_text and text.startswith(self._bos_text))
+        add_special = bos and not (self._bos_text and text.startswith(self._bos_text))
         capacity = len(data) + 16
         for _ in range(2):
             buffer = (L.llama_token * capacity)()
@@ -198,3 +199,12 @@ def system_info() -> dict[str, Any]:
         "system_info": L.llama_print_system_info().decode("utf-8", "replace").strip(),
         "gpu_offload_supported": bool(L.llama_supports_gpu_offload()),
     }
+
+
+def log_softmax(logits: Any) -> Any:
+    """Log-probabilities (float64) from one row of float32 logits."""
+    import numpy as np
+
+    wide = logits.astype(np.float64)
+    top = wide.max()
+    return wide - top - np.log(np.exp(wide - top).sum())

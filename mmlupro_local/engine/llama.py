@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from mmlupro_local.engine import (
     EngineError,
@@ -31,7 +32,7 @@ from mmlupro_local.engine import (
     never_stop,
 )
 from mmlupro_local.engine.batched import BatchedDecoder
-from mmlupro_local.engine.handles import LlamaContext, LlamaModel, system_info
+from mmlupro_local.engine.handles import LlamaContext, LlamaModel, log_softmax, system_info
 from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.engine.prefixes import SavedPrefixes
 from mmlupro_local.model.gguf import read_gguf
@@ -159,11 +160,13 @@ class LlamaEngine:
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         reason: StopReason = "length"
         generated = 0
+        forcing: list[int] = []  # tokens the watcher forces, taken instead of sampling
+        forced = 0
         while generated < max_tokens:
             if should_stop():
                 reason = "interrupted"
                 break
-            token = ctx.sample()
+            token = forcing.pop(0) if forcing else ctx.sample()
             if self.model.is_end(token):
                 reason = "eos"
                 break
@@ -172,6 +175,10 @@ class LlamaEngine:
             if stopped:
                 reason = stopped
                 break
+            text = watcher.take_forced()
+            if text:
+                forcing = self.model.tokenize(text, bos=False)
+                forced += len(forcing)
             if generated < max_tokens:
                 spent += self._decode([token], len(self._kv), logits_last=True)
         if reason in ("length", "eos"):
@@ -185,6 +192,7 @@ class LlamaEngine:
             decode_seconds=spent,
             stop_reason=reason,
             prompt_seconds=prompt_spent,
+            forced_tokens=forced,
         )
 
     def generate_many(
@@ -206,6 +214,63 @@ class LlamaEngine:
                 yield index, generation
             return
         yield from self._batched.run(jobs, max_tokens, new_watcher, should_stop)
+
+    def score_many(
+        self, jobs: Sequence[Job], *, should_stop: Callable[[], bool] = never_stop
+    ) -> Iterator[tuple[int, Generation]]:
+        for index, job in enumerate(jobs):
+            if should_stop():
+                return
+            yield index, self.score(job)
+
+    def score(self, job: Job) -> Generation:
+        """Each choice's summed log-probability as the continuation of job.text, split as
+        lm-evaluation-harness splits it: text + choice tokenized whole, the choice's
+        tokens being those past the count of the text's own tokens."""
+        began = time.perf_counter()
+        tokens, boundary = self.model.split_prompt(job.text, job.prefix_chars)
+        n = len(tokens)
+        wholes = [self.model.tokenize(job.text + choice) for choice in job.choices]
+        needed = max(len(whole) for whole in wholes)
+        if needed > self.settings.n_ctx:
+            raise EngineError(f"the prompt and its longest choice ({needed} tokens) do not fit "
+                              f"the context ({self.settings.n_ctx})", setting="n_ctx")  # fmt: skip
+        decoded, spent = 0, 0.0
+        first: dict[tuple[int, ...], Any] = {}  # context tokens -> log-probs of the next token
+        scores = []
+        for choice, whole in zip(job.choices, wholes, strict=True):
+            context, continuation = whole[:n], whole[n:]
+            if not continuation:
+                raise EngineError(f"the choice {choice!r} adds no token to the prompt")
+            if tuple(context) not in first:
+                shared = next((i for i, (a, b) in enumerate(zip(context, tokens[:boundary],
+                               strict=False)) if a != b), min(boundary, n - 1))  # fmt: skip
+                d, s = self._prepare(context, shared)
+                decoded, spent = decoded + d, spent + s
+                first[tuple(context)] = log_softmax(self._context().logits(-1, self.model.n_vocab))
+            total = float(first[tuple(context)][continuation[0]])
+            if len(continuation) > 1:  # rare: a choice of several tokens
+                total, extra = self._score_rest(continuation, n, total)
+                spent += extra
+            scores.append(total)
+        seconds = time.perf_counter() - began
+        return Generation(text="", prompt_tokens=n, decoded_prompt_tokens=decoded,
+                          generated_tokens=0, seconds=seconds, decode_seconds=spent,
+                          stop_reason="scored", prompt_seconds=spent,
+                          choice_logprobs=tuple(scores))  # fmt: skip
+
+    def _score_rest(self, continuation: list[int], start: int, total: float) -> tuple[float, float]:
+        """Add the log-probs of a choice's later tokens (decoded after the context, then
+        dropped again); returns the sum and the seconds spent."""
+        ctx = self._context()
+        before = ctx.decode_seconds
+        entries = [(t, start + i, 0, True) for i, t in enumerate(continuation[:-1])]
+        if not ctx.decode(entries):
+            raise EngineError(f"the context is full at position {start}", setting="n_ctx")
+        for row, token in enumerate(continuation[1:]):
+            total += float(log_softmax(ctx.logits(row, self.model.n_vocab))[token])
+        ctx.remove(0, start)
+        return total, ctx.decode_seconds - before
 
     def measure_throughput(
         self, widths: Sequence[int], guesses: int

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mmlupro_local.engine import EngineError, EngineSettings
-from mmlupro_local.engine.handles import LlamaContext, LlamaModel
+from mmlupro_local.engine.handles import LlamaContext, LlamaModel, log_softmax
 from mmlupro_local.model.gguf import read_gguf
 
 
@@ -46,8 +46,6 @@ class TeacherForcing:
     def log_probs(self, tokens: list[int], start: int) -> Iterator[tuple[int, Any]]:
         """For each position from `start` on: the token there, and the model's log-probs
         (float64, the whole vocabulary) for it given everything before."""
-        import numpy as np
-
         if start < 1:
             raise EngineError("teacher forcing needs at least one token before the answer")
         if self.ctx is None or self.ctx.n_ctx < len(tokens):
@@ -70,9 +68,7 @@ class TeacherForcing:
                 raise EngineError(f"no room for {len(tokens)} tokens", setting="n_ctx")
             for row, (_, position, _, wanted) in enumerate(entries):
                 if wanted:
-                    logits = ctx.logits(row, self.n_vocab).astype(np.float64)
-                    top = logits.max()
-                    yield tokens[position + 1], logits - top - np.log(np.exp(logits - top).sum())
+                    yield tokens[position + 1], log_softmax(ctx.logits(row, self.n_vocab))
 
     def close(self) -> None:
         if self.ctx is not None:

@@ -86,6 +86,7 @@ class Comparison:
     flips: tuple[Flip, ...] = ()
     noise: NoiseFloor | None = None
     modes: tuple[str, str] = ("", "")  # each run's engine mode
+    methods: tuple[str, str] = ("cot", "cot")  # each run's --method
 
     @property
     def within_noise(self) -> bool:
@@ -151,6 +152,7 @@ class Comparison:
             "a": self.a,
             "b": self.b,
             "modes": {"a": self.modes[0], "b": self.modes[1]},
+            "methods": {"a": self.methods[0], "b": self.methods[1]},
             "agreement": self.agreement.to_json(),
             "flips": [flip.to_json() for flip in self.flips],
             "noise_floor": self.noise.to_json() if self.noise else None,
@@ -191,6 +193,11 @@ def noise_floor(a: RunReport, other: RunReport) -> NoiseFloor:
             f"{other.path} is not a run of {a.label}'s model ({a.settings.get('model')}); "
             "a noise floor compares one model with itself in another engine mode"
         )
+    if a.settings.get("method") != other.settings.get("method"):
+        raise MmluProError(
+            f"{other.path} used --method {other.settings.get('method')} and {a.path} --method "
+            f"{a.settings.get('method')}; a noise floor compares one method in two engine modes"
+        )
     mode_a, mode_other = str(a.settings.get("mode")), str(other.settings.get("mode"))
     if mode_a == mode_other:
         raise MmluProError(
@@ -224,6 +231,7 @@ def compare(a: RunReport, b: RunReport, noise: RunReport | None = None) -> Compa
         flips=flips,
         noise=noise_floor(a, noise) if noise is not None else None,
         modes=(str(a.settings.get("mode")), str(b.settings.get("mode"))),
+        methods=(str(a.settings.get("method", "cot")), str(b.settings.get("method", "cot"))),
     )
 
 
@@ -248,6 +256,11 @@ def render_comparison(c: Comparison) -> str:
         f"\nA = {c.a}, B = {c.b}; {c.overall.disagreements} questions where they disagree."
     )
     lines.append(f"Same letter: {c.agreement.describe()}; {len(c.flips)} flipped predictions.")
+    if c.methods[0] != c.methods[1]:
+        lines.append(
+            f"The runs used different methods (A --method {c.methods[0]}, B --method "
+            f"{c.methods[1]}): the difference measures the method as much as the model."
+        )
     if c.modes[0] != c.modes[1]:
         lines.append(
             f"The runs differ in engine mode (A {c.modes[0]}, B {c.modes[1]}): that alone "

@@ -27,6 +27,8 @@ class Figures:
     decoded_prompt_tokens: int = 0
     generated_tokens: int = 0
     seconds: float = 0.0
+    thinking_tokens: int = 0  # of generated_tokens, inside think blocks
+    think_cut: int = 0  # think blocks the budget closed
 
     @property
     def accuracy(self) -> float:
@@ -71,6 +73,9 @@ class Figures:
             "prompt_tokens": self.prompt_tokens,
             "decoded_prompt_tokens": self.decoded_prompt_tokens,
             "generated_tokens": self.generated_tokens,
+            "thinking_tokens": self.thinking_tokens,
+            "answer_tokens": self.generated_tokens - self.thinking_tokens,
+            "think_cut": self.think_cut,
             "seconds": self.seconds,
         }
 
@@ -90,6 +95,8 @@ def figures(name: str, records: Sequence[Record]) -> Figures:
         decoded_prompt_tokens=sum(r.decoded_prompt_tokens for r in records),
         generated_tokens=sum(r.generated_tokens for r in records),
         seconds=sum(r.seconds for r in records),
+        thinking_tokens=sum(r.thinking_tokens for r in records),
+        think_cut=sum(r.think_cut for r in records),
     )
 
 

@@ -193,6 +193,21 @@ def _status(record: ResultRecord) -> str:
     return "correct" if record.correct else "wrong"
 
 
+def _summary(r: ResultRecord) -> str:
+    if r.option_logprobs:
+        return "letters scored"
+    cut = ", think block cut" if r.think_cut else ""
+    return f"{r.generated_tokens} tokens, {escape(r.stop_reason)}{cut}"
+
+
+def _response(r: ResultRecord) -> str:
+    """The text, or for scored letters each letter's log-probability, highest first."""
+    if r.option_logprobs:
+        ranked = sorted(r.option_logprobs.items(), key=lambda item: -item[1])
+        return "\n".join(f"{letter}  {value:.4f}" for letter, value in ranked)
+    return r.response
+
+
 def _questions(reports: list[RunReport]) -> str:
     categories = sorted({r.category for report in reports for r in report.records})
     options = "".join(f'<option value="{escape(c)}">{escape(c)}</option>' for c in categories)
@@ -206,8 +221,8 @@ def _questions(reports: list[RunReport]) -> str:
                 f"<td>{escape(report.label)}</td><td>{r.question_id}</td><td>{escape(r.category)}</td>"
                 f"<td>{escape(r.answer)}</td><td>{escape(r.pred or '-')}{escape(guess)}</td>"
                 f'<td class="{status}">{status}</td><td>{r.level}</td>'
-                f"<td><details><summary>{r.generated_tokens} tokens, {escape(r.stop_reason)}</summary>"
-                f"<pre>{escape(r.response)}</pre></details></td></tr>"
+                f"<td><details><summary>{_summary(r)}</summary>"
+                f"<pre>{escape(_response(r))}</pre></details></td></tr>"
             )
     return (
         "<h2>Questions</h2><p>"

@@ -59,6 +59,9 @@ class Identity:
     # the in-process settings above do not apply to it
     server_url: str = ""
     server_model: str = ""
+    method: str = "cot"  # or "logprob" (the leaderboard's letter choice, nothing generated)
+    think_budget: int = 0  # think blocks closed after this many tokens; 0: never
+    chat_template: str = ""  # the sha256 of a --chat-template file used instead of the model's
 
     @property
     def model_key(self) -> str:
@@ -90,21 +93,27 @@ class Identity:
         engine["parallel"] = self.parallel
         if self.lookup:  # absent (files before it existed) means off
             engine["lookup"] = self.lookup
+        generation: dict[str, Any] = {
+            "decoding": "greedy" if self.method == "cot" else "none: each choice scored",
+            "max_tokens": self.max_tokens,
+            "stop": self.stop,
+            "early_stop": self.early_stop,
+        }
+        if self.think_budget:  # absent (files before it existed) means none
+            generation["think_budget"] = self.think_budget
+        method = {"method": self.method} if self.method != "cot" else {}  # absent: cot
         return {
+            **method,
             "model_sha256": self.model_sha256,
             "dataset_sha256": self.dataset_sha256,
             "prompt": {
                 "style": self.style,
                 "shots": self.shots,
                 "strip_options": self.strip_options,
+                **({"chat_template_sha256": self.chat_template} if self.chat_template else {}),
             },
             "extraction": {"mode": self.extract_mode, "strip_thinking": self.strip_thinking},
-            "generation": {
-                "decoding": "greedy",
-                "max_tokens": self.max_tokens,
-                "stop": self.stop,
-                "early_stop": self.early_stop,
-            },
+            "generation": generation,
             # batching and kernels change the floating-point path, so greedy choices can flip
             "engine": engine,
             "seed": self.seed,
@@ -140,6 +149,9 @@ class Identity:
                 lookup=int(engine.get("lookup", 0)),
                 server_url=str(engine.get("server_url", "")),
                 server_model=str(engine.get("server_model", "")),
+                method=str(data.get("method", "cot")),
+                think_budget=int(generation.get("think_budget", 0)),
+                chat_template=str(prompt.get("chat_template_sha256", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SchemaError(f"the run record's identity is incomplete ({exc})") from exc
@@ -278,14 +290,24 @@ class ResultRecord:
     stop_reason: str = ""
     guessed_tokens: int = 0
     reasoning: str = ""  # a server's separate reasoning field, kept like a think block
+    thinking_tokens: int = 0  # of generated_tokens, those inside think blocks
+    think_cut: bool = False  # the think budget closed the block and forced the answer
+    option_logprobs: Mapping[str, float] = field(default_factory=dict)  # --method logprob
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)  # keys of later releases
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": "result"}
         for name in _RESULT_ORDER:
             data[name] = getattr(self, name)
+        # written only when they say something, so that other records stay as they were
         if self.reasoning:  # only servers with a reasoning field write it
             data["reasoning"] = self.reasoning
+        if self.thinking_tokens:
+            data["thinking_tokens"] = self.thinking_tokens
+        if self.think_cut:
+            data["think_cut"] = True
+        if self.option_logprobs:
+            data["option_logprobs"] = dict(self.option_logprobs)
         return {**data, **self.extra}
 
     @classmethod
@@ -307,6 +329,11 @@ class ResultRecord:
             if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise SchemaError(f"{name!r} is {json.dumps(value)[:40]}")
             values[name] = value
+        scores = values["option_logprobs"]
+        if not isinstance(scores, Mapping) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values()
+        ):
+            raise SchemaError(f"'option_logprobs' is {json.dumps(scores)[:40]}")
         extra = {k: v for k, v in data.items() if k not in _KNOWN}
         return cls(**values, extra=extra)
 
@@ -323,10 +350,11 @@ _OPTIONAL: dict[str, Any] = {
     "level": 0, "guess": None, "guess_correct": False, "shots": 0, "response": "",
     "thinking_chars": 0, "prompt_tokens": 0, "decoded_prompt_tokens": 0,
     "generated_tokens": 0, "seconds": 0.0, "decode_seconds": 0.0, "stop_reason": "",
-    "guessed_tokens": 0, "reasoning": "",
+    "guessed_tokens": 0, "reasoning": "", "thinking_tokens": 0, "think_cut": False,
+    "option_logprobs": {},
 }  # fmt: skip
 _RESULT_ORDER = ("question_id", "category", "answer", "pred", "level", "correct", "guess",
                  "guess_correct", "n_options", "shots", "response", "thinking_chars",
                  "prompt_tokens", "decoded_prompt_tokens", "generated_tokens", "seconds",
                  "decode_seconds", "stop_reason", "guessed_tokens")  # fmt: skip
-_KNOWN = {"type", "reasoning", *_RESULT_ORDER}
+_KNOWN = {"type", "reasoning", "thinking_tokens", "think_cut", "option_logprobs", *_RESULT_ORDER}

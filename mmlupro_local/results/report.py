@@ -81,6 +81,7 @@ def settings_of(header: RunHeader, latest: RunHeader) -> dict[str, Any]:
         "model": header.model.get("name"),
         "model_sha256": ident.model_sha256,
         "model_key": ident.model_key,
+        "method": ident.method,
         "mode": ident.mode,
         "quantization": header.model.get("quantization"),
         "architecture": header.model.get("architecture"),
@@ -91,6 +92,7 @@ def settings_of(header: RunHeader, latest: RunHeader) -> dict[str, Any]:
         "strip_options": ident.strip_options,
         "extract": ident.extract_mode,
         "max_tokens": ident.max_tokens,
+        "think_budget": ident.think_budget,
         "early_stop": ident.early_stop,
         "seed": ident.seed,
         "sample": latest.sample.description,
@@ -193,9 +195,16 @@ def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
     )
     rows.append(("guessed", [str(r.overall.guessed) for r in reports]))
     rows.append(("hit the token budget", [str(r.overall.hit_budget) for r in reports]))
+    if any(r.overall.thinking_tokens for r in reports):
+        rows.append(("thinking / answer tokens",
+                     [f"{r.overall.thinking_tokens}/{r.overall.generated_tokens - r.overall.thinking_tokens}"
+                      for r in reports]))  # fmt: skip
+        rows.append(("think blocks cut by the budget",
+                     [f"{r.overall.think_cut} (budget {r.settings.get('think_budget') or 'none'})"
+                      for r in reports]))  # fmt: skip
     rows.append(("whitespace-leak questions", [_cell(r.leak) for r in reports]))
     rows.append(("other questions", [_cell(r.rest) for r in reports]))
-    for key in ("model", "quantization", "style", "shots", "max_tokens", "sample"):
+    for key in ("model", "quantization", "method", "style", "shots", "max_tokens", "sample"):
         rows.append((key, [str(r.settings.get(key)) for r in reports]))
     rows.append(
         (

@@ -55,6 +55,7 @@ class Prompt:
     shots: int  # exemplars actually used (fewer than asked when the context forced it)
     prefix_chars: int  # text[:prefix_chars] is shared by every question of the category
     messages: tuple[Message, ...] = ()  # chat style: what the template rendered into text
+    choices: tuple[str, ...] = ()  # --method logprob: the continuations scored after text
 
 
 def exemplars(validation: Sequence[Question], category: str, k: int) -> list[Question]:
@@ -132,18 +133,22 @@ def build_prompt(
     if render_chat is None:
         raise PromptError("chat style needs the model's chat template (give --model)")
     messages = chat_messages(question, examples, strip=strip)
-    kept = tuple(dict(m) for m in messages)
+    text, marker = render_split(messages, render_chat)
+    return Prompt(question.question_id, text, len(examples), marker, tuple(messages))
+
+
+def render_split(messages: list[Message], render_chat: ChatRenderer) -> tuple[str, int]:
+    """The rendered text, and where the last message (the question) starts in it: what
+    comes before is shared by every question given the same earlier messages."""
     text = render_chat(messages)
-    # where the question starts in the rendered text: render once with a placeholder
-    messages[-1] = {"role": "user", "content": _SENTINEL}
-    placeholder = render_chat(messages)
+    placeholder = render_chat([*messages[:-1], {"role": "user", "content": _SENTINEL}])
     marker = placeholder.find(_SENTINEL)
     if marker < 0 or text[:marker] != placeholder[:marker]:
         raise PromptError(
             "the chat template puts question-dependent text before the question; "
             "it cannot share a prefix across questions"
         )
-    return Prompt(question.question_id, text, len(examples), marker, kept)
+    return text, marker
 
 
 def fit_prompt(

@@ -1,4 +1,5 @@
-"""Turning a generation into a result record: extraction, strict and guessed scoring."""
+"""Turning a generation into a result record: extraction, strict and guessed scoring;
+or, for scored choices (--method logprob), the choice of highest log-probability."""
 
 from __future__ import annotations
 
@@ -17,9 +18,13 @@ def result_record(
     seed: int,
     extract_mode: str,
     strip_thinking: bool,
+    thinking_tokens: int = 0,
+    think_cut: bool = False,
 ) -> ResultRecord:
-    extraction = extract_answer(generation.text, mode=extract_mode, strip_thinking=strip_thinking)
     n_options = len(question.choices)
+    if generation.choice_logprobs:
+        return _scored_record(question, prompt, generation)
+    extraction = extract_answer(generation.text, mode=extract_mode, strip_thinking=strip_thinking)
     guess = None
     if extraction.letter is None:
         guess = official_guess(question.question_id, n_options, seed)
@@ -45,4 +50,30 @@ def result_record(
         stop_reason=generation.stop_reason,
         guessed_tokens=generation.guessed_tokens,
         reasoning=generation.reasoning,
+        thinking_tokens=thinking_tokens,
+        think_cut=think_cut,
+    )
+
+
+def _scored_record(question: Question, prompt: Prompt, generation: Generation) -> ResultRecord:
+    scores = dict(zip(prompt.choices, generation.choice_logprobs, strict=True))
+    pred = max(scores, key=scores.__getitem__)  # the first of equal scores, as argmax does
+    return ResultRecord(
+        question_id=question.question_id,
+        category=question.category,
+        answer=question.answer,
+        pred=pred,
+        level=0,
+        correct=pred == question.answer,
+        guess=None,
+        guess_correct=False,
+        n_options=len(question.choices),
+        shots=prompt.shots,
+        response="",
+        prompt_tokens=generation.prompt_tokens,
+        decoded_prompt_tokens=generation.decoded_prompt_tokens,
+        seconds=round(generation.seconds, 4),
+        decode_seconds=round(generation.decode_seconds, 4),
+        stop_reason=generation.stop_reason,
+        option_logprobs=scores,
     )

@@ -5,11 +5,22 @@ its defaults from here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from mmlupro_local.task.extract import ExtractMode
 
 STOP = "Question:"  # the official stop string: the model starts a next question
 MAX_TOKENS = 2048  # the official generation budget
+# cot: the official generated chain of thought; logprob: the Open LLM Leaderboard v2's
+# letter choice scored by log-probability (task.letter_prompt)
+Method = Literal["cot", "logprob"]
+METHODS: tuple[Method, ...] = get_args(Method)
+# A template that thinks gets this think budget unless one is given, and the official
+# budget on top of it for the answer (a laptop's hour, not a GPU's, for one question).
+THINK_BUDGET = 4096
+# what closes a think block cut by the budget: the tag, then the official answer's
+# lead-in, so the next token is the letter (as llama.cpp's reasoning budget forces a close)
+FORCED_ANSWER = "\n</think>\n\nThe answer is ("
 
 
 @dataclass(frozen=True)
@@ -18,3 +29,6 @@ class AnswerSettings:
     early_stop: bool = True  # end once extraction level 1 has matched (lossless)
     extract_mode: ExtractMode = "first"
     strip_thinking: bool = True  # think blocks are neither searched nor stopped in
+    # close a think block after this many tokens; 0: never; None: THINK_BUDGET when the
+    # chat template thinks, else never (decided once the template is known)
+    think_budget: int | None = None

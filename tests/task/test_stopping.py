@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from mmlupro_local.task.settings import AnswerSettings
+from mmlupro_local.task.settings import FORCED_ANSWER, AnswerSettings
 from mmlupro_local.task.stopping import StopWatcher
 
 
@@ -46,3 +46,26 @@ def test_prompt_opened_think_block() -> None:
 def test_keep_thinking_lets_the_stop_string_fire() -> None:
     watcher = StopWatcher(AnswerSettings(strip_thinking=False, early_stop=False))
     assert feed_all(watcher, ["<think>Question:"]) == "stop"
+
+
+def test_thinking_is_counted_per_piece_and_a_budget_forces_the_answer_once() -> None:
+    watcher = StopWatcher(AnswerSettings(think_budget=3))
+    assert feed_all(watcher, ["Hmm", " <think>", " one", " two"]) is None
+    assert watcher.thinking_tokens == 3 and watcher.think_cut
+    assert watcher.take_forced() == FORCED_ANSWER and watcher.take_forced() == ""
+    # the forced text closes the block: what follows is the answer, found and stopped at
+    assert feed_all(watcher, [FORCED_ANSWER, "D", ")"]) == "early"
+    assert watcher.thinking_tokens == 3 and watcher.text.endswith("The answer is (D")
+
+
+def test_a_block_the_prompt_opened_counts_from_the_first_piece() -> None:
+    watcher = StopWatcher(AnswerSettings(think_budget=0), started_thinking=True)
+    feed_all(watcher, ["a", "b", "</th", "ink>", " The answer is (A)"])
+    assert watcher.thinking_tokens == 3 and not watcher.think_cut  # "</th" still inside
+    assert watcher.take_forced() == ""
+
+
+def test_a_closed_block_is_not_cut_and_tags_split_across_pieces_are_seen() -> None:
+    watcher = StopWatcher(AnswerSettings(think_budget=4))
+    feed_all(watcher, ["<th", "ink>", "x", "</think>", "a", "b", "c", "d", "e"])
+    assert watcher.thinking_tokens == 2 and not watcher.think_cut

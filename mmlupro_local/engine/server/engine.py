@@ -11,7 +11,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from mmlupro_local.engine import Generation, Job, NewWatcher, StopReason, Watcher, never_stop
+from mmlupro_local.engine import (
+    EngineError,
+    Generation,
+    Job,
+    NewWatcher,
+    StopReason,
+    Watcher,
+    never_stop,
+)
 from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.engine.server import RAISE_CONTEXT, ServerError, ServerSettings
 from mmlupro_local.engine.server.http import Json, ServerClient
@@ -102,6 +110,15 @@ class ServerEngine:
         self.client.close()
 
     # -- generation
+
+    def score_many(
+        self, jobs: Sequence[Job], *, should_stop: Callable[[], bool] = never_stop
+    ) -> Iterator[tuple[int, Generation]]:
+        raise EngineError(
+            "a server does not score choices here: --method logprob runs in-process (give "
+            "the GGUF file), since OpenAI-compatible servers differ in how, and whether, they "
+            "return a prompt's log-probabilities"
+        )
 
     def generate_many(
         self,

@@ -1,0 +1,112 @@
+"""End to end with SmolLM2-135M: --method logprob against a direct computation with
+llama.cpp's own logits, and a think budget cutting a block a chat template opened."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mmlupro_local.datasets.dataset import load_dataset
+from mmlupro_local.task.letter_prompt import build_letter_prompt
+from mmlupro_local.task.prompt import PromptSettings
+from mmlupro_local.task.settings import FORCED_ANSWER
+
+pytestmark = pytest.mark.e2e
+# SmolLM2's ChatML template, its generation prompt opening a think block
+THINKING_CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
+)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mmlupro_local", *args], capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
+
+
+def results(path: Path) -> list[dict[str, Any]]:
+    return [r for r in map(json.loads, path.read_text().splitlines()) if r["type"] == "result"]
+
+
+def direct_log_probs(model: Path, text: str, letters: tuple[str, ...]) -> dict[str, float]:
+    """Each letter's log-probability after `text`: one evaluation from an empty cache with
+    llama-cpp-python's Llama, the logits of the last position read with the C API."""
+    import llama_cpp
+    import numpy as np
+
+    llm = llama_cpp.Llama(model_path=str(model), n_ctx=2048, n_batch=512, n_threads=2,
+                          flash_attn=True, verbose=False)  # fmt: skip
+    try:
+        context = llm.tokenize(text.encode(), add_bos=True, special=True)
+        llm.eval(context)
+        row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+        logits = np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).astype(np.float64)
+        log_probs = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+        scores = {}
+        for letter in letters:
+            whole = llm.tokenize((text + letter).encode(), add_bos=True, special=True)
+            assert whole[: len(context)] == context and len(whole) == len(context) + 1
+            scores[letter] = float(log_probs[whole[-1]])
+        return scores
+    finally:
+        llm.close()
+
+
+def test_logprob_scores_are_the_models_own_log_probabilities(smollm2: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lp.jsonl"
+    done = cli("run", str(smollm2), "--method", "logprob", "--per-category", "1",
+               "--categories", "history,law,math", "--out", str(out), "--no-progress")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = results(out)
+    data = load_dataset()
+    by_id = {q.question_id: q for q in data.test}
+    for record in records:
+        question = by_id[record["question_id"]]
+        prompt = build_letter_prompt(question, data.validation, PromptSettings())
+        direct = direct_log_probs(smollm2, prompt.text, prompt.choices)
+        scores = record["option_logprobs"]
+        assert list(scores) == list(direct)
+        assert record["pred"] == max(direct, key=direct.__getitem__)
+        for letter, value in direct.items():  # other batch splits: a rounding apart
+            assert scores[letter] == pytest.approx(value, abs=2e-3), (record["question_id"], letter)
+        assert len(set(scores.values())) == len(scores)  # real, distinct scores
+    # the prefix (five math shots) is decoded once; later questions decode their own part
+    assert records[1]["decoded_prompt_tokens"] < records[1]["prompt_tokens"] - 500
+    # a rerun reproduces the file's answers exactly, from the prefix cache
+    again = tmp_path / "again.jsonl"
+    assert cli("run", str(smollm2), "--method", "logprob", "--per-category", "1",
+               "--categories", "history,law,math", "--out", str(again),
+               "--no-progress").returncode == 0  # fmt: skip
+    assert [r["option_logprobs"] for r in results(again)] == [r["option_logprobs"] for r in records]
+
+
+def test_a_think_budget_closes_the_block_and_forces_the_answer(
+    smollm2: Path, tmp_path: Path
+) -> None:
+    template = tmp_path / "thinking-chatml.jinja"
+    template.write_text(THINKING_CHATML)
+    runs = {}
+    for parallel in ("1", "2"):
+        out = tmp_path / f"p{parallel}.jsonl"
+        done = cli("run", str(smollm2), "--style", "chat", "--chat-template", str(template),
+                   "--think-budget", "24", "--max-tokens", "64", "--per-category", "1",
+                   "--categories", "history,law", "--parallel", parallel, "--out", str(out),
+                   "--no-progress")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        runs[parallel] = results(out)
+    for record in runs["1"]:
+        assert record["think_cut"] is True and record["thinking_tokens"] == 24
+        thinking, answer = record["response"].split(FORCED_ANSWER)
+        assert "</think>" not in thinking
+        assert record["pred"] == answer[0] and record["level"] == 1
+        assert record["stop_reason"] == "early"
+    print({r["question_id"]: (r["pred"], r["generated_tokens"]) for r in runs["1"]})
+    # the batched decoder forces the same way
+    assert [(r["thinking_tokens"], r["think_cut"]) for r in runs["2"]] == [(24, True)] * 2
+    assert [r["pred"] for r in runs["2"]] == [r["pred"] for r in runs["1"]]
