@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server demo test test-fast lint format bench bench-parallel bench-methods bench-dataset bench-extract dataset-check clean
+.PHONY: install llama-server demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-dataset bench-extract dataset-check clean
 
 install: $(STAMP)
 
@@ -69,6 +69,11 @@ bench-parallel: install
 # full-run time and accuracy of each.
 bench-methods: install
 	$(BIN)/python scripts/bench_methods.py
+
+# run's defaults against --reference and --parallel 4/8 with and without --lookup 16:
+# 70 questions (5 per category, seed 7), budget 512, cold cache each.
+bench-defaults: install
+	$(BIN)/python scripts/bench_defaults.py
 
 # Prints how long answer extraction takes on the 29,000 released responses and worst cases.
 bench-extract: install

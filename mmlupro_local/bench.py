@@ -16,6 +16,7 @@ from mmlupro_local.config import CACHE_ENV
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import EngineSettings, KvType
 from mmlupro_local.engine.server import ServerSettings
+from mmlupro_local.model.hardware import EngineMode
 from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.runner import RunConfig, run
 
@@ -148,11 +149,13 @@ def timed_runs(
     kv_type: KvType = "f16",
     lookup: int = 0,
     flash_attn: bool = True,
+    defaults: EngineMode | None = None,
 ) -> list[TimedRun]:
-    """--parallel 1 without the prefix cache (the reference mode: default settings), then
-    `parallel` with `kv_type` and `flash_attn`, a cold and a warm one, in a private,
-    empty cache; with `lookup`, once more warm with prompt-lookup decoding (same
-    attention mode: the cache holds prefixes per mode, so another would be cold)."""
+    """--parallel 1 without the prefix cache (the reference mode), then `parallel` with
+    `kv_type` and `flash_attn`, a cold and a warm one, in a private, empty cache; with
+    `lookup`, once more warm with prompt-lookup decoding (same attention mode: the cache
+    holds prefixes per mode, so another would be cold); then `defaults`, the mode `run`
+    chooses, in a cache of its own (cold)."""
     flags = f" --kv-type {kv_type}" if kv_type != "f16" else ""
     flags += "" if flash_attn else " --no-flash-attn"
     plans = [
@@ -171,6 +174,12 @@ def timed_runs(
                                max_tokens=budget, engine=engine, parallel=width,
                                prefix_cache=cache)  # fmt: skip
             runs.append(timed_run(name, config))
+    if defaults is not None:
+        with private_cache() as tmp:
+            engine = EngineSettings(threads=threads, lookup=defaults.lookup)
+            config = RunConfig(model=model, out=tmp / "defaults.jsonl", sample=spec,
+                               max_tokens=budget, engine=engine, parallel=defaults.parallel)  # fmt: skip
+            runs.append(timed_run(f"run's defaults ({defaults.flags}), cold cache", config))
     return runs
 
 

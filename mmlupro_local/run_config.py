@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from mmlupro_local.config import PREFIX_CACHE_MAX_GB
 from mmlupro_local.datasets.dataset import EMBEDDED_NAME, Dataset
@@ -14,11 +15,13 @@ from mmlupro_local.engine import EngineSettings
 from mmlupro_local.engine.server import ServerSettings
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.fitting import CTX_STEP
+from mmlupro_local.model.hardware import Backend, auto_mode
 from mmlupro_local.results.records import Identity
 from mmlupro_local.task.prompt import PromptSettings
 from mmlupro_local.task.settings import MAX_TOKENS, THINK_BUDGET, AnswerSettings, Method
 
 MAX_PARALLEL = 64
+AutoSetting = Literal["parallel", "lookup", "threads"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,11 @@ class RunConfig:
     engine: EngineSettings = field(default_factory=lambda: EngineSettings(threads=1))
     ctx: int | None = None  # None: fit the longest prompt and the budget
     parallel: int = 1
+    # settings the run decides (the rule, or the file it resumes): "parallel", "lookup",
+    # "threads"; the values above are then placeholders
+    auto: frozenset[AutoSetting] = frozenset()
+    mode_reason: str = ""  # how parallel, lookup and threads were chosen (recorded)
+    rule_bytes: int = 0  # the model size the rule reads (several models: the largest); 0: this one
     prefix_cache: bool = True
     memory_check: bool = True  # refuse a model and context larger than this machine's memory
     prefix_cache_gb: float = PREFIX_CACHE_MAX_GB
@@ -137,3 +145,39 @@ def settle_think_budget(config: RunConfig, template_thinks: bool) -> tuple[RunCo
         notes.append(f"--max-tokens {config.max_tokens} is not above --think-budget {budget}: "
                      "a model that thinks that long never reaches its answer")  # fmt: skip
     return config, notes
+
+
+def settle_mode(
+    config: RunConfig, *, backend: Backend, recorded: Identity | None
+) -> tuple[RunConfig, str]:
+    """Decide the settings left to the run: from the identity of the file it resumes, so
+    that a file finishes as it began whatever this machine is, else by the rule
+    (hardware.auto_mode). Returns the settled config and a line saying what was chosen."""
+    assert config.model is not None
+    auto, engine = config.auto, config.engine
+    # a missing file reads as 0 here; loading it says what is wrong
+    size = config.rule_bytes or (config.model.stat().st_size if config.model.is_file() else 0)
+    rule = auto_mode(backend, engine.threads, size, config.sample.per_category)
+    threads = engine.threads
+    if "threads" in auto and recorded is not None and recorded.threads is not None:
+        threads = recorded.threads
+    parallel = rule.parallel if "parallel" in auto else config.parallel
+    lookup = rule.lookup if "lookup" in auto else engine.lookup
+    decided = auto & {"parallel", "lookup"}
+    if config.method == "logprob":  # one question at a time, nothing generated
+        parallel, lookup, reason = 1, 0, "--method logprob scores one question at a time"
+        line = ""
+    elif not decided and threads == engine.threads:  # given flags (--reference...)
+        reason, line = "", ""
+    elif recorded is not None:
+        parallel = recorded.parallel if "parallel" in auto else parallel
+        lookup = recorded.lookup if "lookup" in auto else lookup
+        reason = f"as recorded in {config.out}, which this run resumes"
+        line = (f"engine mode: --parallel {parallel} --lookup {lookup} --threads {threads}, "
+                f"{reason} (the rule would choose {rule.flags} here now: {rule.reason})")  # fmt: skip
+    else:
+        reason = rule.reason
+        line = f"engine mode: --parallel {parallel} --lookup {lookup} ({reason})"
+    settled = replace(config, parallel=parallel, auto=frozenset(), mode_reason=reason,
+                      engine=replace(engine, lookup=lookup, threads=threads))  # fmt: skip
+    return settled, line

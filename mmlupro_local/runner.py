@@ -21,15 +21,16 @@ from mmlupro_local.datasets.sampling import draw, shortfalls
 from mmlupro_local.datasets.verify import verify
 from mmlupro_local.engine import Engine, EngineError, EngineSettings, Generation, Job
 from mmlupro_local.engine.prefix_cache import PrefixCache
-from mmlupro_local.errors import DatasetError
+from mmlupro_local.errors import DatasetError, MmluProError
 from mmlupro_local.fitting import prepare_letter_prompts, prepare_prompts, round_ctx
 from mmlupro_local.interrupts import first_interrupt_requests_stop
+from mmlupro_local.model.gguf import read_gguf
 from mmlupro_local.results.records import Identity, ResultRecord, RunHeader, SampleInfo
-from mmlupro_local.results.store import ResultsWriter, StoreError
+from mmlupro_local.results.store import ResultsWriter, StoreError, read_results
 from mmlupro_local.run_config import MAX_PARALLEL as MAX_PARALLEL
 from mmlupro_local.run_config import RunConfig as RunConfig
 from mmlupro_local.run_config import RunConfigError as RunConfigError
-from mmlupro_local.run_config import budget_floor, identity, settle_think_budget
+from mmlupro_local.run_config import budget_floor, identity, settle_mode, settle_think_budget
 from mmlupro_local.target import EngineFactory as EngineFactory
 from mmlupro_local.target import LocalModel, ServedModel
 from mmlupro_local.task.prompt import Prompt
@@ -114,6 +115,15 @@ def run(
     dataset = load_dataset(config.dataset)
     _check_dataset(dataset)
     sample = draw(dataset.test, config.sample)
+    if config.auto and config.model is not None:  # before the engine settings are handed on
+        from mmlupro_local.engine.handles import backend
+
+        read_gguf(config.model)  # a wrong file is named before any mode is chosen for it
+
+        config, line = settle_mode(config, backend=backend(config.engine.gpu_layers),
+                                   recorded=_recorded_identity(config.out))  # fmt: skip
+        if line:
+            echo(line)
     target = open_target(config, engine_factory)
     try:
         config, notes = settle_think_budget(config, target.template_thinks)
@@ -125,6 +135,18 @@ def run(
         return _run(config, dataset, sample, target, echo, progress, notes)
     finally:
         target.close()
+
+
+def _recorded_identity(path: Path) -> Identity | None:
+    """The identity of the results file a run would resume, if there is a readable one
+    (a broken file is for the writer to report)."""
+    if not path.is_file():
+        return None
+    try:
+        header = read_results(path).header
+    except MmluProError:
+        return None
+    return header.identity if header is not None else None
 
 
 def _run(
@@ -247,7 +269,10 @@ def _run_record(
             "source": dataset.meta.source,
             "revision": dataset.meta.revision,
         },
-        engine=engine.describe(),
+        engine={
+            **engine.describe(),
+            **({"mode_chosen": config.mode_reason} if config.mode_reason else {}),
+        },
         sample=SampleInfo(
             seed=spec.seed,
             per_category=spec.per_category,

@@ -92,6 +92,7 @@ class FakeEngine:
         self.closed = False
 
     def __call__(self, model: Path, settings: EngineSettings) -> FakeEngine:
+        self.settings = settings  # what the run handed the engine
         return self
 
     def count_tokens(self, text: str) -> int:

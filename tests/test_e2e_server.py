@@ -47,7 +47,9 @@ def server_and_local(url: str, model: Path, folder: Path, *args: str) -> tuple[A
     """The same run through the server and in-process: each one's records by question."""
     served = cli("run", "--server", url, *args, "--out", str(folder / "server.jsonl"))
     assert served.returncode == 0, served.stderr
-    local = cli("run", str(model), *args, "--out", str(folder / "local.jsonl"))
+    # in-process one question at a time, without lookup (the mode these pins were taken in)
+    mode = ["--lookup", "0"] + ([] if "--parallel" in args else ["--parallel", "1"])
+    local = cli("run", str(model), *args, *mode, "--out", str(folder / "local.jsonl"))
     assert local.returncode == 0, local.stderr
     a = {r["question_id"]: r for r in results(folder / "server.jsonl")}
     b = {r["question_id"]: r for r in results(folder / "local.jsonl")}

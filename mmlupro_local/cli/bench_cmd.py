@@ -17,7 +17,7 @@ from mmlupro_local.bench import (
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import KV_TYPES, KvType
 from mmlupro_local.engine.server import ServerSettings
-from mmlupro_local.model.hardware import physical_cores
+from mmlupro_local.model.hardware import auto_mode, physical_cores
 from mmlupro_local.model.source import model_path
 from mmlupro_local.results.figures import NO_FIGURE
 from mmlupro_local.runner import MAX_PARALLEL
@@ -127,9 +127,20 @@ def bench_cmd(
         return
     spec = SampleSpec(per_category=per_category)
     click.echo(f"timed runs: {per_category} per category (seed 0), budget {max_tokens}, early stop")
-    runs = timed_runs(path, threads, best, spec, max_tokens, kv_type, lookup, flash)
+    from mmlupro_local.engine.handles import backend
+
+    defaults = auto_mode(backend(-1), threads, path.stat().st_size, per_category)
+    runs = timed_runs(path, threads, best, spec, max_tokens, kv_type, lookup, flash, defaults)
     _table(runs, "--parallel 1")
     click.echo(f"peak resident memory: {peak_memory_mib():.0f} MiB")
+    # against the runs that also began with an empty prefix cache
+    mine = runs[-1]
+    fastest = min((r for r in runs if "warm" not in r.name), key=lambda r: r.wall)
+    verdict = ("the fastest cold run measured" if fastest is mine else
+               f"{mine.wall / fastest.wall - 1:.0%} slower than the fastest cold run measured "
+               f"({fastest.name}, {fastest.wall:.1f} s)")  # fmt: skip
+    click.echo(f"run's defaults here: {defaults.flags} ({defaults.reason}); "
+               f"{mine.wall:.1f} s, {verdict}")  # fmt: skip
 
 
 def _table(runs: list[TimedRun], base_name: str) -> None:

@@ -82,7 +82,8 @@ def divergence_cmd(reference: str, model: str, per_category: int | None, fractio
         prompt=PromptSettings(style=style, shots=shots),
         max_tokens=max_tokens,
         engine=settings,
-        parallel=parallel_value(parallel, ref_path),
+        parallel=parallel_value(parallel) or 1,
+        auto=frozenset({"parallel"}) if parallel_value(parallel) is None else frozenset(),
         command=tuple(sys.argv),
     )  # fmt: skip
     texts = reference_texts(config, results, echo=lambda t: click.echo(t, err=True),

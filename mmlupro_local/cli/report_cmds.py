@@ -9,7 +9,7 @@ import click
 from mmlupro_local.files import output_text
 from mmlupro_local.results.compare import compare, render_comparison, render_flips
 from mmlupro_local.results.html_report import render_html
-from mmlupro_local.results.report import FORMATS, load_report, render
+from mmlupro_local.results.report import FORMATS, load_report, mode_note, render
 
 results_argument = click.argument(
     "results", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
@@ -51,6 +51,9 @@ def report_cmd(results: tuple[Path, ...], fmt: str, html_out: Path | None) -> No
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)
     click.echo(render(reports, fmt))
+    note = mode_note(reports)
+    if note:
+        click.echo(f"note: {note}", err=True)
     if html_out is not None:
         comparison = None
         if len(reports) == 2 and reports[0].dataset_sha256 == reports[1].dataset_sha256:

@@ -20,11 +20,12 @@ from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import KV_TYPES, EngineSettings, KvType
 from mmlupro_local.engine.server import ServerSettings
 from mmlupro_local.interrupts import Terminated, signals_interrupt
-from mmlupro_local.model.hardware import auto_parallel, physical_cores
+from mmlupro_local.model.hardware import physical_cores
 from mmlupro_local.model.source import resolve_model
 from mmlupro_local.results.compare import compare, render_comparison
 from mmlupro_local.results.figures import category_figures, render_table
-from mmlupro_local.results.report import load_report, render
+from mmlupro_local.results.report import load_report, mode_note, render
+from mmlupro_local.run_config import AutoSetting
 from mmlupro_local.runner import MAX_PARALLEL, EngineFactory, RunConfig, run
 from mmlupro_local.task.extract import EXTRACT_MODES, ExtractMode
 from mmlupro_local.task.prompt import MAX_SHOTS, STYLES, PromptSettings, Style
@@ -80,20 +81,49 @@ def categories_callback(ctx: click.Context, param: click.Parameter, value: Any) 
     return names
 
 
-def parallel_value(value: str, model: Path | None) -> int:
+def number_or_auto(value: str, name: str, low: int, high: int) -> int | None:
+    """An option's number, or None for 'auto' (the run decides)."""
     if str(value).strip().lower() == "auto":
-        return auto_parallel(model) if model else 0  # 0: the server's slots
+        return None
+    flag = "--" + name
     try:
         number = int(value)
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is not a number or 'auto'", param_hint=_where("parallel", "--parallel")
+            f"{value!r} is not a number or 'auto'", param_hint=_where(name, flag)
         ) from None
-    if not 1 <= number <= MAX_PARALLEL:
-        raise click.BadParameter(
-            f"must be between 1 and {MAX_PARALLEL}", param_hint=_where("parallel", "--parallel")
-        )
+    if not low <= number <= high:
+        raise click.BadParameter(f"must be between {low} and {high}", param_hint=_where(name, flag))
     return number
+
+
+def parallel_value(value: str) -> int | None:
+    return number_or_auto(value, "parallel", 1, MAX_PARALLEL)
+
+
+def engine_mode(parallel: str, lookup: str, threads: int | None, reference: bool,
+                server: bool) -> tuple[int, int, frozenset[AutoSetting]]:  # fmt: skip
+    """(parallel, lookup, the settings left to the run) from the flags; --reference is
+    one question at a time without lookup."""
+    ctx = click.get_current_context()
+    auto = set[AutoSetting]()
+    if threads is None and not server:  # physical cores, or what a resumed file used
+        auto.add("threads")
+    if reference:
+        for name in ("parallel", "lookup"):
+            if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
+                raise click.UsageError(f"--reference is --parallel 1 --lookup 0: leave out "
+                                       f"{_where(name, '--' + name)}")  # fmt: skip
+        return 1, 0, frozenset(auto)
+    n_parallel, n_lookup = parallel_value(parallel), number_or_auto(lookup, "lookup", 0, 64)
+    if n_parallel is None and not server:
+        auto.add("parallel")
+    if n_lookup is None:
+        auto.add("lookup")
+    # with a server, 'auto' parallel (0) is its slots; lookup means nothing to it
+    if server:
+        auto.clear()
+    return n_parallel or (0 if server else 1), n_lookup or 0, frozenset(auto)
 
 
 def _engine_factory() -> EngineFactory | None:
@@ -308,19 +338,25 @@ def server_out(settings: ServerSettings, style: str, shots: int, seed: int, fold
 )
 @click.option(
     "--parallel",
-    default="1",
+    default="auto",
     show_default=True,
-    help="Questions decoded together: a number, or 'auto' (a rule on backend and model size).",
+    help="Questions decoded together: a number, or 'auto' (a rule on backend, cores, model "
+    "size and questions per category; a resumed file keeps what it recorded).",
 )
 @click.option(
     "--lookup",
-    type=click.IntRange(0, 64),
-    default=EngineSettings.lookup,
+    default="auto",
     show_default=True,
-    metavar="N",
-    help="Prompt-lookup decoding: check up to N guessed tokens per step (copied from where "
-    "the last tokens occurred before); fast on repetitive answers. Like --parallel, not "
-    "bit-identical to 0 (off, the reference).",
+    metavar="N|auto",
+    help="Prompt-lookup decoding: check up to N (0-64) guessed tokens per step (copied from "
+    "where the last tokens occurred before); fast on repetitive answers. 'auto': the same "
+    "rule as --parallel.",
+)
+@click.option(
+    "--reference",
+    is_flag=True,
+    help="One question at a time without lookup (--parallel 1 --lookup 0): bit-stable with "
+    "files of releases before the fast defaults.",
 )
 @click.option(
     "--prefix-cache/--no-prefix-cache",
@@ -371,7 +407,7 @@ def server_out(settings: ServerSettings, style: str, shots: int, seed: int, fold
 def run_cmd(models: tuple[str, ...], per_category: int | None, fraction: float | None, full: bool,
             categories: tuple[str, ...], seed: int, method: Method, style: Style, chat_template: Path | None, shots: int, strip_options: bool,
             extract_mode: ExtractMode, strip_thinking: bool, max_tokens: int | None, think_budget: int | None, early_stop: bool, ctx: int | None,
-            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, kv_type: KvType, parallel: str, lookup: int, prefix_cache: bool, memory_check: bool, server: str | None, server_model: str | None, request_timeout: float, retries: int, hf_repo: str | None, hf_file: str | None, out: str | None, out_dir: Path, progress: bool,
+            threads: int | None, gpu_layers: int, batch: int, flash_attn: bool, kv_type: KvType, parallel: str, lookup: str, reference: bool, prefix_cache: bool, memory_check: bool, server: str | None, server_model: str | None, request_timeout: float, retries: int, hf_repo: str | None, hf_file: str | None, out: str | None, out_dir: Path, progress: bool,
             dataset_name: str) -> None:  # fmt: skip
     """Evaluate MODELS (GGUF files, or hf://OWNER/REPO/FILE.gguf) on MMLU-Pro, or the
     model a --server serves; results are saved as they come. Several models run one
@@ -425,7 +461,9 @@ def run_cmd(models: tuple[str, ...], per_category: int | None, fraction: float |
             f"two models would write to {sorted(clash)[0]}: give files with different names"
         )
     path = targets[0][0]
-    n_parallel = 1 if method == "logprob" else parallel_value(parallel, path)
+    n_parallel, n_lookup, auto = engine_mode(
+        parallel, lookup, threads, reference, remote is not None
+    )
     config = RunConfig(
         model=path,
         server=remote,
@@ -441,14 +479,18 @@ def run_cmd(models: tuple[str, ...], per_category: int | None, fraction: float |
         chat_template=chat_template,
         engine=EngineSettings(threads=threads or physical_cores(), gpu_layers=gpu_layers,
                               batch=batch, flash_attn=flash_attn, kv_type=kv_type,
-                              lookup=lookup),
+                              lookup=n_lookup),
         ctx=ctx,
         parallel=n_parallel,
+        auto=auto,
         prefix_cache=prefix_cache,
         memory_check=memory_check,
         command=tuple(sys.argv),
     )  # fmt: skip
-    configs = [replace(config, model=p, model_source=source, out=o)
+    # several models share one engine mode, chosen for the largest, so that their
+    # comparison is not confounded by it
+    largest = max((p.stat().st_size for p, _ in targets if p and p.is_file()), default=0)
+    configs = [replace(config, model=p, model_source=source, out=o, rule_bytes=largest)
                for (p, source), o in zip(targets, outs, strict=True)]  # fmt: skip
     for i, one in enumerate(configs):
         if len(configs) > 1:
@@ -514,6 +556,9 @@ def _summarize(paths: list[Path], names: list[str]) -> None:
     reports = [load_report(p, label=label) for p, label in zip(paths, labels, strict=True)]
     click.echo(f"\n== all {len(reports)} models (reference: {reports[0].label})")
     click.echo(render(reports, "table"))
+    note = mode_note(reports)
+    if note:
+        click.echo(f"note: {note}")
     for other in reports[1:]:
         click.echo(f"\n== {other.label} against {reports[0].label}")
         click.echo(render_comparison(compare(reports[0], other)))

@@ -6,6 +6,7 @@ it speaks in tokens, positions and sequences, never in ctypes."""
 from __future__ import annotations
 
 import ctypes
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import llama_cpp as L
 
 from mmlupro_local.engine import EngineError, EngineSettings, llamalog
+from mmlupro_local.model.hardware import Backend
 
 Entry = tuple[int, int, int, bool]  # token, position, sequence, wants logits
 _KV_TYPES = {"f16": L.GGML_TYPE_F16, "q8_0": L.GGML_TYPE_Q8_0, "q4_0": L.GGML_TYPE_Q4_0}
@@ -191,6 +193,13 @@ class LlamaContext:
             L.llama_sampler_free(self._sampler)
             L.llama_batch_free(self._batch)
             self.handle = None
+
+
+def backend(gpu_layers: int) -> Backend:
+    """Where the layers run: "cpu", or "metal" / "gpu" on a build that offloads them."""
+    if gpu_layers == 0 or not L.llama_supports_gpu_offload():
+        return "cpu"
+    return "metal" if sys.platform == "darwin" else "gpu"
 
 
 def system_info() -> dict[str, Any]:

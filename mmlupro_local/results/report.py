@@ -206,6 +206,7 @@ def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
     rows.append(("other questions", [_cell(r.rest) for r in reports]))
     for key in ("model", "quantization", "method", "style", "shots", "max_tokens", "sample"):
         rows.append((key, [str(r.settings.get(key)) for r in reports]))
+    rows.append(("engine mode", [str(r.settings.get("mode")) for r in reports]))
     rows.append(
         (
             "prompt / decoded / generated tokens",
@@ -237,6 +238,22 @@ def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
         )
     )
     return rows
+
+
+def mode_note(reports: list[RunReport]) -> str:
+    """A line when the runs differ in engine mode (or method), which alone flips some
+    greedy answers; "" when they do not."""
+    modes = {str(r.settings.get("mode")) for r in reports}
+    methods = {str(r.settings.get("method")) for r in reports}
+    notes = []
+    if len(methods) > 1:
+        notes.append(f"the runs used different methods ({', '.join(sorted(methods))}): their "
+                     "scores measure different things")  # fmt: skip
+    if len(modes) > 1:
+        notes.append("the runs differ in engine mode (--parallel, --lookup, --threads...): "
+                     "that alone flips some greedy answers; differences within the noise floor "
+                     "(README, 'compare --noise') are no evidence")  # fmt: skip
+    return "; ".join(notes)
 
 
 def render(reports: list[RunReport], fmt: str) -> str:

@@ -84,8 +84,9 @@ def test_compare_lists_flips_and_sets_a_difference_against_the_noise_floor(tmp_p
     q8, q4 = models(tmp_path)
     letters = {"q8": "A", "q4": "B"}
     paths = {name: tmp_path / f"{name}.jsonl" for name in ("a", "b", "a8")}
-    assert invoke(letters, "run", str(q8), *LAW3, "--out", str(paths["a"])).exit_code == 0
-    assert invoke(letters, "run", str(q4), *LAW3, "--out", str(paths["b"])).exit_code == 0
+    for model, name in ((q8, "a"), (q4, "b")):
+        run = invoke(letters, "run", str(model), *LAW3, "--reference", "--out", str(paths[name]))
+        assert run.exit_code == 0
     noisy = invoke(letters, "run", str(q8), *LAW3, "--parallel", "2", "--out", str(paths["a8"]))
     assert noisy.exit_code == 0
     result = CliRunner().invoke(main, ["compare", str(paths["a"]), str(paths["b"]), "--flips",
