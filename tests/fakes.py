@@ -134,7 +134,7 @@ class FakeEngine:
             os.kill(os.getpid(), self.signum)
         reason: StopReason = "eos"
         pieces = _pieces(self.respond(prompt))
-        generated = forced = 0
+        generated = 0
         while pieces:
             if should_stop():
                 reason = "interrupted"
@@ -150,9 +150,8 @@ class FakeEngine:
             text = watcher.take_forced()
             if text:
                 pieces = [text, *_pieces(self.after_forced)]
-                forced = 1
         return Generation(watcher.text, self.count_tokens(prompt), self.count_tokens(prompt[prefix_chars:]),
-                          generated, 0.01, 0.009, reason, forced_tokens=forced)  # fmt: skip
+                          generated, 0.01, 0.009, reason)  # fmt: skip
 
     def describe(self) -> dict[str, object]:
         return {"engine": "fake", "n_ctx": self.n_ctx}

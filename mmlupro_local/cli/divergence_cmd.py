@@ -72,6 +72,7 @@ def divergence_cmd(reference: str, model: str, per_category: int | None, fractio
         raise click.UsageError("choose exactly one of --per-category N, --fraction F or --full")
     ref_path, model_file = model_path(reference), model_path(model)
     settings = EngineSettings(threads=threads or physical_cores(), gpu_layers=gpu_layers)
+    n_parallel = parallel_value(parallel)  # None: 'auto', decided by the run
     config = RunConfig(
         model=ref_path,
         out=out or default_out(ref_path, style, shots, seed),
@@ -82,8 +83,8 @@ def divergence_cmd(reference: str, model: str, per_category: int | None, fractio
         prompt=PromptSettings(style=style, shots=shots),
         max_tokens=max_tokens,
         engine=settings,
-        parallel=parallel_value(parallel) or 1,
-        auto=frozenset({"parallel"}) if parallel_value(parallel) is None else frozenset(),
+        parallel=n_parallel or 1,
+        auto=frozenset({"parallel"}) if n_parallel is None else frozenset(),
         command=tuple(sys.argv),
     )  # fmt: skip
     texts = reference_texts(config, results, echo=lambda t: click.echo(t, err=True),

@@ -6,6 +6,7 @@ import os
 import shlex
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
@@ -105,15 +106,13 @@ def engine_mode(parallel: str, lookup: str, threads: int | None, reference: bool
                 server: bool) -> tuple[int, int, frozenset[AutoSetting]]:  # fmt: skip
     """(parallel, lookup, the settings left to the run) from the flags; --reference is
     one question at a time without lookup."""
-    ctx = click.get_current_context()
     auto = set[AutoSetting]()
     if threads is None and not server:  # physical cores, or what a resumed file used
         auto.add("threads")
     if reference:
-        for name in ("parallel", "lookup"):
-            if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
-                raise click.UsageError(f"--reference is --parallel 1 --lookup 0: leave out "
-                                       f"{_where(name, '--' + name)}")  # fmt: skip
+        given = _first_given(("parallel", "lookup"))
+        if given:
+            raise click.UsageError(f"--reference is --parallel 1 --lookup 0: leave out {given}")
         return 1, 0, frozenset(auto)
     n_parallel, n_lookup = parallel_value(parallel), number_or_auto(lookup, "lookup", 0, 64)
     if n_parallel is None and not server:
@@ -183,30 +182,37 @@ GENERATION_ONLY = ("max_tokens", "extract_mode", "strip_thinking", "early_stop",
                    "think_budget", "parallel", "server")  # fmt: skip
 
 
-def _refuse_for_logprob() -> None:
+def _first_given(names: Sequence[str]) -> str | None:
+    """How to name the first of these options the user gave (its flag, or the config key
+    it came from); None when all were left to their defaults."""
     ctx = click.get_current_context()
-    for name in GENERATION_ONLY:
+    for name in names:
         if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
-            flag = "--" + name.replace("_", "-").replace("extract-mode", "extract")
-            raise click.UsageError(
-                f"{_where(name, flag)} is about generating answers; --method logprob generates "
-                "nothing (it scores each letter in one forward pass, in-process, one question "
-                "at a time). Leave it out, or use --method cot"
-            )
+            param = next(p for p in ctx.command.params if p.name == name)
+            return _where(name, param.opts[0])
+    return None
+
+
+def _refuse_for_logprob() -> None:
+    given = _first_given(GENERATION_ONLY)
+    if given:
+        raise click.UsageError(
+            f"{given} is about generating answers; --method logprob generates nothing (it "
+            "scores each letter in one forward pass, in-process, one question at a time). "
+            "Leave it out, or use --method cot"
+        )
 
 
 def _server_settings(url: str, models: tuple[str, ...], server_model: str | None, timeout: float,
                      retries: int) -> ServerSettings:  # fmt: skip
-    ctx = click.get_current_context()
     if models:
         raise click.UsageError(f"give MODEL ({models[0]}) or --server, not both")
-    for name in IN_PROCESS_ONLY:
-        if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
-            flag = "--" + name.replace("_", "-")
-            raise click.UsageError(
-                f"{_where(name, flag)} applies to the in-process engine; with --server, "
-                "set it on the server (its own flags decide threads, offload and batching)"
-            )
+    given = _first_given(IN_PROCESS_ONLY)
+    if given:
+        raise click.UsageError(
+            f"{given} applies to the in-process engine; with --server, set it on the server "
+            "(its own flags decide threads, offload and batching)"
+        )
     return ServerSettings(url=url, model=server_model or "", timeout=timeout, retries=retries)
 
 

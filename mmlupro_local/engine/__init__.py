@@ -106,7 +106,6 @@ class Generation:
     reasoning: str = ""  # a server's separate reasoning field (a think block by another name)
     error: str = ""  # why this job has no usable answer (a server cut its prompt)
     choice_logprobs: tuple[float, ...] = ()  # score_many: each choice's summed log-probability
-    forced_tokens: int = 0  # of generated_tokens, those the watcher forced (take_forced)
 
 
 def never_stop() -> bool:

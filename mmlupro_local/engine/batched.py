@@ -64,7 +64,6 @@ class _Slot:
     checking: list[int] = field(default_factory=list)  # guesses decoded this step
     prefix_decoded: int = 0  # prefix tokens decoded for this question (0: copied)
     forcing: list[int] = field(default_factory=list)  # forced tokens still to take
-    forced: int = 0
 
 
 class BatchedDecoder:
@@ -306,7 +305,6 @@ class BatchedDecoder:
             forced = slot.watcher.take_forced()
             if forced:  # the guesses after this token are moot
                 slot.forcing = self.model.tokenize(forced, bos=False)
-                slot.forced += len(slot.forcing)
                 confirmed = False
             if not confirmed:
                 break
@@ -335,7 +333,6 @@ class BatchedDecoder:
             stop_reason=reason,
             guessed_tokens=slot.guessed,
             prompt_seconds=slot.prompt_spent,
-            forced_tokens=slot.forced,
         )
 
 

@@ -58,13 +58,8 @@ class LlamaModel:
         """The prompt's tokens, and how many of them belong to the shared prefix."""
         tokens = self.tokenize(prompt)
         prefix = self.tokenize(prompt[:prefix_chars]) if prefix_chars else []
-        boundary = 0
-        for x, y in zip(prefix, tokens, strict=False):
-            if x != y:
-                break
-            boundary += 1
         # the last prompt token must be decoded to get logits
-        return tokens, min(boundary, len(tokens) - 1)
+        return tokens, min(common_prefix(prefix, tokens), len(tokens) - 1)
 
     def piece(self, token: int) -> bytes:
         """The bytes of one token; a piece longer than the buffer grows it, never drops text."""
@@ -193,6 +188,16 @@ class LlamaContext:
             L.llama_sampler_free(self._sampler)
             L.llama_batch_free(self._batch)
             self.handle = None
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two sequences share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def backend(gpu_layers: int) -> Backend:

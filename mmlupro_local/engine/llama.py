@@ -32,7 +32,13 @@ from mmlupro_local.engine import (
     never_stop,
 )
 from mmlupro_local.engine.batched import BatchedDecoder
-from mmlupro_local.engine.handles import LlamaContext, LlamaModel, log_softmax, system_info
+from mmlupro_local.engine.handles import (
+    LlamaContext,
+    LlamaModel,
+    common_prefix,
+    log_softmax,
+    system_info,
+)
 from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.engine.prefixes import SavedPrefixes
 from mmlupro_local.model.gguf import read_gguf
@@ -161,7 +167,6 @@ class LlamaEngine:
         reason: StopReason = "length"
         generated = 0
         forcing: list[int] = []  # tokens the watcher forces, taken instead of sampling
-        forced = 0
         while generated < max_tokens:
             if should_stop():
                 reason = "interrupted"
@@ -178,7 +183,6 @@ class LlamaEngine:
             text = watcher.take_forced()
             if text:
                 forcing = self.model.tokenize(text, bos=False)
-                forced += len(forcing)
             if generated < max_tokens:
                 spent += self._decode([token], len(self._kv), logits_last=True)
         if reason in ("length", "eos"):
@@ -192,7 +196,6 @@ class LlamaEngine:
             decode_seconds=spent,
             stop_reason=reason,
             prompt_seconds=prompt_spent,
-            forced_tokens=forced,
         )
 
     def generate_many(
@@ -243,9 +246,8 @@ class LlamaEngine:
             if not continuation:
                 raise EngineError(f"the choice {choice!r} adds no token to the prompt")
             if tuple(context) not in first:
-                shared = next((i for i, (a, b) in enumerate(zip(context, tokens[:boundary],
-                               strict=False)) if a != b), min(boundary, n - 1))  # fmt: skip
-                d, s = self._prepare(context, shared)
+                # the prefix kept in the cache, as far as this context agrees with it
+                d, s = self._prepare(context, common_prefix(context, tokens[:boundary]))
                 decoded, spent = decoded + d, spent + s
                 first[tuple(context)] = log_softmax(self._context().logits(-1, self.model.n_vocab))
             total = float(first[tuple(context)][continuation[0]])

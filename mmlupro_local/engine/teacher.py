@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mmlupro_local.engine import EngineError, EngineSettings
-from mmlupro_local.engine.handles import LlamaContext, LlamaModel, log_softmax
+from mmlupro_local.engine.handles import LlamaContext, LlamaModel, common_prefix, log_softmax
 from mmlupro_local.model.gguf import read_gguf
 
 
@@ -54,11 +54,7 @@ class TeacherForcing:
         assert ctx is not None
         # texts of one category share their exemplars: keep the common part decoded
         # (both models see the same sequence of calls, so a model against itself is exact)
-        keep = 0
-        for a, b in zip(self._kv, tokens[: start - 1], strict=False):
-            if a != b:
-                break
-            keep += 1
+        keep = common_prefix(self._kv, tokens[: start - 1])
         ctx.remove(0, keep)
         self._kv = tokens[:-1]
         step = self.settings.batch
