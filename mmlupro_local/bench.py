@@ -39,6 +39,7 @@ class TimedRun:
     name: str
     wall: float
     records: list[ResultRecord]  # the run's results, in file order
+    warm: bool = False  # it began with its prefixes already in the prefix cache
 
     @property
     def decode(self) -> float:
@@ -68,10 +69,10 @@ class TimedRun:
         return 1 - self.decode / self.wall if self.wall else 0.0
 
 
-def timed_run(name: str, config: RunConfig) -> TimedRun:
+def timed_run(name: str, config: RunConfig, *, warm: bool = False) -> TimedRun:
     began = time.perf_counter()
     outcome = run(config, echo=lambda _: None, progress=False)
-    return TimedRun(name, time.perf_counter() - began, outcome.records)
+    return TimedRun(name, time.perf_counter() - began, outcome.records, warm)
 
 
 @contextmanager
@@ -158,22 +159,22 @@ def timed_runs(
     chooses, in a cache of its own (cold)."""
     flags = f" --kv-type {kv_type}" if kv_type != "f16" else ""
     flags += "" if flash_attn else " --no-flash-attn"
-    plans = [
-        ("--parallel 1, no prefix cache", 1, False, "f16", 0, True),
-        (f"--parallel {parallel}{flags}, cold cache", parallel, True, kv_type, 0, flash_attn),
-        (f"--parallel {parallel}{flags}, warm cache", parallel, True, kv_type, 0, flash_attn),
-    ]
+    plans = [  # name, parallel, prefix cache, warm, KV type, lookup, flash attention
+        ("--parallel 1, no prefix cache", 1, False, False, "f16", 0, True),
+        (f"--parallel {parallel}{flags}, cold cache", parallel, True, False, kv_type, 0, flash_attn),
+        (f"--parallel {parallel}{flags}, warm cache", parallel, True, True, kv_type, 0, flash_attn),
+    ]  # fmt: skip
     if lookup:
-        plans.append((f"--parallel {parallel}{flags} --lookup {lookup}, warm", parallel, True, kv_type, lookup, flash_attn))  # fmt: skip
+        plans.append((f"--parallel {parallel}{flags} --lookup {lookup}, warm", parallel, True, True, kv_type, lookup, flash_attn))  # fmt: skip
     runs: list[TimedRun] = []
     with private_cache() as tmp:
-        for name, width, cache, kind, guesses, flash in plans:
+        for name, width, cache, warm, kind, guesses, flash in plans:
             engine = EngineSettings(threads=threads, kv_type=kind, lookup=guesses,
                                     flash_attn=flash)  # fmt: skip
             config = RunConfig(model=model, out=tmp / f"{len(runs)}.jsonl", sample=spec,
                                max_tokens=budget, engine=engine, parallel=width,
                                prefix_cache=cache)  # fmt: skip
-            runs.append(timed_run(name, config))
+            runs.append(timed_run(name, config, warm=warm))
     if defaults is not None:
         with private_cache() as tmp:
             engine = EngineSettings(threads=threads, lookup=defaults.lookup)

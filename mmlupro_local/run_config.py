@@ -15,7 +15,7 @@ from mmlupro_local.engine import EngineSettings
 from mmlupro_local.engine.server import ServerSettings
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.fitting import CTX_STEP
-from mmlupro_local.model.hardware import Backend, auto_mode
+from mmlupro_local.model.hardware import Backend, EngineMode, auto_mode
 from mmlupro_local.results.records import Identity
 from mmlupro_local.task.prompt import PromptSettings
 from mmlupro_local.task.settings import MAX_TOKENS, THINK_BUDGET, AnswerSettings, Method
@@ -152,17 +152,18 @@ def settle_mode(
 ) -> tuple[RunConfig, str]:
     """Decide the settings left to the run: from the identity of the file it resumes, so
     that a file finishes as it began whatever this machine is, else by the rule
-    (hardware.auto_mode). Returns the settled config and a line saying what was chosen."""
+    (hardware.auto_mode). The model file must exist (run() reads it first). Returns the
+    settled config and a line saying what was chosen."""
     assert config.model is not None
     auto, engine = config.auto, config.engine
-    # a missing file reads as 0 here; loading it says what is wrong
-    size = config.rule_bytes or (config.model.stat().st_size if config.model.is_file() else 0)
+    size = config.rule_bytes or config.model.stat().st_size
     rule = auto_mode(backend, engine.threads, size, config.sample.per_category)
     threads = engine.threads
     if "threads" in auto and recorded is not None and recorded.threads is not None:
         threads = recorded.threads
-    parallel = rule.parallel if "parallel" in auto else config.parallel
-    lookup = rule.lookup if "lookup" in auto else engine.lookup
+    chosen: Identity | EngineMode = rule if recorded is None else recorded
+    parallel = chosen.parallel if "parallel" in auto else config.parallel
+    lookup = chosen.lookup if "lookup" in auto else engine.lookup
     decided = auto & {"parallel", "lookup"}
     if config.method == "logprob":  # one question at a time, nothing generated
         parallel, lookup, reason = 1, 0, "--method logprob scores one question at a time"
@@ -170,8 +171,6 @@ def settle_mode(
     elif not decided and threads == engine.threads:  # given flags (--reference...)
         reason, line = "", ""
     elif recorded is not None:
-        parallel = recorded.parallel if "parallel" in auto else parallel
-        lookup = recorded.lookup if "lookup" in auto else lookup
         reason = f"as recorded in {config.out}, which this run resumes"
         line = (f"engine mode: --parallel {parallel} --lookup {lookup} --threads {threads}, "
                 f"{reason} (the rule would choose {rule.flags} here now: {rule.reason})")  # fmt: skip

@@ -135,7 +135,7 @@ def bench_cmd(
     click.echo(f"peak resident memory: {peak_memory_mib():.0f} MiB")
     # against the runs that also began with an empty prefix cache
     mine = runs[-1]
-    fastest = min((r for r in runs if "warm" not in r.name), key=lambda r: r.wall)
+    fastest = min((r for r in runs if not r.warm), key=lambda r: r.wall)
     verdict = ("the fastest cold run measured" if fastest is mine else
                f"{mine.wall / fastest.wall - 1:.0%} slower than the fastest cold run measured "
                f"({fastest.name}, {fastest.wall:.1f} s)")  # fmt: skip

@@ -106,23 +106,25 @@ def engine_mode(parallel: str, lookup: str, threads: int | None, reference: bool
                 server: bool) -> tuple[int, int, frozenset[AutoSetting]]:  # fmt: skip
     """(parallel, lookup, the settings left to the run) from the flags; --reference is
     one question at a time without lookup."""
-    auto = set[AutoSetting]()
-    if threads is None and not server:  # physical cores, or what a resumed file used
-        auto.add("threads")
+    n_parallel: int | None
+    n_lookup: int | None
     if reference:
         given = _first_given(("parallel", "lookup"))
         if given:
             raise click.UsageError(f"--reference is --parallel 1 --lookup 0: leave out {given}")
-        return 1, 0, frozenset(auto)
-    n_parallel, n_lookup = parallel_value(parallel), number_or_auto(lookup, "lookup", 0, 64)
-    if n_parallel is None and not server:
+        n_parallel, n_lookup = 1, 0
+    else:
+        n_parallel, n_lookup = parallel_value(parallel), number_or_auto(lookup, "lookup", 0, 64)
+    if server:  # 'auto' parallel (0) is its slots; threads and lookup mean nothing to it
+        return n_parallel or 0, 0, frozenset()
+    auto = set[AutoSetting]()
+    if threads is None:  # physical cores, or what a resumed file used
+        auto.add("threads")
+    if n_parallel is None:
         auto.add("parallel")
     if n_lookup is None:
         auto.add("lookup")
-    # with a server, 'auto' parallel (0) is its slots; lookup means nothing to it
-    if server:
-        auto.clear()
-    return n_parallel or (0 if server else 1), n_lookup or 0, frozenset(auto)
+    return n_parallel or 1, n_lookup or 0, frozenset(auto)
 
 
 def _engine_factory() -> EngineFactory | None:

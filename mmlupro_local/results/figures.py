@@ -31,6 +31,10 @@ class Figures:
     think_cut: int = 0  # think blocks the budget closed
 
     @property
+    def answer_tokens(self) -> int:
+        return self.generated_tokens - self.thinking_tokens
+
+    @property
     def accuracy(self) -> float:
         return self.correct / self.n if self.n else 0.0
 
@@ -74,7 +78,7 @@ class Figures:
             "decoded_prompt_tokens": self.decoded_prompt_tokens,
             "generated_tokens": self.generated_tokens,
             "thinking_tokens": self.thinking_tokens,
-            "answer_tokens": self.generated_tokens - self.thinking_tokens,
+            "answer_tokens": self.answer_tokens,
             "think_cut": self.think_cut,
             "seconds": self.seconds,
         }

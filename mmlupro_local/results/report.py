@@ -197,7 +197,7 @@ def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
     rows.append(("hit the token budget", [str(r.overall.hit_budget) for r in reports]))
     if any(r.overall.thinking_tokens for r in reports):
         rows.append(("thinking / answer tokens",
-                     [f"{r.overall.thinking_tokens}/{r.overall.generated_tokens - r.overall.thinking_tokens}"
+                     [f"{r.overall.thinking_tokens}/{r.overall.answer_tokens}"
                       for r in reports]))  # fmt: skip
         rows.append(("think blocks cut by the budget",
                      [f"{r.overall.think_cut} (budget {r.settings.get('think_budget') or 'none'})"
