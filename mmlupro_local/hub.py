@@ -119,10 +119,13 @@ def download_model(repo: str, pattern: str, revision: str | None) -> Path:
         else:
             names = [pattern]
         local = [
-            Path(huggingface_hub.hf_hub_download(repo, name, revision=revision,
-                                                 local_files_only=cut_off is not None))
+            Path(
+                huggingface_hub.hf_hub_download(
+                    repo, name, revision=revision, local_files_only=cut_off is not None
+                )
+            )
             for name in names
-        ]  # fmt: skip
+        ]
     for path in local:
         _check_blob(path)
     return local[0]

@@ -17,11 +17,11 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from demo_model import smollm2
-from mmlupro_local.bench import TimedRun, private_cache, timed_run
 from mmlupro_local.datasets.sampling import SampleSpec
-from mmlupro_local.engine import EngineSettings
 from mmlupro_local.model.hardware import physical_cores
-from mmlupro_local.runner import RunConfig
+from mmlupro_local.run.request import RunRequest
+from mmlupro_local.run.targets.gguf import GgufSpec
+from mmlupro_local.studies.bench import TimedRun, private_cache, timed_run
 
 MODES = [("--parallel 4", 4, 0), ("--parallel 8", 8, 0), ("--parallel 4 --lookup 16", 4, 16),
          ("--parallel 8 --lookup 16", 8, 16)]  # fmt: skip
@@ -53,15 +53,15 @@ def main() -> None:
     runs: list[TimedRun] = []
     with private_cache() as shared:
         if args.warm:  # the prefixes' KV states do not depend on --parallel or --lookup
-            timed_run("fill", RunConfig(model=model, out=shared / "fill.jsonl", sample=spec,
-                                        max_tokens=1, engine=EngineSettings(threads=threads)))  # fmt: skip
+            fill = GgufSpec(path=model, threads=threads, lookup=0)
+            timed_run("fill", RunRequest(target=fill, out=shared / "fill.jsonl", sample=spec,
+                                         max_tokens=1, parallel=1))  # fmt: skip
         for name, width, lookup, auto in plans:
             with _cache(args.warm) as tmp:
-                config = RunConfig(model=model, out=tmp / f"{len(runs)}.jsonl", sample=spec,
-                                   max_tokens=args.max_tokens, parallel=width,
-                                   engine=EngineSettings(threads=threads, lookup=lookup),
-                                   auto=frozenset({"parallel", "lookup"}) if auto else frozenset())  # fmt: skip
-                run = timed_run(name, config)
+                target = GgufSpec(path=model, threads=threads, lookup=None if auto else lookup)
+                request = RunRequest(target=target, out=tmp / f"{len(runs)}.jsonl", sample=spec,
+                                     max_tokens=args.max_tokens, parallel=None if auto else width)  # fmt: skip
+                run = timed_run(name, request)
             runs.append(run)
             print(f"  {name}: {run.wall:.1f} s", flush=True)
     reference = runs[1]

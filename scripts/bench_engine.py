@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 from demo_model import smollm2
-from mmlupro_local.bench import TimedRun, private_cache, timed_run
 from mmlupro_local.datasets.dataset import load_dataset
 from mmlupro_local.datasets.sampling import SampleSpec, draw
-from mmlupro_local.engine import EngineSettings
-from mmlupro_local.fitting import round_ctx
+from mmlupro_local.engine import round_ctx
 from mmlupro_local.model.hardware import physical_cores
-from mmlupro_local.runner import RunConfig
+from mmlupro_local.run.request import RunRequest
+from mmlupro_local.run.targets.gguf import GgufSpec
+from mmlupro_local.studies.bench import TimedRun, private_cache, timed_run
 from mmlupro_local.task.extract import extract_answer
 from mmlupro_local.task.prompt import PromptSettings, build_prompt
 
@@ -45,10 +45,11 @@ def main() -> None:
 
     def engine_run(lookup: int) -> TimedRun:
         with private_cache() as tmp:
-            config = RunConfig(model=model, out=tmp / "r.jsonl", sample=SampleSpec(per_category=args.per_category),
-                               max_tokens=args.max_tokens,
-                               engine=EngineSettings(threads=threads, lookup=lookup))  # fmt: skip
-            return timed_run("engine", config)
+            target = GgufSpec(path=model, threads=threads, lookup=lookup)
+            request = RunRequest(target=target, out=tmp / "r.jsonl", parallel=1,
+                                 sample=SampleSpec(per_category=args.per_category),
+                                 max_tokens=args.max_tokens)  # fmt: skip
+            return timed_run("engine", request)
 
     engine = engine_run(0)
     engine_seconds, engine_preds = engine.wall, [r.pred for r in engine.records]

@@ -14,13 +14,13 @@ import argparse
 from pathlib import Path
 
 from demo_model import smollm2
-from mmlupro_local.bench import TimedRun, private_cache, timed_run
 from mmlupro_local.datasets.dataset import load_dataset
 from mmlupro_local.datasets.sampling import SampleSpec
-from mmlupro_local.engine import EngineSettings
 from mmlupro_local.model.hardware import physical_cores
 from mmlupro_local.results.stats import wilson
-from mmlupro_local.runner import RunConfig
+from mmlupro_local.run.request import RunRequest
+from mmlupro_local.run.targets.gguf import GgufSpec
+from mmlupro_local.studies.bench import TimedRun, private_cache, timed_run
 
 
 def main() -> None:
@@ -41,10 +41,11 @@ def main() -> None:
     runs: list[TimedRun] = []
     for method in ("logprob", "cot"):
         with private_cache() as tmp:
-            config = RunConfig(model=model, out=tmp / "r.jsonl", sample=spec, method=method,
-                               max_tokens=args.max_tokens if method == "cot" else None,
-                               engine=EngineSettings(threads=threads))  # fmt: skip
-            runs.append(timed_run(f"--method {method}", config))
+            target = GgufSpec(path=model, threads=threads, lookup=0)
+            request = RunRequest(target=target, out=tmp / "r.jsonl", sample=spec, method=method,
+                                 max_tokens=args.max_tokens if method == "cot" else None,
+                                 parallel=1)  # fmt: skip
+            runs.append(timed_run(f"--method {method}", request))
             print(f"  {method} done in {runs[-1].wall:.1f} s", flush=True)
     head = f"{'':<18}{'questions':>10}{'seconds':>9}{'q/min':>8}{'full run':>10}{'accuracy':>10}  95% CI"
     print(head)

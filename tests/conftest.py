@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import write_fake_model
+from fakes import FakeEngine, write_fake_model
 from mmlupro_local.datasets.dataset import Dataset, load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,3 +88,9 @@ def parquet_dir(embedded: Dataset, tmp_path_factory: pytest.TempPathFactory) -> 
         columns = {name: [q.as_row()[name] for q in rows] for name in schema.names}
         pq.write_table(pa.table(columns, schema=schema), directory / PARQUET_NAMES[split])
     return directory
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    """A scripted engine: the answer it gives each prompt (tests.fakes)."""
+    return FakeEngine()

@@ -1,14 +1,25 @@
-"""Test doubles: a scripted engine and tiny hand-made GGUF files."""
+"""Test doubles and helpers: a scripted engine, tiny hand-made GGUF files, the CLI run in
+this process, and reading a results file."""
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import signal
 import struct
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
+from click.testing import CliRunner, Result
+
+from mmlupro_local.cli import main
+from mmlupro_local.cli.options import CliState
 from mmlupro_local.engine import EngineSettings, Generation, Job, NewWatcher, StopReason, Watcher
+from mmlupro_local.run.request import RunRequest
+from mmlupro_local.run.targets.gguf import GgufSpec
 
 
 def gguf_bytes(
@@ -158,3 +169,58 @@ class FakeEngine:
 
     def close(self) -> None:
         self.closed = True
+
+
+def reference_request(model: Path, out: Path, **changes: Any) -> RunRequest:
+    """A run of a GGUF file one question at a time on one thread, without lookup (the
+    reference mode, pinned so that a scripted engine's answers do not depend on this
+    machine); `changes` are RunRequest fields, or GgufSpec fields by name."""
+    spec_fields = {f.name for f in fields(GgufSpec)}
+    spec = {k: changes.pop(k) for k in list(changes) if k in spec_fields}
+    target = GgufSpec(path=model, **{"threads": 1, "lookup": 0, **spec})
+    return RunRequest(target=target, out=out, **{"parallel": 1, **changes})
+
+
+def invoke(*args: str, engine: Callable[..., Any] | None = None) -> Result:
+    """The CLI in this process; `run` gets `engine` through the CLI's public seam."""
+    return CliRunner().invoke(main, list(args), obj=CliState(engine_factory=engine))
+
+
+def invoke_with(engine: Callable[..., Any], *args: str) -> Result:
+    return invoke(*args, engine=engine)
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    """A results file's records."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+LAW2 = ["--per-category", "2", "--categories", "law", "--no-progress"]
+
+
+def finished_run(model: Path, out: Path, engine: FakeEngine) -> Path:
+    """A results file of two law questions, run to the end."""
+    result = invoke_with(engine, "run", str(model), *LAW2, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+REAL_FDOPEN = os.fdopen
+
+
+class FullDisk:
+    """A file object whose writes fail as on a full disk, after writing some bytes."""
+
+    def __init__(self, fd: int, mode: str) -> None:
+        self.handle = REAL_FDOPEN(fd, mode)
+
+    def __enter__(self) -> FullDisk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()
+
+    def write(self, data: bytes) -> int:
+        self.handle.write(data[:100])
+        self.handle.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

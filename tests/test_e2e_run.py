@@ -17,8 +17,9 @@ import pytest
 
 from fakes import gguf_bytes
 from mmlupro_local.datasets.dataset import load_dataset
+from mmlupro_local.engine.mode import auto_mode
 from mmlupro_local.engine.tokenizer import load_token_counter
-from mmlupro_local.model.hardware import auto_mode, physical_cores
+from mmlupro_local.model.hardware import physical_cores
 from mmlupro_local.task.prompt import PromptSettings, build_prompt
 
 pytestmark = pytest.mark.e2e

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from mmlupro_local import __version__
+from mmlupro_local.cli.commands.bench import bench_cmd
+from mmlupro_local.cli.commands.cache import cache
+from mmlupro_local.cli.commands.dataset import dataset
+from mmlupro_local.cli.commands.divergence import divergence_cmd
+from mmlupro_local.cli.commands.model import model
+from mmlupro_local.cli.commands.prompt import prompt
+from mmlupro_local.cli.commands.report import compare_cmd, report_cmd
+from mmlupro_local.cli.commands.run import run_cmd
 from mmlupro_local.engine import EngineError
 from mmlupro_local.engine.server import RAISE_CONTEXT
 from mmlupro_local.errors import MmluProError
-from mmlupro_local.runner import EngineFactory
-
-
-@dataclass
-class CliState:
-    """What the commands share. A program embedding the CLI, or a test, may pass one
-    as `main(obj=CliState(...))`: `engine_factory` then makes the engine `run` uses."""
-
-    engine_factory: EngineFactory | None = None
-
 
 # what a user changes, by the engine setting an EngineError names
 ENGINE_REMEDIES = {
@@ -28,8 +25,10 @@ ENGINE_REMEDIES = {
     "flash_attn": "drop --no-flash-attn",
     "kv_type": "choose another --kv-type",
     "chat_template": "use --style completion",
-    "server": "check --server (the base URL, such as http://HOST:8080/v1) and that it is up",
-    "server_model": "choose --server-model",
+    "server_url": "give --server the server's base URL, such as http://127.0.0.1:8080/v1 "
+    "(without /chat/completions)",
+    "server": "is the server running? Check --server",
+    "server_model": "choose one with --server-model",
     "api_key": "set MMLUPRO_API_KEY (or OPENAI_API_KEY) to the server's API key",
     "timeout": "raise --request-timeout if the server is only slow",
     "server_ctx": RAISE_CONTEXT,
@@ -68,19 +67,15 @@ def main() -> None:
     """
 
 
-def _register() -> None:
-    from mmlupro_local.cli.bench_cmd import bench_cmd
-    from mmlupro_local.cli.cache_cmds import cache
-    from mmlupro_local.cli.dataset_cmds import dataset
-    from mmlupro_local.cli.divergence_cmd import divergence_cmd
-    from mmlupro_local.cli.model_cmds import model
-    from mmlupro_local.cli.prompt_cmd import prompt
-    from mmlupro_local.cli.report_cmds import compare_cmd, report_cmd
-    from mmlupro_local.cli.run_cmd import run_cmd
-
-    for command in (dataset, model, prompt, run_cmd, report_cmd, compare_cmd, divergence_cmd,
-                    cache, bench_cmd):  # fmt: skip
-        main.add_command(command)
-
-
-_register()
+for command in (
+    dataset,
+    model,
+    prompt,
+    run_cmd,
+    report_cmd,
+    compare_cmd,
+    divergence_cmd,
+    cache,
+    bench_cmd,
+):
+    main.add_command(command)

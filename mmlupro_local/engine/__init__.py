@@ -24,6 +24,12 @@ KV_TYPES: tuple[KvType, ...] = get_args(KvType)
 # 2, 319 s with 3; a step costs about the same, but the other batch shapes sent more
 # answers into loops to the budget (3,399 generated tokens with 1, 5,280 with 2).
 LIVE_PREFIXES = 1
+CTX_STEP = 256  # llama.cpp pads the context to this; an unpadded n_ctx crashes later
+MAX_LOOKUP = 64  # most prompt-lookup guesses a step may check
+
+
+def round_ctx(n: int) -> int:
+    return -(-n // CTX_STEP) * CTX_STEP
 
 
 class EngineError(MmluProError):

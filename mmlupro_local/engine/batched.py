@@ -146,8 +146,9 @@ class BatchedDecoder:
         began = time.perf_counter()
         pos = start
         for chunk in chunks:
-            entries = [(token, pos + i, seq, True)
-                       for seq in range(width) for i, token in enumerate(chunk)]  # fmt: skip
+            entries = [
+                (token, pos + i, seq, True) for seq in range(width) for i, token in enumerate(chunk)
+            ]
             if not self.ctx.decode(entries):
                 raise EngineError("the context is too small for the measurement", setting="n_ctx")
             pos += len(chunk)
@@ -246,8 +247,9 @@ class BatchedDecoder:
         if prefix_decoded is None:
             return None
         self.ctx.copy(self.template, seq)
-        slot = _Slot(seq, job, watcher, job.tokens[job.boundary :], job.boundary,
-                     time.perf_counter())  # fmt: skip
+        slot = _Slot(
+            seq, job, watcher, job.tokens[job.boundary :], job.boundary, time.perf_counter()
+        )
         if self.settings.lookup:
             slot.drafter = Drafter(job.tokens, self.settings.lookup)
         slot.prefix_decoded = prefix_decoded

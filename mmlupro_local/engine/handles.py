@@ -15,7 +15,7 @@ from typing import Any
 import llama_cpp as L
 
 from mmlupro_local.engine import EngineError, EngineSettings, llamalog
-from mmlupro_local.model.hardware import Backend
+from mmlupro_local.engine.mode import Backend
 
 Entry = tuple[int, int, int, bool]  # token, position, sequence, wants logits
 _KV_TYPES = {"f16": L.GGML_TYPE_F16, "q8_0": L.GGML_TYPE_Q8_0, "q4_0": L.GGML_TYPE_Q4_0}

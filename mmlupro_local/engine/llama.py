@@ -50,8 +50,12 @@ class LlamaEngine:
         token counts say how large it must be."""
         self.info = read_gguf(model)  # a wrong or truncated file fails here, clearly
         self.settings = settings
-        self.model = LlamaModel(model, settings.gpu_layers, architecture=self.info.architecture,
-                                bos_text=self.info.token("bos"))  # fmt: skip
+        self.model = LlamaModel(
+            model,
+            settings.gpu_layers,
+            architecture=self.info.architecture,
+            bos_text=self.info.token("bos"),
+        )
         self.ctx: LlamaContext | None = None
         self._parallel = 1
         self._batched: BatchedDecoder | None = None
@@ -97,8 +101,10 @@ class LlamaEngine:
         for offset in range(0, len(tokens), size):
             chunk = tokens[offset : offset + size]
             last = logits_last and offset + len(chunk) == len(tokens)
-            entries = [(token, start + offset + i, 0, last and i == len(chunk) - 1)
-                       for i, token in enumerate(chunk)]  # fmt: skip
+            entries = [
+                (token, start + offset + i, 0, last and i == len(chunk) - 1)
+                for i, token in enumerate(chunk)
+            ]
             try:
                 fitted = ctx.decode(entries)
             except EngineError:
@@ -210,8 +216,13 @@ class LlamaEngine:
         leaving the rest undone, once should_stop() is true."""
         if self._batched is None:
             for index, job in enumerate(jobs):
-                generation = self.generate(job.text, job.prefix_chars, max_tokens=max_tokens,
-                                           watcher=new_watcher(index), should_stop=should_stop)  # fmt: skip
+                generation = self.generate(
+                    job.text,
+                    job.prefix_chars,
+                    max_tokens=max_tokens,
+                    watcher=new_watcher(index),
+                    should_stop=should_stop,
+                )
                 if generation.stop_reason == "interrupted":
                     return
                 yield index, generation
@@ -236,8 +247,11 @@ class LlamaEngine:
         wholes = [self.model.tokenize(job.text + choice) for choice in job.choices]
         needed = max(len(whole) for whole in wholes)
         if needed > self.settings.n_ctx:
-            raise EngineError(f"the prompt and its longest choice ({needed} tokens) do not fit "
-                              f"the context ({self.settings.n_ctx})", setting="n_ctx")  # fmt: skip
+            raise EngineError(
+                f"the prompt and its longest choice ({needed} tokens) do not fit "
+                f"the context ({self.settings.n_ctx})",
+                setting="n_ctx",
+            )
         decoded, spent = 0, 0.0
         first: dict[tuple[int, ...], Any] = {}  # context tokens -> log-probs of the next token
         scores = []
@@ -256,10 +270,17 @@ class LlamaEngine:
                 spent += extra
             scores.append(total)
         seconds = time.perf_counter() - began
-        return Generation(text="", prompt_tokens=n, decoded_prompt_tokens=decoded,
-                          generated_tokens=0, seconds=seconds, decode_seconds=spent,
-                          stop_reason="scored", prompt_seconds=spent,
-                          choice_logprobs=tuple(scores))  # fmt: skip
+        return Generation(
+            text="",
+            prompt_tokens=n,
+            decoded_prompt_tokens=decoded,
+            generated_tokens=0,
+            seconds=seconds,
+            decode_seconds=spent,
+            stop_reason="scored",
+            prompt_seconds=spent,
+            choice_logprobs=tuple(scores),
+        )
 
     def _score_rest(self, continuation: list[int], start: int, total: float) -> tuple[float, float]:
         """Add the log-probs of a choice's later tokens (decoded after the context, then

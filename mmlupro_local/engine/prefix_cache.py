@@ -160,8 +160,14 @@ class PrefixCache:
     def info(self) -> CacheInfo:
         entries = self._entries()
         temps = self._temp_files()
-        return CacheInfo(self.directory, len(entries), sum(s for _, s, _ in entries),
-                         self.max_bytes, len(temps), sum(s for _, s, _ in temps))  # fmt: skip
+        return CacheInfo(
+            self.directory,
+            len(entries),
+            sum(s for _, s, _ in entries),
+            self.max_bytes,
+            len(temps),
+            sum(s for _, s, _ in temps),
+        )
 
     def clear(self) -> tuple[int, int]:
         """Delete every entry and every temporary file; (entries, temporary files)."""

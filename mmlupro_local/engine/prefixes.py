@@ -23,8 +23,15 @@ class SavedPrefixes:
 
     def _key(self, tokens: Sequence[int]) -> str:
         s = self.settings
-        return cache_key(self.identity, L.__version__, s.batch, s.flash_attn, s.gpu_layers,
-                         s.kv_type, list(tokens))  # fmt: skip
+        return cache_key(
+            self.identity,
+            L.__version__,
+            s.batch,
+            s.flash_attn,
+            s.gpu_layers,
+            s.kv_type,
+            list(tokens),
+        )
 
     def load(self, ctx: LlamaContext, tokens: Sequence[int], seq: int) -> bool:
         if self.cache is None or not tokens:

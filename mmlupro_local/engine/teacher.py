@@ -18,8 +18,12 @@ class TeacherForcing:
     def __init__(self, path: Path, settings: EngineSettings) -> None:
         self.info = read_gguf(path)
         self.settings = settings
-        self.model = LlamaModel(path, settings.gpu_layers, architecture=self.info.architecture,
-                                bos_text=self.info.token("bos"))  # fmt: skip
+        self.model = LlamaModel(
+            path,
+            settings.gpu_layers,
+            architecture=self.info.architecture,
+            bos_text=self.info.token("bos"),
+        )
         self.n_vocab = self.model.n_vocab
         self.ctx: LlamaContext | None = None
         self._kv: list[int] = []  # the tokens whose keys and values the context holds
@@ -59,7 +63,10 @@ class TeacherForcing:
         self._kv = tokens[:-1]
         step = self.settings.batch
         for begin in range(keep, len(tokens) - 1, step):
-            entries = [(tokens[p], p, 0, p >= start - 1) for p in range(begin, min(begin + step, len(tokens) - 1))]  # fmt: skip
+            entries = [
+                (tokens[p], p, 0, p >= start - 1)
+                for p in range(begin, min(begin + step, len(tokens) - 1))
+            ]
             if not ctx.decode(entries):
                 raise EngineError(f"no room for {len(tokens)} tokens", setting="n_ctx")
             for row, (_, position, _, wanted) in enumerate(entries):

@@ -136,8 +136,11 @@ def _cgroup_limit() -> tuple[int, int]:
     """(limit, usage) of this process's memory cgroup (v2, then v1); (0, 0) if none."""
     for limit_file, usage_file in (
         ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
-    ):  # fmt: skip
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
         try:
             text = Path(limit_file).read_text().strip()
             if text == "max":

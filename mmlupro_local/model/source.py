@@ -47,8 +47,10 @@ def resolve_model(model: str | None, hf_repo: str | None, hf_file: str | None) -
     if not (hf_repo or hf_file):
         return model_path(model) if model else None
     if not (hf_repo and hf_file):
-        raise HubError("--hf-repo and --hf-file go together, e.g. --hf-repo OWNER/REPO "
-                       "--hf-file '*Q4_K_M.gguf'")  # fmt: skip
+        raise HubError(
+            "--hf-repo and --hf-file go together, e.g. --hf-repo OWNER/REPO "
+            "--hf-file '*Q4_K_M.gguf'"
+        )
     if model:
         raise HubError(f"give MODEL ({model}) or --hf-repo/--hf-file, not both")
     repo, _, revision = hf_repo.removeprefix(HF_SCHEME).partition("@")

@@ -36,13 +36,21 @@ class Agreement:
 
     def describe(self) -> str:
         low, high = self.interval
-        return (f"{self.rate:.1%} ({self.same} of {self.n}), 95 % CI {low:.1%} to {high:.1%}"
-                if self.n else "no shared questions")  # fmt: skip
+        return (
+            f"{self.rate:.1%} ({self.same} of {self.n}), 95 % CI {low:.1%} to {high:.1%}"
+            if self.n
+            else "no shared questions"
+        )
 
     def to_json(self) -> dict[str, Any]:
         low, high = self.interval
-        return {"n": self.n, "same": self.same, "rate": self.rate if self.n else None,
-                "ci_low": low if self.n else None, "ci_high": high if self.n else None}  # fmt: skip
+        return {
+            "n": self.n,
+            "same": self.same,
+            "rate": self.rate if self.n else None,
+            "ci_low": low if self.n else None,
+            "ci_high": high if self.n else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -56,8 +64,13 @@ class Flip:
     pred_b: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"question_id": self.question_id, "category": self.category,
-                "answer": self.answer, "pred_a": self.pred_a, "pred_b": self.pred_b}  # fmt: skip
+        return {
+            "question_id": self.question_id,
+            "category": self.category,
+            "answer": self.answer,
+            "pred_a": self.pred_a,
+            "pred_b": self.pred_b,
+        }
 
 
 @dataclass(frozen=True)
@@ -70,9 +83,13 @@ class NoiseFloor:
     agreement: Agreement
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.label, "mode_a": self.mode_a, "mode_other": self.mode_other,
-                "agreement": self.agreement.to_json(),
-                "flip_rate": 1 - self.agreement.rate if self.agreement.n else None}  # fmt: skip
+        return {
+            "file": self.label,
+            "mode_a": self.mode_a,
+            "mode_other": self.mode_other,
+            "agreement": self.agreement.to_json(),
+            "flip_rate": 1 - self.agreement.rate if self.agreement.n else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -145,8 +162,16 @@ class Comparison:
 
     def to_json(self) -> dict[str, Any]:
         def figures(d: PairedDifference) -> dict[str, Any]:
-            return {"n": d.n, "only_a": d.only_a, "only_b": d.only_b, "disagreements": d.disagreements,
-                    "difference": d.difference, "ci_low": d.ci_low, "ci_high": d.ci_high, "p_value": d.p_value}  # fmt: skip
+            return {
+                "n": d.n,
+                "only_a": d.only_a,
+                "only_b": d.only_b,
+                "disagreements": d.disagreements,
+                "difference": d.difference,
+                "ci_low": d.ci_low,
+                "ci_high": d.ci_high,
+                "p_value": d.p_value,
+            }
 
         return {
             "a": self.a,
@@ -188,17 +213,17 @@ def _agreement(shared: list[tuple[ResultRecord, ResultRecord]]) -> Agreement:
 
 def noise_floor(a: RunReport, other: RunReport) -> NoiseFloor:
     """A against a run of the very same model in another engine mode."""
-    if a.settings.get("model_key") != other.settings.get("model_key"):
+    if a.identity.model_key != other.identity.model_key:
         raise MmluProError(
-            f"{other.path} is not a run of {a.label}'s model ({a.settings.get('model')}); "
+            f"{other.path} is not a run of {a.label}'s model ({a.first.model.get('name')}); "
             "a noise floor compares one model with itself in another engine mode"
         )
-    if a.settings.get("method") != other.settings.get("method"):
+    if a.method != other.method:
         raise MmluProError(
-            f"{other.path} used --method {other.settings.get('method')} and {a.path} --method "
-            f"{a.settings.get('method')}; a noise floor compares one method in two engine modes"
+            f"{other.path} used --method {other.method} and {a.path} --method "
+            f"{a.method}; a noise floor compares one method in two engine modes"
         )
-    mode_a, mode_other = str(a.settings.get("mode")), str(other.settings.get("mode"))
+    mode_a, mode_other = a.mode, other.mode
     if mode_a == mode_other:
         raise MmluProError(
             f"{a.path} and {other.path} ran in the same engine mode ({mode_a}); a noise floor "
@@ -219,8 +244,11 @@ def compare(a: RunReport, b: RunReport, noise: RunReport | None = None) -> Compa
     discordance = overall.disagreements / overall.n if overall.n else 0.5
     needed = questions_needed(discordance, DETECT)
     n_categories = max(1, len(categories))
-    flips = tuple(Flip(x.question_id, x.category, x.answer, x.pred, y.pred)
-                  for x, y in shared if x.pred != y.pred)  # fmt: skip
+    flips = tuple(
+        Flip(x.question_id, x.category, x.answer, x.pred, y.pred)
+        for x, y in shared
+        if x.pred != y.pred
+    )
     return Comparison(
         a.label,
         b.label,
@@ -230,16 +258,18 @@ def compare(a: RunReport, b: RunReport, noise: RunReport | None = None) -> Compa
         agreement=_agreement(shared),
         flips=flips,
         noise=noise_floor(a, noise) if noise is not None else None,
-        modes=(str(a.settings.get("mode")), str(b.settings.get("mode"))),
-        methods=(str(a.settings.get("method", "cot")), str(b.settings.get("method", "cot"))),
+        modes=(a.mode, b.mode),
+        methods=(a.method, b.method),
     )
 
 
 def render_flips(c: Comparison) -> str:
     lines = [f"{'id':>6} {'category':<18} {'answer':>6} {'A':>4} {'B':>4}"]
     for f in c.flips:
-        lines.append(f"{f.question_id:>6} {f.category:<18} {f.answer:>6} {f.pred_a or '-':>4} "
-                     f"{f.pred_b or '-':>4}")  # fmt: skip
+        lines.append(
+            f"{f.question_id:>6} {f.category:<18} {f.answer:>6} {f.pred_a or '-':>4} "
+            f"{f.pred_b or '-':>4}"
+        )
     return "\n".join(lines)
 
 

@@ -72,8 +72,22 @@ def _warnings(reports: list[RunReport]) -> str:
 
 
 def _settings(reports: list[RunReport]) -> str:
-    keys = ("model", "quantization", "architecture", "style", "shots", "strip_options", "extract",
-            "max_tokens", "early_stop", "seed", "sample", "dataset", "dataset_sha256", "tool_version")  # fmt: skip
+    keys = (
+        "model",
+        "quantization",
+        "architecture",
+        "style",
+        "shots",
+        "strip_options",
+        "extract",
+        "max_tokens",
+        "early_stop",
+        "seed",
+        "sample",
+        "dataset",
+        "dataset_sha256",
+        "tool_version",
+    )
     head = "".join(f"<th>{escape(r.label)}</th>" for r in reports)
     rows = "".join(
         f"<tr><th>{escape(k)}</th>"
@@ -177,8 +191,10 @@ def _flips(reports: list[RunReport], comparison: Comparison) -> str:
             f"<pre>{escape(run[f.question_id].response)}</pre></td>"
             for run, pred in ((a, f.pred_a), (b, f.pred_b))
         )
-        rows.append(f"<tr><td>{f.question_id}</td><td>{escape(f.category)}</td>"
-                    f"<td>{escape(f.answer)}</td>{cells}</tr>")  # fmt: skip
+        rows.append(
+            f"<tr><td>{f.question_id}</td><td>{escape(f.category)}</td>"
+            f"<td>{escape(f.answer)}</td>{cells}</tr>"
+        )
     return (
         f"<h2>Flipped predictions ({len(comparison.flips)})</h2>"
         '<table id="flips"><thead><tr><th>id</th><th>category</th><th>answer</th>'

@@ -10,6 +10,7 @@ from typing import Any
 
 from mmlupro_local.datasets.dataset import load_dataset
 from mmlupro_local.datasets.verify import leaks_answer
+from mmlupro_local.engine import EngineSettings
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.results.figures import (
     NO_FIGURE,
@@ -19,7 +20,7 @@ from mmlupro_local.results.figures import (
     macro_accuracy,
     percent,
 )
-from mmlupro_local.results.records import ResultRecord, RunHeader
+from mmlupro_local.results.records import Identity, ResultRecord, RunHeader
 from mmlupro_local.results.store import read_results
 
 FORMATS = ("table", "markdown", "json", "csv")
@@ -29,7 +30,8 @@ FORMATS = ("table", "markdown", "json", "csv")
 class RunReport:
     path: Path
     label: str
-    settings: dict[str, Any]
+    first: RunHeader  # the run record that decided the results (their identity)
+    latest: RunHeader  # the last session's (sample, engine, tool)
     records: list[ResultRecord]
     categories: list[Figures]
     overall: Figures
@@ -39,12 +41,52 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def identity(self) -> Identity:
+        return self.first.identity
+
+    @property
+    def mode(self) -> str:
+        """The engine mode as flags (those left at the engine's defaults unsaid)."""
+        return self.identity.mode(EngineSettings.batch)
+
+    @property
+    def method(self) -> str:
+        return self.identity.method
+
+    @property
     def complete(self) -> bool:
         return len(self.records) >= self.sample_size
 
     @property
     def dataset_sha256(self) -> str:
-        return str(self.settings.get("dataset_sha256", ""))
+        return self.identity.dataset_sha256
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings a report shows and writes."""
+        ident, model = self.identity, self.first.model
+        return {
+            "model": model.get("name"),
+            "model_sha256": ident.model_sha256,
+            "model_key": ident.model_key,
+            "method": ident.method,
+            "mode": self.mode,
+            "quantization": model.get("quantization"),
+            "architecture": model.get("architecture"),
+            "dataset": self.first.dataset.get("name"),
+            "dataset_sha256": ident.dataset_sha256,
+            "style": ident.prompt.style,
+            "shots": ident.prompt.shots,
+            "strip_options": ident.prompt.strip_options,
+            "extract": ident.extraction.mode,
+            "max_tokens": ident.generation.max_tokens,
+            "think_budget": ident.generation.think_budget,
+            "early_stop": ident.generation.early_stop,
+            "seed": ident.seed,
+            "sample": self.latest.sample.description,
+            "engine": dict(self.latest.engine),
+            "tool_version": self.latest.tool_version,
+        }
 
     def to_json(self) -> dict[str, Any]:
         seconds = self.overall.seconds
@@ -73,32 +115,10 @@ class RunReport:
         }
 
 
-def settings_of(header: RunHeader, latest: RunHeader) -> dict[str, Any]:
-    """The settings a report shows: from the first run record (what decides the
-    results) and the latest (sample, engine, tool of the last session)."""
-    ident = header.identity
-    return {
-        "model": header.model.get("name"),
-        "model_sha256": ident.model_sha256,
-        "model_key": ident.model_key,
-        "method": ident.method,
-        "mode": ident.mode,
-        "quantization": header.model.get("quantization"),
-        "architecture": header.model.get("architecture"),
-        "dataset": header.dataset.get("name"),
-        "dataset_sha256": ident.dataset_sha256,
-        "style": ident.style,
-        "shots": ident.shots,
-        "strip_options": ident.strip_options,
-        "extract": ident.extract_mode,
-        "max_tokens": ident.max_tokens,
-        "think_budget": ident.think_budget,
-        "early_stop": ident.early_stop,
-        "seed": ident.seed,
-        "sample": latest.sample.description,
-        "engine": dict(latest.engine),
-        "tool_version": latest.tool_version,
-    }
+def unique_labels(paths: tuple[Path, ...]) -> list[str]:
+    """File stems, made unique when two runs share one."""
+    stems = [p.stem for p in paths]
+    return [s if stems.count(s) == 1 else f"{s} ({i + 1})" for i, s in enumerate(stems)]
 
 
 def load_report(path: Path, *, label: str | None = None) -> RunReport:
@@ -107,7 +127,6 @@ def load_report(path: Path, *, label: str | None = None) -> RunReport:
         raise MmluProError(f"{path} is empty: no run has written to it yet")
     latest = log.runs[-1]
     records = list(log.results.values())
-    settings = settings_of(log.header, latest)
     rows, overall = category_figures(records)
     sample_size = latest.sample.size or len(records)
     warnings = list(log.warnings)
@@ -116,11 +135,12 @@ def load_report(path: Path, *, label: str | None = None) -> RunReport:
             f"{path}: incomplete run, {len(records)} of {sample_size} questions; "
             "rerun its command to finish it"
         )
-    leak, rest = _leak_split(records, settings, warnings)
+    leak, rest = _leak_split(records, log.header, warnings)
     return RunReport(
         path,
         label or path.stem,
-        settings,
+        log.header,
+        latest,
         records,
         rows,
         overall,
@@ -132,16 +152,15 @@ def load_report(path: Path, *, label: str | None = None) -> RunReport:
 
 
 def _leak_split(
-    records: list[ResultRecord], settings: dict[str, Any], warnings: list[str]
+    records: list[ResultRecord], header: RunHeader, warnings: list[str]
 ) -> tuple[Figures | None, Figures | None]:
+    name = header.dataset.get("name")
     try:
-        dataset = load_dataset(settings.get("dataset") or None)
+        dataset = load_dataset(name or None)
     except MmluProError:
-        warnings.append(
-            f"dataset {settings.get('dataset')!r} is not available here: no leak figures"
-        )
+        warnings.append(f"dataset {name!r} is not available here: no leak figures")
         return None, None
-    if dataset.sha256 != settings.get("dataset_sha256"):
+    if dataset.sha256 != header.identity.dataset_sha256:
         warnings.append("the dataset here differs from the one the run used: no leak figures")
         return None, None
     leaking = {q.question_id for q in dataset.test if leaks_answer(q)}
@@ -181,9 +200,14 @@ def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
     )
     rows.append(("chance level", [percent(_rate(r, r.overall.chance)) for r in reports]))
     rows.append(
-        ("above chance", [percent(_rate(r, r.overall.accuracy - r.overall.chance), signed=True)
-                          for r in reports])
-    )  # fmt: skip
+        (
+            "above chance",
+            [
+                percent(_rate(r, r.overall.accuracy - r.overall.chance), signed=True)
+                for r in reports
+            ],
+        )
+    )
     rows.append(
         ("n", [str(r.overall.n) + ("" if r.complete else f" of {r.sample_size}") for r in reports])
     )
@@ -196,17 +220,27 @@ def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
     rows.append(("guessed", [str(r.overall.guessed) for r in reports]))
     rows.append(("hit the token budget", [str(r.overall.hit_budget) for r in reports]))
     if any(r.overall.thinking_tokens for r in reports):
-        rows.append(("thinking / answer tokens",
-                     [f"{r.overall.thinking_tokens}/{r.overall.answer_tokens}"
-                      for r in reports]))  # fmt: skip
-        rows.append(("think blocks cut by the budget",
-                     [f"{r.overall.think_cut} (budget {r.settings.get('think_budget') or 'none'})"
-                      for r in reports]))  # fmt: skip
+        rows.append(
+            (
+                "thinking / answer tokens",
+                [f"{r.overall.thinking_tokens}/{r.overall.answer_tokens}" for r in reports],
+            )
+        )
+        rows.append(
+            (
+                "think blocks cut by the budget",
+                [
+                    f"{r.overall.think_cut} (budget {r.identity.generation.think_budget or 'none'})"
+                    for r in reports
+                ],
+            )
+        )
     rows.append(("whitespace-leak questions", [_cell(r.leak) for r in reports]))
     rows.append(("other questions", [_cell(r.rest) for r in reports]))
+    settings = [r.settings for r in reports]
     for key in ("model", "quantization", "method", "style", "shots", "max_tokens", "sample"):
-        rows.append((key, [str(r.settings.get(key)) for r in reports]))
-    rows.append(("engine mode", [str(r.settings.get("mode")) for r in reports]))
+        rows.append((key, [str(s[key]) for s in settings]))
+    rows.append(("engine mode", [r.mode for r in reports]))
     rows.append(
         (
             "prompt / decoded / generated tokens",
@@ -243,16 +277,20 @@ def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
 def mode_note(reports: list[RunReport]) -> str:
     """A line when the runs differ in engine mode (or method), which alone flips some
     greedy answers; "" when they do not."""
-    modes = {str(r.settings.get("mode")) for r in reports}
-    methods = {str(r.settings.get("method")) for r in reports}
+    modes = {r.mode for r in reports}
+    methods = {r.method for r in reports}
     notes = []
     if len(methods) > 1:
-        notes.append(f"the runs used different methods ({', '.join(sorted(methods))}): their "
-                     "scores measure different things")  # fmt: skip
+        notes.append(
+            f"the runs used different methods ({', '.join(sorted(methods))}): their "
+            "scores measure different things"
+        )
     if len(modes) > 1:
-        notes.append("the runs differ in engine mode (--parallel, --lookup, --threads...): "
-                     "that alone flips some greedy answers; differences within the noise floor "
-                     "(README, 'compare --noise') are no evidence")  # fmt: skip
+        notes.append(
+            "the runs differ in engine mode (--parallel, --lookup, --threads...): "
+            "that alone flips some greedy answers; differences within the noise floor "
+            "(README, 'compare --noise') are no evidence"
+        )
     return "; ".join(notes)
 
 

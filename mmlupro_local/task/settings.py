@@ -29,6 +29,5 @@ class AnswerSettings:
     early_stop: bool = True  # end once extraction level 1 has matched (lossless)
     extract_mode: ExtractMode = "first"
     strip_thinking: bool = True  # think blocks are neither searched nor stopped in
-    # close a think block after this many tokens; 0: never; None: THINK_BUDGET when the
-    # chat template thinks, else never (decided once the template is known)
-    think_budget: int | None = None
+    # close a think block after this many tokens; 0: never (a run decides it: run.plan)
+    think_budget: int = 0

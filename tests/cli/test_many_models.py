@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from fakes import FakeEngine, write_fake_model
 from mmlupro_local.cli import main
-from mmlupro_local.cli.app import CliState
+from mmlupro_local.cli.options import CliState
 from mmlupro_local.engine import Engine, EngineSettings
 
 LAW3 = ["--per-category", "3", "--categories", "law,history", "--no-progress"]

@@ -8,8 +8,19 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from fakes import (
+    LAW2,
+    FakeEngine,
+    invoke_with,
+)
 from mmlupro_local.cli import main
-from mmlupro_local.datasets.dataset import Dataset, load_dataset
+from mmlupro_local.datasets.dataset import (
+    Dataset,
+    build_dataset,
+    dataset_dir,
+    load_dataset,
+    write_dataset,
+)
 from mmlupro_local.datasets.formats import read_file
 from mmlupro_local.datasets.library import import_paths
 from mmlupro_local.errors import DatasetError, MissingExtraError
@@ -160,3 +171,33 @@ def test_parquet_without_pyarrow_says_how(
     result = CliRunner().invoke(main, ["dataset", "import", str(parquet_dir), "--name", "x"])
     assert result.exit_code == 1
     assert "Error: Reading parquet files needs the optional package 'pyarrow'" in result.output
+
+
+def test_duplicate_ids_are_refused_at_import(embedded: Dataset, tmp_path: Path) -> None:
+    """Issue 13, case 5."""
+    rows = [q.as_row() for q in (*embedded.test[:3], embedded.test[0], *embedded.validation)]
+    path = tmp_path / "dupes.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DatasetError, match=r"1 question ids appear more than once \(test 70\)"):
+        import_paths([path], name="dupes")
+    assert not dataset_dir("dupes").exists()
+
+
+def test_run_refuses_a_dataset_that_fails_verify(
+    model: Path, tmp_path: Path, embedded: Dataset, engine: FakeEngine
+) -> None:
+    """Issue 13, case 5."""
+    validation = [
+        q for q in embedded.validation if q.question_id != embedded.validation[0].question_id
+    ]
+    broken = build_dataset([*embedded.test, *validation], name="broken", source="test")
+    write_dataset(broken, dataset_dir("broken"))
+    result = invoke_with(
+        engine, "run", str(model), *LAW2, "--dataset", "broken", "--out", str(tmp_path / "r.jsonl")
+    )
+    assert result.exit_code == 1, result.output
+    assert (
+        "dataset 'broken' fails its checks" in result.output
+        and "4 validation exemplars" in result.output
+    )
+    assert engine.calls == [] and not (tmp_path / "r.jsonl").exists()

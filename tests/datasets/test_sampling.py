@@ -2,11 +2,16 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fakes import (
+    FakeEngine,
+    invoke_with,
+)
 from mmlupro_local.datasets.dataset import Dataset
 from mmlupro_local.datasets.sampling import SampleError, SampleSpec, draw, largest_remainder
 
@@ -82,3 +87,26 @@ def test_largest_remainder_sums_exactly(sizes: dict[str, int], fraction) -> None
     for c, n in sizes.items():
         assert abs(quotas[c] - fraction * n) < 1
         assert 0 <= quotas[c] <= n
+
+
+def test_samples_that_mean_everything_are_refused(
+    model: Path, tmp_path: Path, engine: FakeEngine
+) -> None:
+    """Issue 13, case 8."""
+    out = str(tmp_path / "r.jsonl")
+    huge = invoke_with(engine, "run", str(model), "--per-category", "100000", "--out", out)
+    assert huge.exit_code == 1
+    assert (
+        "--per-category 100,000 is more than any category holds (the largest, math, has 1,351)"
+        in huge.output
+    )
+    for empty in (",", "", " , "):
+        result = invoke_with(
+            engine, "run", str(model), "--per-category", "1", "--categories", empty, "--out", out
+        )
+        assert result.exit_code == 2 and "names no category" in result.output, empty
+    assert engine.calls == [] and not Path(out).exists()
+    some = invoke_with(engine, "run", str(model), "--per-category", "400", "--categories", "history,law",
+                  "--max-tokens", "8", "--out", out, "--no-progress")  # fmt: skip
+    assert some.exit_code == 0, some.output
+    assert "1 categories hold fewer and are taken whole: history (381)" in some.output

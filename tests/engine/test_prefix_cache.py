@@ -4,10 +4,20 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+import mmlupro_local.engine.prefix_cache as prefix_cache_module
+from fakes import (
+    FakeEngine,
+    FullDisk,
+    invoke,
+    reference_request,
+)
 from mmlupro_local.cli import main
+from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine.prefix_cache import PrefixCache, cache_key
+from mmlupro_local.run.runner import run
 
 
 def test_round_trip_and_counts(tmp_path: Path) -> None:
@@ -64,3 +74,72 @@ def test_cache_commands(user_cache: Path) -> None:
     out = CliRunner().invoke(main, ["cache", "clear"]).output
     assert out.startswith("deleted 1 entries")
     assert cache.info().entries == 0
+
+
+def test_a_failed_cache_save_leaves_nothing_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13, case 3."""
+    cache = PrefixCache(tmp_path, 10_000)
+    monkeypatch.setattr(prefix_cache_module.os, "fdopen", FullDisk)
+    assert cache.save(cache_key("a"), b"x" * 1000) is False
+    assert list(tmp_path.iterdir()) == []  # no .kv.XXXX left behind
+    assert cache.saved == 0 and cache.not_saved == ["No space left on device"]
+
+
+def test_stray_temp_files_are_counted_and_cleared(tmp_path: Path, user_cache: Path) -> None:
+    """Issue 13, case 3."""
+    directory = user_cache / "prefix-kv"
+    directory.mkdir(parents=True)
+    stray = directory / ".kv.abc123"
+    stray.write_bytes(b"\0" * 3 * 2**20)
+    info = invoke("cache", "info")
+    assert "stray:     1 partial files from interrupted saves, 3.0 MiB" in info.output
+    cleared = invoke("cache", "clear")
+    assert "deleted 0 entries and 1 partial files" in cleared.output and not stray.exists()
+    # one a killed process left an hour ago goes with the next save's eviction
+    cache = PrefixCache(directory, 10_000)
+    stray.write_bytes(b"\0")
+    old = time.time() - 2 * 3600
+    os.utime(stray, (old, old))
+    assert cache.save(cache_key("b"), b"y")
+    assert not stray.exists()
+
+
+def test_the_cache_leaves_the_disk_space_results_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13, case 3."""
+    from mmlupro_local.engine.prefix_cache import RESERVE_BYTES
+
+    cache = PrefixCache(tmp_path, 2**30)
+    monkeypatch.setattr(
+        prefix_cache_module.shutil,
+        "disk_usage",
+        lambda path: type("U", (), {"free": RESERVE_BYTES + 500})(),
+    )
+    assert cache.save(cache_key("a"), b"x" * 1000) is False
+    assert "the cache keeps 1 GiB for results" in cache.not_saved[0]
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_run_reports_a_failed_save_truthfully(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13, case 3."""
+
+    class SavingEngine(FakeEngine):
+        def generate_many(self, jobs, **kwargs):  # type: ignore[no-untyped-def]
+            self.prefix_cache.misses += 1
+            self.prefix_cache.save(cache_key("p"), b"state")
+            yield from super().generate_many(jobs, **kwargs)
+
+    monkeypatch.setattr(prefix_cache_module.os, "fdopen", FullDisk)
+    said: list[str] = []
+    run(reference_request(model, out=tmp_path / "r.jsonl",
+                  sample=SampleSpec(per_category=1, categories=("law",))),
+        echo=said.append, engine_factory=SavingEngine(), progress=False)  # fmt: skip
+    summary = [s for s in said if s.startswith("prefix cache")]
+    assert summary == [
+        "prefix cache: 0 loaded, 1 decoded, 0 saved, 1 not saved (No space left on device)"
+    ]

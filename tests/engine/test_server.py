@@ -16,7 +16,13 @@ from click.testing import CliRunner, Result
 from fakeserver import FakeServer, serve_fake
 from mmlupro_local.cli import main
 from mmlupro_local.engine.server import ServerSettings
-from mmlupro_local.results.records import Identity
+from mmlupro_local.results.records import (
+    ExtractionIdentity,
+    GenerationIdentity,
+    Identity,
+    PromptIdentity,
+    ServerEngineIdentity,
+)
 
 SAMPLE = ("--per-category", "1", "--categories", "law,history", "--no-progress")
 
@@ -161,11 +167,11 @@ def test_the_server_must_be_reachable_and_serve_the_model(tmp_path: Path) -> Non
     result = CliRunner().invoke(main, ["run", "--server", "http://127.0.0.1:9/v1", *SAMPLE,
                                        "--retries", "0"])  # fmt: skip
     assert result.exit_code == 1 and "cannot connect to http://127.0.0.1:9" in result.output
-    assert "Is the server running" in result.output
+    assert "is the server running? Check --server" in result.output
     with serve_fake(FakeServer(models=("a", "b"))) as fake:
         several = run(fake, tmp_path / "r.jsonl")
         wrong = run(fake, tmp_path / "r.jsonl", "--server-model", "c")
-    assert "serves 2 models; choose one with --server-model: a, b" in several.output
+    assert "serves 2 models: a, b; choose one with --server-model" in several.output
     assert "does not serve 'c'; it serves: a, b" in wrong.output
 
 
@@ -219,11 +225,13 @@ def test_the_recorded_url_keeps_no_credentials() -> None:
 
 
 def test_a_server_identity_reads_back_as_written() -> None:
-    ident = Identity(model_sha256="", dataset_sha256="d", style="completion", shots=5,
-                     strip_options=False, extract_mode="first", strip_thinking=True,
-                     max_tokens=2048, stop="Question:", early_stop=True, batch=0,
-                     flash_attn=False, kv_type="", gpu_layers=0, parallel=4, seed=0,
-                     server_url="http://h:1", server_model="m")  # fmt: skip
+    ident = Identity(model_sha256="", dataset_sha256="d",
+                     prompt=PromptIdentity(style="completion", shots=5, strip_options=False),
+                     extraction=ExtractionIdentity(mode="first", strip_thinking=True),
+                     generation=GenerationIdentity(decoding="greedy", max_tokens=2048,
+                                                   stop="Question:", early_stop=True),
+                     engine=ServerEngineIdentity(url="http://h:1", model="m", parallel=4),
+                     seed=0)  # fmt: skip
     assert Identity.from_json(json.loads(json.dumps(ident.to_json()))) == ident
     assert ident.to_json()["engine"] == {"kind": "server", "url": "http://h:1", "model": "m",
                                          "parallel": 4}  # fmt: skip

@@ -7,13 +7,19 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from fakes import gguf_bytes, write_fake_model
+from fakes import (
+    gguf_bytes,
+    invoke,
+    write_fake_model,
+)
 from hubserver import HubRepo, hub_env, run_cli, serve
 
 REPO = "someone/Tiny-GGUF"
@@ -182,3 +188,19 @@ def test_an_unreadable_model_is_one_clear_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "locked.gguf: permission denied; make the file readable" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_hub_references_with_one_slash_and_no_network(tmp_path: Path) -> None:
+    """Issue 13, case 17."""
+    result = invoke("run", "hf:/owner/repo/x.gguf", "--per-category", "1")
+    assert result.exit_code == 1
+    assert "did you mean hf://owner/repo/x.gguf?" in result.output
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    began = time.monotonic()
+    done = run_cli("model", "fetch", "hf://owner/repo/x.gguf",
+                   env={"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")})  # fmt: skip
+    assert time.monotonic() - began < 10
+    assert done.returncode == 1 and "Retry" not in done.stderr
+    assert f"the hub cannot be reached (127.0.0.1:{port}: Connection refused" in done.stderr

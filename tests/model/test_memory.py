@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from fakes import gguf_bytes
+from fakes import (
+    gguf_bytes,
+    invoke,
+)
 from mmlupro_local.model.gguf import read_gguf
 from mmlupro_local.model.memory import (
     GIB,
@@ -90,3 +94,14 @@ def test_macos_reads_free_memory_not_total(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(memory, "_run", lambda command: outputs[command[-1]])
     found = machine_memory()
     assert found == MachineMemory(16 * GIB, (10000 + 30000 + 5000 + 1000) * 16384, 512 * 2**20)
+
+
+def test_model_info_counts_the_context_as_run_does(smollm2: Path) -> None:
+    """Issue 13, case 13."""
+    result = invoke("model", "info", str(smollm2), "--ctx", "4096", "--parallel", "4", "--json")
+    facts = json.loads(result.output)
+    from mmlupro_local.model.gguf import read_gguf
+
+    assert facts["memory_needed"]["kv_cache"] == estimate(read_gguf(smollm2), 4096).kv_cache
+    default = json.loads(invoke("model", "info", str(smollm2), "--parallel", "4", "--json").output)
+    assert default["ctx_estimated"] and default["ctx"] == 2048 + 4 * (512 + 2048)

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from fakes import FakeEngine, question_of, write_fake_model
+from fakes import (
+    FakeEngine,
+    finished_run,
+    invoke,
+    lines,
+    question_of,
+    reference_request,
+    write_fake_model,
+)
 from mmlupro_local.cli import main
 from mmlupro_local.datasets.dataset import Dataset
 from mmlupro_local.datasets.sampling import SampleSpec
@@ -19,7 +27,7 @@ from mmlupro_local.datasets.verify import leaks_answer
 from mmlupro_local.results.html_report import render_html
 from mmlupro_local.results.report import load_report
 from mmlupro_local.results.stats import wilson
-from mmlupro_local.runner import RunConfig, run
+from mmlupro_local.run.runner import run
 
 
 def scripted(embedded: Dataset, wrong_every: int, silent_every: int = 0) -> FakeEngine:
@@ -44,7 +52,7 @@ def make_run(tmp_path: Path, name: str, engine: FakeEngine, **spec: Any) -> Path
     out = tmp_path / f"{name}.jsonl"
     sample = SampleSpec(**{"per_category": 6, **spec})
     run(
-        RunConfig(model=model, out=out, sample=sample),
+        reference_request(model, out=out, sample=sample),
         echo=lambda _: None,
         engine_factory=engine,
         progress=False,
@@ -208,3 +216,51 @@ def test_html_escapes_hostile_text(tmp_path: Path, embedded: Dataset) -> None:
     assert html.count("<script>") == 1  # only the report's own filter script
     assert 'id="chart"' in html and 'id="questions"' in html
     assert html.count('class="bar"') == 15 and html.count('class="chance"') == 15
+
+
+def test_a_report_without_results_shows_no_figure(
+    model: Path, tmp_path: Path, engine: FakeEngine
+) -> None:
+    """Issue 13, case 6."""
+    out = finished_run(model, tmp_path / "r.jsonl", engine)
+    header = lines(out)[0]
+    out.write_text(json.dumps(header) + "\n")
+    data = json.loads(invoke("report", str(out), "--format", "json").stdout)["runs"][0]
+    assert data["overall"]["n"] == 0
+    for key in ("accuracy", "ci_low", "ci_high", "official_accuracy", "chance", "above_chance"):
+        assert data["overall"][key] is None, key
+    assert data["macro_accuracy"] is None
+    from mmlupro_local.results.figures import NO_FIGURE
+
+    table = invoke("report", str(out)).output
+    for row in ("overall (micro)", "macro average", "chance level", "above chance"):
+        line = next(x for x in table.splitlines() if x.startswith(row))
+        assert line.split()[-1] == NO_FIGURE and "0.0%" not in line, line
+
+
+def test_compare_at_tiny_n_says_there_are_too_few(
+    model: Path, tmp_path: Path, embedded: Dataset
+) -> None:
+    """Issue 13, case 7."""
+    paths = []
+    for right in (False, True):
+        out = tmp_path / f"{right}.jsonl"
+        run(reference_request(model, out=out, sample=SampleSpec(per_category=4, categories=("law",))),
+            echo=print, engine_factory=_answering(embedded, right), progress=False)  # fmt: skip
+        paths.append(str(out))
+    text = invoke("compare", *paths).output
+    assert "100.0 to 100.0" not in text
+    assert "too few questions to tell: the runs disagree on 4 of 4" in text
+    figures = json.loads(invoke("compare", *paths, "--json").output)["overall"]
+    assert figures["difference"] == 1.0 and 0.2 < figures["ci_low"] < 0.5
+
+
+def _answering(dataset: Dataset, right: bool) -> FakeEngine:
+    answers = {q.question: q.answer for q in dataset.test}
+
+    def respond(prompt: str) -> str:
+        answer = answers[question_of(prompt)]
+        letter = answer if right else ("B" if answer == "A" else "A")
+        return f"The answer is ({letter})."
+
+    return FakeEngine(respond)

@@ -46,11 +46,7 @@ class ServerSettings:
     def __post_init__(self) -> None:
         parts = urlsplit(self.url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ServerError(
-                f"--server {self.url!r} is not an http(s) URL; give the server's base URL "
-                "such as http://127.0.0.1:8080/v1",
-                setting="server",
-            )
+            raise ServerError(f"{self.url!r} is not an http(s) URL", setting="server_url")
         if self.timeout <= 0 or self.retries < 0 or self.backoff < 0:
             raise ServerError("the timeout must be positive, retries and backoff not negative")
 
@@ -81,7 +77,7 @@ def server_engine(settings: ServerSettings, *, seed: int, stop: str) -> ServerEn
         import httpx  # noqa: F401
     except ImportError as exc:
         raise ServerError(
-            "--server needs the HTTP client httpx, an optional extra; install it with "
+            "the server engine needs the HTTP client httpx, an optional extra; install it with "
             "pip install 'mmlupro-local[server]'"
         ) from exc
     from mmlupro_local.engine.server.engine import ServerEngine

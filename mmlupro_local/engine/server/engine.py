@@ -42,10 +42,8 @@ class ServerEngine:
         self.client = ServerClient(settings, cancelled=self.cancelled)
         try:
             self.info: ServerInfo = probe(self.client, settings.model)
-        except ServerError as exc:
+        except ServerError:
             self.client.close()
-            if exc.setting == "server":
-                exc.args = (f"{exc.args[0]}. Is the server running at {settings.url}?",)
             raise
         self.seed, self.stop = seed, stop
         self.parallel = 1
@@ -60,8 +58,13 @@ class ServerEngine:
         counts = []
         for n, prompt in enumerate((text, text + "\n\n" + text)):
             prompt = f"{secrets.randbelow(10**8) + n}\n{prompt}"
-            body = {"model": self.info.model, "prompt": prompt, "max_tokens": 1,
-                    "temperature": 0.0, "seed": self.seed}  # fmt: skip
+            body = {
+                "model": self.info.model,
+                "prompt": prompt,
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "seed": self.seed,
+            }
             data = self.client.post("/v1/completions", body, quiet=True) or {}
             usage = data.get("usage") or {}
             if not isinstance(usage.get("prompt_tokens"), int):
@@ -80,8 +83,11 @@ class ServerEngine:
         kind = self.info.tokenize
         if kind is None:
             raise ServerError(f"{self.client.root} cannot count tokens (no /tokenize)")
-        body: Json = {"content": text} if kind == "llama-server" else {
-            "model": self.info.model, "prompt": text}  # fmt: skip
+        body: Json = (
+            {"content": text}
+            if kind == "llama-server"
+            else {"model": self.info.model, "prompt": text}
+        )
         data = self.client.post("/tokenize", body) or {}
         if "count" in data:
             return int(data["count"])
@@ -101,9 +107,14 @@ class ServerEngine:
         """The server keeps its own prefix cache."""
 
     def describe(self) -> dict[str, Any]:
-        return {"name": "server", "url": self.settings.root, **self.info.describe(),
-                "parallel": self.parallel, "timeout": self.settings.timeout,
-                "retries": self.settings.retries}  # fmt: skip
+        return {
+            "name": "server",
+            "url": self.settings.root,
+            **self.info.describe(),
+            "parallel": self.parallel,
+            "timeout": self.settings.timeout,
+            "retries": self.settings.retries,
+        }
 
     def close(self) -> None:
         self.cancelled.set()
@@ -115,9 +126,9 @@ class ServerEngine:
         self, jobs: Sequence[Job], *, should_stop: Callable[[], bool] = never_stop
     ) -> Iterator[tuple[int, Generation]]:
         raise EngineError(
-            "a server does not score choices here: --method logprob runs in-process (give "
-            "the GGUF file), since OpenAI-compatible servers differ in how, and whether, they "
-            "return a prompt's log-probabilities"
+            "a server does not score choices here: the letter-choice method runs in-process "
+            "(on the GGUF file), since OpenAI-compatible servers differ in how, and whether, "
+            "they return a prompt's log-probabilities"
         )
 
     def generate_many(

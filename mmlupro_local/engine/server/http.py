@@ -73,8 +73,9 @@ class ServerClient:
                 setting="timeout",
             )
         if isinstance(exc, httpx.ConnectError):
-            return ServerError(f"cannot connect to {where} ({exc})", transient=True,
-                               setting="server")  # fmt: skip
+            return ServerError(
+                f"cannot connect to {where} ({exc})", transient=True, setting="server"
+            )
         return ServerError(f"{where} failed: {type(exc).__name__}: {exc}", transient=True)
 
     def retrying(self, attempt: Callable[[], T]) -> T:
@@ -142,8 +143,9 @@ class ServerClient:
                     f"{self.root}{path} sent a malformed event: {data[:80]!r}", transient=True
                 ) from None
             if not isinstance(event, dict):
-                raise ServerError(f"{self.root}{path} sent a malformed event: {data[:80]!r}",
-                                  transient=True)  # fmt: skip
+                raise ServerError(
+                    f"{self.root}{path} sent a malformed event: {data[:80]!r}", transient=True
+                )
             if "error" in event:
                 said = event["error"]
                 said = said.get("message", said) if isinstance(said, dict) else said

@@ -39,9 +39,9 @@ def probe(client: ServerClient, wanted: str) -> ServerInfo:
     listing = client.get("/v1/models")
     if listing is None:
         raise ServerError(
-            f"{client.root}/v1/models does not exist: is {client.settings.url} an "
-            "OpenAI-compatible base URL (such as http://HOST:8080/v1)?",
-            setting="server",
+            f"{client.root}/v1/models does not exist: the URL is not an OpenAI-compatible "
+            "server's base URL",
+            setting="server_url",
         )
     entries = [e for e in listing.get("data") or [] if isinstance(e, dict) and e.get("id")]
     ids = tuple(str(e["id"]) for e in entries)
@@ -59,8 +59,17 @@ def probe(client: ServerClient, wanted: str) -> ServerInfo:
         )
         is not None
     )
-    return ServerInfo(kind, model, ids, n_ctx, _int(props.get("total_slots")), version,
-                      tokenize, template, details)  # fmt: skip
+    return ServerInfo(
+        kind,
+        model,
+        ids,
+        n_ctx,
+        _int(props.get("total_slots")),
+        version,
+        tokenize,
+        template,
+        details,
+    )
 
 
 def _choose(ids: tuple[str, ...], wanted: str, root: str) -> str:
@@ -76,7 +85,7 @@ def _choose(ids: tuple[str, ...], wanted: str, root: str) -> str:
     if not ids:
         raise ServerError(f"{root}/v1/models lists no model", setting="server_model")
     raise ServerError(
-        f"{root} serves {len(ids)} models; choose one with --server-model: {', '.join(ids)}",
+        f"{root} serves {len(ids)} models: {', '.join(ids)}",
         setting="server_model",
     )
 
@@ -93,8 +102,11 @@ def _identify(client: ServerClient, entry: Json, props: Json, model: str) -> tup
     ollama = client.get("/api/version", quiet=True)
     if ollama and "version" in ollama:
         show = client.post("/api/show", {"model": model}, quiet=True) or {}
-        return "ollama", str(ollama["version"]), {"details": show.get("details", {}),
-                                                  "parameters": show.get("parameters", "")}  # fmt: skip
+        return (
+            "ollama",
+            str(ollama["version"]),
+            {"details": show.get("details", {}), "parameters": show.get("parameters", "")},
+        )
     return "openai-compatible", "", {"owned_by": entry.get("owned_by")}
 
 

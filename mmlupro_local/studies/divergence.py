@@ -31,7 +31,8 @@ from mmlupro_local.errors import MmluProError
 from mmlupro_local.model.fingerprint import model_sha256
 from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.results.store import read_results
-from mmlupro_local.runner import RunConfig, run
+from mmlupro_local.run.request import RunRequest
+from mmlupro_local.run.runner import run
 from mmlupro_local.task.prompt import ChatRenderer, build_prompt
 
 TOP_K = 64
@@ -92,14 +93,25 @@ class Divergence:
         values = np.asarray(kls, dtype=np.float64)
         if values.size == 0:
             return cls(name, questions, 0, 0.0, 0.0, 0.0, 0.0)
-        return cls(name, questions, int(values.size), float(values.mean()),
-                   float(np.median(values)), float(np.percentile(values, 99)),
-                   same / values.size)  # fmt: skip
+        return cls(
+            name,
+            questions,
+            int(values.size),
+            float(values.mean()),
+            float(np.median(values)),
+            float(np.percentile(values, 99)),
+            same / values.size,
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"questions": self.questions, "positions": self.positions,
-                "mean_kl": self.mean_kl, "median_kl": self.median_kl, "p99_kl": self.p99_kl,
-                "same_top": self.same_top}  # fmt: skip
+        return {
+            "questions": self.questions,
+            "positions": self.positions,
+            "mean_kl": self.mean_kl,
+            "median_kl": self.median_kl,
+            "p99_kl": self.p99_kl,
+            "same_top": self.same_top,
+        }
 
 
 @dataclass(frozen=True)
@@ -112,18 +124,27 @@ class DivergenceReport:
     seconds: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"reference": self.reference, "model": self.model, "top_k": self.top_k,
-                "kl": "KL(reference || model), nats per answer token, over the reference's "
-                      "top-k tokens and the rest as one outcome (a lower bound of the full KL)",
-                "categories": {d.name: d.to_json() for d in self.categories},
-                "overall": self.overall.to_json(), "seconds": self.seconds}  # fmt: skip
+        return {
+            "reference": self.reference,
+            "model": self.model,
+            "top_k": self.top_k,
+            "kl": "KL(reference || model), nats per answer token, over the reference's "
+            "top-k tokens and the rest as one outcome (a lower bound of the full KL)",
+            "categories": {d.name: d.to_json() for d in self.categories},
+            "overall": self.overall.to_json(),
+            "seconds": self.seconds,
+        }
 
     def render(self) -> str:
-        lines = [f"{'category':<18} {'n':>4} {'tokens':>7} {'mean KL':>9} {'median':>9} "
-                 f"{'99%':>9} {'same top':>9}"]  # fmt: skip
+        lines = [
+            f"{'category':<18} {'n':>4} {'tokens':>7} {'mean KL':>9} {'median':>9} "
+            f"{'99%':>9} {'same top':>9}"
+        ]
         for d in [*self.categories, self.overall]:
-            lines.append(f"{d.name:<18} {d.questions:>4} {d.positions:>7} {d.mean_kl:>9.5f} "
-                         f"{d.median_kl:>9.5f} {d.p99_kl:>9.5f} {d.same_top:>9.2%}")  # fmt: skip
+            lines.append(
+                f"{d.name:<18} {d.questions:>4} {d.positions:>7} {d.mean_kl:>9.5f} "
+                f"{d.median_kl:>9.5f} {d.p99_kl:>9.5f} {d.same_top:>9.2%}"
+            )
         lines.append(
             f"\nKL({self.reference} || {self.model}) in nats per answer token, along the "
             f"reference's greedy answers; top {self.top_k} tokens kept per position "
@@ -145,8 +166,15 @@ class Text:
 _RECORD = struct.Struct("<qd")  # per position: how many top ids follow, the rest's log-mass
 
 
-def measure(reference: Path, model: Path, texts: list[Text], settings: EngineSettings, *,
-            k: int = TOP_K, progress: bool = True) -> DivergenceReport:  # fmt: skip
+def measure(
+    reference: Path,
+    model: Path,
+    texts: list[Text],
+    settings: EngineSettings,
+    *,
+    k: int = TOP_K,
+    progress: bool = True,
+) -> DivergenceReport:
     from mmlupro_local.engine.teacher import TeacherForcing
 
     began = time.perf_counter()
@@ -190,10 +218,12 @@ def measure(reference: Path, model: Path, texts: list[Text], settings: EngineSet
             forcing.close()
     counts = {c: sum(t.category == c for t in texts) for c in kls}
     rows = [Divergence.of(c, counts[c], kls[c], same[c]) for c in sorted(kls)]
-    overall = Divergence.of("overall", len(texts), [x for c in sorted(kls) for x in kls[c]],
-                            sum(same.values()))  # fmt: skip
-    return DivergenceReport(reference.name, model.name, k, rows, overall,
-                            time.perf_counter() - began)  # fmt: skip
+    overall = Divergence.of(
+        "overall", len(texts), [x for c in sorted(kls) for x in kls[c]], sum(same.values())
+    )
+    return DivergenceReport(
+        reference.name, model.name, k, rows, overall, time.perf_counter() - began
+    )
 
 
 def _read(spool: IO[bytes]) -> tuple[np.ndarray, np.ndarray, float]:
@@ -210,46 +240,49 @@ def _bar(items: list[Any], progress: bool, name: str) -> Iterator[Any]:
 # -- the reference's answers
 
 
-def reference_texts(config: RunConfig, results: Path | None, *, echo: Echo,
-                    progress: bool) -> list[Text]:  # fmt: skip
+def reference_texts(
+    reference: Path, request: RunRequest, results: Path | None, *, echo: Echo, progress: bool
+) -> list[Text]:
     """The prompt and the reference's answer for every question of the sample: from a
-    finished results file of the reference, or from a run of it (resumable as any)."""
-    dataset = load_dataset(config.dataset)
-    sample = draw(dataset.test, config.sample)
+    finished results file of the `reference` model, or from a run of it (`request`,
+    resumable as any)."""
+    dataset = load_dataset(request.dataset)
+    sample = draw(dataset.test, request.sample)
     if results is None:
-        records = {r.question_id: r for r in run(config, echo=echo, progress=progress).records}
+        records = {r.question_id: r for r in run(request, echo=echo, progress=progress).records}
     else:
-        records = _finished(results, config, dataset)
+        records = _finished(results, reference, request, dataset)
     missing = [q.question_id for q in sample if q.question_id not in records]
     if missing:
         raise DivergenceError(
             f"{len(missing)} questions of the sample have no reference answer in "
-            f"{results or config.out}; finish that run first"
+            f"{results or request.out}; finish that run first"
         )
     render: ChatRenderer | None = None
-    if config.prompt.style == "chat":
+    if request.prompt.style == "chat":
         from mmlupro_local.engine.chat import chat_renderer
         from mmlupro_local.model.gguf import read_gguf
 
-        assert config.model is not None
-        render = chat_renderer(read_gguf(config.model))
+        render = chat_renderer(read_gguf(reference))
     texts = []
     for q in sorted(sample, key=lambda q: (q.category, q.question_id)):  # shared prefixes
         record = records[q.question_id]
-        prompt = build_prompt(q, dataset.validation, config.prompt, shots=record.shots,
-                              render_chat=render)  # fmt: skip
+        prompt = build_prompt(
+            q, dataset.validation, request.prompt, shots=record.shots, render_chat=render
+        )
         texts.append(Text(q.category, prompt.text, record.response))
     return texts
 
 
-def _finished(path: Path, config: RunConfig, dataset: Dataset) -> dict[int, ResultRecord]:
+def _finished(
+    path: Path, reference: Path, request: RunRequest, dataset: Dataset
+) -> dict[int, ResultRecord]:
     log = read_results(path)
     if log.header is None:
         raise DivergenceError(f"{path} holds no run")
     ident = log.header.identity
-    assert config.model is not None
-    if ident.model_sha256 != model_sha256(config.model):
-        raise DivergenceError(f"{path} is not a run of {config.model.name}")
-    if ident.dataset_sha256 != dataset.sha256 or ident.style != config.prompt.style:
+    if ident.model_sha256 != model_sha256(reference):
+        raise DivergenceError(f"{path} is not a run of {reference.name}")
+    if ident.dataset_sha256 != dataset.sha256 or ident.prompt.style != request.prompt.style:
         raise DivergenceError(f"{path} ran another dataset or prompt style than asked")
     return dict(log.results)

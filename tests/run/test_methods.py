@@ -10,16 +10,17 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from fakes import FakeEngine
+from fakes import FakeEngine, reference_request
 from mmlupro_local.cli import main
-from mmlupro_local.cli.app import CliState
+from mmlupro_local.cli.options import CliState
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.results.compare import compare, noise_floor, render_comparison
 from mmlupro_local.results.report import load_report, render
 from mmlupro_local.results.store import StoreError
-from mmlupro_local.runner import RunConfig, RunConfigError, run
+from mmlupro_local.run.request import RunRequestError
+from mmlupro_local.run.runner import run
 from mmlupro_local.task.prompt import PromptSettings
-from mmlupro_local.task.settings import FORCED_ANSWER, AnswerSettings
+from mmlupro_local.task.settings import FORCED_ANSWER
 
 SAMPLE = SampleSpec(per_category=1, categories=("law", "history"))
 THINKING_TEMPLATE = (
@@ -43,7 +44,7 @@ def cli(engine: FakeEngine, *args: str) -> Any:
 def test_logprob_records_every_letter_and_predicts_the_highest(model: Path, tmp_path: Path) -> None:
     engine = FakeEngine()  # scores the third letter highest
     out = tmp_path / "lp.jsonl"
-    config = RunConfig(model=model, out=out, sample=SAMPLE, method="logprob")
+    config = reference_request(model, out=out, sample=SAMPLE, method="logprob")
     run(config, echo=lambda _: None, engine_factory=engine, progress=False)
     header, *records = lines(out)
     assert header["identity"]["method"] == "logprob"
@@ -65,23 +66,23 @@ def test_a_logprob_run_never_resumes_a_cot_file_nor_the_reverse(
     model: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "r.jsonl"
-    run(RunConfig(model=model, out=out, sample=SAMPLE), echo=lambda _: None,
+    run(reference_request(model, out=out, sample=SAMPLE), echo=lambda _: None,
         engine_factory=FakeEngine(), progress=False)  # fmt: skip
     with pytest.raises(StoreError, match='method: null in the file, "logprob" now'):
-        run(RunConfig(model=model, out=out, sample=SAMPLE, method="logprob"),
+        run(reference_request(model, out=out, sample=SAMPLE, method="logprob"),
             echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
     other = tmp_path / "lp.jsonl"
-    run(RunConfig(model=model, out=other, sample=SAMPLE, method="logprob"), echo=lambda _: None,
+    run(reference_request(model, out=other, sample=SAMPLE, method="logprob"), echo=lambda _: None,
         engine_factory=FakeEngine(), progress=False)  # fmt: skip
     with pytest.raises(StoreError, match='method: "logprob" in the file, null now'):
-        run(RunConfig(model=model, out=other, sample=SAMPLE), echo=lambda _: None,
+        run(reference_request(model, out=other, sample=SAMPLE), echo=lambda _: None,
             engine_factory=FakeEngine(), progress=False)  # fmt: skip
 
 
 def test_report_and_compare_name_the_method(model: Path, tmp_path: Path) -> None:
     cot, lp = tmp_path / "cot.jsonl", tmp_path / "lp.jsonl"
     for out, method in ((cot, "cot"), (lp, "logprob")):
-        run(RunConfig(model=model, out=out, sample=SAMPLE, method=method),  # type: ignore[arg-type]
+        run(reference_request(model, out=out, sample=SAMPLE, method=method),  # type: ignore[arg-type]
             echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
     a, b = load_report(cot), load_report(lp)
     table = render([a, b], "table")
@@ -103,8 +104,8 @@ def test_logprob_refuses_generation_flags_and_servers(model: Path, tmp_path: Pat
     result = cli(FakeEngine(), "run", "--server", "http://127.0.0.1:9/v1", "--per-category", "1",
                  "--method", "logprob")  # fmt: skip
     assert result.exit_code == 2 and "--server is about generating answers" in result.output
-    with pytest.raises(RunConfigError, match="in-process"):
-        RunConfig(model=model, out=tmp_path / "x.jsonl", method="logprob", parallel=2)
+    with pytest.raises(RunRequestError, match="in-process"):
+        reference_request(model, out=tmp_path / "x.jsonl", method="logprob", parallel=2)
 
 
 def test_logprob_gets_its_own_default_file(model: Path, tmp_path: Path) -> None:
@@ -129,7 +130,7 @@ def never_closes(prompt: str) -> str:
 def test_a_think_block_that_never_closes_is_cut_at_the_budget(model: Path, tmp_path: Path) -> None:
     engine = FakeEngine(never_closes, after_forced="B) so.")
     out = tmp_path / "r.jsonl"
-    config = RunConfig(model=model, out=out, sample=SAMPLE, answer=AnswerSettings(think_budget=5))
+    config = reference_request(model, out=out, sample=SAMPLE, think_budget=5)
     run(config, echo=lambda _: None, engine_factory=engine, progress=False)
     header, *records = lines(out)
     assert header["identity"]["generation"]["think_budget"] == 5
@@ -148,7 +149,7 @@ def test_a_think_block_that_never_closes_is_cut_at_the_budget(model: Path, tmp_p
 
 def test_without_a_budget_the_block_runs_to_the_end(model: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
-    config = RunConfig(model=model, out=out, sample=SAMPLE, max_tokens=20)
+    config = reference_request(model, out=out, sample=SAMPLE, max_tokens=20)
     run(config, echo=lambda _: None, engine_factory=FakeEngine(never_closes), progress=False)
     header, *records = lines(out)
     assert "think_budget" not in header["identity"]["generation"]

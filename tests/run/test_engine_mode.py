@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-import mmlupro_local.cli.run_cmd as run_cmd
+import mmlupro_local.run.targets.gguf as gguf_target
 from fakes import FakeEngine
 from mmlupro_local.cli import main
-from mmlupro_local.cli.app import CliState
-from mmlupro_local.model.hardware import auto_mode
+from mmlupro_local.cli.options import CliState
+from mmlupro_local.engine.mode import auto_mode
 
 MiB = 2**20
 
@@ -52,7 +52,7 @@ def invoke(engine: FakeEngine, *args: str) -> Any:
 def test_defaults_are_chosen_printed_and_recorded(
     model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(run_cmd, "physical_cores", lambda: 2)
+    monkeypatch.setattr(gguf_target, "physical_cores", lambda: 2)
     out = tmp_path / "r.jsonl"
     engine = FakeEngine()
     result = invoke(engine, "run", str(model), "--per-category", "4", "--categories", "law",
@@ -89,12 +89,12 @@ def test_a_file_keeps_its_mode_when_the_rules_inputs_change(
     out = tmp_path / "r.jsonl"
     command = ["run", str(model), "--per-category", "4", "--categories", "law", "--out", str(out),
                "--no-progress"]  # fmt: skip
-    monkeypatch.setattr(run_cmd, "physical_cores", lambda: 2)
+    monkeypatch.setattr(gguf_target, "physical_cores", lambda: 2)
     result = invoke(FakeEngine(sigint_at=3), *command)
     assert result.exit_code == 130, result.output
     first = lines(out)[0]["identity"]
     assert first["engine"]["parallel"] == 4 and first["engine"]["threads"] == 2
-    monkeypatch.setattr(run_cmd, "physical_cores", lambda: 1)  # another machine
+    monkeypatch.setattr(gguf_target, "physical_cores", lambda: 1)  # another machine
     engine = FakeEngine()
     result = invoke(engine, *command)
     assert result.exit_code == 0, result.output
@@ -114,7 +114,7 @@ def test_a_file_keeps_its_mode_when_the_rules_inputs_change(
 def test_several_models_share_the_mode_of_the_largest(
     model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(run_cmd, "physical_cores", lambda: 2)
+    monkeypatch.setattr(gguf_target, "physical_cores", lambda: 2)
     big = tmp_path / "big.gguf"
     with big.open("wb") as handle:  # a sparse file: 600 MiB to the rule, nothing on disk
         handle.write(model.read_bytes())

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from mmlupro_local.bench import (
+from mmlupro_local.cli.options import NumberOrAuto
+from mmlupro_local.datasets.sampling import SampleSpec
+from mmlupro_local.engine import KV_TYPES, MAX_LOOKUP, EngineSettings, KvType
+from mmlupro_local.engine.mode import AUTO_LOOKUP, auto_mode
+from mmlupro_local.engine.server import ServerSettings
+from mmlupro_local.model.hardware import physical_cores
+from mmlupro_local.model.source import model_path
+from mmlupro_local.results.figures import NO_FIGURE
+from mmlupro_local.run.request import MAX_PARALLEL
+from mmlupro_local.studies.bench import (
     TIMED_BUDGET,
     TimedRun,
     best_attention,
@@ -14,13 +23,6 @@ from mmlupro_local.bench import (
     throughput,
     timed_runs,
 )
-from mmlupro_local.datasets.sampling import SampleSpec
-from mmlupro_local.engine import KV_TYPES, KvType
-from mmlupro_local.engine.server import ServerSettings
-from mmlupro_local.model.hardware import auto_mode, physical_cores
-from mmlupro_local.model.source import model_path
-from mmlupro_local.results.figures import NO_FIGURE
-from mmlupro_local.runner import MAX_PARALLEL
 
 
 @click.command("bench")
@@ -57,14 +59,14 @@ from mmlupro_local.runner import MAX_PARALLEL
 @click.option(
     "--kv-type",
     type=click.Choice(KV_TYPES),
-    default="f16",
+    default=EngineSettings.kv_type,
     show_default=True,
     help="KV cache type for the throughput and the parallel runs.",
 )
 @click.option(
     "--lookup",
-    type=click.IntRange(0, 64),
-    default=16,
+    type=click.IntRange(0, MAX_LOOKUP),
+    default=AUTO_LOOKUP,
     show_default=True,
     help="Also time the warm parallel run with --lookup N (0: skip it).",
 )
@@ -106,14 +108,16 @@ def bench_cmd(
     threads = threads or physical_cores()
     click.echo(f"{path.name}, {threads} threads")
     click.echo("raw llama_decode throughput, tokens/s, 1,300-token shared prefix:")
-    guesses = lookup or 16
+    guesses = lookup or AUTO_LOOKUP
     measured = throughput(path, threads, kv_type=kv_type, guesses=guesses)
     click.echo(
         f"  {'flash attention':<40}" + "".join(f"{_onoff(t.flash_attn):>8}" for t in measured)
     )
     rows = [("prompt", [t.prompt_rate for t in measured])]
-    rows += [(f"--parallel {n}: generation", [t.generation[n] for t in measured])
-             for n in measured[0].generation]  # fmt: skip
+    rows += [
+        (f"--parallel {n}: generation", [t.generation[n] for t in measured])
+        for n in measured[0].generation
+    ]
     rows.append((f"{guesses} guesses checked per step (--lookup)", [t.checking for t in measured]))
     for label, rates in rows:
         click.echo(f"  {label:<40}" + "".join(f"{rate:>8.1f}" for rate in rates))
@@ -121,8 +125,10 @@ def bench_cmd(
     flash = best_attention(measured, lambda t: t.generation[widest[t.flash_attn]])
     best = widest[flash]
     lookup_flash = best_attention(measured, lambda t: t.checking)
-    click.echo(f"best here: --parallel {best} with flash attention {_onoff(flash)} "
-               f"(with --lookup: {_onoff(lookup_flash)})")  # fmt: skip
+    click.echo(
+        f"best here: --parallel {best} with flash attention {_onoff(flash)} "
+        f"(with --lookup: {_onoff(lookup_flash)})"
+    )
     if quick:
         return
     spec = SampleSpec(per_category=per_category)
@@ -136,18 +142,24 @@ def bench_cmd(
     # against the runs that also began with an empty prefix cache
     mine = runs[-1]
     fastest = min((r for r in runs if not r.warm), key=lambda r: r.wall)
-    verdict = ("the fastest cold run measured" if fastest is mine else
-               f"{mine.wall / fastest.wall - 1:.0%} slower than the fastest cold run measured "
-               f"({fastest.name}, {fastest.wall:.1f} s)")  # fmt: skip
-    click.echo(f"run's defaults here: {defaults.flags} ({defaults.reason}); "
-               f"{mine.wall:.1f} s, {verdict}")  # fmt: skip
+    verdict = (
+        "the fastest cold run measured"
+        if fastest is mine
+        else f"{mine.wall / fastest.wall - 1:.0%} slower than the fastest cold run measured "
+        f"({fastest.name}, {fastest.wall:.1f} s)"
+    )
+    click.echo(
+        f"run's defaults here: {defaults.flags} ({defaults.reason}); {mine.wall:.1f} s, {verdict}"
+    )
 
 
 def _table(runs: list[TimedRun], base_name: str) -> None:
     base = runs[0]
     width = max(50, *(len(r.name) + 2 for r in runs))
-    click.echo(f"  {'':<{width}}{'seconds':>8}{'q/min':>7}{'speed-up':>9}{'outside decode':>15}"
-               f"{'gen tokens':>11}{'prompt reused':>14}{'agree':>7}")  # fmt: skip
+    click.echo(
+        f"  {'':<{width}}{'seconds':>8}{'q/min':>7}{'speed-up':>9}{'outside decode':>15}"
+        f"{'gen tokens':>11}{'prompt reused':>14}{'agree':>7}"
+    )
     for r in runs:
         agree = sum(base.predictions.get(q) == p for q, p in r.predictions.items())
         click.echo(
@@ -168,16 +180,21 @@ def _share(outside: float) -> str:
     return f"{outside:.1%}" if outside >= 0 else NO_FIGURE
 
 
-def _bench_servers(model: str | None, servers: tuple[str, ...], concurrency: str,
-                   per_category: int, max_tokens: int, threads: int | None) -> None:  # fmt: skip
-    try:  # auto (0): the server's slots
-        widths = tuple(0 if n.strip() == "auto" else int(n) for n in concurrency.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{concurrency!r} is not a list such as 1,2,4,8 or 1,auto",
-                                 param_hint="--concurrency") from None  # fmt: skip
-    if not widths or any(not 0 <= n <= MAX_PARALLEL for n in widths):
-        raise click.BadParameter(f"each must be between 1 and {MAX_PARALLEL}",
-                                 param_hint="--concurrency")  # fmt: skip
+def _bench_servers(
+    model: str | None,
+    servers: tuple[str, ...],
+    concurrency: str,
+    per_category: int,
+    max_tokens: int,
+    threads: int | None,
+) -> None:
+    width = NumberOrAuto(1, MAX_PARALLEL)  # None: the server's slots
+    try:
+        widths = tuple(width.convert(n, None, None) for n in concurrency.split(","))
+    except click.BadParameter as exc:
+        raise click.BadParameter(
+            f"{exc.message} (a list such as 1,2,4,8 or 1,auto)", param_hint="--concurrency"
+        ) from None
     path = model_path(model) if model else None
     settings = [ServerSettings(url=url) for url in servers]
     spec = SampleSpec(per_category=per_category)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmlupro_local.divergence import Divergence, bucket_kl, top_k
+from mmlupro_local.studies.divergence import Divergence, bucket_kl, top_k
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:

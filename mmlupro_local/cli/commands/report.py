@@ -9,17 +9,11 @@ import click
 from mmlupro_local.files import output_text
 from mmlupro_local.results.compare import compare, render_comparison, render_flips
 from mmlupro_local.results.html_report import render_html
-from mmlupro_local.results.report import FORMATS, load_report, mode_note, render
+from mmlupro_local.results.report import FORMATS, load_report, mode_note, render, unique_labels
 
 results_argument = click.argument(
     "results", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
 )
-
-
-def unique_labels(paths: tuple[Path, ...]) -> list[str]:
-    """File stems, made unique when two runs share one."""
-    stems = [p.stem for p in paths]
-    return [s if stems.count(s) == 1 else f"{s} ({i + 1})" for i, s in enumerate(stems)]
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -30,8 +24,12 @@ def _write_text(path: Path, text: str) -> None:
 @click.command("report")
 @results_argument
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write a self-contained HTML report here.")  # fmt: skip
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a self-contained HTML report here.",
+)
 def report_cmd(results: tuple[Path, ...], fmt: str, html_out: Path | None) -> None:
     """Per-category accuracy with 95 % intervals, extraction and cost, for RESULTS files.
 
@@ -86,8 +84,10 @@ def compare_cmd(a: Path, b: Path, as_json: bool, flips: bool, noise: Path | None
       mmlupro-local compare q8_0.jsonl q4_k_m.jsonl --noise q8_0-parallel8.jsonl
     """
     paths = (a, b) if noise is None else (a, b, noise)
-    reports = [load_report(path, label=label) for path, label in zip(paths, unique_labels(paths),
-                                                                    strict=True)]  # fmt: skip
+    reports = [
+        load_report(path, label=label)
+        for path, label in zip(paths, unique_labels(paths), strict=True)
+    ]
     for report in reports:
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from mmlupro_local.datasets.questions import Question
-from mmlupro_local.engine import LIVE_PREFIXES
+from mmlupro_local.engine import CTX_STEP, LIVE_PREFIXES, round_ctx
 from mmlupro_local.task.letter_prompt import build_letter_prompt
 from mmlupro_local.task.prompt import (
     ChatRenderer,
@@ -17,12 +17,7 @@ from mmlupro_local.task.prompt import (
     fit_prompt,
 )
 
-CTX_STEP = 256  # llama.cpp pads the context to this; an unpadded n_ctx crashes later
 CHOICE_ALLOWANCE = 4  # tokens a letter choice may add to its prompt (the engine checks exactly)
-
-
-def round_ctx(n: int) -> int:
-    return -(-n // CTX_STEP) * CTX_STEP
 
 
 def prepare_prompts(

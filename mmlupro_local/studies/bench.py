@@ -15,10 +15,13 @@ from pathlib import Path
 from mmlupro_local.config import CACHE_ENV
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import EngineSettings, KvType
+from mmlupro_local.engine.mode import EngineMode
 from mmlupro_local.engine.server import ServerSettings
-from mmlupro_local.model.hardware import EngineMode
 from mmlupro_local.results.records import ResultRecord
-from mmlupro_local.runner import RunConfig, run
+from mmlupro_local.run.request import RunRequest
+from mmlupro_local.run.runner import run
+from mmlupro_local.run.targets.gguf import GgufSpec
+from mmlupro_local.run.targets.server import ServerSpec
 
 Echo = Callable[[str], None]
 TIMED_BUDGET = 512  # the timed runs' budget: most answers end before it, loops stop at it
@@ -69,9 +72,9 @@ class TimedRun:
         return 1 - self.decode / self.wall if self.wall else 0.0
 
 
-def timed_run(name: str, config: RunConfig, *, warm: bool = False) -> TimedRun:
+def timed_run(name: str, request: RunRequest, *, warm: bool = False) -> TimedRun:
     began = time.perf_counter()
-    outcome = run(config, echo=lambda _: None, progress=False)
+    outcome = run(request, echo=lambda _: None, progress=False)
     return TimedRun(name, time.perf_counter() - began, outcome.records, warm)
 
 
@@ -161,32 +164,61 @@ def timed_runs(
     flags += "" if flash_attn else " --no-flash-attn"
     plans = [  # name, parallel, prefix cache, warm, KV type, lookup, flash attention
         ("--parallel 1, no prefix cache", 1, False, False, "f16", 0, True),
-        (f"--parallel {parallel}{flags}, cold cache", parallel, True, False, kv_type, 0, flash_attn),
+        (
+            f"--parallel {parallel}{flags}, cold cache",
+            parallel,
+            True,
+            False,
+            kv_type,
+            0,
+            flash_attn,
+        ),
         (f"--parallel {parallel}{flags}, warm cache", parallel, True, True, kv_type, 0, flash_attn),
-    ]  # fmt: skip
+    ]
     if lookup:
-        plans.append((f"--parallel {parallel}{flags} --lookup {lookup}, warm", parallel, True, True, kv_type, lookup, flash_attn))  # fmt: skip
+        plans.append(
+            (
+                f"--parallel {parallel}{flags} --lookup {lookup}, warm",
+                parallel,
+                True,
+                True,
+                kv_type,
+                lookup,
+                flash_attn,
+            )
+        )
     runs: list[TimedRun] = []
     with private_cache() as tmp:
         for name, width, cache, warm, kind, guesses, flash in plans:
-            engine = EngineSettings(threads=threads, kv_type=kind, lookup=guesses,
-                                    flash_attn=flash)  # fmt: skip
-            config = RunConfig(model=model, out=tmp / f"{len(runs)}.jsonl", sample=spec,
-                               max_tokens=budget, engine=engine, parallel=width,
-                               prefix_cache=cache)  # fmt: skip
-            runs.append(timed_run(name, config, warm=warm))
+            target = GgufSpec(
+                path=model, threads=threads, kv_type=kind, lookup=guesses, flash_attn=flash
+            )
+            request = RunRequest(
+                target=target,
+                out=tmp / f"{len(runs)}.jsonl",
+                sample=spec,
+                max_tokens=budget,
+                parallel=width,
+                prefix_cache=cache,
+            )
+            runs.append(timed_run(name, request, warm=warm))
     if defaults is not None:
         with private_cache() as tmp:
-            engine = EngineSettings(threads=threads, lookup=defaults.lookup)
-            config = RunConfig(model=model, out=tmp / "defaults.jsonl", sample=spec,
-                               max_tokens=budget, engine=engine, parallel=defaults.parallel)  # fmt: skip
-            runs.append(timed_run(f"run's defaults ({defaults.flags}), cold cache", config))
+            target = GgufSpec(path=model, threads=threads, lookup=defaults.lookup)
+            request = RunRequest(
+                target=target,
+                out=tmp / "defaults.jsonl",
+                sample=spec,
+                max_tokens=budget,
+                parallel=defaults.parallel,
+            )
+            runs.append(timed_run(f"run's defaults ({defaults.flags}), cold cache", request))
     return runs
 
 
 def server_runs(
     servers: list[ServerSettings],
-    concurrency: tuple[int, ...],
+    concurrency: tuple[int | None, ...],
     spec: SampleSpec,
     budget: int,
     model: Path | None = None,
@@ -198,14 +230,23 @@ def server_runs(
     runs: list[TimedRun] = []
     with private_cache() as tmp:
         if model is not None:
-            config = RunConfig(model=model, out=tmp / "local.jsonl", sample=spec,
-                               max_tokens=budget, engine=EngineSettings(threads=threads))  # fmt: skip
-            runs.append(timed_run(f"in-process {model.name}, defaults", config))
+            request = RunRequest(
+                target=GgufSpec(path=model, threads=threads),
+                out=tmp / "local.jsonl",
+                sample=spec,
+                max_tokens=budget,
+            )
+            runs.append(timed_run(f"in-process {model.name}, defaults", request))
         for server in servers:
-            for width in concurrency:
-                config = RunConfig(model=None, server=server, out=tmp / f"{len(runs)}.jsonl",
-                                   sample=spec, max_tokens=budget, parallel=width)  # fmt: skip
-                runs.append(timed_run(f"{server.root} --parallel {width or 'auto'}", config))
+            for width in concurrency:  # None: the server's slots
+                request = RunRequest(
+                    target=ServerSpec(server),
+                    out=tmp / f"{len(runs)}.jsonl",
+                    sample=spec,
+                    max_tokens=budget,
+                    parallel=width,
+                )
+                runs.append(timed_run(f"{server.root} --parallel {width or 'auto'}", request))
     return runs
 
 

@@ -11,23 +11,20 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-import mmlupro_local.runner as runner_module
-from fakes import FakeEngine, question_of, write_fake_model
+from fakes import FakeEngine, question_of, reference_request, write_fake_model
 from mmlupro_local.cli import main
-from mmlupro_local.cli.app import CliState
+from mmlupro_local.cli.options import CliState
 from mmlupro_local.datasets.dataset import Dataset, load_dataset
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.results.store import ResultsWriter, StoreError, read_results
-from mmlupro_local.runner import RunConfig, run
+from mmlupro_local.run.plan import settle
+from mmlupro_local.run.request import RunRequest
+from mmlupro_local.run.runner import run
 
 
-def config(model: Path, out: Path, **changes: Any) -> RunConfig:
-    base: dict[str, Any] = {
-        "model": model,
-        "out": out,
-        "sample": SampleSpec(per_category=1, categories=("law", "history")),
-    }
-    return RunConfig(**{**base, **changes})
+def config(model: Path, out: Path, **changes: Any) -> RunRequest:
+    sample = SampleSpec(per_category=1, categories=("law", "history"))
+    return reference_request(model, out, **{"sample": sample, **changes})
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
@@ -168,7 +165,8 @@ def test_garbage_in_the_middle_is_named(model: Path, tmp_path: Path) -> None:
 def test_second_writer_is_refused(model: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     cfg = config(model, out)
-    ident = runner_module.identity(cfg, "x", load_dataset())
+    target = cfg.target.open(cfg, FakeEngine())
+    ident = settle(cfg, target, None).identity(target, load_dataset())
     with (
         ResultsWriter(out, ident),
         pytest.raises(StoreError, match="another mmlupro-local run is writing"),

@@ -7,12 +7,11 @@ import json
 
 import click
 
-from mmlupro_local.engine import KV_TYPES, EngineSettings, KvType
-from mmlupro_local.fitting import round_ctx
+from mmlupro_local.engine import KV_TYPES, EngineSettings, KvType, round_ctx
 from mmlupro_local.model.gguf import read_gguf
 from mmlupro_local.model.memory import GIB, estimate, machine_memory
 from mmlupro_local.model.source import model_path
-from mmlupro_local.runner import MAX_PARALLEL
+from mmlupro_local.run.request import MAX_PARALLEL
 from mmlupro_local.task.settings import MAX_TOKENS
 
 # what run's automatic context holds besides the budgets: the longest 5-shot prefix
@@ -57,14 +56,20 @@ def fetch_cmd(ref: str) -> None:
     show_default=True,
     help="Questions decoded together; sets the default --ctx.",
 )
-@click.option("--max-tokens", type=click.IntRange(1), default=MAX_TOKENS, show_default=True,
-              help="Generation budget; sets the default --ctx.")  # fmt: skip
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(1),
+    default=MAX_TOKENS,
+    show_default=True,
+    help="Generation budget; sets the default --ctx.",
+)
 @click.option(
     "--kv-type", type=click.Choice(KV_TYPES), default=EngineSettings.kv_type, show_default=True
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def info_cmd(ref: str, ctx: int | None, parallel: int, max_tokens: int, kv_type: KvType,
-             as_json: bool) -> None:  # fmt: skip
+def info_cmd(
+    ref: str, ctx: int | None, parallel: int, max_tokens: int, kv_type: KvType, as_json: bool
+) -> None:
     """What REF (a GGUF path or hf://...) is, and the memory a run needs with a context
     of --ctx tokens (all parallel questions share it, as in run), against this machine's."""
     info = read_gguf(model_path(ref))
@@ -94,8 +99,10 @@ def info_cmd(ref: str, ctx: int | None, parallel: int, max_tokens: int, kv_type:
     if as_json:
         click.echo(json.dumps(facts, indent=2))
         return
-    click.echo(f"{info.path.name}: {info.architecture}, {info.quantization}, "
-               f"{info.size / GIB:.2f} GiB, trained context {facts['n_ctx_train'] or 'unknown'}")  # fmt: skip
+    click.echo(
+        f"{info.path.name}: {info.architecture}, {info.quantization}, "
+        f"{info.size / GIB:.2f} GiB, trained context {facts['n_ctx_train'] or 'unknown'}"
+    )
     click.echo(f"chat template: {'yes' if info.chat_template else 'no (use --style completion)'}")
     opened = (
         f"about {ctx:,} tokens, the context run opens for --parallel {parallel} with "
@@ -103,9 +110,16 @@ def info_cmd(ref: str, ctx: int | None, parallel: int, max_tokens: int, kv_type:
         if estimated
         else f"{ctx:,} tokens"
     )
-    click.echo(f"a run with a context of {opened} and --kv-type {kv_type} needs {need.describe()}")  # fmt: skip
+    click.echo(f"a run with a context of {opened} and --kv-type {kv_type} needs {need.describe()}")
     if machine:
-        verdict = ("fits" if need.total <= machine.available else
-                   "fits, but not in what is free now" if need.total <= machine.total else "does NOT fit")  # fmt: skip
-        click.echo(f"this machine: {machine.total / GIB:.1f} GiB, {machine.available / GIB:.1f} GiB "
-                   f"free now: {verdict}")  # fmt: skip
+        verdict = (
+            "fits"
+            if need.total <= machine.available
+            else "fits, but not in what is free now"
+            if need.total <= machine.total
+            else "does NOT fit"
+        )
+        click.echo(
+            f"this machine: {machine.total / GIB:.1f} GiB, {machine.available / GIB:.1f} GiB "
+            f"free now: {verdict}"
+        )

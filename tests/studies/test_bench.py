@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from hubserver import run_cli
-from mmlupro_local.bench import Throughput, TimedRun, best_attention, best_width
 from mmlupro_local.results.records import ResultRecord
+from mmlupro_local.studies.bench import Throughput, TimedRun, best_attention, best_width
 
 
 def test_best_width_needs_a_real_gain() -> None:
@@ -36,7 +36,17 @@ def test_best_attention_weighs_prompt_reading_against_generation() -> None:
 
 def test_outside_decode_share() -> None:
     records = [
-        ResultRecord(70 + i, "law", "A", "A", 1, True, None, False, 4, 5, "", decode_seconds=s)
+        ResultRecord(
+            question_id=70 + i,
+            category="law",
+            answer="A",
+            pred="A",
+            level=1,
+            correct=True,
+            n_options=4,
+            shots=5,
+            decode_seconds=s,
+        )
         for i, s in enumerate((4.0, 5.5))
     ]
     assert TimedRun("x", 10.0, records).outside_decode == pytest.approx(0.05)

@@ -6,14 +6,13 @@ import json
 
 import click
 
-from mmlupro_local.cli.dataset_cmds import dataset_option
+from mmlupro_local.cli.options import dataset_option, prompt_options
 from mmlupro_local.datasets.dataset import load_dataset
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.model.source import model_path
+from mmlupro_local.run.request import RunRequest
 from mmlupro_local.task.letter_prompt import build_letter_prompt
 from mmlupro_local.task.prompt import (
-    MAX_SHOTS,
-    STYLES,
     ChatRenderer,
     PromptSettings,
     Style,
@@ -28,21 +27,11 @@ from mmlupro_local.task.settings import MAX_TOKENS, METHODS, Method
 @click.option(
     "--method",
     type=click.Choice(METHODS),
-    default="cot",
+    default=RunRequest.method,
     show_default=True,
     help="logprob: the letter-choice prompt, each letter scored right after its end.",
 )
-@click.option(
-    "--style",
-    type=click.Choice(STYLES),
-    default=PromptSettings.style,
-    show_default=True,
-    help="completion: the official prompt; chat: the model's chat template.",
-)
-@click.option("--shots", type=click.IntRange(0, MAX_SHOTS), default=MAX_SHOTS, show_default=True)
-@click.option(
-    "--strip-options", is_flag=True, help="Strip whitespace around options (hides the answer leak)."
-)
+@prompt_options
 @click.option(
     "--model",
     "model_ref",
@@ -118,8 +107,14 @@ def prompt(
         if method == "logprob":
             built = build_letter_prompt(by_id[qid], data.validation, settings, render_chat=render)
         elif count is not None and ctx is not None:
-            built = fit_prompt(by_id[qid], data.validation, settings, count_tokens=count,
-                               limit=ctx - max_tokens, render_chat=render)  # fmt: skip
+            built = fit_prompt(
+                by_id[qid],
+                data.validation,
+                settings,
+                count_tokens=count,
+                limit=ctx - max_tokens,
+                render_chat=render,
+            )
         else:
             built = build_prompt(by_id[qid], data.validation, settings, render_chat=render)
         if as_json:

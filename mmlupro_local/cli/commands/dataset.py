@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from mmlupro_local.cli.options import dataset_option
 from mmlupro_local.config import datasets_dir
 from mmlupro_local.datasets.dataset import (
     EMBEDDED_NAME,
@@ -26,15 +27,6 @@ from mmlupro_local.datasets.summary import (
 )
 from mmlupro_local.datasets.verify import verify
 from mmlupro_local.files import output_text
-
-dataset_option = click.option(
-    "--dataset",
-    "dataset_name",
-    default=EMBEDDED_NAME,
-    show_default=True,
-    envvar="MMLUPRO_DATASET",
-    help="Dataset name: the embedded copy or one added with 'dataset import' / 'dataset fetch'.",
-)
 
 
 @click.group()

@@ -1,0 +1,95 @@
+"""`mmlupro-local divergence`: how far a model's next-token distributions are from a
+reference model's, along the reference's own answers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mmlupro_local.cli import options as o
+from mmlupro_local.engine import EngineSettings
+from mmlupro_local.model.hardware import physical_cores
+from mmlupro_local.model.source import model_path
+from mmlupro_local.run.request import RunRequest, default_out
+from mmlupro_local.run.targets.gguf import GgufSpec
+from mmlupro_local.studies.divergence import TOP_K, measure, reference_texts
+
+
+@click.command("divergence")
+@click.argument("reference")
+@click.argument("model")
+@o.sample_options
+@o.prompt_options
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(1),
+    help="The reference's generation budget [default: as run's].",
+)
+@o.OptionGroup(o.threads_option, o.gpu_layers_option)
+@o.parallel_option
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A finished run of REFERENCE on this sample: its answers are reused, none generated.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where the reference's run is saved [default: as run names it].",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(1),
+    default=TOP_K,
+    show_default=True,
+    help="Reference tokens kept per position (the rest count as one).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.option("--progress/--no-progress", default=True)
+@o.dataset_option
+def divergence_cmd(reference: str, model: str, **options: Any) -> None:
+    """How far MODEL's next-token distributions are from REFERENCE's, far more sensitive
+    than accuracy: the reference's greedy answers (generated as 'run' would, or read
+    from --results) are fed through both models, and per category and overall this
+    prints the mean KL divergence KL(REFERENCE || MODEL) per answer token and the share
+    of positions where both put the same token on top. Both must share a vocabulary.
+
+    \b
+    Examples:
+      mmlupro-local divergence q8_0.gguf q4_k_m.gguf --per-category 2
+      mmlupro-local divergence q8_0.gguf q4_k_m.gguf --per-category 10 --results q8.jsonl
+    """
+    sample = o.sample_spec(options)
+    ref_path, model_file = model_path(reference), model_path(model)
+    prompt = o.prompt_settings(options)
+    threads, gpu_layers = options["threads"], options["gpu_layers"]
+    request = RunRequest(
+        target=GgufSpec(
+            path=ref_path,
+            source=reference if reference.startswith("hf://") else "",
+            threads=threads,
+            lookup=0,
+            gpu_layers=gpu_layers,
+        ),
+        out=options["out"] or default_out(ref_path.stem, prompt.style, prompt.shots, sample.seed),
+        dataset=options["dataset_name"],
+        sample=sample,
+        prompt=prompt,
+        max_tokens=options["max_tokens"],
+        parallel=options["parallel"],
+        command=tuple(sys.argv),
+    )
+    echo, progress = (lambda t: click.echo(t, err=True)), options["progress"]
+    texts = reference_texts(ref_path, request, options["results"], echo=echo, progress=progress)
+    settings = EngineSettings(threads=threads or physical_cores(), gpu_layers=gpu_layers)
+    report = measure(ref_path, model_file, texts, settings, k=options["top_k"], progress=progress)
+    if options["fmt"] == "json":
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(report.render())

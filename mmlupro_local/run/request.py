@@ -1,0 +1,70 @@
+"""What a user asked a run to do, checked once. A setting left to the run ("auto") is
+None here; run.plan.settle decides it, once, into a RunPlan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmlupro_local.config import PREFIX_CACHE_MAX_GB
+from mmlupro_local.datasets.dataset import EMBEDDED_NAME
+from mmlupro_local.datasets.sampling import SampleSpec
+from mmlupro_local.engine import CTX_STEP
+from mmlupro_local.errors import MmluProError
+from mmlupro_local.run.targets import TargetSpec
+from mmlupro_local.task.prompt import PromptSettings
+from mmlupro_local.task.settings import AnswerSettings, Method
+
+MAX_PARALLEL = 64
+RESULTS_DIR = "mmlupro-results"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    target: TargetSpec  # what is evaluated: a registered kind (run.targets)
+    out: Path
+    dataset: str = EMBEDDED_NAME
+    sample: SampleSpec = field(default_factory=SampleSpec)
+    prompt: PromptSettings = field(default_factory=PromptSettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
+    method: Method = "cot"
+    max_tokens: int | None = None  # None: the official budget, plus any think budget
+    # close think blocks after this many tokens (0: never); None: by the chat template
+    think_budget: int | None = None
+    ctx: int | None = None  # None: fit the longest prompt and the budget
+    parallel: int | None = None  # questions in flight together; None: the target's rule
+    prefix_cache: bool = True
+    prefix_cache_gb: float = PREFIX_CACHE_MAX_GB
+    command: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise RunRequestError("the generation budget must be at least 1 token")
+        if self.ctx is not None and self.ctx < CTX_STEP:
+            raise RunRequestError(f"the context must hold at least {CTX_STEP} tokens")
+        if self.parallel is not None and not 1 <= self.parallel <= MAX_PARALLEL:
+            raise RunRequestError(f"parallel must be between 1 and {MAX_PARALLEL}")
+        if self.method == "logprob" and (self.parallel or 1) != 1:
+            raise RunRequestError("--method logprob scores one question at a time, in-process")
+        if self.method == "logprob" and not self.target.scores_choices:
+            raise RunRequestError(
+                f"--method logprob scores choices in-process, which {self.target.label} cannot"
+            )
+
+
+class RunRequestError(MmluProError):
+    """A run's settings contradict each other or are out of range."""
+
+
+def default_out(
+    stem: str,
+    style: str,
+    shots: int,
+    seed: int,
+    folder: Path = Path(RESULTS_DIR),
+    method: Method = "cot",
+) -> Path:
+    """The results file a run writes when --out is not given, named after what it
+    evaluates (TargetSpec.stem) and the settings that tell its files apart."""
+    kind = "" if method == "cot" else f"{method}."
+    return folder / f"{stem}.{kind}{style}.{shots}shot.seed{seed}.jsonl"

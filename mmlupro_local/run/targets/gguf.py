@@ -1,0 +1,173 @@
+"""The kind "gguf": a GGUF file run in-process through llama.cpp, hashed, checked
+against this machine's memory, its engine mode chosen by the rule (engine.mode)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mmlupro_local.engine import Engine, EngineSettings, KvType
+from mmlupro_local.engine.mode import auto_mode
+from mmlupro_local.model.fingerprint import model_record, model_sha256
+from mmlupro_local.model.gguf import GgufInfo, read_gguf
+from mmlupro_local.model.hardware import physical_cores
+from mmlupro_local.model.memory import check_fits, estimate, machine_memory
+from mmlupro_local.results.records import Identity, LocalEngineIdentity
+from mmlupro_local.run.targets import (
+    EngineFactory,
+    Mode,
+    Target,
+    TargetSpec,
+    kind,
+    read_template,
+    template_thinks,
+)
+from mmlupro_local.task.prompt import ChatRenderer
+
+if TYPE_CHECKING:
+    from mmlupro_local.run.plan import RunPlan
+    from mmlupro_local.run.request import RunRequest
+
+
+@kind("gguf")
+@dataclass(frozen=True)
+class GgufSpec(TargetSpec):
+    path: Path
+    source: str = ""  # the hub reference it was downloaded from, if any
+    chat_template: Path | None = None  # a Jinja file used instead of the model's template
+    # the engine's own settings; None: decided by the run (the rule, or a resumed file)
+    threads: int | None = None
+    lookup: int | None = None
+    gpu_layers: int = EngineSettings.gpu_layers
+    batch: int = EngineSettings.batch
+    flash_attn: bool = EngineSettings.flash_attn
+    kv_type: KvType = EngineSettings.kv_type
+    memory_check: bool = True  # refuse a model and context larger than this machine's memory
+    rule_bytes: int = 0  # the model size the rule reads (several models: the largest); 0: this
+
+    def __post_init__(self) -> None:
+        # the engine's own checks (a q8_0 cache needs flash attention), before anything loads
+        EngineSettings(
+            threads=1,
+            gpu_layers=self.gpu_layers,
+            batch=self.batch,
+            flash_attn=self.flash_attn,
+            kv_type=self.kv_type,
+        )
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+    @property
+    def label(self) -> str:
+        return str(self.path)
+
+    @property
+    def rule_size(self) -> int:
+        return self.rule_bytes or (self.path.stat().st_size if self.path.is_file() else 0)
+
+    def sized(self, size: int) -> GgufSpec:
+        return replace(self, rule_bytes=size)
+
+    def open(self, request: RunRequest, factory: EngineFactory | None) -> Target:
+        return LocalModel(self, factory or _llama_engine)
+
+
+def _llama_engine(model: Path, settings: EngineSettings) -> Engine:
+    from mmlupro_local.engine.llama import LlamaEngine
+
+    return LlamaEngine(model, settings)
+
+
+class LocalModel(Target):
+    def __init__(self, spec: GgufSpec, factory: EngineFactory) -> None:
+        self.spec, self.factory = spec, factory
+        self.info: GgufInfo = read_gguf(spec.path)
+        self.template_file = spec.chat_template
+        self.template = read_template(spec.chat_template) if spec.chat_template else None
+        self.template = self.template or self.info.chat_template
+        self.template_thinks = template_thinks(self.template)
+        self.key = model_sha256(spec.path)  # the identity's model_sha256, the prefix cache's key
+        self.trained_ctx = self.info.get_int("context_length")
+
+    def mode(self, request: RunRequest, recorded: Identity | None) -> Mode:
+        """Settings left to the run come from the identity of the file it resumes, so that
+        a file finishes as it began whatever this machine is, else from the rule."""
+        spec = self.spec
+        if request.method == "logprob":  # one question at a time, nothing generated
+            threads = spec.threads or physical_cores()
+            return Mode(1, 0, threads, "--method logprob scores one question at a time")
+        from mmlupro_local.engine.handles import backend
+
+        cores = spec.threads or physical_cores()
+        size = spec.rule_size
+        rule = auto_mode(backend(spec.gpu_layers), cores, size, request.sample.per_category)
+        engine = recorded.engine if recorded is not None else None
+        threads = cores
+        if spec.threads is None and isinstance(engine, LocalEngineIdentity) and engine.threads:
+            threads = engine.threads
+        chosen = engine or rule
+        parallel = chosen.parallel if request.parallel is None else request.parallel
+        lookup = chosen.lookup if spec.lookup is None else spec.lookup
+        if request.parallel is not None and spec.lookup is not None and threads == cores:
+            return Mode(parallel, lookup, threads)  # all given (--reference...)
+        if engine is not None:
+            reason = f"as recorded in {request.out}, which this run resumes"
+            line = (
+                f"engine mode: --parallel {parallel} --lookup {lookup} --threads {threads}, "
+                f"{reason} (the rule would choose {rule.flags} here now: {rule.reason})"
+            )
+            return Mode(parallel, lookup, threads, reason, line)
+        line = f"engine mode: --parallel {parallel} --lookup {lookup} ({rule.reason})"
+        return Mode(parallel, lookup, threads, rule.reason, line)
+
+    def settings(self, plan: RunPlan) -> EngineSettings:
+        s = self.spec
+        return EngineSettings(
+            threads=plan.threads,
+            gpu_layers=s.gpu_layers,
+            batch=s.batch,
+            flash_attn=s.flash_attn,
+            kv_type=s.kv_type,
+            lookup=plan.lookup,
+        )
+
+    def engine_identity(self, plan: RunPlan) -> LocalEngineIdentity:
+        s = self.settings(plan)
+        return LocalEngineIdentity(
+            batch=s.batch,
+            flash_attn=s.flash_attn,
+            kv_type=s.kv_type,
+            gpu_layers=s.gpu_layers,
+            threads=s.threads,
+            parallel=plan.parallel,
+            lookup=s.lookup,
+        )
+
+    def record(self) -> dict[str, Any]:
+        record = {**model_record(self.info, self.key), "source": self.spec.source or None}
+        if self.spec.chat_template is not None:
+            record["chat_template"] = str(self.spec.chat_template)
+        return record
+
+    def check_memory(self, n_ctx: int, warnings: list[str]) -> None:
+        if not self.spec.memory_check:
+            return
+        need = estimate(self.info, n_ctx, self.spec.kv_type)
+        warning = check_fits(self.info, need, machine_memory())
+        if warning and warning not in warnings:
+            warnings.append(warning)
+
+    def start(self, plan: RunPlan) -> Engine:
+        return self.factory(self.spec.path, self.settings(plan))
+
+    def renderer(self) -> ChatRenderer:
+        from mmlupro_local.engine.chat import chat_renderer
+
+        return chat_renderer(self.info, self.template)
+
+    @property
+    def uses_prefix_cache(self) -> bool:
+        return True

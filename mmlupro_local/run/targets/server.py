@@ -1,0 +1,144 @@
+"""The kind "server": a model behind an OpenAI-compatible server (vLLM, SGLang,
+llama-server, Ollama), probed once when opened. Its memory, threads and kernels are the
+server's business; what it tells of itself sizes the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mmlupro_local.engine import Engine, EngineError
+from mmlupro_local.engine.server import ServerSettings
+from mmlupro_local.results.records import Identity, ServerEngineIdentity
+from mmlupro_local.run.targets import EngineFactory, Mode, Target, TargetSpec, kind
+from mmlupro_local.task.prompt import ChatRenderer
+
+if TYPE_CHECKING:
+    from mmlupro_local.engine.server.engine import ServerEngine
+    from mmlupro_local.run.plan import RunPlan
+    from mmlupro_local.run.request import RunRequest
+
+SERVER_PARALLEL = 4  # requests in flight when a server does not report its slots
+
+
+@kind("server")
+@dataclass(frozen=True)
+class ServerSpec(TargetSpec):
+    settings: ServerSettings
+    # servers differ in whether and how they return prompt log-probabilities
+    scores_choices = False
+
+    @property
+    def stem(self) -> str:
+        """Named after the model asked for, else the server's host and port."""
+        if self.settings.model:
+            return self.settings.model.rsplit("/", 1)[-1].removesuffix(".gguf")
+        return self.settings.root.split("://", 1)[1].replace(":", "-").replace("/", "-")
+
+    @property
+    def label(self) -> str:
+        return self.settings.root
+
+    def open(self, request: RunRequest, factory: EngineFactory | None) -> Target:
+        return ServedModel(self.settings, request)
+
+
+class ServedModel(Target):
+    def __init__(self, settings: ServerSettings, request: RunRequest) -> None:
+        from mmlupro_local.engine.server import server_engine
+
+        self.root = settings.root
+        self.engine: ServerEngine = server_engine(
+            settings, seed=request.sample.seed, stop=request.answer.stop
+        )
+        self.chat = request.prompt.style == "chat"
+        info = self.engine.info
+        self.fixed_ctx = info.n_ctx  # each request's context, as the server reports it
+        # counts are the server's only when it tokenizes the very text it is sent
+        self.exact_counts = info.tokenize is not None and bool(info.chat_template or not self.chat)
+        trained = info.details.get("n_ctx_train")
+        self.trained_ctx = int(trained) if isinstance(trained, int) else None
+
+    def mode(self, request: RunRequest, recorded: Identity | None) -> Mode:
+        if request.parallel is not None:
+            return Mode(request.parallel)
+        slots = self.engine.info.slots
+        said = (
+            "the server's slots)"
+            if slots
+            else "the server does not say how many it serves at once)"
+        )
+        parallel = slots or SERVER_PARALLEL
+        return Mode(parallel, line=f"--parallel auto: {parallel} requests in flight ({said}")
+
+    def engine_identity(self, plan: RunPlan) -> ServerEngineIdentity:
+        return ServerEngineIdentity(
+            url=self.root, model=self.engine.info.model, parallel=plan.parallel
+        )
+
+    def record(self) -> dict[str, Any]:
+        info = self.engine.info
+        record = {
+            "name": info.model,
+            "server": self.root,
+            "kind": info.kind,
+            "quantization": info.details.get("ftype"),
+            "source": None,
+        }
+        if self.chat:  # the official chat form, rendered by the server's own template
+            record["chat_template"] = "the server's"
+        return record
+
+    def start(self, plan: RunPlan) -> Engine:
+        return self.engine
+
+    def renderer(self) -> ChatRenderer:
+        if self.engine.info.chat_template:
+            return self.engine.render_chat
+        return _plain_chat  # the server renders; this text only locates the shared prefix
+
+    def context(self, ctx: int | None, warnings: list[str]) -> int | None:
+        """--ctx within the server's own; none when the server cannot count (prompts are
+        then sent whole)."""
+        if not self.exact_counts:
+            warnings.append(
+                "the server cannot count tokens (no /tokenize, or a chat template it cannot "
+                "render on its own): prompts are sent whole, never fitted to its context"
+            )
+            return None
+        if ctx is not None and self.fixed_ctx is not None and ctx > self.fixed_ctx:
+            raise EngineError(
+                f"--ctx {ctx} is more than the server gives a request ({self.fixed_ctx} tokens)",
+                setting="server_ctx",
+            )
+        return ctx or self.fixed_ctx
+
+    def counter(self, engine: Engine) -> Any:
+        return engine.count_tokens if self.exact_counts else _estimate_tokens
+
+    def job_tokens(self, count: Any, text: str) -> int | None:
+        return count(text) if self.exact_counts else None
+
+    def check_cuts(self, longest: str, warnings: list[str]) -> None:
+        """A server that cannot count tokens is probed for quietly cut prompts."""
+        if self.exact_counts:
+            return
+        cut = self.engine.find_cut(longest)
+        if cut is not None:
+            warnings.append(
+                f"the server quietly cuts prompts longer than about {cut} tokens (a probe "
+                "with the longest prompt sent twice); questions it cuts will be errors"
+            )
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def _estimate_tokens(text: str) -> int:
+    """A server that cannot count: a rough count (4 characters a token), only to size
+    nothing; such prompts are never fitted."""
+    return len(text) // 4 + 1
+
+
+def _plain_chat(messages: list[dict[str, str]]) -> str:
+    return "".join(f"<{m['role']}>\n{m['content']}\n" for m in messages) + "<assistant>\n"

@@ -1,0 +1,1 @@
+"""Studies that call the run: speed (bench) and how far two models diverge (divergence)."""

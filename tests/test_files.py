@@ -1,0 +1,58 @@
+"""Output files: written through symlinks and devices, with the umask's permissions."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from fakes import (
+    FakeEngine,
+    finished_run,
+    invoke,
+)
+
+
+def test_export_writes_through_symlinks_and_devices_with_umask_permissions(
+    tmp_path: Path,
+) -> None:
+    """Issue 13, case 2."""
+    target = tmp_path / "real.jsonl"
+    target.write_text("old\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    result = invoke("dataset", "export", "--out", str(link))
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text().count("\n") == 12102
+    fresh = tmp_path / "fresh.jsonl"
+    old_mask = os.umask(0o022)
+    try:
+        assert invoke("dataset", "export", "--out", str(fresh)).exit_code == 0
+    finally:
+        os.umask(old_mask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
+    os.chmod(target, 0o640)
+    assert invoke("dataset", "export", "--out", str(link)).exit_code == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640  # a replaced file keeps its mode
+    # a device is written to, never replaced: /dev/full is full, /dev/null takes it all
+    full = invoke("dataset", "export", "--out", "/dev/full")
+    assert full.exit_code == 1 and "No space left on device" in full.output
+    assert "wrote" not in full.output
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    assert invoke("dataset", "export", "--out", "/dev/null").exit_code == 0
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_html_reports_get_the_umasks_permissions(
+    model: Path, tmp_path: Path, engine: FakeEngine
+) -> None:
+    """Issue 13, case 2."""
+    out = finished_run(model, tmp_path / "r.jsonl", engine)
+    html = tmp_path / "r.html"
+    old_mask = os.umask(0o022)
+    try:
+        assert invoke("report", str(out), "--html", str(html)).exit_code == 0
+    finally:
+        os.umask(old_mask)
+    assert stat.S_IMODE(html.stat().st_mode) == 0o644
