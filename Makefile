@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-dataset bench-extract dataset-check clean
+.PHONY: install llama-server demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-dataset bench-extract dataset-check fit-items study-estimates clean
 
 install: $(STAMP)
 
@@ -85,6 +85,16 @@ bench-extract: install
 dataset-check: install
 	$(BIN)/python scripts/build_dataset.py --check
 	$(BIN)/python scripts/check_responses.py
+
+# The item model the assisted estimate uses, fitted on ../shared/data/official-runs only
+# (20 official runs), written into the package (mmlupro_local/data/mmlu-pro/items.bin).
+fit-items: install
+	$(BIN)/python scripts/fit_items.py
+
+# How the estimates of the full score do: leave-one-model-out over the 20 official runs,
+# 200 seeds, at 70, 140, 560 and 1,400 questions (about 3 minutes).
+study-estimates: install
+	$(BIN)/python scripts/study_estimates.py --seeds 200
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

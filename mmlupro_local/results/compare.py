@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmlupro_local.errors import MmluProError
+from mmlupro_local.results.estimates import PairedEstimate, paired
 from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.results.report import RunReport
 from mmlupro_local.results.stats import (
+    Z80,
     PairedDifference,
     fewest_detectable,
     paired_difference,
@@ -104,6 +106,25 @@ class Comparison:
     noise: NoiseFloor | None = None
     modes: tuple[str, str] = ("", "")  # each run's engine mode
     methods: tuple[str, str] = ("cot", "cot")  # each run's --method
+    # B's estimated full score minus A's (categories weighted by size), when the dataset
+    # is at hand; the verdict rests on it and its stratified test
+    difference: PairedEstimate | None = None
+
+    def _figure(self) -> tuple[float, float, float, str]:
+        """(difference, low, high, the p-values said) the verdict rests on."""
+        d, e = self.overall, self.difference
+        if e is None:
+            return d.difference, d.ci_low, d.ci_high, f"p = {_p(d.p_value)}"
+        return (
+            e.value,
+            e.low,
+            e.high,
+            (f"stratified p = {_p(e.p_value)}, pooled McNemar p = {_p(d.p_value)}"),
+        )
+
+    @property
+    def p_value(self) -> float:
+        return self.overall.p_value if self.difference is None else self.difference.p_value
 
     @property
     def within_noise(self) -> bool:
@@ -129,26 +150,28 @@ class Comparison:
         d = self.overall
         if d.n == 0:
             return "the runs share no questions"
+        value, low, high, said = self._figure()
+        of = "" if self.difference is None else " of the estimated full score"
         if d.disagreements < fewest_detectable():
             return (
                 f"too few questions to tell: the runs disagree on {d.disagreements} of {d.n}, and "
                 f"the paired test needs at least {fewest_detectable()} disagreements to detect any "
-                f"difference ({d.difference * 100:+.1f} points, 95 % CI {d.ci_low * 100:.1f} to "
-                f"{d.ci_high * 100:.1f}, p = {_p(d.p_value)}); about {self.needed_per_category} "
+                f"difference ({value * 100:+.1f} points{of}, 95 % CI {low * 100:.1f} to "
+                f"{high * 100:.1f}, {said}); about {self.needed_per_category} "
                 f"questions per category would be needed to detect {DETECT * 100:.0f} points"
             )
-        if d.p_value < 0.05:
-            if d.difference > 0:
-                better, worse, low, high = self.b, self.a, d.ci_low, d.ci_high
+        if self.p_value < 0.05:
+            if value > 0:
+                better, worse = self.b, self.a
             else:
-                better, worse, low, high = self.a, self.b, -d.ci_high, -d.ci_low
+                better, worse, low, high = self.a, self.b, -high, -low
             return (
-                f"{better} is better than {worse} by {abs(d.difference) * 100:.1f} points, "
-                f"95 % CI {low * 100:.1f} to {high * 100:.1f}, p = {_p(d.p_value)}"
+                f"{better} is better than {worse} by {abs(value) * 100:.1f} points{of}, "
+                f"95 % CI {low * 100:.1f} to {high * 100:.1f}, {said}"
             )
         return (
-            f"no detectable difference at this sample size ({d.difference * 100:+.1f} points, "
-            f"95 % CI {d.ci_low * 100:.1f} to {d.ci_high * 100:.1f}, p = {_p(d.p_value)}); about "
+            f"no detectable difference at this sample size ({value * 100:+.1f} points{of}, "
+            f"95 % CI {low * 100:.1f} to {high * 100:.1f}, {said}); about "
             f"{self.needed_per_category} questions per category would be needed to detect "
             f"{DETECT * 100:.0f} points"
         )
@@ -185,6 +208,7 @@ class Comparison:
             "overall": figures(self.overall),
             "categories": {k: figures(v) for k, v in self.categories.items()},
             "needed_per_category": self.needed_per_category,
+            **({"difference": self.difference.to_json()} if self.difference else {}),
             "largest_differences": [
                 {"category": name, "difference": d.difference} for name, d in self.largest()
             ],
@@ -241,8 +265,13 @@ def compare(a: RunReport, b: RunReport, noise: RunReport | None = None) -> Compa
         categories[name] = paired_difference(
             [x.correct for x, _ in pairs], [y.correct for _, y in pairs]
         )
-    discordance = overall.disagreements / overall.n if overall.n else 0.5
-    needed = questions_needed(discordance, DETECT)
+    sizes = {**(b.sizes or {}), **(a.sizes or {})}
+    difference = paired(shared, sizes, _correct) if sizes else None
+    if difference is not None and difference.variance > 0:
+        needed = difference.questions_for(DETECT, Z80)
+    else:
+        discordance = overall.disagreements / overall.n if overall.n else 0.5
+        needed = questions_needed(discordance, DETECT)
     n_categories = max(1, len(categories))
     flips = tuple(
         Flip(x.question_id, x.category, x.answer, x.pred, y.pred)
@@ -260,7 +289,12 @@ def compare(a: RunReport, b: RunReport, noise: RunReport | None = None) -> Compa
         noise=noise_floor(a, noise) if noise is not None else None,
         modes=(a.mode, b.mode),
         methods=(a.method, b.method),
+        difference=difference,
     )
+
+
+def _correct(record: ResultRecord) -> bool:
+    return record.correct
 
 
 def render_flips(c: Comparison) -> str:
@@ -277,10 +311,21 @@ def render_comparison(c: Comparison) -> str:
     lines = [
         f"{'category':<18} {'n':>5} {'A only':>6} {'B only':>6} {'B - A':>7} {'95% CI':>16} {'p':>8}"
     ]
-    for name, d in [*c.categories.items(), ("overall", c.overall)]:
+    for name, d in [*c.categories.items(), ("pooled", c.overall)]:
         interval = f"{d.ci_low * 100:+.1f} to {d.ci_high * 100:+.1f}"
         lines.append(
             f"{name:<18} {d.n:>5} {d.only_a:>6} {d.only_b:>6} {d.difference * 100:>+7.1f} {interval:>16} {_p(d.p_value):>8}"
+        )
+    e = c.difference
+    if e is not None:
+        interval = f"{e.low * 100:+.1f} to {e.high * 100:+.1f}"
+        lines.append(
+            f"{'full score (est.)':<18} {e.questions:>5} {'':>6} {'':>6} {e.value * 100:>+7.1f} "
+            f"{interval:>16} {_p(e.p_value):>8}"
+        )
+        lines.append(
+            "full score (est.): the categories' paired differences weighted by category size, "
+            "a stratified interval and test; pooled: each question counted once"
         )
     lines.append(
         f"\nA = {c.a}, B = {c.b}; {c.overall.disagreements} questions where they disagree."

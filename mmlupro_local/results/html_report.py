@@ -11,10 +11,12 @@ from collections.abc import Callable
 from html import escape
 
 from mmlupro_local.results.compare import Comparison, render_comparison
+from mmlupro_local.results.estimates import Estimate
 from mmlupro_local.results.figures import NO_FIGURE, Figures, percent
 from mmlupro_local.results.records import ResultRecord
-from mmlupro_local.results.report import RunReport
+from mmlupro_local.results.report import RunReport, headline
 
+OVERALL = "estimated full score"
 COLORS = ("#3b6fb6", "#d9822b", "#3a9a5b", "#a4508b", "#7a7a7a")
 ROW, BAR, LEFT, WIDTH = 30, 9, 150, 560
 
@@ -24,6 +26,7 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; }
 table { border-collapse: collapse; } td, th { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
 pre { white-space: pre-wrap; margin: 0; max-height: 20em; overflow: auto; background: #f6f6f6; padding: 6px; }
 .correct { color: #2a7a3b; } .wrong { color: #b33; } .guessed { color: #a66b00; }
+.estimate { font-size: 1.25em; margin: 0.4em 0; }
 .legend span { display: inline-block; margin-right: 1.5em; } .swatch { display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: -1px; }
 """
 
@@ -52,6 +55,7 @@ def render_html(reports: list[RunReport], comparison: Comparison | None = None) 
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
+        _headlines(reports),
         _warnings(reports),
         _settings(reports),
         "<h2>Accuracy by category</h2>",
@@ -62,6 +66,17 @@ def render_html(reports: list[RunReport], comparison: Comparison | None = None) 
         parts.append(_flips(reports, comparison))
     parts += [_questions(reports), f"<script>{SCRIPT}</script>", "</body></html>"]
     return "\n".join(p for p in parts if p)
+
+
+def _headlines(reports: list[RunReport]) -> str:
+    """What the page leads with: each run's estimated full score and its interval."""
+    items = []
+    for r in reports:
+        sentence = headline(r)
+        if sentence:
+            who = f"<b>{escape(r.label)}</b>: " if len(reports) > 1 else ""
+            items.append(f"<p class='estimate'>{who}{escape(sentence)}</p>")
+    return "".join(items)
 
 
 def _warnings(reports: list[RunReport]) -> str:
@@ -96,7 +111,9 @@ def _settings(reports: list[RunReport]) -> str:
         for k in keys
     )
     summaries: list[tuple[str, Callable[[RunReport], str]]] = [
-        ("accuracy (strict)", lambda r: _pct(r.overall)),
+        ("estimated full score", lambda r: _estimate(r.score.strict if r.score else None)),
+        ("estimator", lambda r: r.score.strict.method if r.score else NO_FIGURE),
+        ("sample mean (pooled)", lambda r: _pct(r.overall)),
         ("with guesses credited", lambda r: _rate(r.overall, r.overall.official_accuracy)),
         ("chance level", lambda r: _rate(r.overall, r.overall.chance)),
         ("questions", lambda r: f"{r.overall.n} of {r.sample_size}"),
@@ -110,6 +127,14 @@ def _settings(reports: list[RunReport]) -> str:
     return f"<h2>Runs</h2><table id='settings'><tr><th></th>{head}</tr>{rows}{figures}</table>"
 
 
+def _estimate(e: Estimate | None) -> str:
+    if e is None:
+        return NO_FIGURE
+    if e.exact:
+        return f"{e.value:.1%} (exact)"
+    return f"{e.value:.1%} (95% CI {e.low:.1%} to {e.high:.1%})"
+
+
 def _rate(f: Figures, value: float) -> str:
     return percent(value if f.n else None)
 
@@ -121,8 +146,44 @@ def _pct(f: Figures) -> str:
     return f"{f.accuracy:.1%} (95% CI {low:.1%} to {high:.1%})"
 
 
+def _bar(report: RunReport, name: str) -> tuple[float, float, float, float, str] | None:
+    """(value, low, high, chance, what it is) of a row: a category, or the full score."""
+    if name == OVERALL:
+        if report.score is None:
+            pooled = report.overall
+            low, high = pooled.interval
+            what = f"pooled sample mean ({pooled.correct}/{pooled.n})"
+            return pooled.accuracy, low, high, pooled.chance, what
+        e = report.score.strict
+        return (
+            e.value,
+            e.low,
+            e.high,
+            report.overall.chance,
+            f"{e.method}, {e.questions}/{e.population}",
+        )
+    f = next((c for c in report.categories if c.name == name), None)
+    if f is None or f.n == 0:
+        return None
+    low, high = f.interval
+    weight = (
+        f", weight {report.sizes[name] / sum(report.sizes.values()):.1%}"
+        if report.sizes and name in report.sizes
+        else ""
+    )
+    return f.accuracy, low, high, f.chance, f"{f.correct}/{f.n}{weight}"
+
+
+def _row_label(reports: list[RunReport], name: str) -> str:
+    """A category with its weight in the estimate (the first run's sizes)."""
+    sizes = reports[0].sizes
+    if name == OVERALL or not sizes or name not in sizes:
+        return name
+    return f"{name} ({sizes[name] / sum(sizes.values()):.0%})"
+
+
 def _chart(reports: list[RunReport]) -> str:
-    names = [*sorted({f.name for r in reports for f in r.categories}), "overall"]
+    names = [*sorted({f.name for r in reports for f in r.categories}), OVERALL]
     height = ROW * len(names) + 40
     out = [
         f'<svg id="chart" xmlns="http://www.w3.org/2000/svg" width="{LEFT + WIDTH + 40}" height="{height}" role="img">'
@@ -136,32 +197,27 @@ def _chart(reports: list[RunReport]) -> str:
     for i, name in enumerate(names):
         top = i * ROW + 4
         out.append(
-            f'<text x="{LEFT - 8}" y="{top + ROW / 2}" font-size="12" text-anchor="end">{escape(name)}</text>'
+            f'<text x="{LEFT - 8}" y="{top + ROW / 2}" font-size="12" text-anchor="end">{escape(_row_label(reports, name))}</text>'
         )
         chance = None
         for j, report in enumerate(reports):
-            f = (
-                report.overall
-                if name == "overall"
-                else next((c for c in report.categories if c.name == name), None)
-            )
-            if f is None or f.n == 0:
+            bar = _bar(report, name)
+            if bar is None:
                 continue
-            chance = f.chance
+            value, low, high, chance, what = bar
             y = top + j * (BAR + 2)
-            low, high = f.interval
             color = COLORS[j % len(COLORS)]
             label = escape(
-                f"{report.label}, {name}: {f.accuracy:.1%} ({f.correct}/{f.n}), 95% CI {low:.1%}-{high:.1%}"
+                f"{report.label}, {name}: {value:.1%} ({what}), 95% CI {low:.1%}-{high:.1%}"
             )
             out.append(
-                f'<rect class="bar" x="{LEFT}" y="{y}" width="{WIDTH * f.accuracy:.1f}" height="{BAR}" fill="{color}"><title>{label}</title></rect>'
+                f'<rect class="bar" x="{LEFT}" y="{y}" width="{WIDTH * value:.1f}" height="{BAR}" fill="{color}"><title>{label}</title></rect>'
             )
             out.append(
                 f'<line class="whisker" x1="{LEFT + WIDTH * low:.1f}" x2="{LEFT + WIDTH * high:.1f}" y1="{y + BAR / 2}" y2="{y + BAR / 2}" stroke="#111" stroke-width="1.2"/>'
             )
             out.append(
-                f'<text x="{LEFT + WIDTH * high + 4:.1f}" y="{y + BAR - 1}" font-size="10">{f.accuracy:.1%}</text>'
+                f'<text x="{LEFT + WIDTH * high + 4:.1f}" y="{y + BAR - 1}" font-size="10">{value:.1%}</text>'
             )
         if chance is not None:
             x = LEFT + WIDTH * chance
@@ -176,6 +232,9 @@ def _chart(reports: list[RunReport]) -> str:
     return (
         "\n".join(out)
         + f'<p class="legend">{legend}<span>black: 95% interval</span><span style="color:#c00">dashed: chance level</span></p>'
+        + "<p>Each category's share of the questions (in brackets) is its weight in the estimated "
+        "full score, the last row; a per-category sample's pooled mean would count every "
+        "category equally.</p>"
     )
 
 

@@ -185,6 +185,9 @@ class SampleInfo:
     categories: tuple[str, ...] = ()
     description: str = ""
     size: int
+    # run --precision: the sample grows until the estimate is this precise (points)
+    precision: float | None = field(default=None, metadata=OMIT_DEFAULT)
+    max_questions: int | None = field(default=None, metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmlupro_local.datasets.dataset import load_dataset
+from mmlupro_local.datasets.dataset import Dataset, load_dataset
+from mmlupro_local.datasets.items import item_model
 from mmlupro_local.datasets.verify import leaks_answer
 from mmlupro_local.engine import EngineSettings
 from mmlupro_local.errors import MmluProError
+from mmlupro_local.results.estimates import Estimate, FullScore, full_score
 from mmlupro_local.results.figures import (
     NO_FIGURE,
     Figures,
@@ -39,6 +43,8 @@ class RunReport:
     rest: Figures | None
     sample_size: int
     warnings: list[str] = field(default_factory=list)
+    score: FullScore | None = None  # the estimated full-benchmark score
+    sizes: dict[str, int] | None = None  # questions per category sampled from, in the dataset
 
     @property
     def identity(self) -> Identity:
@@ -94,6 +100,7 @@ class RunReport:
             "file": str(self.path),
             "label": self.label,
             "settings": self.settings,
+            **(self.score.to_json() if self.score else {}),
             "complete": self.complete,
             "sample_size": self.sample_size,
             "overall": self.overall.to_json(),
@@ -135,7 +142,10 @@ def load_report(path: Path, *, label: str | None = None) -> RunReport:
             f"{path}: incomplete run, {len(records)} of {sample_size} questions; "
             "rerun its command to finish it"
         )
-    leak, rest = _leak_split(records, log.header, warnings)
+    dataset = _dataset_of(log.header, warnings)
+    leak, rest = _leak_split(records, dataset) if dataset else (None, None)
+    sizes = _sizes(dataset, latest.sample.categories) if dataset else None
+    score = _full_score(records, dataset, sizes) if dataset and sizes else None
     return RunReport(
         path,
         label or path.stem,
@@ -148,21 +158,63 @@ def load_report(path: Path, *, label: str | None = None) -> RunReport:
         rest,
         sample_size,
         warnings,
+        score,
+        sizes,
     )
 
 
-def _leak_split(
-    records: list[ResultRecord], header: RunHeader, warnings: list[str]
-) -> tuple[Figures | None, Figures | None]:
+def _dataset_of(header: RunHeader, warnings: list[str]) -> Dataset | None:
+    """The dataset the run drew from, when it is here as it was."""
     name = header.dataset.get("name")
     try:
         dataset = load_dataset(name or None)
     except MmluProError:
-        warnings.append(f"dataset {name!r} is not available here: no leak figures")
-        return None, None
+        warnings.append(
+            f"dataset {name!r} is not available here: no leak figures and no estimate of "
+            "the full score"
+        )
+        return None
     if dataset.sha256 != header.identity.dataset_sha256:
-        warnings.append("the dataset here differs from the one the run used: no leak figures")
-        return None, None
+        warnings.append(
+            "the dataset here differs from the one the run used: no leak figures and no "
+            "estimate of the full score"
+        )
+        return None
+    return dataset
+
+
+def _sizes(dataset: Dataset, categories: Sequence[str]) -> dict[str, int]:
+    """The categories the sample was drawn from, and their sizes in the dataset."""
+    chosen = set(categories) or {q.category for q in dataset.test}
+    return dict(Counter(q.category for q in dataset.test if q.category in chosen))
+
+
+def _full_score(
+    records: list[ResultRecord], dataset: Dataset, sizes: dict[str, int]
+) -> FullScore | None:
+    """Weighted by the category sizes of the dataset, over the categories the sample
+    was drawn from; assisted by the item model where it was fitted on these questions."""
+    chosen = set(sizes)
+    model = item_model(dataset)
+    items = model.by_question(dataset) if model else None
+    population: dict[str, list[tuple[float, float]]] | None = None
+    if items is not None:
+        population = {}
+        for q in dataset.test:
+            if q.category in chosen:
+                population.setdefault(q.category, []).append(items[q.question_id])
+    return full_score(records, sizes, items, population, _strict, _with_guess)
+
+
+def _strict(record: ResultRecord) -> bool:
+    return record.correct
+
+
+def _with_guess(record: ResultRecord) -> bool:
+    return record.correct or record.guess_correct
+
+
+def _leak_split(records: list[ResultRecord], dataset: Dataset) -> tuple[Figures, Figures]:
     leaking = {q.question_id for q in dataset.test if leaks_answer(q)}
     inside = [r for r in records if r.question_id in leaking]
     outside = [r for r in records if r.question_id not in leaking]
@@ -183,9 +235,58 @@ def _cell(f: Figures | None) -> str:
     return f"{f.accuracy:.1%} [{low:.1%}, {high:.1%}]"
 
 
+def _estimate_cell(e: Estimate | None) -> str:
+    if e is None:
+        return NO_FIGURE
+    if e.exact:
+        return f"{e.value:.1%} (exact)"
+    return f"{e.value:.1%} [{e.low:.1%}, {e.high:.1%}]"
+
+
+def _estimate_rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
+    scores = [r.score for r in reports]
+    rows = [
+        ("estimated full score", [_estimate_cell(s.strict if s else None) for s in scores]),
+        (
+            "  estimator",
+            [
+                f"{s.strict.method}, {s.strict.questions:,} of {s.strict.population:,}"
+                if s
+                else NO_FIGURE
+                for s in scores
+            ],
+        ),
+    ]
+    if any(s and s.strict.method == "assisted" for s in scores):
+        rows.append(
+            ("  post-stratified", [_estimate_cell(s.strict_plain if s else None) for s in scores])
+        )
+    rows.append(("  guesses credited", [_estimate_cell(s.guesses if s else None) for s in scores]))
+    return rows
+
+
+def headline(report: RunReport) -> str:
+    """The sentence a report of a sample leads with: what the full score is estimated to
+    be, how sure, from what."""
+    if report.score is None:
+        return ""
+    e = report.score.strict
+    if e.exact:
+        return f"MMLU-Pro score {e.value:.1%}: all {e.population:,} questions answered"
+    how = (
+        "post-stratified"
+        if e.method == "post-stratified"
+        else "assisted by an item model fitted on 20 official CoT runs"
+    )
+    return (
+        f"estimated MMLU-Pro score {e.value:.1%} (95 % CI {e.low:.1%}-{e.high:.1%}), from "
+        f"{e.questions:,} of {e.population:,} questions, weighted by category size ({how})"
+    )
+
+
 def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
     names = sorted({f.name for r in reports for f in r.categories})
-    rows = []
+    rows = _estimate_rows(reports)
     for name in names:
         rows.append(
             (
@@ -193,7 +294,8 @@ def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
                 [_cell(next((f for f in r.categories if f.name == name), None)) for r in reports],
             )
         )
-    rows.append(("overall (micro)", [_cell(r.overall) for r in reports]))
+    # a per-category sample's mean counts each category equally: not the full score
+    rows.append(("pooled sample mean", [_cell(r.overall) for r in reports]))
     rows.append(("macro average", [percent(macro_accuracy(r.categories)) for r in reports]))
     rows.append(
         ("with guesses credited", [percent(_rate(r, r.overall.official_accuracy)) for r in reports])
@@ -218,6 +320,8 @@ def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
         )
     )
     rows.append(("guessed", [str(r.overall.guessed) for r in reports]))
+    for points in (2, 1):
+        rows.append((f"questions for +/-{points} points", [_needed(r, points) for r in reports]))
     rows.append(("hit the token budget", [str(r.overall.hit_budget) for r in reports]))
     if any(r.overall.thinking_tokens for r in reports):
         rows.append(
@@ -272,6 +376,15 @@ def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
         )
     )
     return rows
+
+
+def _needed(report: RunReport, points: int) -> str:
+    """How many questions an interval of +/- `points` would take from where the run stands."""
+    if report.score is None:
+        return NO_FIGURE
+    e = report.score.strict
+    needed = e.questions_for(points / 100)
+    return "reached" if needed is None else f"about {needed:,}"
 
 
 def mode_note(reports: list[RunReport]) -> str:

@@ -33,6 +33,10 @@ class RunRequest:
     think_budget: int | None = None
     ctx: int | None = None  # None: fit the longest prompt and the budget
     parallel: int | None = None  # questions in flight together; None: the target's rule
+    # run --precision: extend the sample until the estimate's 95 % interval is within
+    # this many points (run.precision), at most max_questions
+    precision: float | None = None
+    max_questions: int | None = None
     prefix_cache: bool = True
     prefix_cache_gb: float = PREFIX_CACHE_MAX_GB
     command: tuple[str, ...] = ()
@@ -46,6 +50,16 @@ class RunRequest:
             raise RunRequestError(f"parallel must be between 1 and {MAX_PARALLEL}")
         if self.method == "logprob" and (self.parallel or 1) != 1:
             raise RunRequestError("--method logprob scores one question at a time, in-process")
+        if self.precision is not None and self.precision <= 0:
+            raise RunRequestError("--precision must be more than 0 points")
+        if (
+            self.precision is not None
+            and self.sample.per_category is None
+            and self.sample.fraction is None
+        ):
+            raise RunRequestError(
+                "--precision grows a sample: give --per-category or --fraction, not --full"
+            )
         if self.method == "logprob" and not self.target.scores_choices:
             raise RunRequestError(
                 f"--method logprob scores choices in-process, which {self.target.label} cannot"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import shlex
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,6 +20,7 @@ from mmlupro_local.datasets.verify import verify
 from mmlupro_local.engine import Engine, EngineError, Job, round_ctx
 from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.errors import DatasetError, MmluProError
+from mmlupro_local.results.estimates import from_counts
 from mmlupro_local.results.records import TOOL_NAME, Identity, ResultRecord, RunHeader, SampleInfo
 from mmlupro_local.results.store import ResultsWriter, StoreError, read_results
 from mmlupro_local.run.fitting import prepare_letter_prompts, prepare_prompts
@@ -153,8 +155,19 @@ def _run(
                     )
                     for q in todo
                 ]
+                counts = _counts([writer.log.results[q] for q in done])
                 written, signum, failed = _generate_all(
-                    plan, todo, prompts, jobs, engine, writer, progress, len(done), len(sample)
+                    plan,
+                    todo,
+                    prompts,
+                    jobs,
+                    engine,
+                    writer,
+                    progress,
+                    len(done),
+                    len(sample),
+                    _sizes(dataset, request.sample.categories),
+                    counts,
                 )
                 if cache is not None and cache.hits + cache.misses:
                     echo(_cache_summary(cache))
@@ -206,6 +219,20 @@ def _prompts(
     )
 
 
+def _sizes(dataset: Dataset, categories: tuple[str, ...]) -> dict[str, int]:
+    return dict(
+        Counter(q.category for q in dataset.test if not categories or q.category in categories)
+    )
+
+
+def _counts(records: list[ResultRecord]) -> dict[str, tuple[int, int]]:
+    counts: dict[str, tuple[int, int]] = {}
+    for record in records:
+        n, right = counts.get(record.category, (0, 0))
+        counts[record.category] = (n + 1, right + record.correct)
+    return counts
+
+
 def _job(prompt: Prompt, tokens: int | None) -> Job:
     return Job(prompt.text, prompt.prefix_chars, prompt.messages, tokens, prompt.choices)
 
@@ -250,6 +277,8 @@ def _run_record(
             categories=tuple(spec.categories),
             description=spec.describe(),
             size=sample_size,
+            precision=plan.request.precision,
+            max_questions=plan.request.max_questions,
         ),
         started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         resumed=resumed,
@@ -257,6 +286,11 @@ def _run_record(
         command=tuple(plan.request.command),
         warnings=tuple(warnings),
     )
+
+
+def _so_far(counts: dict[str, tuple[int, int]], sizes: dict[str, int]) -> str:
+    e = from_counts(counts, sizes)
+    return f"est {e.value:.1%}" + ("" if e.exact else f" +/-{e.half_width * 100:.1f}")
 
 
 def _resume_hint(request: RunRequest, saved: int, total: int) -> str:
@@ -274,9 +308,12 @@ def _generate_all(
     progress: bool,
     done: int,
     total: int,
+    sizes: dict[str, int],
+    counts: dict[str, tuple[int, int]],
 ) -> tuple[int, int, list[str]]:
-    """Generate, score and append each answer as it comes; (written, signal, failures)."""
-    written = correct = 0
+    """Generate, score and append each answer as it comes; (written, signal, failures).
+    The bar shows the estimated full score so far (post-stratified, from `counts`)."""
+    written = 0
     failed: list[str] = []
     speed = Speed()
     watchers = Watchers(plan.answer, [job.text for job in jobs])
@@ -307,9 +344,10 @@ def _generate_all(
                 )
                 writer.append_result(record)
                 written += 1
-                correct += record.correct
+                n, right = counts.get(record.category, (0, 0))
+                counts[record.category] = (n + 1, right + record.correct)
                 speed.add(generation)
-                bar.set_postfix_str(f"acc {correct / written:.1%}, {speed}", refresh=False)
+                bar.set_postfix_str(f"{_so_far(counts, sizes)}, {speed}", refresh=False)
                 bar.update(1)
                 if stop.is_set():
                     return written, stop.signum, failed

@@ -104,22 +104,37 @@ class Recorder:
 
 
 PREFIXES = ("law shots:", "history shots:")
-JOBS = [Job(prefix + question + END, len(prefix)) for prefix, question in
-        [(PREFIXES[0], "ab"), (PREFIXES[0], "cde"), (PREFIXES[0], "f"), (PREFIXES[0], "ghij"),
-         (PREFIXES[1], "kl"), (PREFIXES[1], "mno")]]  # fmt: skip
+JOBS = [
+    Job(prefix + question + END, len(prefix))
+    for prefix, question in [
+        (PREFIXES[0], "ab"),
+        (PREFIXES[0], "cde"),
+        (PREFIXES[0], "f"),
+        (PREFIXES[0], "ghij"),
+        (PREFIXES[1], "kl"),
+        (PREFIXES[1], "mno"),
+    ]
+]
 
 
-def decode(parallel: int, *, capacity: int = 10_000, lookup: int = 0,
-           forced: str = "") -> tuple[dict[int, str], ScriptedContext, int]:  # fmt: skip
+def decode(
+    parallel: int, *, capacity: int = 10_000, lookup: int = 0, forced: str = ""
+) -> tuple[dict[int, str], ScriptedContext, int]:
     ctx = ScriptedContext(capacity)
     settings = EngineSettings(threads=1, n_ctx=capacity, batch=8, lookup=lookup)
-    decoder = BatchedDecoder(ScriptedModel(), ctx, settings,  # type: ignore[arg-type]
-                             SavedPrefixes(None, "m", settings), parallel)  # fmt: skip
+    decoder = BatchedDecoder(
+        ScriptedModel(),
+        ctx,
+        settings,  # type: ignore[arg-type]
+        SavedPrefixes(None, "m", settings),
+        parallel,
+    )
     results: dict[int, str] = {}
     guessed = 0
     # a fresh watcher each time a question is (re)admitted, as the task's Watchers makes
-    for index, generation in decoder.run(JOBS, 64, lambda i: Recorder(forced, after=1),
-                                         lambda: False):  # fmt: skip
+    for index, generation in decoder.run(
+        JOBS, 64, lambda i: Recorder(forced, after=1), lambda: False
+    ):
         assert index not in results and generation.stop_reason == "eos"
         results[index] = generation.text
         assert generation.generated_tokens == len(generation.text)

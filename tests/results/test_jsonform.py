@@ -20,8 +20,12 @@ from mmlupro_local.results.records import (
     ServerEngineIdentity,
 )
 
-RELEASES = ["schema1-release-78ffb39.jsonl", "schema1-release-2006866.jsonl",
-            "schema1-release-2006866-logprob.jsonl", "schema1-release-2006866-server.jsonl"]  # fmt: skip
+RELEASES = [
+    "schema1-release-78ffb39.jsonl",
+    "schema1-release-2006866.jsonl",
+    "schema1-release-2006866-logprob.jsonl",
+    "schema1-release-2006866-server.jsonl",
+]
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,11 @@ def test_the_json_follows_the_fields_in_order() -> None:
         '{"inner": {"n": 3, "name": "x"}, "values": [1.5, 2], "note": "n"}'
     )
     assert to_json(Outer(flag=True, inner=Inner(1))) == {
-        "flag": True, "inner": {"n": 1}, "values": [], "note": None}  # fmt: skip
+        "flag": True,
+        "inner": {"n": 1},
+        "values": [],
+        "note": None,
+    }
     assert from_json(Outer, json.loads(json.dumps(to_json(outer)))) == outer
 
 
@@ -81,8 +89,9 @@ def test_the_engine_part_is_read_by_its_kind(test_data: Path) -> None:
         return RunHeader.from_json(json.loads((test_data / name).open().readline())).identity
 
     local, server = identity(RELEASES[1]), identity(RELEASES[3])
-    assert local.engine == LocalEngineIdentity(batch=512, flash_attn=True, kv_type="f16",
-                                               gpu_layers=-1, threads=2, parallel=2, lookup=16)  # fmt: skip
+    assert local.engine == LocalEngineIdentity(
+        batch=512, flash_attn=True, kv_type="f16", gpu_layers=-1, threads=2, parallel=2, lookup=16
+    )
     assert isinstance(server.engine, ServerEngineIdentity) and server.engine.parallel == 2
     assert server.model_key == f"{server.engine.url} fake-model"
     assert local.mode(512) == "--parallel 2 --lookup 16 --threads 2"
@@ -93,8 +102,13 @@ def test_the_engine_part_is_read_by_its_kind(test_data: Path) -> None:
 
 def test_every_field_of_a_result_is_checked(test_data: Path) -> None:
     line = json.loads((test_data / RELEASES[1]).read_text().splitlines()[1])
-    for name, bad in (("guess_correct", None), ("seconds", "1"), ("stop_reason", 3),
-                      ("option_logprobs", {"A": "x"}), ("pred", 1)):  # fmt: skip
+    for name, bad in (
+        ("guess_correct", None),
+        ("seconds", "1"),
+        ("stop_reason", 3),
+        ("option_logprobs", {"A": "x"}),
+        ("pred", 1),
+    ):
         with pytest.raises(SchemaError, match=f"'{name}' is"):
             ResultRecord.from_json({**line, name: bad})
     later = ResultRecord.from_json({**line, "from_a_later_release": [1]})

@@ -115,9 +115,11 @@ def test_table_markdown_csv_and_several_runs(tmp_path: Path, embedded: Dataset) 
     a = make_run(tmp_path, "a", scripted(embedded, wrong_every=2))
     b = make_run(tmp_path, "b", scripted(embedded, wrong_every=5))
     table = CliRunner().invoke(main, ["report", str(a), str(b)]).output
-    assert table.splitlines()[0].split() == ["a", "b"]
+    # each run's estimated full score first, then the table
+    assert [line.split(":")[0] for line in table.splitlines()[:2]] == ["a", "b"]
+    assert table.splitlines()[2].split() == ["a", "b"]
     assert (
-        "overall (micro)" in table
+        "pooled sample mean" in table
         and "chance level" in table
         and "whitespace-leak questions" in table
     )
@@ -233,7 +235,7 @@ def test_a_report_without_results_shows_no_figure(
     from mmlupro_local.results.figures import NO_FIGURE
 
     table = invoke("report", str(out)).output
-    for row in ("overall (micro)", "macro average", "chance level", "above chance"):
+    for row in ("pooled sample mean", "macro average", "chance level", "above chance"):
         line = next(x for x in table.splitlines() if x.startswith(row))
         assert line.split()[-1] == NO_FIGURE and "0.0%" not in line, line
 

@@ -21,10 +21,22 @@ def count(text: str) -> int:
 def fit(dataset: Dataset, **given: Any) -> tuple[dict[int, Prompt], int, list[str]]:
     todo = [q for q in dataset.test if q.category in ("law", "history")][:3]
     warnings: list[str] = []
-    arguments: dict[str, Any] = {"max_tokens": 100, "ctx": None, "parallel": 1, "render": None,
-                 "trained_ctx": None, **given}  # fmt: skip
-    prompts, n_ctx = prepare_prompts(todo, dataset.validation, PromptSettings(),
-                                     count_tokens=count, warnings=warnings, **arguments)  # fmt: skip
+    arguments: dict[str, Any] = {
+        "max_tokens": 100,
+        "ctx": None,
+        "parallel": 1,
+        "render": None,
+        "trained_ctx": None,
+        **given,
+    }
+    prompts, n_ctx = prepare_prompts(
+        todo,
+        dataset.validation,
+        PromptSettings(),
+        count_tokens=count,
+        warnings=warnings,
+        **arguments,
+    )
     return prompts, n_ctx, warnings
 
 
@@ -61,17 +73,34 @@ def test_a_given_context_drops_exemplars_and_says_so(embedded: Dataset) -> None:
 def test_a_reach_past_the_trained_context_is_a_warning(embedded: Dataset) -> None:
     prompts, _, warnings = fit(embedded, trained_ctx=200)
     reach = max(count(p.text) for p in prompts.values()) + 100
-    assert warnings == [f"a question can reach position {reach} (its prompt and the --max-tokens "
-                        "100 budget), beyond the 200 tokens the model was trained on; answers "
-                        "may degrade"]  # fmt: skip
+    assert warnings == [
+        f"a question can reach position {reach} (its prompt and the --max-tokens "
+        "100 budget), beyond the 200 tokens the model was trained on; answers "
+        "may degrade"
+    ]
 
 
 def test_letter_prompts_are_never_cut(embedded: Dataset) -> None:
     todo = embedded.test[:2]
-    prompts, n_ctx = prepare_letter_prompts(todo, embedded.validation, PromptSettings(), ctx=None,
-                                            render=None, trained_ctx=None, count_tokens=count,
-                                            warnings=[])  # fmt: skip
+    prompts, n_ctx = prepare_letter_prompts(
+        todo,
+        embedded.validation,
+        PromptSettings(),
+        ctx=None,
+        render=None,
+        trained_ctx=None,
+        count_tokens=count,
+        warnings=[],
+    )
     assert n_ctx % CTX_STEP == 0 and len(prompts) == 2
     with pytest.raises(PromptError, match="raise --ctx or leave it out"):
-        prepare_letter_prompts(todo, embedded.validation, PromptSettings(), ctx=256, render=None,
-                               trained_ctx=None, count_tokens=count, warnings=[])  # fmt: skip
+        prepare_letter_prompts(
+            todo,
+            embedded.validation,
+            PromptSettings(),
+            ctx=256,
+            render=None,
+            trained_ctx=None,
+            count_tokens=count,
+            warnings=[],
+        )

@@ -47,8 +47,9 @@ class ScriptedTarget(Target):
 
 
 def request(tmp_path: Path, **changes: Any) -> RunRequest:
-    return RunRequest(target=GgufSpec(path=tmp_path / "m.gguf"), out=tmp_path / "r.jsonl",
-                      **changes)  # fmt: skip
+    return RunRequest(
+        target=GgufSpec(path=tmp_path / "m.gguf"), out=tmp_path / "r.jsonl", **changes
+    )
 
 
 def test_every_value_of_a_plan_is_concrete(tmp_path: Path) -> None:
@@ -66,11 +67,16 @@ def test_a_thinking_template_settles_the_think_budget_and_the_budget(tmp_path: P
     plan = settle(request(tmp_path, prompt=chat), ScriptedTarget(thinks=True), None)
     assert plan.answer.think_budget == THINK_BUDGET and plan.budget == MAX_TOKENS + THINK_BUDGET
     assert plan.notes[0].startswith("the chat template opens think blocks")
-    given = settle(request(tmp_path, prompt=chat, think_budget=10, max_tokens=8),
-                   ScriptedTarget(thinks=True), None)  # fmt: skip
+    given = settle(
+        request(tmp_path, prompt=chat, think_budget=10, max_tokens=8),
+        ScriptedTarget(thinks=True),
+        None,
+    )
     assert (given.answer.think_budget, given.budget) == (10, 8)
-    assert given.notes == ("--max-tokens 8 is not above --think-budget 10: a model that thinks "
-                           "that long never reaches its answer",)  # fmt: skip
+    assert given.notes == (
+        "--max-tokens 8 is not above --think-budget 10: a model that thinks "
+        "that long never reaches its answer",
+    )
     # completion prompts never open think blocks, whatever the template
     assert settle(request(tmp_path), ScriptedTarget(thinks=True), None).answer.think_budget == 0
 
@@ -89,8 +95,15 @@ def test_the_identity_is_composed_of_task_parts_and_the_targets_engine_part(
     ident = plan.identity(ScriptedTarget(), load_dataset())
     assert ident.engine == ServerEngineIdentity(url="scripted", model="m", parallel=2)
     assert ident.generation.max_tokens == MAX_TOKENS and ident.prompt.shots == 5
-    assert list(ident.to_json()) == ["model_sha256", "dataset_sha256", "prompt", "extraction",
-                                     "generation", "engine", "seed"]  # fmt: skip
+    assert list(ident.to_json()) == [
+        "model_sha256",
+        "dataset_sha256",
+        "prompt",
+        "extraction",
+        "generation",
+        "engine",
+        "seed",
+    ]
 
 
 def test_a_gguf_target_takes_what_a_resumed_file_recorded(tmp_path: Path) -> None:

@@ -9,7 +9,14 @@ import click
 from mmlupro_local.files import output_text
 from mmlupro_local.results.compare import compare, render_comparison, render_flips
 from mmlupro_local.results.html_report import render_html
-from mmlupro_local.results.report import FORMATS, load_report, mode_note, render, unique_labels
+from mmlupro_local.results.report import (
+    FORMATS,
+    headline,
+    load_report,
+    mode_note,
+    render,
+    unique_labels,
+)
 
 results_argument = click.argument(
     "results", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
@@ -48,6 +55,11 @@ def report_cmd(results: tuple[Path, ...], fmt: str, html_out: Path | None) -> No
     for report in reports:
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)
+    if fmt == "table":
+        for report in reports:
+            sentence = headline(report)
+            if sentence:
+                click.echo(f"{report.label}: {sentence}" if len(reports) > 1 else sentence)
     click.echo(render(reports, fmt))
     note = mode_note(reports)
     if note:

@@ -13,7 +13,9 @@ import click
 from mmlupro_local.cli import options as o
 from mmlupro_local.model.source import resolve_model
 from mmlupro_local.results.figures import category_figures, render_table
+from mmlupro_local.results.report import headline, load_report
 from mmlupro_local.run.interrupts import Terminated, signals_interrupt
+from mmlupro_local.run.precision import run_to_precision
 from mmlupro_local.run.request import RunRequest, default_out
 from mmlupro_local.run.runner import run
 from mmlupro_local.run.several import share_mode, summary
@@ -47,6 +49,18 @@ GENERATION_ONLY = (*o.answer_options.names, "lookup", "parallel", "server")
     is_flag=True,
     help="One question at a time without lookup (--parallel 1 --lookup 0): bit-stable "
     "with files of releases before the fast defaults.",
+)
+@click.option(
+    "--precision",
+    type=click.FloatRange(0, min_open=True),
+    metavar="POINTS",
+    help="Extend the seeded sample until the estimated full score's 95 % interval "
+    "is within +/- POINTS (e.g. 2.5); resumable.",
+)
+@click.option(
+    "--max-questions",
+    type=click.IntRange(1),
+    help="With --precision: never more questions than this.",
 )
 @o.server_options
 @o.output_options
@@ -90,6 +104,8 @@ def run_cmd(models: tuple[str, ...], **options: Any) -> None:
             think_budget=options["think_budget"],
             ctx=options["ctx"],
             parallel=options["parallel"],
+            precision=options["precision"],
+            max_questions=options["max_questions"],
             prefix_cache=options["prefix_cache"],
             command=tuple(sys.argv),
         )
@@ -134,6 +150,10 @@ def _refuse_contradictions(options: dict[str, Any]) -> None:
                 "scores each letter in one forward pass, in-process, one question at a time). "
                 "Leave it out, or use --method cot"
             )
+    if options["max_questions"] is not None and options["precision"] is None:
+        raise click.UsageError("--max-questions caps --precision; give --precision POINTS")
+    if options["precision"] is not None and options["full"]:
+        raise click.UsageError("--precision grows a sample: give --per-category N or --fraction F")
     if options["reference"]:
         given = o.first_given(("parallel", "lookup"))
         if given:
@@ -209,7 +229,8 @@ def _model_files(models: tuple[str, ...], options: dict[str, Any]) -> list[tuple
 def _run_one(request: RunRequest, progress: bool) -> None:
     try:
         with signals_interrupt():
-            outcome = run(
+            go = run if request.precision is None else run_to_precision
+            outcome = go(
                 request,
                 echo=lambda text: click.echo(text, err=True),
                 progress=progress,
@@ -221,6 +242,9 @@ def _run_one(request: RunRequest, progress: bool) -> None:
     rows, overall = category_figures(outcome.records)
     if outcome.records:
         click.echo(render_table(rows, overall))
+        sentence = headline(load_report(outcome.path))
+        if sentence:
+            click.echo(sentence)
     if outcome.interrupted:
         _interrupted(outcome.path, len(outcome.records), outcome.sample_size, outcome.signum)
     if outcome.failed:
