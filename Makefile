@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-dataset bench-extract dataset-check fit-items study-estimates clean
+.PHONY: install llama-server demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-dataset bench-extract dataset-check fit-items study-estimates bench-client clean
 
 install: $(STAMP)
 
@@ -85,6 +85,11 @@ bench-extract: install
 dataset-check: install
 	$(BIN)/python scripts/build_dataset.py --check
 	$(BIN)/python scripts/check_responses.py
+
+# The server client's own ceiling against an instant fake vLLM (beside a minimal threaded
+# httpx client), then a paced run at the default concurrency against the server's bound.
+bench-client: install
+	$(BIN)/python scripts/bench_client.py
 
 # The item model the assisted estimate uses, fitted on ../shared/data/official-runs only
 # (20 official runs), written into the package (mmlupro_local/data/mmlu-pro/items.bin).

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import struct
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -89,7 +90,9 @@ class FakeEngine:
         signum: int = signal.SIGINT,
         after_forced: str = "B) it is.",
         score: Callable[[str, tuple[str, ...]], Sequence[float]] | None = None,
+        delay: float = 0.0,
     ) -> None:
+        self.delay = delay  # seconds each answer takes
         self.respond = respond or (lambda prompt: "Let's see. The answer is (A).")
         self.after_forced = after_forced
         # by default the third letter wins, the rest in falling order
@@ -141,6 +144,7 @@ class FakeEngine:
         """Each word of the scripted response is a token; text the watcher forces is fed
         as one token, followed by `after_forced`'s words instead of the rest."""
         self.calls.append(prompt)
+        time.sleep(self.delay)
         if self.sigint_at is not None and len(self.calls) == self.sigint_at:
             os.kill(os.getpid(), self.signum)
         reason: StopReason = "eos"

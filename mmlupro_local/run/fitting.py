@@ -20,6 +20,29 @@ from mmlupro_local.task.prompt import (
 CHOICE_ALLOWANCE = 4  # tokens a letter choice may add to its prompt (the engine checks exactly)
 
 
+class TokenCounts:
+    """Prompt lengths as the model counts them, each text counted once; `many` counts a
+    batch at once where the target can (a server's /tokenize, requests in parallel)."""
+
+    def __init__(
+        self, one: Callable[[str], int], many: Callable[[Sequence[str]], list[int]] | None = None
+    ) -> None:
+        self.one, self.bulk = one, many
+        self.known: dict[str, int] = {}
+
+    def __call__(self, text: str) -> int:
+        if text not in self.known:
+            self.known[text] = self.one(text)
+        return self.known[text]
+
+    def many(self, texts: Sequence[str]) -> list[int]:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.known]
+        if missing:
+            found = self.bulk(missing) if self.bulk else [self.one(t) for t in missing]
+            self.known.update(zip(missing, found, strict=True))
+        return [self.known[t] for t in texts]
+
+
 def prepare_prompts(
     todo: list[Question],
     validation: Sequence[Question],
@@ -43,6 +66,10 @@ def prepare_prompts(
     prompts = {
         q.question_id: build_prompt(q, validation, settings, render_chat=render) for q in todo
     }
+    many = count_tokens.many if isinstance(count_tokens, TokenCounts) else None
+    texts = [p.text for p in prompts.values()]
+    if many is not None:  # every prompt and every category's prefix, in one go
+        many(texts + [p.text[: p.prefix_chars] for p in prompts.values()])
     counts = {qid: count_tokens(p.text) for qid, p in prompts.items()}
     if ctx is None:
         # the live prefixes, shared, plus each parallel sequence's own question and budget

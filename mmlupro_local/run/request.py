@@ -15,7 +15,7 @@ from mmlupro_local.run.targets import TargetSpec
 from mmlupro_local.task.prompt import PromptSettings
 from mmlupro_local.task.settings import AnswerSettings, Method
 
-MAX_PARALLEL = 64
+MAX_PARALLEL = 1024  # the most any kind takes (TargetSpec.max_parallel)
 RESULTS_DIR = "mmlupro-results"
 
 
@@ -46,8 +46,11 @@ class RunRequest:
             raise RunRequestError("the generation budget must be at least 1 token")
         if self.ctx is not None and self.ctx < CTX_STEP:
             raise RunRequestError(f"the context must hold at least {CTX_STEP} tokens")
-        if self.parallel is not None and not 1 <= self.parallel <= MAX_PARALLEL:
-            raise RunRequestError(f"parallel must be between 1 and {MAX_PARALLEL}")
+        bound = self.target.max_parallel
+        if self.parallel is not None and not 1 <= self.parallel <= bound:
+            raise RunRequestError(
+                f"--parallel must be between 1 and {bound} for {self.target.kind} models"
+            )
         if self.method == "logprob" and (self.parallel or 1) != 1:
             raise RunRequestError("--method logprob scores one question at a time, in-process")
         if self.precision is not None and self.precision <= 0:

@@ -3,7 +3,6 @@ plan -> prompts -> engine -> score -> store."""
 
 from __future__ import annotations
 
-import functools
 import shlex
 from collections import Counter
 from collections.abc import Callable
@@ -20,14 +19,14 @@ from mmlupro_local.datasets.verify import verify
 from mmlupro_local.engine import Engine, EngineError, Job, round_ctx
 from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.errors import DatasetError, MmluProError
-from mmlupro_local.results.estimates import from_counts
 from mmlupro_local.results.records import TOOL_NAME, Identity, ResultRecord, RunHeader, SampleInfo
 from mmlupro_local.results.store import ResultsWriter, StoreError, read_results
-from mmlupro_local.run.fitting import prepare_letter_prompts, prepare_prompts
+from mmlupro_local.run.fitting import TokenCounts, prepare_letter_prompts, prepare_prompts
 from mmlupro_local.run.interrupts import first_interrupt_requests_stop
 from mmlupro_local.run.plan import RunPlan, settle
-from mmlupro_local.run.progress import Speed, progress_bar
+from mmlupro_local.run.progress import progress_bar
 from mmlupro_local.run.request import RunRequest
+from mmlupro_local.run.saving import Acknowledged
 from mmlupro_local.run.targets import EngineFactory, Target
 from mmlupro_local.task.prompt import Prompt
 from mmlupro_local.task.scoring import result_record
@@ -126,7 +125,7 @@ def _run(
             target.check_memory(round_ctx(ctx or plan.budget_floor), warnings)
             engine = target.start(plan)
             try:
-                count = functools.lru_cache(maxsize=None)(target.counter(engine))
+                count = TokenCounts(target.counter(engine), target.count_many(engine))
                 prompts, n_ctx = _prompts(plan, todo, dataset, target, ctx, count, warnings)
                 target.check_memory(n_ctx, warnings)
                 target.check_cuts(max((p.text for p in prompts.values()), key=len), warnings)
@@ -171,6 +170,8 @@ def _run(
                 )
                 if cache is not None and cache.hits + cache.misses:
                     echo(_cache_summary(cache))
+                for line in target.after_run():
+                    echo(line)
             finally:
                 engine.close()
         records = [
@@ -288,11 +289,6 @@ def _run_record(
     )
 
 
-def _so_far(counts: dict[str, tuple[int, int]], sizes: dict[str, int]) -> str:
-    e = from_counts(counts, sizes)
-    return f"est {e.value:.1%}" + ("" if e.exact else f" +/-{e.half_width * 100:.1f}")
-
-
 def _resume_hint(request: RunRequest, saved: int, total: int) -> str:
     again = shlex.join(request.command) if request.command else "the same command"
     return f"{saved} of {total} questions are saved in {request.out}. Resume with:\n  {again}"
@@ -313,11 +309,10 @@ def _generate_all(
 ) -> tuple[int, int, list[str]]:
     """Generate, score and append each answer as it comes; (written, signal, failures).
     The bar shows the estimated full score so far (post-stratified, from `counts`)."""
-    written = 0
     failed: list[str] = []
-    speed = Speed()
     watchers = Watchers(plan.answer, [job.text for job in jobs])
     with progress_bar(total, done, progress) as bar, first_interrupt_requests_stop() as stop:
+        saved = Acknowledged(writer, bar, sizes, counts)
         if plan.request.method == "logprob":
             answers = engine.score_many(jobs, should_stop=stop.is_set)
         else:
@@ -342,16 +337,13 @@ def _generate_all(
                     thinking_tokens=watcher.thinking_tokens if watcher else 0,
                     think_cut=watcher.think_cut if watcher else False,
                 )
-                writer.append_result(record)
-                written += 1
-                n, right = counts.get(record.category, (0, 0))
-                counts[record.category] = (n + 1, right + record.correct)
-                speed.add(generation)
-                bar.set_postfix_str(f"{_so_far(counts, sizes)}, {speed}", refresh=False)
-                bar.update(1)
+                saved.add(record, generation)
                 if stop.is_set():
-                    return written, stop.signum, failed
+                    saved.flush()
+                    return saved.written, stop.signum, failed
+            saved.flush()
         except EngineError as exc:  # mid-run (a server gone): what is saved, how to go on
-            exc.after = _resume_hint(plan.request, done + written, total)
+            saved.flush()
+            exc.after = _resume_hint(plan.request, done + saved.written, total)
             raise
-    return written, stop.signum, failed
+    return saved.written, stop.signum, failed

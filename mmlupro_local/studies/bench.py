@@ -43,6 +43,12 @@ class TimedRun:
     wall: float
     records: list[ResultRecord]  # the run's results, in file order
     warm: bool = False  # it began with its prefixes already in the prefix cache
+    cpu: float = 0.0  # this process's CPU seconds (all its threads) during the run
+
+    @property
+    def cpu_per_question(self) -> float:
+        """The client's own cost: for a server, whether the client or the server limits."""
+        return self.cpu / self.questions if self.questions else 0.0
 
     @property
     def decode(self) -> float:
@@ -73,9 +79,10 @@ class TimedRun:
 
 
 def timed_run(name: str, request: RunRequest, *, warm: bool = False) -> TimedRun:
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     outcome = run(request, echo=lambda _: None, progress=False)
-    return TimedRun(name, time.perf_counter() - began, outcome.records, warm)
+    wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+    return TimedRun(name, wall, outcome.records, warm, cpu)
 
 
 @contextmanager

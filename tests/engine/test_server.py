@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -241,14 +242,20 @@ def test_ctrl_c_stops_after_the_answer_in_hand_and_the_rerun_completes(tmp_path:
     out = tmp_path / "r.jsonl"
     slow = "Thinking it over " * 20 + "so the answer is (A)."
     six = ("--per-category", "3", "--categories", "law,history", "--no-progress")
+    def interrupt_once_answered() -> None:  # Ctrl-C once the first answer is saved
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if out.exists() and '"type": "result"' in out.read_text():
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.02)
+
     with serve_fake(FakeServer(answer=lambda p: slow, chunk_delay=0.01)) as fake:
-        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
-        timer.start()
-        try:
-            result = CliRunner().invoke(main, ["run", "--server", fake.url, *six, "--out",
-                                               str(out), "--parallel", "2"])  # fmt: skip
-        finally:
-            timer.cancel()
+        watcher = threading.Thread(target=interrupt_once_answered, daemon=True)
+        watcher.start()
+        result = CliRunner().invoke(main, ["run", "--server", fake.url, *six, "--out",
+                                           str(out), "--parallel", "2"])  # fmt: skip
+        watcher.join(5)
         saved = len(results(out))
         assert result.exit_code == 130, result.output
         assert f"Interrupted: {saved} of 6 questions are saved" in result.output and 0 < saved < 6
@@ -268,3 +275,4 @@ def test_bench_times_the_same_questions_through_a_server_at_each_concurrency() -
     assert f"{root} --parallel 1 " in result.output and f"{root} --parallel auto " in result.output
     assert result.output.count("14/14") == 2  # the same 14 questions, the same scripted answers
     assert len(fake.completions()) == 28
+    assert "client CPU ms/q" in result.output  # issue 25: who is the limit, per concurrency

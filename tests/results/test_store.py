@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,31 @@ def test_malformed_records_are_skipped_with_their_line(
         result = invoke(*args)
         assert result.exit_code == 0, result.output
         assert "line 4 is a malformed result (no 'category'); skipped" in result.output
+
+
+def test_answers_that_arrive_together_share_one_fsync(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 25: a fast engine's answers are written in groups, each acknowledged (in the
+    log, on the bar) only once its group is on disk; a slow engine's one at a time."""
+    import mmlupro_local.results.store as store_module
+
+    syncs: list[int] = []
+    real = os.fsync
+
+    def counting(fd: int) -> None:
+        syncs.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(store_module.os, "fsync", counting)
+    out = tmp_path / "r.jsonl"
+    result = invoke_with(FakeEngine(), "run", str(model), "--per-category", "20",
+                         "--categories", "law,history", "--no-progress", "--out", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    written = [r for r in lines(out) if r["type"] == "result"]
+    assert len(written) == 40 and len(syncs) < 40  # the scripted engine answers at once
+    slow = FakeEngine(delay=0.03)
+    syncs.clear()
+    result = invoke_with(slow, "run", str(model), "--per-category", "2", "--categories", "law",
+                         "--no-progress", "--out", str(tmp_path / "slow.jsonl"))  # fmt: skip
+    assert result.exit_code == 0 and len(syncs) == 1 + 2  # the run record, then each answer

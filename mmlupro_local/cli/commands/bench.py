@@ -201,6 +201,15 @@ def _bench_servers(
     click.echo(f"timed runs: {per_category} per category (seed 0), budget {max_tokens}, early stop")
     runs = server_runs(settings, widths, spec, max_tokens, path, threads or physical_cores())
     _table(runs, runs[0].name)
+    click.echo(f"  {'':<50}{'q/s':>8}{'gen tokens/s':>14}{'client CPU ms/q':>17}")
+    for r in runs:
+        rate = r.questions / r.wall if r.wall else 0.0
+        tokens = r.generated / r.wall if r.wall else 0.0
+        click.echo(f"  {r.name:<50}{rate:>8.1f}{tokens:>14,.0f}{r.cpu_per_question * 1000:>17.2f}")
+    click.echo(
+        "  client CPU per question near the time per question means the client is the limit; "
+        "far below it, the server"
+    )
 
 
 def _onoff(flag: bool) -> str:

@@ -11,7 +11,7 @@ from mmlupro_local.engine import KV_TYPES, EngineSettings, KvType, round_ctx
 from mmlupro_local.model.gguf import read_gguf
 from mmlupro_local.model.memory import GIB, estimate, machine_memory
 from mmlupro_local.model.source import model_path
-from mmlupro_local.run.request import MAX_PARALLEL
+from mmlupro_local.run.targets.gguf import GgufSpec
 from mmlupro_local.task.settings import MAX_TOKENS
 
 # what run's automatic context holds besides the budgets: the longest 5-shot prefix
@@ -51,7 +51,7 @@ def fetch_cmd(ref: str) -> None:
 )
 @click.option(
     "--parallel",
-    type=click.IntRange(1, MAX_PARALLEL),
+    type=click.IntRange(1, GgufSpec.max_parallel),
     default=1,
     show_default=True,
     help="Questions decoded together; sets the default --ctx.",

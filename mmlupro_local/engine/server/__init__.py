@@ -1,5 +1,5 @@
 """The server engine: the same evaluation through an OpenAI-compatible server (vLLM,
-SGLang, llama-server, Ollama, LM Studio). The only package that imports httpx.
+SGLang, llama-server, Ollama, LM Studio). The only package that imports aiohttp.
 
 The client keeps the task's rules: every sampling field is sent, the stream is cut by
 the task's own watcher (servers have ignored stop strings), and a prompt the server
@@ -72,12 +72,12 @@ class ServerSettings:
 
 
 def server_engine(settings: ServerSettings, *, seed: int, stop: str) -> ServerEngine:
-    """The engine, connected and probed; httpx is an optional extra, so imported here."""
+    """The engine, connected and probed; aiohttp is an optional extra, so imported here."""
     try:
-        import httpx  # noqa: F401
+        import aiohttp  # noqa: F401
     except ImportError as exc:
         raise ServerError(
-            "the server engine needs the HTTP client httpx, an optional extra; install it with "
+            "the server engine needs the HTTP client aiohttp, an optional extra; install it with "
             "pip install 'mmlupro-local[server]'"
         ) from exc
     from mmlupro_local.engine.server.engine import ServerEngine

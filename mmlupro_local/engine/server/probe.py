@@ -64,7 +64,7 @@ def probe(client: ServerClient, wanted: str) -> ServerInfo:
         model,
         ids,
         n_ctx,
-        _int(props.get("total_slots")),
+        _int(props.get("total_slots")) or _int(details.get("max_running_requests")),
         version,
         tokenize,
         template,
@@ -99,6 +99,17 @@ def _identify(client: ServerClient, entry: Json, props: Json, model: str) -> tup
     if entry.get("owned_by") == "vllm":
         version = (client.get("/version", quiet=True) or {}).get("version", "")
         return "vllm", str(version), {"max_model_len": entry.get("max_model_len")}
+    # SGLang says how many requests it runs at once
+    sglang = client.get("/get_server_info", quiet=True) or client.get("/server_info", quiet=True)
+    if sglang and "max_running_requests" in sglang:
+        return (
+            "sglang",
+            str(sglang.get("version", "")),
+            {
+                "max_running_requests": sglang.get("max_running_requests"),
+                "context_length": sglang.get("context_length"),
+            },
+        )
     ollama = client.get("/api/version", quiet=True)
     if ollama and "version" in ollama:
         show = client.post("/api/show", {"model": model}, quiet=True) or {}

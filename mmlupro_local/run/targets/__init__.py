@@ -8,7 +8,7 @@ server's HTTP client) to the moment they are opened.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -56,6 +56,8 @@ class TargetSpec:
     kind: ClassVar[str] = ""
     # whether --method logprob can score choices through this kind
     scores_choices: ClassVar[bool] = True
+    # the most questions in flight together it can take
+    max_parallel: ClassVar[int] = 1024
 
     @property
     def stem(self) -> str:
@@ -116,6 +118,10 @@ class Target:
         """Counts a prompt's tokens as the model will see them."""
         return engine.count_tokens
 
+    def count_many(self, engine: Engine) -> Callable[[Sequence[str]], list[int]] | None:
+        """Counts many prompts at once, where the kind can do better than one by one."""
+        return None
+
     def job_tokens(self, count: Callable[[str], int], text: str) -> int | None:
         """A prompt's count for the engine to check against (None: not checkable)."""
         return count(text)
@@ -130,6 +136,10 @@ class Target:
     def uses_prefix_cache(self) -> bool:
         """Whether the tool's own prefix cache applies (a server keeps its own)."""
         return False
+
+    def after_run(self) -> list[str]:
+        """What the run should say once the answers are in (how a server held up)."""
+        return []
 
     def close(self) -> None:
         """Release what `open` took (the engine `start` made is closed by the run)."""

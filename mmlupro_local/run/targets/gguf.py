@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 @kind("gguf")
 @dataclass(frozen=True)
 class GgufSpec(TargetSpec):
+    # sequences one llama.cpp context holds (each with its own slot of the KV cache)
+    max_parallel = 64
+
     path: Path
     source: str = ""  # the hub reference it was downloaded from, if any
     chat_template: Path | None = None  # a Jinja file used instead of the model's template

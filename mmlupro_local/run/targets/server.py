@@ -4,6 +4,7 @@ server's business; what it tells of itself sizes the run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,10 @@ if TYPE_CHECKING:
     from mmlupro_local.run.plan import RunPlan
     from mmlupro_local.run.request import RunRequest
 
-SERVER_PARALLEL = 4  # requests in flight when a server does not report its slots
+# requests in flight when a server does not say how many it runs at once: vLLM's default
+# --max-num-seqs (SGLang reports its own); a smaller server answers 429/503 and the
+# engine sends fewer (engine.server.engine.Window)
+SERVER_PARALLEL = 256
 
 
 @kind("server")
@@ -116,6 +120,9 @@ class ServedModel(Target):
     def counter(self, engine: Engine) -> Any:
         return engine.count_tokens if self.exact_counts else _estimate_tokens
 
+    def count_many(self, engine: Engine) -> Callable[[Sequence[str]], list[int]] | None:
+        return self.engine.count_many if self.exact_counts else None
+
     def job_tokens(self, count: Any, text: str) -> int | None:
         return count(text) if self.exact_counts else None
 
@@ -129,6 +136,17 @@ class ServedModel(Target):
                 f"the server quietly cuts prompts longer than about {cut} tokens (a probe "
                 "with the longest prompt sent twice); questions it cuts will be errors"
             )
+
+    def after_run(self) -> list[str]:
+        window = self.engine.window
+        if not window.shed:
+            return []
+        return [
+            f"the server asked for fewer requests {window.shed} times (429 or 503): in flight "
+            f"went down to {window.low} of --parallel {window.limit} and ended at "
+            f"{window.size}; those questions were asked again. Start it with more room "
+            "(vLLM --max-num-seqs, SGLang --max-running-requests) or give --parallel"
+        ]
 
     def close(self) -> None:
         self.engine.close()
