@@ -242,6 +242,7 @@ def test_ctrl_c_stops_after_the_answer_in_hand_and_the_rerun_completes(tmp_path:
     out = tmp_path / "r.jsonl"
     slow = "Thinking it over " * 20 + "so the answer is (A)."
     six = ("--per-category", "3", "--categories", "law,history", "--no-progress")
+
     def interrupt_once_answered() -> None:  # Ctrl-C once the first answer is saved
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
