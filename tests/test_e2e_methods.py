@@ -87,7 +87,6 @@ def test_logprob_scores_are_the_models_own_log_probabilities(smollm2: Path, tmp_
         for letter, value in direct.items():  # the same computation, to the last bit
             assert scores[letter] == pytest.approx(value, abs=1e-9), (record["question_id"], letter)
         assert len(set(scores.values())) == len(scores)  # real, distinct scores
-    print({r["question_id"]: r["pred"] for r in records})
     # the prefix (five math shots) is decoded once; later questions decode their own part
     assert records[1]["decoded_prompt_tokens"] < records[1]["prompt_tokens"] - 500
     # a rerun reproduces the file's answers exactly, from the prefix cache
@@ -118,7 +117,6 @@ def test_a_think_budget_closes_the_block_and_forces_the_answer(
         assert "</think>" not in thinking
         assert record["pred"] == answer[0] and record["level"] == 1
         assert record["stop_reason"] == "early"
-    print({r["question_id"]: (r["pred"], r["generated_tokens"]) for r in runs["1"]})
     # the batched decoder forces the same way
     assert [(r["thinking_tokens"], r["think_cut"]) for r in runs["2"]] == [(24, True)] * 2
     assert [r["pred"] for r in runs["2"]] == [r["pred"] for r in runs["1"]]

@@ -46,7 +46,6 @@ def test_two_quantizations_in_one_command(smollm2: Path, q4_0: Path, tmp_path: P
     for name, runs in (("Q4_1", a), ("Q4_0", b)):  # the combined table counts each file
         assert name in done.stdout
         assert "overall" in done.stdout and len(runs) == 2
-    print(done.stdout)
 
 
 def test_divergence_is_zero_against_itself_and_positive_against_another_quantization(

@@ -335,7 +335,6 @@ def test_parallel_run_agrees_with_sequential_and_resumes_after_sigkill(
     assert header["identity"]["engine"]["parallel"] == 4 and header["engine"]["flash_attn"] is True
     agree = sum(a["pred"] == b["pred"] for a, b in zip(sorted(results(seq), key=lambda r: r["question_id"]),
                                                       sorted(after, key=lambda r: r["question_id"]), strict=True))  # fmt: skip
-    print(f"--parallel 4 agrees with --parallel 1 on {agree} of 4 predictions")
     assert agree == 4  # what this model and seed give here; batching may flip one elsewhere
 
 
@@ -445,7 +444,6 @@ def test_lookup_decoding_confirms_guesses_and_reproduces(smollm2: Path, tmp_path
     assert header["identity"]["engine"]["lookup"] == 16
     looping = runs["a"][1335]
     assert looping["generated_tokens"] == 128
-    print(f"question 1335: {looping['guessed_tokens']} of 128 tokens were confirmed guesses")
     assert looping["guessed_tokens"] == 99, looping["guessed_tokens"]
     for x, y in (("a", "b"), ("p", "q")):
         assert {k: r["response"] for k, r in runs[x].items()} == {

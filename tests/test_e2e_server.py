@@ -75,7 +75,6 @@ def test_a_run_through_the_server_agrees_with_the_in_process_engine(
     assert len(a) == 4
     same = sum(a[q]["pred"] == b[q]["pred"] for q in a)
     same_text = sum(a[q]["response"] == b[q]["response"] for q in a)
-    print(f"server vs in-process: {same} of {len(a)} predictions, {same_text} responses identical")
     assert same == 4 and same_text == 4  # pinned: SmolLM2-135M, these 4 questions
     for q in a:  # the server's own count of each prompt, as the in-process tokenizer's
         assert a[q]["prompt_tokens"] == b[q]["prompt_tokens"] and a[q]["shots"] == b[q]["shots"]
@@ -139,3 +138,26 @@ def test_chat_style_through_the_servers_template_matches_the_gguf_template(
         assert a[q]["response"] == b[q]["response"]
     header = json.loads((tmp_path / "server.jsonl").read_text().splitlines()[0])
     assert header["model"]["chat_template"] == "the server's"
+
+
+def test_two_llama_servers_share_one_run_and_answer_as_one_does(
+    server: LlamaServer, smollm2: Path, tmp_path: Path
+) -> None:
+    """Issue 25: the questions go to two llama-server processes by category; one at a time
+    on each, every answer is what a single server gives one at a time."""
+    with llama_server(smollm2, slots=1) as a, llama_server(smollm2, slots=1) as b:
+        pair = tmp_path / "pair.jsonl"
+        done = cli("run", "--server", a.url, "--server", b.url, *SAMPLE, "--parallel", "1",
+                   "--out", str(pair))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        single = tmp_path / "single.jsonl"
+        alone = cli("run", "--server", a.url, *SAMPLE, "--parallel", "1", "--out", str(single))
+        assert alone.returncode == 0, alone.stderr
+    shared = {r["question_id"]: r for r in results(pair)}
+    one = {r["question_id"]: r for r in results(single)}
+    assert sorted(shared) == sorted(one) and len(shared) == 4
+    assert all(shared[q]["response"] == one[q]["response"] for q in one)
+    header = json.loads(pair.read_text().splitlines()[0])
+    assert [s["url"] for s in header["engine"]["servers"]] == [a.url[:-3], b.url[:-3]]
+    counts = done.stderr.split("answers per server: ")[1].splitlines()[0]
+    assert counts == f"{a.url[:-3]} 2, {b.url[:-3]} 2"  # two categories each

@@ -32,6 +32,13 @@ class FakeVllm:
     dying: int = 0  # how many of the next streams die
     letter: str = "A"
     ignore_budget: bool = False  # stream the whole answer whatever max_tokens says
+    kill_after: int = 0  # >0: the server dies (stops listening, drops every connection)
+    # once this many completions were asked
+    asked: int = 0
+    prompts: list[str] = field(default_factory=list)  # every completion's prompt
+    dead: bool = False
+    connections: set[asyncio.StreamWriter] = field(default_factory=set)
+    server: asyncio.AbstractServer | None = None
     streams: int = 0  # open now
     peak_streams: int = 0
     completions: int = 0
@@ -123,9 +130,21 @@ async def _complete(fake: FakeVllm, body: dict[str, object], writer: asyncio.Str
     return True
 
 
+def _die(fake: FakeVllm) -> None:
+    fake.dead = True
+    if fake.server is not None:
+        fake.server.close()
+    for writer in list(fake.connections):
+        writer.close()
+
+
 async def _serve_connection(
     fake: FakeVllm, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
+    if fake.dead:
+        writer.close()
+        return
+    fake.connections.add(writer)
     try:
         while True:
             request = await _read_request(reader)
@@ -162,6 +181,11 @@ async def _serve_connection(
                     )
                 )
             elif path == "/v1/completions":
+                fake.asked += 1
+                fake.prompts.append(str(body.get("prompt", "")))
+                if fake.kill_after and fake.asked >= fake.kill_after:
+                    _die(fake)
+                    return
                 if fake.failures:
                     writer.write(_response(fake.failures.pop(0), {"error": {"message": "busy"}}))
                 elif fake.max_streams and fake.streams >= fake.max_streams:
@@ -183,6 +207,7 @@ async def _serve_connection(
     except (asyncio.IncompleteReadError, ConnectionError):
         return
     finally:
+        fake.connections.discard(writer)
         writer.close()
 
 
@@ -200,6 +225,7 @@ def serve(fake: FakeVllm | None = None) -> Iterator[FakeVllm]:
             lambda r, w: _serve_connection(fake, r, w), "127.0.0.1", fake.port, limit=2**20
         )
         fake.port = server.sockets[0].getsockname()[1]
+        fake.server = server
         started.set()
 
     thread = threading.Thread(target=loop.run_forever, daemon=True, name="fake-vllm")

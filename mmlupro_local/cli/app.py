@@ -29,6 +29,7 @@ ENGINE_REMEDIES = {
     "(without /chat/completions)",
     "server": "is the server running? Check --server",
     "server_model": "choose one with --server-model",
+    "servers": "give --server only for servers of one model",
     "api_key": "set MMLUPRO_API_KEY (or OPENAI_API_KEY) to the server's API key",
     "timeout": "raise --request-timeout if the server is only slow",
     "server_ctx": RAISE_CONTEXT,

@@ -153,7 +153,7 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None)
     options = load_run_config(value, names)
     defaults = {}
     for name, (key, raw) in options.items():
-        if name == "models":  # lists arrive comma-joined
+        if name in ("models", "server"):  # lists arrive comma-joined
             raw = [part.strip() for part in str(raw).split(",") if part.strip()]
         target = next(p for p in ctx.command.params if p.name == name)
         try:
@@ -382,9 +382,12 @@ server_options = OptionGroup(
     opt(
         "--server",
         metavar="URL",
+        multiple=True,
         help="Evaluate the model an OpenAI-compatible server serves (vLLM, SGLang, llama-server, "
         "Ollama), e.g. http://127.0.0.1:8080/v1; the API key, if any, from MMLUPRO_API_KEY or "
-        "OPENAI_API_KEY.",
+        "OPENAI_API_KEY. Give it again for more servers of the same model: the questions are "
+        "shared among them (each keeps its categories), and one that fails leaves its "
+        "questions to the others.",
     ),
     opt("--server-model", metavar="NAME", help="The served model (when it serves several)."),
     opt(
@@ -404,13 +407,17 @@ server_options = OptionGroup(
 )
 
 
-def server_settings(options: dict[str, Any]) -> ServerSettings:
-    return ServerSettings(
-        url=options["server"],
-        model=options["server_model"] or "",
-        timeout=options["request_timeout"],
-        retries=options["retries"],
-    )
+def server_settings(options: dict[str, Any]) -> list[ServerSettings]:
+    """One per --server, in the order given."""
+    return [
+        ServerSettings(
+            url=url,
+            model=options["server_model"] or "",
+            timeout=options["request_timeout"],
+            retries=options["retries"],
+        )
+        for url in options["server"]
+    ]
 
 
 output_options = OptionGroup(

@@ -98,8 +98,10 @@ class ServerEngineIdentity:
     kind: str = "server"
     url: str = ""
     model: str = ""
-    parallel: int = 1
+    parallel: int = 1  # per server
     lookup: int = field(default=0, metadata=OMIT_DEFAULT)
+    # the other servers (--server given more than once) the questions were shared with
+    replicas: tuple[str, ...] = field(default=(), metadata=OMIT_DEFAULT)
 
     def model_key(self, model_sha256: str) -> str:
         return f"{self.url} {self.model}"

@@ -89,3 +89,64 @@ def test_prompts_are_counted_concurrently(tmp_path: Path) -> None:
             assert engine.count_many(texts) == [len(t) // 4 + 1 for t in texts]
         finally:
             engine.close()
+
+
+def test_questions_are_shared_among_servers_and_a_dead_one_leaves_them_to_the_others(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "r.jsonl"
+    fakes = [FakeVllm(token_seconds=0.003), FakeVllm(token_seconds=0.003, kill_after=3),
+             FakeVllm(token_seconds=0.003)]  # fmt: skip
+    with serve(fakes[0]), serve(fakes[1]), serve(fakes[2]):
+        servers = [arg for fake in fakes for arg in ("--server", url(fake))]
+        result = CliRunner().invoke(main, ["run", *servers, "--per-category", "4",
+                                           "--categories", "law,history,math", "--no-progress",
+                                           "--out", str(out), "--parallel", "2", "--retries", "0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    header, *rows = records(out)
+    # every question answered exactly once, though one server died with some in flight
+    assert len(rows) == len({r["question_id"] for r in rows}) == 12
+    assert fakes[1].dead and f"{url(fakes[1])[:-3]} failed after" in result.output
+    assert header["identity"]["engine"]["replicas"] == [url(f)[:-3] for f in fakes[1:]]
+    assert [s["url"] for s in header["engine"]["servers"]] == [url(f)[:-3] for f in fakes]
+    # routed by category: each live server saw the questions of the categories it was given
+    for fake in (fakes[0], fakes[2]):
+        assert fake.asked > 0
+    assert sum(f.asked for f in fakes) >= 12
+
+
+def test_when_every_server_dies_the_run_stops_with_the_resume_hint(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    fakes = [
+        FakeVllm(token_seconds=0.003, kill_after=2),
+        FakeVllm(token_seconds=0.003, kill_after=2),
+    ]
+    with serve(fakes[0]), serve(fakes[1]):
+        servers = [arg for fake in fakes for arg in ("--server", url(fake))]
+        result = CliRunner().invoke(main, ["run", *servers, *SAMPLE, "--out", str(out),
+                                           "--parallel", "1", "--retries", "0"])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    saved = len([r for r in records(out) if r["type"] == "result"])
+    assert f"{saved} of 9 questions are saved in {out}. Resume with:" in result.output
+
+
+def test_servers_of_different_models_are_refused(tmp_path: Path) -> None:
+    with serve(FakeVllm()) as a, serve(FakeVllm(model="another/model")) as b:
+        result = CliRunner().invoke(main, ["run", "--server", url(a), "--server", url(b), *SAMPLE,
+                                           "--out", str(tmp_path / "r.jsonl")])  # fmt: skip
+    assert result.exit_code == 1
+    assert "does not serve what" in result.output and "another/model" in result.output
+    assert "give --server only for servers of one model" in result.output
+
+
+def test_a_file_resumes_with_the_same_servers_only(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    with serve(FakeVllm()) as a, serve(FakeVllm()) as b:
+        both = ["--server", url(a), "--server", url(b)]
+        first = CliRunner().invoke(main, ["run", *both, *SAMPLE, "--out", str(out)])
+        assert first.exit_code == 0, first.output
+        alone = CliRunner().invoke(main, ["run", "--server", url(a), *SAMPLE, "--out", str(out)])
+        again = CliRunner().invoke(main, ["run", *both, *SAMPLE, "--out", str(out)])
+    assert alone.exit_code == 1 and "cannot be resumed" in alone.output
+    assert "engine.replicas:" in alone.output
+    assert again.exit_code == 0 and "all 9 questions were already in" in again.output

@@ -120,7 +120,7 @@ def test_a_gguf_target_takes_what_a_resumed_file_recorded(tmp_path: Path) -> Non
 def test_kinds_are_registered_by_name() -> None:
     assert set(KINDS) == {"gguf", "server"}
     assert all(issubclass(kind, TargetSpec) for kind in KINDS.values())
-    assert {f.name for f in fields(KINDS["server"])} == {"settings"}
+    assert {f.name for f in fields(KINDS["server"])} == {"settings", "more"}
 
 
 def test_threads_are_part_of_the_identity(model: Path, tmp_path: Path, engine: FakeEngine) -> None:

@@ -170,7 +170,7 @@ def _refuse_contradictions(options: dict[str, Any]) -> None:
 def _targets(models: tuple[str, ...], options: dict[str, Any]) -> list[TargetSpec]:
     """What the run evaluates: the server's model, or each MODEL as a local file (hub
     references downloaded), with its hub reference."""
-    if options["server"] is not None:
+    if options["server"]:
         if models:
             raise click.UsageError(f"give MODEL ({models[0]}) or --server, not both")
         given = o.first_given(IN_PROCESS_ONLY)
@@ -179,7 +179,8 @@ def _targets(models: tuple[str, ...], options: dict[str, Any]) -> list[TargetSpe
                 f"{given} applies to the in-process engine; with --server, set it on the server "
                 "(its own flags decide threads, offload and batching)"
             )
-        return [ServerSpec(o.server_settings(options))]
+        first, *more = o.server_settings(options)
+        return [ServerSpec(first, tuple(more))]
     if options["server_model"]:
         raise click.UsageError("--server-model names a model of --server; give --server URL")
     return [_gguf(path, source, options) for path, source in _model_files(models, options)]

@@ -9,6 +9,7 @@ reports as shorter than it is, is an error for that question, never a quiet scor
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
@@ -17,6 +18,7 @@ from mmlupro_local.engine import EngineError
 
 if TYPE_CHECKING:
     from mmlupro_local.engine.server.engine import ServerEngine
+    from mmlupro_local.engine.server.pool import ServerPool
 
 API_KEY_VARIABLES = ("MMLUPRO_API_KEY", "OPENAI_API_KEY")
 # how a context too small for a prompt is remedied, whatever serves
@@ -71,8 +73,11 @@ class ServerSettings:
         return parts.username, parts.password or ""
 
 
-def server_engine(settings: ServerSettings, *, seed: int, stop: str) -> ServerEngine:
-    """The engine, connected and probed; aiohttp is an optional extra, so imported here."""
+def server_engine(
+    settings: Sequence[ServerSettings], *, seed: int, stop: str
+) -> ServerEngine | ServerPool:
+    """The engine, connected and probed: one server's, or a pool's over several of the
+    same model; aiohttp is an optional extra, so imported here."""
     try:
         import aiohttp  # noqa: F401
     except ImportError as exc:
@@ -80,9 +85,13 @@ def server_engine(settings: ServerSettings, *, seed: int, stop: str) -> ServerEn
             "the server engine needs the HTTP client aiohttp, an optional extra; install it with "
             "pip install 'mmlupro-local[server]'"
         ) from exc
+    if len(settings) > 1:
+        from mmlupro_local.engine.server.pool import ServerPool
+
+        return ServerPool(settings, seed=seed, stop=stop)
     from mmlupro_local.engine.server.engine import ServerEngine
 
-    return ServerEngine(settings, seed=seed, stop=stop)
+    return ServerEngine(settings[0], seed=seed, stop=stop)
 
 
 def api_key() -> str | None:

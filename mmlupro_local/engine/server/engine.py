@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import queue
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,7 +21,7 @@ from mmlupro_local.engine import (
 )
 from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.engine.server import RAISE_CONTEXT, ServerError, ServerSettings
-from mmlupro_local.engine.server.http import Busy, Json, ServerClient
+from mmlupro_local.engine.server.http import Busy, Json, Loop, ServerClient
 from mmlupro_local.engine.server.probe import ServerInfo, probe
 
 CUT_SLACK = 8  # tokens a prompt may lose or gain where it is joined or specials added
@@ -39,10 +36,12 @@ class Sampling:
 
 
 class ServerEngine:
-    def __init__(self, settings: ServerSettings, *, seed: int, stop: str) -> None:
+    def __init__(
+        self, settings: ServerSettings, *, seed: int, stop: str, loop: Loop | None = None
+    ) -> None:
         self.settings = settings
         self.cancelled = threading.Event()
-        self.client = ServerClient(settings, cancelled=self.cancelled)
+        self.client = ServerClient(settings, cancelled=self.cancelled, loop=loop)
         try:
             self.info: ServerInfo = probe(self.client, settings.model)
         except ServerError:
@@ -51,6 +50,8 @@ class ServerEngine:
         self.seed, self.stop = seed, stop
         self.parallel = 1
         self.window = Window(1)
+        self.answered = 0  # answers this server gave in the last generate_many
+        self.failed = ""  # why it left a pool of servers, if it did
         self.cut_at: int | None = None  # a server that cuts long prompts keeps about this many
 
     def find_cut(self, text: str) -> int | None:
@@ -158,70 +159,26 @@ class ServerEngine:
         should_stop: Callable[[], bool] = never_stop,
     ) -> Iterator[tuple[int, Generation]]:
         """Keeps up to `parallel` requests in flight on the client's event loop, fewer
-        while the server answers 429 or 503 (Window); yields each answer as it finishes.
-        After a failure that retries did not mend, the requests in flight are still
-        awaited and yielded, then it is raised. Closing the iterator cancels the rest."""
-        sampling = Sampling(max_tokens, self.stop, self.seed)
-        answers: queue.Queue[tuple[int, Generation] | ServerError | None] = queue.Queue()
-        stopped = threading.Event()
-        self.window = Window(self.parallel)
-        driver = asyncio.run_coroutine_threadsafe(
-            self._drive(jobs, sampling, new_watcher, answers, stopped), self.client.loop.loop
-        )
-        try:
-            while (item := answers.get()) is not None:
-                if isinstance(item, ServerError):
-                    raise item
-                yield item
-                if should_stop():
-                    stopped.set()
-        finally:
-            stopped.set()
-            driver.cancel()
+        while the server answers 429 or 503 (Window); yields each answer as it finishes
+        (engine.server.pool.generate, with this server alone)."""
+        from mmlupro_local.engine.server.pool import generate
 
-    async def _drive(
-        self,
-        jobs: Sequence[Job],
-        sampling: Sampling,
-        new_watcher: NewWatcher,
-        answers: queue.Queue[tuple[int, Generation] | ServerError | None],
-        stopped: threading.Event,
-    ) -> None:
-        todo = deque(range(len(jobs)))
-        running: dict[asyncio.Task[Generation], int] = {}
-        failure: ServerError | None = None
-        try:
-            while todo or running:
-                while (todo and len(running) < self.window.size and failure is None
-                       and not stopped.is_set() and not self.cancelled.is_set()):  # fmt: skip
-                    index = todo.popleft()
-                    watcher = functools.partial(new_watcher, index)
-                    task = asyncio.ensure_future(self._answer(jobs[index], sampling, watcher))
-                    running[task] = index
-                if not running:
-                    break
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    index = running.pop(task)
-                    try:
-                        generation = task.result()
-                    except Busy:
-                        # too eager for the server now: fewer in flight, this one again
-                        self.window.shrink()
-                        todo.appendleft(index)
-                        await self.client.pause(self.window.backoff)
-                        continue
-                    except ServerError as exc:
-                        failure = failure or exc  # hand out no more; keep what is in flight
-                        continue
-                    self.window.grow()
-                    answers.put((index, generation))
-            if failure is not None:
-                answers.put(failure)
-        finally:
-            for task in running:
-                task.cancel()
-            answers.put(None)
+        return generate(
+            [self],
+            self.client.loop,
+            jobs,
+            max_tokens=max_tokens,
+            new_watcher=new_watcher,
+            should_stop=should_stop,
+        )
+
+    def reset_window(self) -> None:
+        self.window = Window(self.parallel)
+
+    async def answer(
+        self, job: Job, max_tokens: int, new_watcher: Callable[[], Watcher]
+    ) -> Generation:
+        return await self._answer(job, Sampling(max_tokens, self.stop, self.seed), new_watcher)
 
     async def _answer(
         self, job: Job, sampling: Sampling, new_watcher: Callable[[], Watcher]

@@ -82,11 +82,18 @@ class ServerClient:
     """Requests to one server. The coroutines run on `loop`; `get` and `post` are their
     blocking forms, for the probe and for counting tokens."""
 
-    def __init__(self, settings: ServerSettings, *, cancelled: threading.Event | None = None):
+    def __init__(
+        self,
+        settings: ServerSettings,
+        *,
+        cancelled: threading.Event | None = None,
+        loop: Loop | None = None,
+    ) -> None:
         self.settings = settings
         self.root = settings.root
         self.cancelled = cancelled or threading.Event()
-        self.loop = Loop()
+        self.owns_loop = loop is None  # a pool of servers shares one loop, and closes it
+        self.loop = loop or Loop()
         key = api_key()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         user = settings.credentials
@@ -110,7 +117,8 @@ class ServerClient:
         if not self.session.closed:
             with contextlib.suppress(RuntimeError):  # the loop is gone already
                 self.loop.run(self.session.close())
-        self.loop.close()
+        if self.owns_loop:
+            self.loop.close()
 
     async def check(self, response: aiohttp.ClientResponse, path: str) -> None:
         """Raise the failure a response reports, named for a user."""

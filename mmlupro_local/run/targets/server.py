@@ -16,6 +16,7 @@ from mmlupro_local.task.prompt import ChatRenderer
 
 if TYPE_CHECKING:
     from mmlupro_local.engine.server.engine import ServerEngine
+    from mmlupro_local.engine.server.pool import ServerPool
     from mmlupro_local.run.plan import RunPlan
     from mmlupro_local.run.request import RunRequest
 
@@ -29,6 +30,8 @@ SERVER_PARALLEL = 256
 @dataclass(frozen=True)
 class ServerSpec(TargetSpec):
     settings: ServerSettings
+    # more servers of the same model (replicas): questions are shared among them all
+    more: tuple[ServerSettings, ...] = ()
     # servers differ in whether and how they return prompt log-probabilities
     scores_choices = False
 
@@ -41,18 +44,19 @@ class ServerSpec(TargetSpec):
 
     @property
     def label(self) -> str:
-        return self.settings.root
+        return " ".join(s.root for s in (self.settings, *self.more))
 
     def open(self, request: RunRequest, factory: EngineFactory | None) -> Target:
-        return ServedModel(self.settings, request)
+        return ServedModel((self.settings, *self.more), request)
 
 
 class ServedModel(Target):
-    def __init__(self, settings: ServerSettings, request: RunRequest) -> None:
+    def __init__(self, settings: tuple[ServerSettings, ...], request: RunRequest) -> None:
         from mmlupro_local.engine.server import server_engine
 
-        self.root = settings.root
-        self.engine: ServerEngine = server_engine(
+        self.root = settings[0].root
+        self.replicas = tuple(s.root for s in settings[1:])
+        self.engine: ServerEngine | ServerPool = server_engine(
             settings, seed=request.sample.seed, stop=request.answer.stop
         )
         self.chat = request.prompt.style == "chat"
@@ -77,7 +81,10 @@ class ServedModel(Target):
 
     def engine_identity(self, plan: RunPlan) -> ServerEngineIdentity:
         return ServerEngineIdentity(
-            url=self.root, model=self.engine.info.model, parallel=plan.parallel
+            url=self.root,
+            model=self.engine.info.model,
+            parallel=plan.parallel,
+            replicas=self.replicas,
         )
 
     def record(self) -> dict[str, Any]:
@@ -138,15 +145,29 @@ class ServedModel(Target):
             )
 
     def after_run(self) -> list[str]:
-        window = self.engine.window
-        if not window.shed:
-            return []
-        return [
-            f"the server asked for fewer requests {window.shed} times (429 or 503): in flight "
-            f"went down to {window.low} of --parallel {window.limit} and ended at "
-            f"{window.size}; those questions were asked again. Start it with more room "
-            "(vLLM --max-num-seqs, SGLang --max-running-requests) or give --parallel"
-        ]
+        members = getattr(self.engine, "members", [self.engine])
+        said = []
+        for member in members:
+            window, root = member.window, member.settings.root
+            who = "the server" if len(members) == 1 else root
+            if member.failed:
+                said.append(
+                    f"{root} failed after {member.answered} answers ({member.failed}); "
+                    "its questions went to the other servers"
+                )
+            if window.shed:
+                said.append(
+                    f"{who} asked for fewer requests {window.shed} times (429 or 503): in "
+                    f"flight went down to {window.low} of --parallel {window.limit} and ended "
+                    f"at {window.size}; those questions were asked again. Start it with more "
+                    "room (vLLM --max-num-seqs, SGLang --max-running-requests) or give --parallel"
+                )
+        if len(members) > 1:
+            said.append(
+                "answers per server: "
+                + ", ".join(f"{m.settings.root} {m.answered}" for m in members)
+            )
+        return said
 
     def close(self) -> None:
         self.engine.close()
