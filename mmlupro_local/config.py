@@ -46,13 +46,18 @@ def load_run_config(path: Path, names: dict[str, str]) -> dict[str, tuple[str, A
     'dataset_name') to the parameter; the result maps each parameter to the key as the
     file spells it and the value."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliases)
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML"
         ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except _AliasError:
+        raise ConfigError(
+            f"{path} uses a YAML alias (*name); write each value out (aliases can expand "
+            "a small file into gigabytes)"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     if data is None:
@@ -75,6 +80,20 @@ def load_run_config(path: Path, names: dict[str, str]) -> dict[str, tuple[str, A
             f"{path}: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}"
         )
     return options
+
+
+class _AliasError(Exception):
+    pass
+
+
+class _NoAliases(yaml.SafeLoader):
+    """The safe loader, refusing aliases before anything is expanded (issue 26, case 9:
+    a 334-byte alias bomb took 3.8 GB)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise _AliasError
+        return super().compose_node(parent, index)
 
 
 def _flat(value: Any) -> Any:

@@ -127,6 +127,9 @@ def minimal(url: str, prompts: list[str], concurrency: int) -> int:
     return len(answered)
 
 
+LAST: list[float] = []  # each question's seconds in the last tool() run
+
+
 def tool(url: str, per_category: int, parallel: int | None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MMLUPRO_LOCAL_CACHE"] = str(Path(tmp) / "cache")
@@ -137,6 +140,7 @@ def tool(url: str, per_category: int, parallel: int | None) -> int:
             parallel=parallel,
         )
         outcome = run(request, echo=lambda _: None, progress=False)
+        LAST[:] = [r.seconds for r in outcome.records]
         return len(outcome.records)
 
 
@@ -191,6 +195,12 @@ def main() -> None:
         wall, _, n = timed(
             "mmlupro-local run, default --parallel (auto)", lambda: tool(url, per_category, None)
         )
+    per_stream = TOKENS / rate / (sum(LAST) / len(LAST))
+    print(
+        f"  each stream got {per_stream:.0%} of the {rate:.0f} tokens/s the server offered it "
+        f"(a question {sum(LAST) / len(LAST):.2f} s from request to answer, "
+        f"{TOKENS / rate:.2f} s at the server's pace)"
+    )
     bound = n * TOKENS / (SERVER_PARALLEL * rate)
     print(
         f"  the server's bound at {SERVER_PARALLEL} streams x {rate:.0f} tokens/s: {bound:.1f} s; "

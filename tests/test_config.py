@@ -43,3 +43,22 @@ def test_config_keys_may_be_flag_names_and_errors_name_the_key(
     result = invoke_with(engine, "run", "--config", str(cfg))
     assert result.exit_code == 1 and f"{cfg}: parallel" in result.output
     assert "--parallel" not in result.output
+
+
+def test_a_yaml_alias_is_refused_before_it_expands(tmp_path: Path) -> None:
+    """Issue 26, case 9: a 334-byte alias bomb took 3.8 GB."""
+    bomb = tmp_path / "bomb.yaml"
+    rows = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    rows += [f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]"
+             for p, n in zip("abcdefgh", "bcdefghi", strict=True)]  # fmt: skip
+    bomb.write_text("\n".join(rows) + "\ncategories: *i\n")
+    result = invoke("run", "--config", str(bomb))
+    assert result.exit_code == 1 and "uses a YAML alias" in result.output
+
+
+def test_true_is_no_number_in_a_config(tmp_path: Path, model: Path) -> None:
+    """Issue 26, case 12: `per-category: true` meant 1."""
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model: {model}\nper-category: true\n")
+    result = invoke("run", "--config", str(config))
+    assert result.exit_code == 1 and f"{config}: per-category: true is not a value" in result.output

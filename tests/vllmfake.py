@@ -32,6 +32,7 @@ class FakeVllm:
     dying: int = 0  # how many of the next streams die
     letter: str = "A"
     ignore_budget: bool = False  # stream the whole answer whatever max_tokens says
+    pings: int = 0  # >0: a stream of this many keep-alive comments (10 a second), no answer
     kill_after: int = 0  # >0: the server dies (stops listening, drops every connection)
     # once this many completions were asked
     asked: int = 0
@@ -92,6 +93,10 @@ async def _complete(fake: FakeVllm, body: dict[str, object], writer: asyncio.Str
     writer.write(
         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
     )
+    for _ in range(fake.pings):
+        writer.write(_chunk(b": ping\n\n"))
+        await writer.drain()
+        await asyncio.sleep(0.1)
     dies = fake.dying > 0
     fake.dying -= dies
     text, finish = "", "length"

@@ -5,6 +5,7 @@ program embedding the CLI may pass in. Commands import this module, never each o
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,12 @@ def categories_callback(ctx: click.Context, param: click.Parameter, value: Any) 
     return names
 
 
+def show_progress(options: dict[str, Any]) -> bool:
+    """--progress as given, else only on a terminal: a log file gets no bar frames."""
+    given = options.get("progress")
+    return bool(given) if given is not None else sys.stderr.isatty()
+
+
 def out_path(text: str) -> Path:
     """--out as a file path: an empty value or a directory is a mistake to name."""
     if not text.strip():
@@ -156,6 +163,9 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None)
         if name in ("models", "server"):  # lists arrive comma-joined
             raw = [part.strip() for part in str(raw).split(",") if part.strip()]
         target = next(p for p in ctx.command.params if p.name == name)
+        flag = isinstance(target, click.Option) and target.is_flag
+        if isinstance(raw, bool) and not flag:  # YAML's true is no count (issue 26, case 12)
+            raise ConfigError(f"{value}: {key}: {str(raw).lower()} is not a value for it")
         try:
             target.type_cast_value(ctx, raw)
         except click.BadParameter as exc:
@@ -429,5 +439,9 @@ output_options = OptionGroup(
         show_default=True,
         help="Where results files are named after their model, when --out is not given.",
     ),
-    opt("--progress/--no-progress", default=True, help="Show the progress bar."),
+    opt(
+        "--progress/--no-progress",
+        default=None,
+        help="Show the progress bar [default: when stderr is a terminal].",
+    ),
 )

@@ -28,9 +28,15 @@ class SchemaError(MmluProError):
 def check_schema(record: Mapping[str, Any]) -> None:
     version = record.get("schema")
     if version != SCHEMA:
+        newer = isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA
+        why = (
+            "a newer release wrote it: upgrade mmlupro-local"
+            if newer
+            else "it was not written by mmlupro-local, or was changed by hand"
+        )
         raise SchemaError(
             f"results schema {json.dumps(version)} is not one this mmlupro-local reads (it "
-            f"reads schema {SCHEMA}); a newer release wrote it: upgrade mmlupro-local"
+            f"reads schema {SCHEMA}); {why}"
         )
 
 
@@ -155,6 +161,8 @@ class Identity:
 # identity keys recorded only by later releases: a file without one resumes (it cannot
 # say what it used), and the run record it gets now says what this session used
 ADDED_LATER = frozenset({"engine.threads"})
+# what an absent key means, for saying what differs (issue 26, case 28)
+ABSENT = {"method": "cot"}
 
 
 def differences(
@@ -170,6 +178,10 @@ def differences(
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             found.extend(differences(a, b, f"{name}."))
         elif a != b:
+            a, b = (
+                (ABSENT.get(name, a) if a is None else a),
+                (ABSENT.get(name, b) if b is None else b),
+            )
             found.append(f"{name}: {_short(a)} in the file, {_short(b)} now")
     return found
 
@@ -234,6 +246,22 @@ class RunHeader:
             return from_json(cls, data, given=given)
         except FormError as exc:
             raise SchemaError(f"a run record is incomplete ({exc})") from exc
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionEnd:
+    """What a session actually used, once its answers are in (a server's concurrency as
+    it adapted, the answers per server); written only when there is something to say.
+    Readers before it skip records of a type they do not know."""
+
+    type: str = "end"
+    schema: int = SCHEMA
+    finished: str
+    written: int  # results this session wrote
+    used: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return to_json(self)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,6 +22,7 @@ from mmlupro_local.results.records import (
     ResultRecord,
     RunHeader,
     SchemaError,
+    SessionEnd,
     differences,
 )
 
@@ -254,6 +255,9 @@ class ResultsWriter:
     def append_run(self, header: RunHeader) -> None:
         self._append(header.to_json())
         self.log.runs.append(header)
+
+    def append_end(self, end: SessionEnd) -> None:
+        self._append(end.to_json())
 
     def append_result(self, result: ResultRecord) -> None:
         """Write one result; it is in `log.results` exactly when it is in the file."""

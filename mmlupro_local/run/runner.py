@@ -19,7 +19,14 @@ from mmlupro_local.datasets.verify import verify
 from mmlupro_local.engine import Engine, EngineError, Job, round_ctx
 from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.errors import DatasetError, MmluProError
-from mmlupro_local.results.records import TOOL_NAME, Identity, ResultRecord, RunHeader, SampleInfo
+from mmlupro_local.results.records import (
+    TOOL_NAME,
+    Identity,
+    ResultRecord,
+    RunHeader,
+    SampleInfo,
+    SessionEnd,
+)
 from mmlupro_local.results.store import ResultsWriter, StoreError, read_results
 from mmlupro_local.run.fitting import TokenCounts, prepare_letter_prompts, prepare_prompts
 from mmlupro_local.run.interrupts import first_interrupt_requests_stop
@@ -172,6 +179,9 @@ def _run(
                     echo(_cache_summary(cache))
                 for line in target.after_run():
                     echo(line)
+                used = target.used()
+                if used and written:
+                    writer.append_end(SessionEnd(finished=_now(), written=written, used=used))
             finally:
                 engine.close()
         records = [
@@ -281,12 +291,16 @@ def _run_record(
             precision=plan.request.precision,
             max_questions=plan.request.max_questions,
         ),
-        started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        started=_now(),
         resumed=resumed,
         tool={"name": TOOL_NAME, "version": __version__},
         command=tuple(plan.request.command),
         warnings=tuple(warnings),
     )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _resume_hint(request: RunRequest, saved: int, total: int) -> str:
@@ -344,6 +358,8 @@ def _generate_all(
             saved.flush()
         except EngineError as exc:  # mid-run (a server gone): what is saved, how to go on
             saved.flush()
+            if stop.is_set():  # a request cut short by the stop the user asked for
+                return saved.written, stop.signum, failed
             exc.after = _resume_hint(plan.request, done + saved.written, total)
             raise
     return saved.written, stop.signum, failed

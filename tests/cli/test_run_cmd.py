@@ -78,3 +78,14 @@ def test_resume_messages_name_what_to_do(model: Path, tmp_path: Path, engine: Fa
     out.write_text("\n".join([records[0], "garbage", *records[1:]]) + "\n")
     garbage = invoke_with(engine, "run", str(model), *LAW2, "--out", str(out))
     assert garbage.exit_code == 1 and f"sed -i '2d' {out}" in garbage.output
+
+
+def test_the_progress_bar_is_drawn_only_on_a_terminal(model: Path, tmp_path: Path) -> None:
+    """Issue 26, case 26: a non-tty stderr (a log file) got a log full of bar frames."""
+    out = tmp_path / "r.jsonl"
+    quiet = invoke_with(FakeEngine(), "run", str(model), "--per-category", "2",
+                        "--categories", "law", "--out", str(out))  # fmt: skip
+    assert quiet.exit_code == 0 and "\r" not in quiet.output and "q/min" not in quiet.output
+    shown = invoke_with(FakeEngine(), "run", str(model), "--per-category", "3",
+                        "--categories", "law", "--out", str(out), "--progress")  # fmt: skip
+    assert shown.exit_code == 0 and "\r" in shown.output

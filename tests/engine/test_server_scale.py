@@ -31,6 +31,10 @@ def records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def answers(path: Path) -> list[dict[str, Any]]:
+    return [r for r in records(path) if r["type"] == "result"]
+
+
 def test_parallel_auto_keeps_a_vllm_busy(tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     with serve(FakeVllm(token_seconds=0.005)) as fake:
@@ -42,7 +46,7 @@ def test_parallel_auto_keeps_a_vllm_busy(tmp_path: Path) -> None:
                                             "model": "fake/vllm-model", "parallel": 256}  # fmt: skip
     # the questions of all three categories were in flight together
     assert fake.peak_streams == 9
-    assert [r["pred"] for r in records(out)[1:]] == ["A"] * 9
+    assert [r["pred"] for r in answers(out)] == ["A"] * 9
 
 
 def test_too_eager_a_client_sends_fewer_and_loses_nothing(tmp_path: Path) -> None:
@@ -54,6 +58,12 @@ def test_too_eager_a_client_sends_fewer_and_loses_nothing(tmp_path: Path) -> Non
     results = [r for r in records(out) if r["type"] == "result"]
     assert len(results) == len({r["question_id"] for r in results}) == 9
     assert "the server asked for fewer" in result.output
+    # what the session actually used, in the file's end record
+    end = records(out)[-1]
+    assert end["type"] == "end" and end["written"] == 9
+    (used,) = end["used"]["servers"]
+    assert used["answered"] == 9 and used["parallel"]["limit"] == 8
+    assert used["parallel"]["shed"] == fake.refused and used["parallel"]["lowest"] < 8
 
 
 def test_a_stream_that_dies_mid_answer_is_asked_again(tmp_path: Path) -> None:
@@ -62,7 +72,7 @@ def test_a_stream_that_dies_mid_answer_is_asked_again(tmp_path: Path) -> None:
         result = run(fake, out, "--parallel", "4")
     assert result.exit_code == 0, result.output
     assert fake.dying == 0  # both deaths happened, and were asked again
-    assert [r["pred"] for r in records(out)[1:]] == ["A"] * 9
+    assert [r["pred"] for r in answers(out)] == ["A"] * 9
 
 
 def test_the_client_keeps_the_budget_when_the_server_does_not() -> None:
@@ -103,7 +113,7 @@ def test_questions_are_shared_among_servers_and_a_dead_one_leaves_them_to_the_ot
                                            "--categories", "law,history,math", "--no-progress",
                                            "--out", str(out), "--parallel", "2", "--retries", "0"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    header, *rows = records(out)
+    header, rows = records(out)[0], answers(out)
     # every question answered exactly once, though one server died with some in flight
     assert len(rows) == len({r["question_id"] for r in rows}) == 12
     assert fakes[1].dead and f"{url(fakes[1])[:-3]} failed after" in result.output

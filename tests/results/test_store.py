@@ -98,3 +98,40 @@ def test_answers_that_arrive_together_share_one_fsync(
     result = invoke_with(slow, "run", str(model), "--per-category", "2", "--categories", "law",
                          "--no-progress", "--out", str(tmp_path / "slow.jsonl"))  # fmt: skip
     assert result.exit_code == 0 and len(syncs) == 1 + 2  # the run record, then each answer
+
+
+@pytest.mark.parametrize(("field", "bad"), [("guess_correct", None), ("seconds", float("nan"))])
+def test_a_record_with_a_null_or_nan_is_skipped_with_its_line(
+    model: Path, tmp_path: Path, field: str, bad: object
+) -> None:
+    """Issue 26, cases 8 and 13: `"guess_correct": null` crashed report, html and compare;
+    a NaN reached `report --format json`, which strict parsers refuse."""
+    out = finished_run(model, tmp_path / "r.jsonl", FakeEngine())
+    rows = out.read_text().splitlines()
+    record = json.loads(rows[1])
+    record[field] = bad
+    rows[1] = json.dumps(record)  # json writes NaN as NaN, as the sweep's file had it
+    out.write_text("\n".join(rows) + "\n")
+    for args in (["report", str(out), "--format", "json"], ["compare", str(out), str(out)],
+                 ["report", str(out), "--html", str(tmp_path / "r.html")]):  # fmt: skip
+        result = invoke(*args)
+        assert result.exit_code == 0, (args, result.output)
+        assert f"line 2 is a malformed result ('{field}' is" in result.output
+    data = json.loads(invoke("report", str(out), "--format", "json").stdout)
+    assert data["runs"][0]["overall"]["n"] == 1  # the other record still counts
+
+
+def test_only_a_higher_schema_asks_for_an_upgrade(model: Path, tmp_path: Path) -> None:
+    """Issue 26, case 21."""
+    out = finished_run(model, tmp_path / "r.jsonl", FakeEngine())
+    rows = out.read_text().splitlines()
+    for version, said in ((0, "was not written by mmlupro-local"), (None, "was not written"),
+                          (2, "a newer release wrote it: upgrade")):  # fmt: skip
+        header = json.loads(rows[0])
+        if version is None:
+            del header["schema"]
+        else:
+            header["schema"] = version
+        out.write_text("\n".join([json.dumps(header), *rows[1:]]) + "\n")
+        result = invoke("report", str(out))
+        assert result.exit_code == 1 and said in result.output, result.output

@@ -68,13 +68,13 @@ def test_a_logprob_run_never_resumes_a_cot_file_nor_the_reverse(
     out = tmp_path / "r.jsonl"
     run(reference_request(model, out=out, sample=SAMPLE), echo=lambda _: None,
         engine_factory=FakeEngine(), progress=False)  # fmt: skip
-    with pytest.raises(StoreError, match='method: null in the file, "logprob" now'):
+    with pytest.raises(StoreError, match='method: "cot" in the file, "logprob" now'):
         run(reference_request(model, out=out, sample=SAMPLE, method="logprob"),
             echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
     other = tmp_path / "lp.jsonl"
     run(reference_request(model, out=other, sample=SAMPLE, method="logprob"), echo=lambda _: None,
         engine_factory=FakeEngine(), progress=False)  # fmt: skip
-    with pytest.raises(StoreError, match='method: "logprob" in the file, null now'):
+    with pytest.raises(StoreError, match='method: "logprob" in the file, "cot" now'):
         run(reference_request(model, out=other, sample=SAMPLE), echo=lambda _: None,
             engine_factory=FakeEngine(), progress=False)  # fmt: skip
 

@@ -12,6 +12,7 @@ import click
 
 from mmlupro_local.cli import options as o
 from mmlupro_local.engine import EngineSettings
+from mmlupro_local.engine.server import redact_command
 from mmlupro_local.model.hardware import physical_cores
 from mmlupro_local.model.source import model_path
 from mmlupro_local.run.request import RunRequest, default_out
@@ -51,7 +52,11 @@ from mmlupro_local.studies.divergence import TOP_K, measure, reference_texts
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
-@click.option("--progress/--no-progress", default=True)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show the progress bars [default: when stderr is a terminal].",
+)
 @o.dataset_option
 def divergence_cmd(reference: str, model: str, **options: Any) -> None:
     """How far MODEL's next-token distributions are from REFERENCE's, far more sensitive
@@ -83,9 +88,9 @@ def divergence_cmd(reference: str, model: str, **options: Any) -> None:
         prompt=prompt,
         max_tokens=options["max_tokens"],
         parallel=options["parallel"],
-        command=tuple(sys.argv),
+        command=redact_command(sys.argv),
     )
-    echo, progress = (lambda t: click.echo(t, err=True)), options["progress"]
+    echo, progress = (lambda t: click.echo(t, err=True)), o.show_progress(options)
     texts = reference_texts(ref_path, request, options["results"], echo=echo, progress=progress)
     settings = EngineSettings(threads=threads or physical_cores(), gpu_layers=gpu_layers)
     report = measure(ref_path, model_file, texts, settings, k=options["top_k"], progress=progress)

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import click
 
 from mmlupro_local.cli import options as o
+from mmlupro_local.engine.server import redact_command
 from mmlupro_local.model.source import resolve_model
 from mmlupro_local.results.figures import category_figures, render_table
 from mmlupro_local.results.report import headline, load_report
@@ -107,14 +108,14 @@ def run_cmd(models: tuple[str, ...], **options: Any) -> None:
             precision=options["precision"],
             max_questions=options["max_questions"],
             prefix_cache=options["prefix_cache"],
-            command=tuple(sys.argv),
+            command=redact_command(sys.argv),
         )
         for target, out in zip(share_mode(targets), outs, strict=True)
     ]
     for i, request in enumerate(requests):
         if len(requests) > 1:
             click.echo(f"== model {i + 1} of {len(requests)}: {request.target.label}", err=True)
-        _run_one(request, options["progress"])
+        _run_one(request, o.show_progress(options))
     if len(requests) > 1:
         click.echo(summary([r.out for r in requests], [t.stem for t in targets]))
 
@@ -263,7 +264,7 @@ def _run_one(request: RunRequest, progress: bool) -> None:
 def _interrupted(path: Path, saved: int | None, size: int | None, signum: int) -> NoReturn:
     """Say what is saved and how to go on, then exit as a program killed by `signum`
     would (130 for Ctrl-C, 143 for SIGTERM)."""
-    again = shlex.join(sys.argv) if sys.argv else "the same command"
+    again = shlex.join(redact_command(sys.argv)) if sys.argv else "the same command"
     name = "Interrupted" if signum == signal.SIGINT else f"Stopped by {signal.Signals(signum).name}"
     if saved is None:
         held = f"{path} keeps the results it had" if path.exists() else "no results were written"

@@ -46,9 +46,23 @@ class ServerSettings:
     backoff: float = 1.0  # seconds before the first retry, doubling after
 
     def __post_init__(self) -> None:
+        shown = redact_url(self.url.strip())  # never a credential in a message
         parts = urlsplit(self.url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ServerError(f"{self.url!r} is not an http(s) URL", setting="server_url")
+            raise ServerError(f"{shown!r} is not an http(s) URL", setting="server_url")
+        try:
+            parts.port  # noqa: B018 (urllib checks the port only when asked)
+        except ValueError as exc:
+            raise ServerError(
+                f"{shown!r} is not a valid URL ({exc})", setting="server_url"
+            ) from None
+        if parts.query or parts.fragment:
+            raise ServerError(
+                f"{shown!r} has a query string, which is not sent with requests (a key in it "
+                "would be recorded); give the base URL alone and the API key in "
+                "MMLUPRO_API_KEY",
+                setting="server_url",
+            )
         if self.timeout <= 0 or self.retries < 0 or self.backoff < 0:
             raise ServerError("the timeout must be positive, retries and backoff not negative")
 
@@ -96,9 +110,33 @@ def server_engine(
 
 def api_key() -> str | None:
     """The API key from the environment (never from a flag, so never in the command the
-    results file records)."""
+    results file records), checked once: an HTTP header carries printable ASCII only, and
+    the key is never printed, not even in this error."""
     for name in API_KEY_VARIABLES:
         value = os.environ.get(name, "").strip()
         if value:
+            if not all(33 <= ord(c) < 127 for c in value):
+                raise ServerError(
+                    f"{name} holds a character an HTTP header cannot carry (a space, a "
+                    "newline, a control or non-ASCII character); set it to the key alone",
+                    setting="api_key",
+                )
             return value
     return None
+
+
+def redact_url(text: str) -> str:
+    """A URL with any user, password and query values replaced by ***; other text as it is."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not (parts.netloc or "").strip():
+        return text
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(f"{q.split('=', 1)[0]}=***" for q in parts.query.split("&") if q)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_command(argv: Sequence[str]) -> tuple[str, ...]:
+    """A command line as it may be recorded and printed: credentials in URLs hidden."""
+    return tuple(redact_url(arg) if "://" in arg else arg for arg in argv)

@@ -14,6 +14,7 @@ hundreds of streams.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import threading
@@ -92,19 +93,21 @@ class ServerClient:
         self.settings = settings
         self.root = settings.root
         self.cancelled = cancelled or threading.Event()
+        self.stopping = threading.Event()  # the run is stopping: no retry, no wait
         self.owns_loop = loop is None  # a pool of servers shares one loop, and closes it
         self.loop = loop or Loop()
         key = api_key()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         user = settings.credentials
-        auth = aiohttp.BasicAuth(*user) if user else None
+        if user:  # credentials in the URL: used, never recorded
+            token = base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
+            headers = {"Authorization": f"Basic {token}"}
 
         async def session() -> aiohttp.ClientSession:
             # no limit of our own: the engine bounds the requests in flight
             return aiohttp.ClientSession(
                 base_url=self.root,
                 headers=headers,
-                auth=auth,
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=min(settings.timeout, 10.0), sock_read=settings.timeout
@@ -160,7 +163,7 @@ class ServerClient:
             try:
                 return await attempt()
             except ServerError as exc:
-                if not exc.transient or failures >= self.settings.retries:
+                if not exc.transient or failures >= self.settings.retries or self.stopping.is_set():
                     if failures:
                         exc.args = (f"{exc.args[0]} (after {failures + 1} attempts)",)
                     raise
@@ -172,7 +175,7 @@ class ServerClient:
     async def pause(self, seconds: float) -> bool:
         """Sleep, in steps so that a cancelled engine wakes at once; True when cancelled."""
         deadline = self.loop.loop.time() + seconds
-        while not self.cancelled.is_set():
+        while not (self.cancelled.is_set() or self.stopping.is_set()):
             left = deadline - self.loop.loop.time()
             if left <= 0:
                 return False
@@ -215,6 +218,8 @@ class ServerClient:
             async with self.session.post(path, json=body) as response:
                 await self.check(response, path)
                 pending = b""
+                clock = self.loop.loop
+                last = clock.time()  # of the last event: keep-alive comments are no answer
                 async for chunk in response.content.iter_any():
                     lines = (pending + chunk).split(b"\n")
                     pending = lines.pop()
@@ -225,7 +230,15 @@ class ServerClient:
                         data = line[5:].strip()
                         if data == b"[DONE]":
                             return
+                        last = clock.time()
                         yield self._event(data, path)
+                    if clock.time() - last > self.settings.timeout:
+                        raise ServerError(
+                            f"{self.root}{path} sent no answer for {self.settings.timeout:g} s, "
+                            "only keep-alive comments",
+                            transient=True,
+                            setting="timeout",
+                        )
         except ServerError:
             raise
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:

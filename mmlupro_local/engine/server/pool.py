@@ -46,16 +46,15 @@ def generate(
     stopped = threading.Event()
     for member in members:
         member.reset_window()
+        member.client.stopping.clear()
     driver = asyncio.run_coroutine_threadsafe(
-        drive(members, jobs, max_tokens, new_watcher, answers, stopped), loop.loop
+        drive(members, jobs, max_tokens, new_watcher, answers, stopped, should_stop), loop.loop
     )
     try:
         while (item := answers.get()) is not None:
             if isinstance(item, ServerError):
                 raise item
             yield item
-            if should_stop():
-                stopped.set()
     finally:
         stopped.set()
         driver.cancel()
@@ -73,7 +72,10 @@ async def drive(
     new_watcher: NewWatcher,
     answers: Answers,
     stopped: threading.Event,
+    should_stop: Callable[[], bool] = never_stop,
 ) -> None:
+    """Until every question is answered, or a stop is asked (Ctrl-C, SIGTERM): then the
+    requests in flight are cancelled and not retried, and nothing more is handed out."""
     live = list(members)
     queues: dict[int, deque[int]] = {id(m): deque() for m in members}
     home: dict[str, ServerEngine] = {}
@@ -113,7 +115,11 @@ async def drive(
                     running[task] = (member, taken)
             if not running:
                 break
-            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(running, timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
+            if should_stop() or stopped.is_set():
+                for member in members:
+                    member.client.stopping.set()
+                break
             for task in done:
                 member, index = running.pop(task)
                 try:

@@ -141,6 +141,11 @@ class Target:
         """What the run should say once the answers are in (how a server held up)."""
         return []
 
+    def used(self) -> dict[str, Any]:
+        """What the session actually used where it differs from what it was given (a
+        server's concurrency as it adapted), for the file's end record; {}: nothing."""
+        return {}
+
     def close(self) -> None:
         """Release what `open` took (the engine `start` made is closed by the run)."""
 

@@ -169,6 +169,20 @@ class ServedModel(Target):
             )
         return said
 
+    def used(self) -> dict[str, Any]:
+        members = getattr(self.engine, "members", [self.engine])
+        return {
+            "servers": [
+                {
+                    "url": m.settings.root,
+                    "answered": m.answered,
+                    "parallel": m.window.describe(),
+                    **({"failed": m.failed} if m.failed else {}),
+                }
+                for m in members
+            ]
+        }
+
     def close(self) -> None:
         self.engine.close()
 

@@ -1,0 +1,95 @@
+"""Issue 26, the server engine's leaks and hangs, each the way a user meets it, against a
+fake vLLM on 127.0.0.1: credentials never recorded or printed, an API key a header cannot
+carry, a stream of keep-alive comments, a stop that cancels retries, a bad port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mmlupro_local.cli import main
+from mmlupro_local.engine.server import ServerSettings, redact_command
+from vllmfake import FakeVllm, serve
+
+SAMPLE = ("--per-category", "1", "--categories", "law,history", "--no-progress")
+
+
+def test_credentials_in_the_url_are_used_but_never_recorded_or_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 26, case 1."""
+    out = tmp_path / "r.jsonl"
+    with serve(FakeVllm()) as fake:
+        secret = f"http://alice:hunter2@127.0.0.1:{fake.port}/v1"
+        args = ["run", "--server", secret, *SAMPLE, "--out", str(out)]
+        monkeypatch.setattr(sys, "argv", ["mmlupro-local", *args])  # what the run records
+        result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "hunter2" not in out.read_text() and "hunter2" not in result.output
+    assert "***@127.0.0.1" in out.read_text()  # the command, as recorded
+    assert redact_command(["run", "--server", "https://u:p@h/v1", "x.gguf"]) == (
+        "run", "--server", "https://***@h/v1", "x.gguf")  # fmt: skip
+    query = CliRunner().invoke(main, ["run", "--server", "http://h:1/v1?api_key=hunter2", *SAMPLE])
+    assert query.exit_code == 1 and "has a query string" in query.output
+    assert "hunter2" not in query.output and "api_key=***" in query.output
+
+
+@pytest.mark.parametrize("key", ["sk-a\nX-Evil: 1", "sk-ünïcode", "two words"])
+def test_an_api_key_a_header_cannot_carry_is_refused_once_and_never_shown(
+    tmp_path: Path, key: str
+) -> None:
+    """Issue 26, case 2."""
+    with serve(FakeVllm()) as fake:
+        result = CliRunner().invoke(main, ["run", "--server", f"http://127.0.0.1:{fake.port}/v1",
+                                           *SAMPLE, "--out", str(tmp_path / "r.jsonl")],
+                                    env={"MMLUPRO_API_KEY": key})  # fmt: skip
+    assert result.exit_code == 1 and "MMLUPRO_API_KEY holds a character" in result.output
+    assert key.split()[0] not in result.output and "Traceback" not in result.output
+    assert fake.asked == 0  # refused before any request
+
+
+def test_a_stream_of_keep_alive_comments_times_out(tmp_path: Path) -> None:
+    """Issue 26, case 3: bytes keep arriving, but no answer."""
+    with serve(FakeVllm(pings=40)) as fake:
+        began = time.monotonic()
+        result = CliRunner().invoke(main, ["run", "--server", f"http://127.0.0.1:{fake.port}/v1",
+                                           *SAMPLE, "--out", str(tmp_path / "r.jsonl"),
+                                           "--request-timeout", "0.5", "--retries", "0"])  # fmt: skip
+    assert result.exit_code == 1 and "only keep-alive comments" in result.output
+    assert time.monotonic() - began < 3.5  # 40 pings would take 4 s
+
+
+def test_a_stop_cancels_the_requests_in_flight_and_their_retries(tmp_path: Path) -> None:
+    """Issue 26, case 5: the first Ctrl-C ends the run as a stop, not as a server error."""
+    out = tmp_path / "r.jsonl"
+    with serve(FakeVllm(pings=100)) as fake:  # every answer would take 10 s
+
+        def interrupt() -> None:
+            deadline = time.monotonic() + 10
+            while fake.asked < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=interrupt, daemon=True).start()
+        began = time.monotonic()
+        result = CliRunner().invoke(main, ["run", "--server", f"http://127.0.0.1:{fake.port}/v1",
+                                           *SAMPLE, "--out", str(out), "--parallel", "2"])  # fmt: skip
+    assert result.exit_code == 130, result.output
+    assert time.monotonic() - began < 5 and fake.asked == 2  # no retry after the stop
+    assert "Interrupted" in result.output
+
+
+def test_a_port_out_of_range_is_a_clear_error() -> None:
+    """Issue 26, case 7."""
+    result = CliRunner().invoke(main, ["run", "--server", "http://127.0.0.1:99999/v1", *SAMPLE])
+    assert result.exit_code == 1 and "is not a valid URL (Port out of range" in result.output
+    assert "Traceback" not in result.output
+    with pytest.raises(Exception, match="not a valid URL"):
+        ServerSettings(url="http://h:70000/v1")
