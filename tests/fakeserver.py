@@ -39,6 +39,7 @@ class FakeServer:
     timings: bool = True  # per-chunk timings as llama-server sends them
     n_ctx: int = 100_000
     slots: int = 3
+    model_path: str = "/models/fake-q4.gguf"  # what /props says is loaded
     chunk_delay: float = 0.0
     url: str = ""
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -86,7 +87,8 @@ def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self._json(200, {"object": "list", "data": data})
             elif self.path == "/props":
                 self._json(200, {"default_generation_settings": {"n_ctx": fake.n_ctx},
-                                 "total_slots": fake.slots, "build_info": "fake-1"})  # fmt: skip
+                                 "total_slots": fake.slots, "build_info": "fake-1",
+                                 "model_path": fake.model_path})  # fmt: skip
             else:
                 self._json(404, {"error": {"message": "File Not Found"}})
 

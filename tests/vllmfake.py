@@ -167,6 +167,7 @@ async def _serve_connection(
                                     "id": fake.model,
                                     "object": "model",
                                     "owned_by": "vllm",
+                                    "root": fake.model,
                                     "max_model_len": fake.max_model_len,
                                 }
                             ],

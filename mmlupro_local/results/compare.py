@@ -106,6 +106,8 @@ class Comparison:
     noise: NoiseFloor | None = None
     modes: tuple[str, str] = ("", "")  # each run's engine mode
     methods: tuple[str, str] = ("cot", "cot")  # each run's --method
+    unpaired: tuple[int, int] = (0, 0)  # questions of A, and of B, the other did not answer
+    same_file: bool = False
     # B's estimated full score minus A's (categories weighted by size), when the dataset
     # is at hand; the verdict rests on it and its stratified test
     difference: PairedEstimate | None = None
@@ -290,6 +292,8 @@ def compare(a: RunReport, b: RunReport, noise: RunReport | None = None) -> Compa
         modes=(a.mode, b.mode),
         methods=(a.method, b.method),
         difference=difference,
+        unpaired=(len(a.records) - len(shared), len(b.records) - len(shared)),
+        same_file=a.path.resolve() == b.path.resolve(),
     )
 
 
@@ -328,9 +332,20 @@ def render_comparison(c: Comparison) -> str:
             "a stratified interval and test; pooled: each question counted once"
         )
     lines.append(
-        f"\nA = {c.a}, B = {c.b}; {c.overall.disagreements} questions where they disagree."
+        f"\nA = {c.a}, B = {c.b}; on {c.overall.disagreements} questions one was right and the "
+        f"other wrong."
     )
-    lines.append(f"Same letter: {c.agreement.describe()}; {len(c.flips)} flipped predictions.")
+    lines.append(
+        f"Same letter: {c.agreement.describe()}; {len(c.flips)} flipped predictions (a "
+        "different letter, right or wrong)."
+    )
+    if c.same_file:
+        lines.append("A and B are the same file: the comparison says nothing.")
+    if any(c.unpaired):
+        lines.append(
+            f"Not compared: {c.unpaired[0]} of A's and {c.unpaired[1]} of B's questions, "
+            "which the other run did not answer (the runs' samples differ)."
+        )
     if c.methods[0] != c.methods[1]:
         lines.append(
             f"The runs used different methods (A --method {c.methods[0]}, B --method "

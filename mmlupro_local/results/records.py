@@ -108,6 +108,8 @@ class ServerEngineIdentity:
     lookup: int = field(default=0, metadata=OMIT_DEFAULT)
     # the other servers (--server given more than once) the questions were shared with
     replicas: tuple[str, ...] = field(default=(), metadata=OMIT_DEFAULT)
+    # what the server says of the model behind the id (ServerInfo.served)
+    served: Mapping[str, Any] = field(default_factory=dict, metadata=OMIT_DEFAULT)
 
     def model_key(self, model_sha256: str) -> str:
         return f"{self.url} {self.model}"
@@ -160,7 +162,7 @@ class Identity:
 
 # identity keys recorded only by later releases: a file without one resumes (it cannot
 # say what it used), and the run record it gets now says what this session used
-ADDED_LATER = frozenset({"engine.threads"})
+ADDED_LATER = frozenset({"engine.threads", "engine.served"})
 # what an absent key means, for saying what differs (issue 26, case 28)
 ABSENT = {"method": "cot"}
 

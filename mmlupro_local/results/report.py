@@ -131,6 +131,11 @@ def unique_labels(paths: tuple[Path, ...]) -> list[str]:
 def load_report(path: Path, *, label: str | None = None) -> RunReport:
     log = read_results(path)
     if log.header is None:
+        if path.stat().st_size:  # a torn first line: killed as it began (issue 26, case 23)
+            raise MmluProError(
+                f"{path} holds only an incomplete run record (the run was killed as it began); "
+                "run its command again, which starts it afresh"
+            )
         raise MmluProError(f"{path} is empty: no run has written to it yet")
     latest = log.runs[-1]
     records = list(log.results.values())

@@ -122,6 +122,16 @@ def read_results(path: Path) -> ResultsLog:
     return log
 
 
+def _torn_run_record(data: bytes) -> bool:
+    """The start of this tool's own run record, cut before its line ended: a run killed
+    as it began, safe to start again (anything else is left alone)."""
+    return (
+        b"\n" not in data
+        and data.startswith(b'{"type": "run", "schema": ')
+        and (b'"tool": {"name": "mmlupro-local"' in data)
+    )
+
+
 def _collect(records: Numbered, path: Path, bad: list[str] | None = None) -> ResultsLog:
     log = ResultsLog()
     for number, record in records:
@@ -224,8 +234,9 @@ class ResultsWriter:
         records, good = _parse_lines(data, self.path)
         log = _collect(records, self.path)
         if good < size:
-            if not log.runs:
-                # only a line after a run record can be this tool's torn write
+            # only a line after a run record, or the first run record itself, cut
+            # mid-line, can be this tool's torn write
+            if not log.runs and not (good == 0 and _torn_run_record(data)):
                 raise StoreError(
                     f"{self.path} is not empty and holds no run record: it is not a results "
                     "file of mmlupro-local, so it is left as it is; choose another --out"

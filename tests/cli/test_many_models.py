@@ -59,7 +59,7 @@ def test_several_models_run_one_after_another_with_one_report(tmp_path: Path) ->
     assert "Same letter: 0.0% (0 of 6)" in result.output and f"{flips} flipped" in result.output
     only_a = sum(x["correct"] and not y["correct"] for x, y in zip(a, b, strict=True))
     assert (
-        f"{only_a + sum(y['correct'] and not x['correct'] for x, y in zip(a, b, strict=True))} questions where they disagree"
+        f"on {only_a + sum(y['correct'] and not x['correct'] for x, y in zip(a, b, strict=True))} questions one was right and the other wrong"
         in result.output
     )
     assert f"{right_a}" in result.output and f"{right_b}" in result.output

@@ -190,7 +190,8 @@ def test_parallel_auto_uses_the_servers_slots_and_is_recorded(tmp_path: Path) ->
     assert "--parallel auto: 3 requests in flight (the server's slots)" in result.output
     header = json.loads(out.read_text().splitlines()[0])
     assert header["identity"]["engine"] == {"kind": "server", "url": fake.url[:-3],
-                                            "model": "fake-model", "parallel": 3}  # fmt: skip
+                                            "model": "fake-model", "parallel": 3,
+                                            "served": {"model_path": "/models/fake-q4.gguf"}}  # fmt: skip
     assert header["engine"]["slots"] == 3 and header["engine"]["version"] == "fake-1"
 
 

@@ -4,6 +4,7 @@ carry, a stream of keep-alive comments, a stop that cancels retries, a bad port.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from fakeserver import FakeServer, serve_fake
 from mmlupro_local.cli import main
 from mmlupro_local.engine.server import ServerSettings, redact_command
 from vllmfake import FakeVllm, serve
@@ -93,3 +95,33 @@ def test_a_port_out_of_range_is_a_clear_error() -> None:
     assert "Traceback" not in result.output
     with pytest.raises(Exception, match="not a valid URL"):
         ServerSettings(url="http://h:70000/v1")
+
+
+def test_another_model_behind_the_same_id_does_not_resume_the_file(tmp_path: Path) -> None:
+    """Issue 26, case 6: llama-server --alias, vLLM --served-model-name, a tag pulled again."""
+    out = tmp_path / "r.jsonl"
+    with serve_fake(FakeServer()) as fake:
+        first = CliRunner().invoke(main, ["run", "--server", fake.url, *SAMPLE, "--out", str(out)])
+        assert first.exit_code == 0, first.output
+        fake.model_path = "/models/another-q8.gguf"  # restarted with another file, same id
+        again = CliRunner().invoke(main, ["run", "--server", fake.url, "--per-category", "2",
+                                          "--categories", "law,history", "--no-progress",
+                                          "--out", str(out)])  # fmt: skip
+    assert again.exit_code == 1 and "cannot be resumed" in again.output
+    assert 'engine.served.model_path: "/models/fake-q4.gguf" in the file' in again.output
+
+
+def test_an_answer_beyond_the_budget_is_cut_and_said(tmp_path: Path) -> None:
+    """Issue 26, case 4: a 5.7 MB answer to --max-tokens 32 was saved whole."""
+    out = tmp_path / "r.jsonl"
+    fake = FakeVllm(ignore_budget=True)
+    fake.answer = lambda prompt: ["x" * 100_000] * 3  # type: ignore[method-assign]
+    with serve(fake):
+        result = CliRunner().invoke(main, ["run", "--server", f"http://127.0.0.1:{fake.port}/v1",
+                                           *SAMPLE, "--out", str(out), "--max-tokens", "32"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    answers = [r for r in rows if r["type"] == "result"]
+    assert all(r["stop_reason"] == "length" and len(r["response"]) == 32 * 32 for r in answers)
+    assert out.stat().st_size < 20_000
+    assert "sent more than the --max-tokens budget in 2 answers" in result.output

@@ -43,7 +43,9 @@ def test_parallel_auto_keeps_a_vllm_busy(tmp_path: Path) -> None:
     assert "--parallel auto: 256 requests in flight (the server does not say" in result.output
     header = records(out)[0]
     assert header["identity"]["engine"] == {"kind": "server", "url": url(fake)[:-3],
-                                            "model": "fake/vllm-model", "parallel": 256}  # fmt: skip
+                                            "model": "fake/vllm-model", "parallel": 256,
+                                            "served": {"max_model_len": 8192,
+                                                       "root": "fake/vllm-model"}}  # fmt: skip
     # the questions of all three categories were in flight together
     assert fake.peak_streams == 9
     assert [r["pred"] for r in answers(out)] == ["A"] * 9

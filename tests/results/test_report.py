@@ -148,7 +148,7 @@ def test_compare_detects_a_real_difference(tmp_path: Path, embedded: Dataset) ->
     assert data["overall"]["p_value"] < 0.001
     assert data["sentence"].startswith("b is better than a by ")
     text = CliRunner().invoke(main, ["compare", str(a), str(b)]).output
-    assert f"{only_a + only_b} questions where they disagree" in text
+    assert f"on {only_a + only_b} questions one was right and the other wrong" in text
     per_category = {}
     for name in {r["category"] for r in rb}:
         mine = [r for r in rb if r["category"] == name]
@@ -266,3 +266,15 @@ def _answering(dataset: Dataset, right: bool) -> FakeEngine:
         return f"The answer is ({letter})."
 
     return FakeEngine(respond)
+
+
+def test_compare_says_what_it_did_not_pair_and_when_a_file_is_compared_with_itself(
+    tmp_path: Path, embedded: Dataset
+) -> None:
+    """Issue 26, case 22."""
+    a = make_run(tmp_path, "a", scripted(embedded, wrong_every=2), per_category=2)
+    b = make_run(tmp_path, "b", scripted(embedded, wrong_every=2), per_category=3)
+    text = CliRunner().invoke(main, ["compare", str(a), str(b)]).output
+    assert "Not compared: 0 of A's and 14 of B's questions" in text
+    itself = CliRunner().invoke(main, ["compare", str(a), str(a)]).output
+    assert "A and B are the same file" in itself

@@ -135,3 +135,13 @@ def test_only_a_higher_schema_asks_for_an_upgrade(model: Path, tmp_path: Path) -
         out.write_text("\n".join([json.dumps(header), *rows[1:]]) + "\n")
         result = invoke("report", str(out))
         assert result.exit_code == 1 and said in result.output, result.output
+
+
+def test_a_file_holding_only_a_torn_header_says_so(model: Path, tmp_path: Path) -> None:
+    """Issue 26, case 23: it was called "empty: no run has written to it yet"."""
+    out = finished_run(model, tmp_path / "r.jsonl", FakeEngine())
+    out.write_bytes(out.read_bytes()[:300])  # the run record, cut mid-line
+    result = invoke("report", str(out))
+    assert result.exit_code == 1 and "holds only an incomplete run record" in result.output
+    again = invoke_with(FakeEngine(), "run", str(model), *LAW2, "--out", str(out))
+    assert again.exit_code == 0, again.output  # the command starts it afresh

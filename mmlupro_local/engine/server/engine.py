@@ -26,6 +26,9 @@ from mmlupro_local.engine.server.probe import ServerInfo, probe
 
 CUT_SLACK = 8  # tokens a prompt may lose or gain where it is joined or specials added
 COUNTING = 32  # /tokenize requests in flight while counting prompts
+# the most characters an answer may hold per token of its budget: more is a server that
+# ignores max_tokens (a 5.7 MB answer to --max-tokens 32 was seen), cut and said
+CHARS_PER_TOKEN = 32
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class ServerEngine:
         self.window = Window(1)
         self.answered = 0  # answers this server gave in the last generate_many
         self.failed = ""  # why it left a pool of servers, if it did
+        self.capped = 0  # answers cut at the budget because the server sent more
         self.cut_at: int | None = None  # a server that cuts long prompts keeps about this many
 
     def find_cut(self, text: str) -> int | None:
@@ -247,6 +251,9 @@ class ServerEngine:
                     # the client keeps the budget too: a server that ignores max_tokens
                     if reason is None and tally.chunks >= sampling.max_tokens:
                         reason = "length"
+                    # ...in characters too: a piece may hold any number of tokens
+                    if len(watcher.text) > sampling.max_tokens * CHARS_PER_TOKEN:
+                        reason, tally.capped = "length", True
                 # an early stop closes the stream once the prompt's count is checked
                 if reason is not None and (not checkable or tally.prompt is not None):
                     break
@@ -260,6 +267,11 @@ class ServerEngine:
             await events.aclose()
         if tally.prompt is None:  # the server never said; /tokenize may have
             tally.prompt = counted
+        if tally.capped:
+            self.capped += 1
+            return tally.generation(
+                watcher.text[: sampling.max_tokens * CHARS_PER_TOKEN], reason, began
+            )
         return tally.generation(watcher.text, reason, began)
 
     def _was_cut(self, prompt: int, counted: int | None) -> bool:
@@ -310,6 +322,7 @@ class _Tally:
         self.chunks = 0
         self.prompt_ms = self.predicted_ms = 0.0
         self.reasoning = ""
+        self.capped = False  # the client cut the answer at its budget
 
     def read(self, event: Json) -> None:
         usage = event.get("usage")

@@ -22,6 +22,15 @@ class ServerInfo:
     chat_template: bool  # /apply-template renders the server's chat template
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def served(self) -> dict[str, Any]:
+        """What the server says of the model behind its id, where it says anything: a
+        file's path, type and size (llama-server), its root (vLLM), its details (Ollama).
+        Another model behind the same id (--alias, --served-model-name, a tag pulled
+        again) differs here."""
+        keys = ("model_path", "ftype", "n_params", "size", "max_model_len", "root", "details")
+        return {k: self.details[k] for k in keys if self.details.get(k) not in (None, {}, "")}
+
     def describe(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -98,7 +107,11 @@ def _identify(client: ServerClient, entry: Json, props: Json, model: str) -> tup
         return "llama-server", str(props.get("build_info", "")), details
     if entry.get("owned_by") == "vllm":
         version = (client.get("/version", quiet=True) or {}).get("version", "")
-        return "vllm", str(version), {"max_model_len": entry.get("max_model_len")}
+        return (
+            "vllm",
+            str(version),
+            {"max_model_len": entry.get("max_model_len"), "root": entry.get("root")},
+        )
     # SGLang says how many requests it runs at once
     sglang = client.get("/get_server_info", quiet=True) or client.get("/server_info", quiet=True)
     if sglang and "max_running_requests" in sglang:

@@ -85,6 +85,7 @@ class ServedModel(Target):
             model=self.engine.info.model,
             parallel=plan.parallel,
             replicas=self.replicas,
+            served=self.engine.info.served,
         )
 
     def record(self) -> dict[str, Any]:
@@ -150,6 +151,11 @@ class ServedModel(Target):
         for member in members:
             window, root = member.window, member.settings.root
             who = "the server" if len(members) == 1 else root
+            if member.capped:
+                said.append(
+                    f"{who} sent more than the --max-tokens budget in {member.capped} "
+                    "answers, which were cut at it (stop_reason length)"
+                )
             if member.failed:
                 said.append(
                     f"{root} failed after {member.answered} answers ({member.failed}); "
