@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +33,13 @@ def output_text(path: Path) -> Iterator[TextIO]:
 
     A symlink is written through (the link stays); a character device, pipe or socket
     is written to directly; other special files are refused. A regular file is
-    replaced atomically and keeps its permissions; a new one gets the umask's."""
+    replaced atomically and keeps its permissions; a new one gets the umask's. "-" is
+    standard output."""
+    if str(path) == "-":
+        sys.stdout.flush()
+        yield sys.stdout
+        sys.stdout.flush()
+        return
     target = Path(os.path.realpath(path))
     try:
         mode = os.stat(target).st_mode

@@ -157,9 +157,11 @@ def check_fits(info: GgufInfo, need: MemoryEstimate, machine: MachineMemory | No
     when it fits only by swapping, else None."""
     if machine is None:
         return None
+    # the context holds each question's budget: a huge --think-budget or --max-tokens
+    # is often what does not fit (issue 26, case 17)
     advice = (
-        "use a smaller quantization of the model, a smaller --ctx or --parallel, or "
-        "--kv-type q8_0 (or --no-memory-check to try anyway)"
+        "use a smaller quantization of the model, a smaller --ctx, --parallel, --max-tokens "
+        "or --think-budget, or --kv-type q8_0 (or --no-memory-check to try anyway)"
     )
     if need.total > machine.total:
         raise MemoryTooSmallError(

@@ -39,8 +39,8 @@ class StoreError(MmluProError):
 _HINTS = {
     errno.ENOSPC: " (free some disk space)",
     errno.EDQUOT: " (over the disk quota: free some space)",
-    errno.EROFS: " (the file system is read-only: remount it writable or choose another --out)",
-    errno.EACCES: " (no permission: choose another --out)",
+    errno.EROFS: " (the file system is read-only: remount it writable or choose another --out or --out-dir)",
+    errno.EACCES: " (no permission: choose another --out or --out-dir)",
 }
 
 
@@ -102,24 +102,58 @@ def _parse_lines(data: bytes, path: Path, bad: list[str] | None = None) -> tuple
 def read_results(path: Path) -> ResultsLog:
     """Read a results file for a report: unreadable lines and malformed results are
     skipped with a warning naming them, a torn last line is ignored, repeated questions
-    count once."""
+    count once. Read in pieces, never whole: a file of gigabytes costs a line at a time."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            records, bad, torn = _read_lines(handle, path)
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    bad: list[str] = []
-    records, good = _parse_lines(data, path, bad)
     if bad and not records:
         raise StoreError(f"{path} holds no result records: {bad[0]}")
     log = _collect(records, path, bad)
     log.warnings.extend(f"{message}; skipped" for message in bad[:10])
     if len(bad) > 10:
         log.warnings.append(f"{path}: {len(bad) - 10} more unusable lines skipped")
-    if data[good:].strip():
+    if torn:
         log.warnings.append(
             f"{path}: the last line is incomplete (the run was killed while writing)"
         )
     return log
+
+
+LONGEST_LINE = 16 * 2**20  # a record is kilobytes (answers are cut at their budget)
+
+
+def _read_lines(handle: Any, path: Path) -> tuple[Numbered, list[str], bool]:
+    """(records, unusable lines, whether the last line is torn), as _parse_lines reads
+    them, a piece at a time. A bad line with nothing after it may be torn."""
+    records: Numbered = []
+    bad: list[str] = []
+    pending = ""  # a bad line, reported once a later line shows it was not the last
+    tail, number = b"", 0
+    while chunk := handle.read(2**20):
+        lines = (tail + chunk).split(b"\n")
+        tail = lines.pop()
+        if len(tail) > LONGEST_LINE:
+            raise StoreError(
+                f"{path} is not a results file of mmlupro-local: line {number + 1} runs past "
+                f"{LONGEST_LINE // 2**20} MB without an end"
+            )
+        for line in lines:
+            number += 1
+            if not line.strip():
+                continue
+            if pending:
+                bad.append(pending)
+                pending = ""
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or "type" not in record:
+                    raise ValueError("not a record")
+                records.append((number, record))
+            except ValueError as exc:
+                pending = f"{path} line {number} is not a result record ({exc})"
+    return records, bad, bool(pending or tail.strip())
 
 
 def _torn_run_record(data: bytes) -> bool:
@@ -185,7 +219,7 @@ class ResultsWriter:
             blocker = next((p for p in [path.parent, *path.parent.parents] if p.is_file()), None)
             raise StoreError(
                 f"cannot create {path}: {blocker or path.parent} is a file, not a directory; "
-                "choose another --out"
+                "choose another --out or --out-dir"
             ) from exc
         except OSError as exc:
             raise StoreError(
@@ -225,7 +259,7 @@ class ResultsWriter:
         except OSError as exc:
             raise StoreError(
                 f"another mmlupro-local run is writing to {self.path}; wait for it to finish "
-                "or choose another --out"
+                "or choose another --out or --out-dir"
             ) from exc
 
     def _load(self, identity: Identity) -> ResultsLog:
@@ -239,7 +273,7 @@ class ResultsWriter:
             if not log.runs and not (good == 0 and _torn_run_record(data)):
                 raise StoreError(
                     f"{self.path} is not empty and holds no run record: it is not a results "
-                    "file of mmlupro-local, so it is left as it is; choose another --out"
+                    "file of mmlupro-local, so it is left as it is; choose another --out or --out-dir"
                 )
             if self.read_only_reason:
                 log.warnings.append(f"{self.path}: the last line is incomplete (killed mid-write)")
@@ -285,7 +319,7 @@ class ResultsWriter:
         if self.read_only_reason:
             raise StoreError(
                 f"cannot write to {self.path}: {self.read_only_reason}. Make it writable or "
-                "choose another --out."
+                "choose another --out or --out-dir."
             )
         line = b"".join((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8") for r in records)
         try:

@@ -179,6 +179,14 @@ def _run(
                     echo(_cache_summary(cache))
                 for line in target.after_run():
                     echo(line)
+                new = [
+                    writer.log.results[q.question_id]
+                    for q in todo
+                    if q.question_id in writer.log.results
+                ]
+                hidden = _answers_in_reasoning(new)
+                if hidden:
+                    echo(f"warning: {hidden}")
                 used = target.used()
                 if used and written:
                     writer.append_end(SessionEnd(finished=_now(), written=written, used=used))
@@ -296,6 +304,20 @@ def _run_record(
         tool={"name": TOOL_NAME, "version": __version__},
         command=tuple(plan.request.command),
         warnings=tuple(warnings),
+    )
+
+
+def _answers_in_reasoning(records: list[ResultRecord]) -> str:
+    """Most answers empty but for a separate reasoning field: a server's reasoning parser
+    took the whole answer, and every question is scored as a guess (issue 26, case 27)."""
+    hidden = sum(not r.response.strip() and bool(r.reasoning.strip()) for r in records)
+    if not records or hidden * 2 <= len(records):
+        return ""
+    return (
+        f"{hidden} of {len(records)} answers came only in the server's reasoning field, "
+        "with no answer text, so they were scored as guesses: its reasoning parser took "
+        "the whole answer (vLLM --reasoning-parser, llama-server --reasoning-format); "
+        "turn it off for this model, or use --style completion"
     )
 
 

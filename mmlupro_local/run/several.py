@@ -10,6 +10,13 @@ from mmlupro_local.results.report import load_report, mode_note, render, unique_
 from mmlupro_local.run.targets import TargetSpec
 
 
+def check_all(targets: list[TargetSpec]) -> None:
+    """Every model checked before the first runs: a wrong second file is named at once,
+    not after the first model's whole run (issue 26, case 15)."""
+    for target in targets:
+        target.check()
+
+
 def share_mode(targets: list[TargetSpec]) -> list[TargetSpec]:
     """Several model files share one engine mode, chosen for the largest, so that their
     comparison is not confounded by it."""

@@ -178,6 +178,7 @@ def measure(
     from mmlupro_local.engine.teacher import TeacherForcing
 
     began = time.perf_counter()
+    kept = k
     with tempfile.TemporaryFile(prefix="mmlupro-divergence-") as spool:
         forcing = TeacherForcing(reference, settings)
         try:
@@ -187,6 +188,7 @@ def measure(
             forcing.reserve(longest)
             for tokens, start in _bar(splits, progress, f"{reference.name} (reference)"):
                 for _, log_probs in forcing.log_probs(tokens, start):
+                    kept = min(k, log_probs.size)  # what is kept, not what was asked
                     ids, ref, rest = top_k(log_probs, k)
                     spool.write(_RECORD.pack(ids.size, rest))
                     spool.write(ids.astype("<i8").tobytes() + ref.astype("<f8").tobytes())
@@ -222,7 +224,7 @@ def measure(
         "overall", len(texts), [x for c in sorted(kls) for x in kls[c]], sum(same.values())
     )
     return DivergenceReport(
-        reference.name, model.name, k, rows, overall, time.perf_counter() - began
+        reference.name, model.name, kept, rows, overall, time.perf_counter() - began
     )
 
 
@@ -254,9 +256,18 @@ def reference_texts(
         records = _finished(results, reference, request, dataset)
     missing = [q.question_id for q in sample if q.question_id not in records]
     if missing:
+        said = "finish that run first"
+        if results is not None:
+            header = read_results(results).runs[-1].sample
+            if header.seed != request.sample.seed or header.size < len(sample):
+                said = (
+                    f"it holds another sample ({header.description}) than this command asks "
+                    f"for ({request.sample.describe()}): give its sample options, or leave "
+                    "out --results"
+                )
         raise DivergenceError(
             f"{len(missing)} questions of the sample have no reference answer in "
-            f"{results or request.out}; finish that run first"
+            f"{results or request.out}; {said}"
         )
     render: ChatRenderer | None = None
     if request.prompt.style == "chat":
@@ -274,6 +285,10 @@ def reference_texts(
     return texts
 
 
+def _said(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _finished(
     path: Path, reference: Path, request: RunRequest, dataset: Dataset
 ) -> dict[int, ResultRecord]:
@@ -285,4 +300,18 @@ def _finished(
         raise DivergenceError(f"{path} is not a run of {reference.name}")
     if ident.dataset_sha256 != dataset.sha256 or ident.prompt.style != request.prompt.style:
         raise DivergenceError(f"{path} ran another dataset or prompt style than asked")
+    # the answers were made with the file's settings: asking for others is a mistake to say
+    # (issue 26, case 14), and another sample no reason to "finish" it (case 16)
+    asked = {
+        "--shots": (ident.prompt.shots, request.prompt.shots),
+        "--strip-options": (ident.prompt.strip_options, request.prompt.strip_options),
+    }
+    if request.max_tokens is not None:
+        asked["--max-tokens"] = (ident.generation.max_tokens, request.max_tokens)
+    for flag, (recorded, given) in asked.items():
+        if recorded != given:
+            raise DivergenceError(
+                f"{path} was run with {flag} {_said(recorded)}, not {_said(given)}: its answers "
+                f"are what they are; leave out {flag}, or leave out --results to generate anew"
+            )
     return dict(log.results)

@@ -3,10 +3,13 @@ scripted engine per model file."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner, Result
 
 from fakes import FakeEngine, write_fake_model
@@ -128,3 +131,36 @@ def test_a_difference_no_larger_than_the_noise_floor_is_called_so(tmp_path: Path
     invoke(letters, "run", str(q8), *LAW3, "--lookup", "4", "--out", str(paths[2]))
     result = CliRunner().invoke(main, ["compare", *map(str, paths[:2]), "--noise", str(paths[2])])
     assert "a difference smaller than the noise floor" in result.output
+
+
+def test_a_wrong_second_model_is_named_before_the_first_runs(tmp_path: Path) -> None:
+    """Issue 26, case 15."""
+    good = write_fake_model(tmp_path / "good.gguf")
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a gguf at all")
+    engine = FakeEngine()
+    result = CliRunner().invoke(main, ["run", str(good), str(broken), "--per-category", "1",
+                                       "--categories", "law", "--no-progress", "--out-dir",
+                                       str(tmp_path / "o")], obj=CliState(engine_factory=engine))  # fmt: skip
+    assert result.exit_code == 1 and "broken.gguf" in result.output
+    assert engine.calls == [] and not (tmp_path / "o").exists()
+
+
+def test_a_read_only_out_dir_with_several_models_advises_out_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 26, case 20: the advice was --out, which is refused with several models."""
+    a, b = write_fake_model(tmp_path / "a.gguf"), write_fake_model(tmp_path / "b.gguf", data_bytes=128)
+    folder = tmp_path / "ro"
+    real_open = os.open
+
+    def denied(path: str, flags: int, *args: int) -> int:  # as a read-only folder answers
+        if str(path).startswith(str(folder)) and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", denied)
+    result = CliRunner().invoke(main, ["run", str(a), str(b), "--per-category", "1",
+                                       "--categories", "law", "--no-progress", "--out-dir",
+                                       str(folder)], obj=CliState(engine_factory=FakeEngine()))  # fmt: skip
+    assert result.exit_code == 1 and "--out-dir" in result.output, result.output

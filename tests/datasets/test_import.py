@@ -201,3 +201,12 @@ def test_run_refuses_a_dataset_that_fails_verify(
         and "4 validation exemplars" in result.output
     )
     assert engine.calls == [] and not (tmp_path / "r.jsonl").exists()
+
+
+def test_export_to_standard_output(tmp_path: Path) -> None:
+    """Issue 26, case 25: `--out -` wrote a file named "-"."""
+    result = CliRunner().invoke(main, ["dataset", "export", "--out", "-"])
+    assert result.exit_code == 0, result.stderr
+    rows = result.stdout.rstrip("\n").split("\n")  # splitlines would split at U+2028 too
+    assert len(rows) == 12032 + 70 and json.loads(rows[0])["question_id"] == 70
+    assert "to standard output" in result.stderr and not Path("-").exists()

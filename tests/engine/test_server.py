@@ -278,3 +278,12 @@ def test_bench_times_the_same_questions_through_a_server_at_each_concurrency() -
     assert result.output.count("14/14") == 2  # the same 14 questions, the same scripted answers
     assert len(fake.completions()) == 28
     assert "client CPU ms/q" in result.output  # issue 25: who is the limit, per concurrency
+
+
+def test_answers_only_in_the_reasoning_field_are_said(tmp_path: Path) -> None:
+    """Issue 26, case 27: every question was scored as a guess, 0 %, without a word."""
+    fake = FakeServer(reasoning="Thinking... the answer is (C).", answer=lambda p: "")
+    with serve_fake(fake):
+        result = run(fake, tmp_path / "r.jsonl", "--style", "chat")
+    assert result.exit_code == 0, result.output
+    assert "2 of 2 answers came only in the server's reasoning field" in result.output

@@ -125,3 +125,10 @@ def test_an_answer_beyond_the_budget_is_cut_and_said(tmp_path: Path) -> None:
     assert all(r["stop_reason"] == "length" and len(r["response"]) == 32 * 32 for r in answers)
     assert out.stat().st_size < 20_000
     assert "sent more than the --max-tokens budget in 2 answers" in result.output
+
+
+def test_a_think_budget_with_a_server_names_the_servers_own_flag() -> None:
+    """Issue 26, case 28."""
+    result = CliRunner().invoke(main, ["run", "--server", "http://127.0.0.1:9/v1", *SAMPLE,
+                                       "--think-budget", "100"])  # fmt: skip
+    assert result.exit_code == 2 and "llama-server --reasoning-budget N" in result.output

@@ -105,3 +105,11 @@ def test_model_info_counts_the_context_as_run_does(smollm2: Path) -> None:
     assert facts["memory_needed"]["kv_cache"] == estimate(read_gguf(smollm2), 4096).kv_cache
     default = json.loads(invoke("model", "info", str(smollm2), "--parallel", "4", "--json").output)
     assert default["ctx_estimated"] and default["ctx"] == 2048 + 4 * (512 + 2048)
+
+
+def test_the_advice_names_the_budgets(smollm2: Path) -> None:
+    """Issue 26, case 17: a huge --think-budget was refused with advice that did not name it."""
+    info = read_gguf(smollm2)
+    need = estimate(info, 1_000_000, "f16")  # a think budget of a million tokens
+    with pytest.raises(MemoryTooSmallError, match="--max-tokens or --think-budget"):
+        check_fits(info, need, MachineMemory(total=8 * GIB, available=8 * GIB))

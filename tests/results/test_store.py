@@ -145,3 +145,18 @@ def test_a_file_holding_only_a_torn_header_says_so(model: Path, tmp_path: Path) 
     assert result.exit_code == 1 and "holds only an incomplete run record" in result.output
     again = invoke_with(FakeEngine(), "run", str(model), *LAW2, "--out", str(out))
     assert again.exit_code == 0, again.output  # the command starts it afresh
+
+
+def test_a_huge_file_without_lines_is_named_and_not_read_into_memory(tmp_path: Path) -> None:
+    """Issue 26, case 10: a 1 GB sparse file took 1.09 GB and was called "empty"."""
+    import resource
+
+    sparse = tmp_path / "sparse.jsonl"
+    with sparse.open("wb") as handle:
+        handle.truncate(256 * 2**20)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = invoke("report", str(sparse))
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before  # KiB on Linux
+    assert result.exit_code == 1 and "is not a results file of mmlupro-local" in result.output
+    assert "runs past 16 MB without an end" in result.output
+    assert grown < 100 * 1024  # not the 256 MiB of the file

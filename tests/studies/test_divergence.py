@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from fakes import FakeEngine, invoke, invoke_with, write_fake_model
 from mmlupro_local.studies.divergence import Divergence, bucket_kl, top_k
 
 
@@ -56,3 +59,22 @@ def test_figures_over_positions() -> None:
     d = Divergence.of("law", 2, [0.0, 0.5, 1.0, 0.1], same=3)
     assert (d.positions, d.mean_kl, d.median_kl, d.same_top) == (4, 0.4, 0.3, 0.75)
     assert Divergence.of("none", 0, [], 0).positions == 0
+
+
+def test_results_made_otherwise_are_refused_before_anything_loads(tmp_path: Path) -> None:
+    """Issue 26, cases 14 and 16: --max-tokens, --shots and --strip-options beside
+    --results were ignored, and another sample was told to "finish that run first"."""
+    model = write_fake_model(tmp_path / "fake.gguf")
+    out = tmp_path / "ref.jsonl"
+    sample = ["--per-category", "1", "--categories", "law", "--no-progress"]
+    made = invoke_with(FakeEngine(), "run", str(model), *sample, "--out", str(out))
+    assert made.exit_code == 0, made.output
+    base = ["divergence", str(model), str(model), *sample, "--results", str(out)]
+    for extra, said in ((["--shots", "3"], "was run with --shots 5, not 3"),
+                        (["--max-tokens", "64"], "was run with --max-tokens 2048, not 64"),
+                        (["--strip-options"], "was run with --strip-options false, not true")):  # fmt: skip
+        result = invoke(*base, *extra)
+        assert result.exit_code == 1 and said in result.output, result.output
+    other = invoke("divergence", str(model), str(model), "--per-category", "2", "--categories",
+                   "law", "--no-progress", "--results", str(out))  # fmt: skip
+    assert other.exit_code == 1 and "holds another sample (1 per category" in other.output

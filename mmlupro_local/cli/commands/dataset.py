@@ -189,7 +189,7 @@ def _echo_difference(data: Dataset) -> None:
     "--out",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="JSONL file to write.",
+    help="JSONL file to write (- for standard output).",
 )
 def export_cmd(dataset_name: str, out: Path) -> None:
     """Write a dataset as JSONL (one row per line, with its split), to import elsewhere.
@@ -203,6 +203,8 @@ def export_cmd(dataset_name: str, out: Path) -> None:
     data = load_dataset(dataset_name)
     with output_text(out) as handle:
         write_jsonl([*data.test, *data.validation], handle)
+    where = "standard output" if str(out) == "-" else out
     click.echo(
-        f"wrote {len(data.test) + len(data.validation):,} rows of {data.name!r} to {out}", err=True
+        f"wrote {len(data.test) + len(data.validation):,} rows of {data.name!r} to {where}",
+        err=True,
     )

@@ -19,7 +19,7 @@ from mmlupro_local.run.interrupts import Terminated, signals_interrupt
 from mmlupro_local.run.precision import run_to_precision
 from mmlupro_local.run.request import RunRequest, default_out
 from mmlupro_local.run.runner import run
-from mmlupro_local.run.several import share_mode, summary
+from mmlupro_local.run.several import check_all, share_mode, summary
 from mmlupro_local.run.targets import TargetSpec
 from mmlupro_local.run.targets.gguf import GgufSpec
 from mmlupro_local.run.targets.server import ServerSpec
@@ -91,6 +91,7 @@ def run_cmd(models: tuple[str, ...], **options: Any) -> None:
     if options["reference"]:
         options.update(parallel=1, lookup=0)
     targets = _targets(models, options)
+    check_all(targets)
     outs = _outs(targets, options, sample.seed)
     requests = [
         RunRequest(
@@ -174,6 +175,12 @@ def _targets(models: tuple[str, ...], options: dict[str, Any]) -> list[TargetSpe
     if options["server"]:
         if models:
             raise click.UsageError(f"give MODEL ({models[0]}) or --server, not both")
+        if o.first_given(("think_budget",)):
+            raise click.UsageError(
+                "--think-budget is applied by the in-process engine; with --server, set the "
+                "server's own: llama-server --reasoning-budget N (vLLM and SGLang have none: "
+                "cap the whole answer with --max-tokens)"
+            )
         given = o.first_given(IN_PROCESS_ONLY)
         if given:
             raise click.UsageError(

@@ -79,6 +79,10 @@ class TargetSpec:
         the mode of the largest)."""
         return self
 
+    def check(self) -> None:
+        """What can be checked before anything loads (several models are all checked
+        before the first runs)."""
+
     def open(self, request: RunRequest, factory: EngineFactory | None) -> Target:
         raise NotImplementedError
 

@@ -74,6 +74,9 @@ class GgufSpec(TargetSpec):
     def sized(self, size: int) -> GgufSpec:
         return replace(self, rule_bytes=size)
 
+    def check(self) -> None:
+        read_gguf(self.path)  # a missing, foreign or truncated file, named now
+
     def open(self, request: RunRequest, factory: EngineFactory | None) -> Target:
         return LocalModel(self, factory or _llama_engine)
 
