@@ -6,6 +6,7 @@ it speaks in tokens, positions and sequences, never in ctypes."""
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -13,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp as L
+
+# an abort inside llama.cpp prints a gdb backtrace at the user unless told not to; the
+# message before it says what went wrong (issue 26, case 11)
+os.environ.setdefault("GGML_NO_BACKTRACE", "1")
 
 from mmlupro_local.engine import EngineError, EngineSettings, llamalog
 from mmlupro_local.engine.mode import Backend

@@ -196,12 +196,32 @@ def _parse(handle: IO[bytes], path: Path, size: int) -> GgufInfo:
     data_start = -(-handle.tell() // alignment) * alignment
     for dims, kind, offset in tensors:
         data_end = max(data_end, data_start + offset + _tensor_bytes(dims, kind))
+    _check_vocabulary(metadata.get("tokenizer.ggml.tokens"), path)
     if data_end > size:
         raise ModelFileError(
             f"{path} is truncated: {size:,} bytes, but its tensors need {data_end:,}. "
             "The download was probably interrupted; download the model again."
         )
     return GgufInfo(path, version, size, metadata, tensor_count, data_end)
+
+
+def _check_vocabulary(tokens: Any, path: Path) -> None:
+    """llama.cpp aborts the process (a debugger backtrace at the user) on a vocabulary
+    that lists a token twice (issue 26, case 11): say so here instead. Tokens that are
+    not valid UTF-8 read as U+FFFD and are left out, lest they look alike."""
+    if not isinstance(tokens, list):
+        return
+    seen: dict[str, int] = {}
+    for index, token in enumerate(tokens):
+        if not isinstance(token, str) or "\ufffd" in token:
+            continue
+        if token in seen:
+            raise ModelFileError(
+                f"{path}: its vocabulary lists the token {token[:40]!r} twice (ids {seen[token]} "
+                f"and {index}), which llama.cpp cannot load; the file is damaged or was made "
+                "by a faulty converter: download or convert it again"
+            )
+        seen[token] = index
 
 
 def _tensor_bytes(dims: list[int], kind: int) -> int:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,20 @@ def test_type_tables_match_the_gguf_package() -> None:
     names = {f.value: f.name.removeprefix("MOSTLY_").removeprefix("ALL_")
              for f in constants.LlamaFileType if f.name != "GUESSED"}  # fmt: skip
     assert names == FILE_TYPES
+
+
+def test_a_vocabulary_listing_a_token_twice_is_refused_before_llama_cpp_aborts(
+    tmp_path: Path,
+) -> None:
+    """Issue 26, case 11: llama.cpp aborted (exit 134) with 150 lines of backtrace."""
+    header = gguf_bytes({"general.architecture": "llama"})
+    # an array of three strings, the last repeating the first
+    tokens = b"".join(struct.pack("<Q", len(t)) + t for t in (b"a", b"b", b"a"))
+    entry = (struct.pack("<Q", len(b"tokenizer.ggml.tokens")) + b"tokenizer.ggml.tokens"
+             + struct.pack("<IIQ", 9, 8, 3) + tokens)  # fmt: skip
+    count = struct.pack("<Q", 2)
+    data = header[:16] + count + header[24:] + entry
+    path = tmp_path / "dup.gguf"
+    path.write_bytes(data)
+    with pytest.raises(ModelFileError, match=r"lists the token 'a' twice \(ids 0 and 2\)"):
+        read_gguf(path)
