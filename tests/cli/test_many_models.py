@@ -150,7 +150,10 @@ def test_a_read_only_out_dir_with_several_models_advises_out_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 26, case 20: the advice was --out, which is refused with several models."""
-    a, b = write_fake_model(tmp_path / "a.gguf"), write_fake_model(tmp_path / "b.gguf", data_bytes=128)
+    a, b = (
+        write_fake_model(tmp_path / "a.gguf"),
+        write_fake_model(tmp_path / "b.gguf", data_bytes=128),
+    )
     folder = tmp_path / "ro"
     real_open = os.open
 
