@@ -33,6 +33,8 @@ class FakeVllm:
     letter: str = "A"
     ignore_budget: bool = False  # stream the whole answer whatever max_tokens says
     pings: int = 0  # >0: a stream of this many keep-alive comments (10 a second), no answer
+    run_at_once: int = 0  # >0: streams beyond this many wait their turn (vLLM's queue)
+    gate: asyncio.Semaphore | None = None
     kill_after: int = 0  # >0: the server dies (stops listening, drops every connection)
     # once this many completions were asked
     asked: int = 0
@@ -201,7 +203,12 @@ async def _serve_connection(
                     fake.streams += 1
                     fake.peak_streams = max(fake.peak_streams, fake.streams)
                     try:
-                        alive = await _complete(fake, body, writer)
+                        if fake.run_at_once:
+                            fake.gate = fake.gate or asyncio.Semaphore(fake.run_at_once)
+                            async with fake.gate:
+                                alive = await _complete(fake, body, writer)
+                        else:
+                            alive = await _complete(fake, body, writer)
                     finally:
                         fake.streams -= 1
                     fake.completions += alive

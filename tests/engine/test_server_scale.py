@@ -162,3 +162,18 @@ def test_a_file_resumes_with_the_same_servers_only(tmp_path: Path) -> None:
     assert alone.exit_code == 1 and "cannot be resumed" in alone.output
     assert "engine.replicas:" in alone.output
     assert again.exit_code == 0 and "all 9 questions were already in" in again.output
+
+
+def test_a_server_that_queues_gets_fewer_requests_in_flight(tmp_path: Path) -> None:
+    """Issue 25: rising waits for a first token (a vLLM queueing what it cannot run) cut
+    the requests in flight, without a 429 or 503."""
+    out = tmp_path / "r.jsonl"
+    sample = ("--per-category", "12", "--categories", "law,history,math", "--no-progress")
+    with serve(FakeVllm(token_seconds=0.005, run_at_once=4)) as fake:
+        result = CliRunner().invoke(main, ["run", "--server", url(fake), *sample, "--out", str(out),
+                                           "--parallel", "36"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (used,) = records(out)[-1]["used"]["servers"]
+    assert used["parallel"]["slowed"] >= 1 and used["parallel"]["lowest"] < 36
+    assert len(answers(out)) == 36 and fake.refused == 0
+    assert "made requests wait ever longer for a first token" in result.output

@@ -234,8 +234,12 @@ class ServerEngine:
         tally = _Tally()
         reason: StopReason | None = None
         events = self.client.events(path, body)
+        sent, waited = time.perf_counter(), None
         try:
             async for event in events:
+                if waited is None:
+                    waited = time.perf_counter() - sent
+                    self.window.observe(waited)
                 tally.read(event)
                 if tally.prompt is not None and self._was_cut(tally.prompt, counted):
                     return _truncated(counted, self.cut_at, tally, began)
@@ -286,14 +290,24 @@ class _Shed(Exception):
 
 class Window:
     """How many requests may be in flight: halved (at most once a second) when the
-    server answers 429 or 503, one more after each answer, never above `limit`."""
+    server answers 429 or 503; cut by a quarter (at most every 5 s) while the wait for a
+    first token grows far past what it was at the start (a server queueing what it
+    cannot run: vLLM above --max-num-seqs); one more after each answer otherwise; never
+    above `limit`."""
+
+    BASELINE = 16  # first answers whose wait for a first token sets what is normal
+    SLOWER = 4.0  # a wait this many times the normal one, and a second more, is queueing
 
     def __init__(self, limit: int) -> None:
         self.limit = self.size = self.peak = max(1, limit)
         self.low = self.size
         self.shed = 0  # 429/503 answers taken back into the queue
+        self.slowed = 0  # cuts for waits that grew
         self.backoff = 0.0
-        self._last_cut = -1e9
+        self._last_cut = self._last_slow = -1e9
+        self._waits: list[float] = []
+        self._normal: float | None = None
+        self._recent = 0.0
 
     def shrink(self) -> None:
         self.shed += 1
@@ -304,12 +318,37 @@ class Window:
             self._last_cut = now
         self.backoff = min(max(self.backoff * 2, 0.05), 2.0)
 
+    def observe(self, wait: float) -> None:
+        """The seconds an answer waited for its first token."""
+        if self._normal is None:
+            self._waits.append(wait)
+            if len(self._waits) >= self.BASELINE:
+                self._normal = sorted(self._waits)[len(self._waits) // 4]
+                self._recent = self._normal
+            return
+        self._recent = 0.8 * self._recent + 0.2 * wait
+        queueing = self._recent > max(self.SLOWER * self._normal, self._normal + 1.0)
+        now = time.monotonic()
+        if queueing and now - self._last_slow >= 5.0 and self.size > 1:
+            self.size = max(1, self.size * 3 // 4)
+            self.low = min(self.low, self.size)
+            self.slowed += 1
+            self._last_slow = now
+
     def grow(self) -> None:
-        self.size = min(self.limit, self.size + 1)
         self.backoff = 0.0
+        if self._normal is not None and self._recent > 2 * self._normal + 0.5:
+            return  # waits still long: no more until they clear
+        self.size = min(self.limit, self.size + 1)
 
     def describe(self) -> dict[str, int]:
-        return {"limit": self.limit, "lowest": self.low, "final": self.size, "shed": self.shed}
+        return {
+            "limit": self.limit,
+            "lowest": self.low,
+            "final": self.size,
+            "shed": self.shed,
+            "slowed": self.slowed,
+        }
 
 
 class _Tally:

@@ -161,6 +161,12 @@ class ServedModel(Target):
                     f"{root} failed after {member.answered} answers ({member.failed}); "
                     "its questions went to the other servers"
                 )
+            if window.slowed:
+                said.append(
+                    f"{who} made requests wait ever longer for a first token (queueing what it "
+                    f"cannot run): in flight was cut {window.slowed} times, to {window.low} of "
+                    f"--parallel {window.limit}, ending at {window.size}"
+                )
             if window.shed:
                 said.append(
                     f"{who} asked for fewer requests {window.shed} times (429 or 503): in "
