@@ -8,6 +8,7 @@ runner's multi-turn form, rendered through the model's own chat template.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -84,8 +85,14 @@ def completion_prefix(category: str, shots: Sequence[Question], *, strip: bool =
 
 
 def completion_prompt(question: Question, shots: Sequence[Question], *, strip: bool = False) -> str:
-    prefix = completion_prefix(question.category, shots, strip=strip)
+    prefix = _shared_prefix(question.category, tuple(shots), strip)
     return prefix + _completion_block(question, strip=strip, with_answer=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_prefix(category: str, shots: tuple[Question, ...], strip: bool) -> str:
+    """A category's prefix, rendered once (a full run builds 12,032 prompts on 14)."""
+    return completion_prefix(category, shots, strip=strip)
 
 
 def _chat_user(question: Question, strip: bool) -> str:

@@ -25,7 +25,7 @@ from mmlupro_local.engine.server.http import Busy, Json, Loop, ServerClient
 from mmlupro_local.engine.server.probe import ServerInfo, probe
 
 CUT_SLACK = 8  # tokens a prompt may lose or gain where it is joined or specials added
-COUNTING = 32  # /tokenize requests in flight while counting prompts
+COUNTING = 64  # /tokenize requests in flight while counting prompts
 # the most characters an answer may hold per token of its budget: more is a server that
 # ignores max_tokens (a 5.7 MB answer to --max-tokens 32 was seen), cut and said
 CHARS_PER_TOKEN = 32
