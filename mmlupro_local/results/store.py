@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,74 +64,31 @@ class ResultsLog:
 Numbered = list[tuple[int, dict[str, Any]]]  # (line number, record)
 
 
-def _parse_lines(data: bytes, path: Path, bad: list[str] | None = None) -> tuple[Numbered, int]:
-    """The records with their line numbers, and the byte length of the valid part. A
-    last line that has no newline, or does not parse, may be torn (the crash happened
-    while writing it). Other bad lines raise, or are listed in `bad` when it is given
-    (reading for a report)."""
-    records: Numbered = []
-    good = pos = 0
-    number = 0
-    while pos < len(data):
-        end = data.find(b"\n", pos)
-        if end < 0:
-            break
-        number += 1
-        line = data[pos:end]
-        if line.strip():
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict) or "type" not in record:
-                    raise ValueError("not a record")
-                records.append((number, record))
-            except ValueError as exc:
-                if not data[end + 1 :].strip():
-                    break
-                message = f"{path} line {number} is not a result record ({exc})"
-                if bad is None:
-                    raise StoreError(
-                        f"{message}; it is not a file this tool wrote, or it was edited. To keep "
-                        f"the other results, delete that line (sed -i '{number}d' {path}) and "
-                        "run the same command again; or use another --out."
-                    ) from exc
-                bad.append(message)
-        pos = good = end + 1
-    return records, good
+@dataclass
+class _Scan:
+    """A results file read line by line: its records with their line numbers, the lines
+    that are no record (not the last), how many bytes hold whole lines, and whether the
+    last line is torn (no newline, or not parsing with nothing after it: the crash
+    happened while writing it)."""
 
-
-def read_results(path: Path) -> ResultsLog:
-    """Read a results file for a report: unreadable lines and malformed results are
-    skipped with a warning naming them, a torn last line is ignored, repeated questions
-    count once. Read in pieces, never whole: a file of gigabytes costs a line at a time."""
-    try:
-        with path.open("rb") as handle:
-            records, bad, torn = _read_lines(handle, path)
-    except OSError as exc:
-        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if bad and not records:
-        raise StoreError(f"{path} holds no result records: {bad[0]}")
-    log = _collect(records, path, bad)
-    log.warnings.extend(f"{message}; skipped" for message in bad[:10])
-    if len(bad) > 10:
-        log.warnings.append(f"{path}: {len(bad) - 10} more unusable lines skipped")
-    if torn:
-        log.warnings.append(
-            f"{path}: the last line is incomplete (the run was killed while writing)"
-        )
-    return log
+    records: Numbered
+    bad: list[tuple[int, str]]  # (line number, message)
+    good: int
+    torn: bool
+    lines: int  # complete lines (ended by a newline)
 
 
 LONGEST_LINE = 16 * 2**20  # a record is kilobytes (answers are cut at their budget)
 
 
-def _read_lines(handle: Any, path: Path) -> tuple[Numbered, list[str], bool]:
-    """(records, unusable lines, whether the last line is torn), as _parse_lines reads
-    them, a piece at a time. A bad line with nothing after it may be torn."""
+def _scan(chunks: Iterable[bytes], path: Path) -> _Scan:
+    """One reading for the writer and for reports, a piece at a time: a file of
+    gigabytes costs a line at a time, never the whole file."""
     records: Numbered = []
-    bad: list[str] = []
-    pending = ""  # a bad line, reported once a later line shows it was not the last
-    tail, number = b"", 0
-    while chunk := handle.read(2**20):
+    bad: list[tuple[int, str]] = []
+    pending: tuple[int, str, int] | None = None  # a bad line: number, message, its offset
+    tail, number, offset = b"", 0, 0  # offset: where `tail` starts
+    for chunk in chunks:
         lines = (tail + chunk).split(b"\n")
         tail = lines.pop()
         if len(tail) > LONGEST_LINE:
@@ -141,28 +98,65 @@ def _read_lines(handle: Any, path: Path) -> tuple[Numbered, list[str], bool]:
             )
         for line in lines:
             number += 1
+            start, offset = offset, offset + len(line) + 1
             if not line.strip():
                 continue
-            if pending:
-                bad.append(pending)
-                pending = ""
+            if pending is not None:  # a later line: it was not the last
+                bad.append(pending[:2])
+                pending = None
             try:
                 record = json.loads(line)
                 if not isinstance(record, dict) or "type" not in record:
                     raise ValueError("not a record")
                 records.append((number, record))
             except ValueError as exc:
-                pending = f"{path} line {number} is not a result record ({exc})"
-    return records, bad, bool(pending or tail.strip())
+                pending = (number, f"{path} line {number} is not a result record ({exc})", start)
+    if pending is not None and not tail.strip():  # the last line, bad: torn
+        return _Scan(records, bad, pending[2], True, number)
+    if pending is not None:
+        bad.append(pending[:2])
+    return _Scan(records, bad, offset, bool(tail.strip()), number)
 
 
-def _torn_run_record(data: bytes) -> bool:
-    """The start of this tool's own run record, cut before its line ended: a run killed
-    as it began, safe to start again (anything else is left alone)."""
-    return (
-        b"\n" not in data
-        and data.startswith(b'{"type": "run", "schema": ')
-        and (b'"tool": {"name": "mmlupro-local"' in data)
+def _pieces(fd: int, size: int) -> Iterator[bytes]:
+    position = 0
+    while position < size:
+        piece = os.pread(fd, min(2**20, size - position), position)
+        if not piece:
+            return
+        yield piece
+        position += len(piece)
+
+
+def read_results(path: Path) -> ResultsLog:
+    """Read a results file for a report: unreadable lines and malformed results are
+    skipped with a warning naming them, a torn last line is ignored, repeated questions
+    count once. Read in pieces, never whole: a file of gigabytes costs a line at a time."""
+    try:
+        with path.open("rb") as handle:
+            scan = _scan(iter(lambda: handle.read(2**20), b""), path)
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    bad = [message for _, message in scan.bad]
+    if bad and not scan.records:
+        raise StoreError(f"{path} holds no result records: {bad[0]}")
+    log = _collect(scan.records, path, bad)
+    log.warnings.extend(f"{message}; skipped" for message in bad[:10])
+    if len(bad) > 10:
+        log.warnings.append(f"{path}: {len(bad) - 10} more unusable lines skipped")
+    if scan.torn:
+        log.warnings.append(
+            f"{path}: the last line is incomplete (the run was killed while writing)"
+        )
+    return log
+
+
+def _torn_run_record(head: bytes) -> bool:
+    """The start of this tool's own run record (`head`: the file's first bytes, in a
+    file with no whole line): a run killed as it began, safe to start again (anything
+    else is left alone)."""
+    return head.startswith(b'{"type": "run", "schema": ') and (
+        b'"tool": {"name": "mmlupro-local"' in head
     )
 
 
@@ -264,13 +258,21 @@ class ResultsWriter:
 
     def _load(self, identity: Identity) -> ResultsLog:
         size = os.fstat(self._fd).st_size
-        data = os.pread(self._fd, size, 0) if size else b""
-        records, good = _parse_lines(data, self.path)
-        log = _collect(records, self.path)
+        scan = _scan(_pieces(self._fd, size), self.path)
+        if scan.bad:
+            number, message = scan.bad[0]
+            raise StoreError(
+                f"{message}; it is not a file this tool wrote, or it was edited. To keep "
+                f"the other results, delete that line (sed -i '{number}d' {self.path}) and "
+                "run the same command again; or use another --out."
+            )
+        log = _collect(scan.records, self.path)
+        good = scan.good
         if good < size:
             # only a line after a run record, or the first run record itself, cut
             # mid-line, can be this tool's torn write
-            if not log.runs and not (good == 0 and _torn_run_record(data)):
+            whole_run_torn = scan.lines == 0 and _torn_run_record(os.pread(self._fd, 4096, 0))
+            if not log.runs and not whole_run_torn:
                 raise StoreError(
                     f"{self.path} is not empty and holds no run record: it is not a results "
                     "file of mmlupro-local, so it is left as it is; choose another --out or --out-dir"
