@@ -19,6 +19,14 @@ def category_counts(questions: Iterable[Question]) -> dict[str, int]:
     return dict(sorted(Counter(q.category for q in questions).items()))
 
 
+def population_sizes(
+    questions: Iterable[Question], categories: Sequence[str] = ()
+) -> dict[str, int]:
+    """Questions per category, of the named categories only when some are named: what a
+    sample of them is drawn from."""
+    return category_counts(q for q in questions if not categories or q.category in categories)
+
+
 def option_histogram(questions: Iterable[Question]) -> dict[int, int]:
     return dict(sorted(Counter(len(q.choices) for q in questions).items()))
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmlupro_local.errors import MmluProError
-from mmlupro_local.results.estimates import PairedEstimate, paired
+from mmlupro_local.results.estimates import PairedEstimate, paired, strict
 from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.results.report import RunReport
 from mmlupro_local.results.stats import (
@@ -268,7 +268,7 @@ def compare(a: RunReport, b: RunReport, noise: RunReport | None = None) -> Compa
             [x.correct for x, _ in pairs], [y.correct for _, y in pairs]
         )
     sizes = {**(b.sizes or {}), **(a.sizes or {})}
-    difference = paired(shared, sizes, _correct) if sizes else None
+    difference = paired(shared, sizes, strict) if sizes else None
     if difference is not None and difference.variance > 0:
         needed = difference.questions_for(DETECT, Z80)
     else:
@@ -295,10 +295,6 @@ def compare(a: RunReport, b: RunReport, noise: RunReport | None = None) -> Compa
         unpaired=(len(a.records) - len(shared), len(b.records) - len(shared)),
         same_file=a.path.resolve() == b.path.resolve(),
     )
-
-
-def _correct(record: ResultRecord) -> bool:
-    return record.correct
 
 
 def render_flips(c: Comparison) -> str:

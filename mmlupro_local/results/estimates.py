@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from mmlupro_local.results.stats import Z95
 
@@ -95,18 +95,34 @@ def _strata(records: Iterable[R], population: Mapping[str, int]) -> dict[str, li
     return found
 
 
+def strict(record: Any) -> bool:
+    """Credit for a correct answer only (an unextracted one is wrong)."""
+    return bool(record.correct)
+
+
+def with_guess(record: Any) -> bool:
+    """Credit for a correct answer or a seeded guess that hit (the official scoring)."""
+    return bool(record.correct or record.guess_correct)
+
+
+def count_into(
+    counts: dict[str, tuple[int, int]], records: Iterable[R], credit: Callable[[R], bool]
+) -> dict[str, tuple[int, int]]:
+    """Add records to (answered, credited) per category."""
+    for record in records:
+        n, right = counts.get(record.category, (0, 0))
+        counts[record.category] = (n + 1, right + credit(record))
+    return counts
+
+
 def post_stratified(
     records: Sequence[R],
     population: Mapping[str, int],
     credit: Callable[[R], bool],
 ) -> Estimate:
     """Category accuracies weighted by category size, over the categories answered."""
-    counts: dict[str, tuple[int, int]] = {}
-    for record in records:
-        if record.category in population:
-            n, right = counts.get(record.category, (0, 0))
-            counts[record.category] = (n + 1, right + credit(record))
-    return from_counts(counts, population)
+    sampled = (r for r in records if r.category in population)
+    return from_counts(count_into({}, sampled, credit), population)
 
 
 def from_counts(counts: Mapping[str, tuple[int, int]], population: Mapping[str, int]) -> Estimate:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmlupro_local.datasets.dataset import Dataset, load_dataset
 from mmlupro_local.datasets.items import item_model
+from mmlupro_local.datasets.summary import population_sizes
 from mmlupro_local.datasets.verify import leaks_answer
 from mmlupro_local.engine import EngineSettings
 from mmlupro_local.errors import MmluProError
-from mmlupro_local.results.estimates import Estimate, FullScore, full_score
+from mmlupro_local.results.estimates import Estimate, FullScore, full_score, strict, with_guess
 from mmlupro_local.results.figures import (
     NO_FIGURE,
     Figures,
@@ -149,7 +148,7 @@ def load_report(path: Path, *, label: str | None = None) -> RunReport:
         )
     dataset = _dataset_of(log.header, warnings)
     leak, rest = _leak_split(records, dataset) if dataset else (None, None)
-    sizes = _sizes(dataset, latest.sample.categories) if dataset else None
+    sizes = population_sizes(dataset.test, latest.sample.categories) if dataset else None
     score = _full_score(records, dataset, sizes) if dataset and sizes else None
     return RunReport(
         path,
@@ -188,12 +187,6 @@ def _dataset_of(header: RunHeader, warnings: list[str]) -> Dataset | None:
     return dataset
 
 
-def _sizes(dataset: Dataset, categories: Sequence[str]) -> dict[str, int]:
-    """The categories the sample was drawn from, and their sizes in the dataset."""
-    chosen = set(categories) or {q.category for q in dataset.test}
-    return dict(Counter(q.category for q in dataset.test if q.category in chosen))
-
-
 def _full_score(
     records: list[ResultRecord], dataset: Dataset, sizes: dict[str, int]
 ) -> FullScore | None:
@@ -208,15 +201,7 @@ def _full_score(
         for q in dataset.test:
             if q.category in chosen:
                 population.setdefault(q.category, []).append(items[q.question_id])
-    return full_score(records, sizes, items, population, _strict, _with_guess)
-
-
-def _strict(record: ResultRecord) -> bool:
-    return record.correct
-
-
-def _with_guess(record: ResultRecord) -> bool:
-    return record.correct or record.guess_correct
+    return full_score(records, sizes, items, population, strict, with_guess)
 
 
 def _leak_split(records: list[ResultRecord], dataset: Dataset) -> tuple[Figures, Figures]:

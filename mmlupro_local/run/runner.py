@@ -4,7 +4,6 @@ plan -> prompts -> engine -> score -> store."""
 from __future__ import annotations
 
 import shlex
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -15,10 +14,12 @@ from mmlupro_local.config import prefix_cache_dir
 from mmlupro_local.datasets.dataset import Dataset, load_dataset
 from mmlupro_local.datasets.questions import Question
 from mmlupro_local.datasets.sampling import draw, shortfalls
+from mmlupro_local.datasets.summary import population_sizes
 from mmlupro_local.datasets.verify import verify
 from mmlupro_local.engine import Engine, EngineError, Job, round_ctx
 from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.errors import DatasetError, MmluProError
+from mmlupro_local.results.estimates import count_into, strict
 from mmlupro_local.results.records import (
     TOOL_NAME,
     Identity,
@@ -161,7 +162,7 @@ def _run(
                     )
                     for q in todo
                 ]
-                counts = _counts([writer.log.results[q] for q in done])
+                counts = count_into({}, (writer.log.results[q] for q in done), strict)
                 written, signum, failed = _generate_all(
                     plan,
                     todo,
@@ -172,7 +173,7 @@ def _run(
                     progress,
                     len(done),
                     len(sample),
-                    _sizes(dataset, request.sample.categories),
+                    population_sizes(dataset.test, request.sample.categories),
                     counts,
                 )
                 if cache is not None and cache.hits + cache.misses:
@@ -236,20 +237,6 @@ def _prompts(
         pad=target.fixed_ctx is None,
         ctx_name="" if request.ctx else f"the server's context ({ctx} tokens)",
     )
-
-
-def _sizes(dataset: Dataset, categories: tuple[str, ...]) -> dict[str, int]:
-    return dict(
-        Counter(q.category for q in dataset.test if not categories or q.category in categories)
-    )
-
-
-def _counts(records: list[ResultRecord]) -> dict[str, tuple[int, int]]:
-    counts: dict[str, tuple[int, int]] = {}
-    for record in records:
-        n, right = counts.get(record.category, (0, 0))
-        counts[record.category] = (n + 1, right + record.correct)
-    return counts
 
 
 def _job(prompt: Prompt, tokens: int | None) -> Job:

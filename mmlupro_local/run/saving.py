@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from mmlupro_local.engine import Generation
-from mmlupro_local.results.estimates import from_counts
+from mmlupro_local.results.estimates import count_into, from_counts, strict
 from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.results.store import ResultsWriter
 from mmlupro_local.run.progress import Speed
@@ -43,10 +43,10 @@ class Acknowledged:
     def flush(self) -> None:
         if not self.pending:
             return
-        self.writer.append_results([record for record, _ in self.pending])
-        for record, generation in self.pending:
-            n, right = self.counts.get(record.category, (0, 0))
-            self.counts[record.category] = (n + 1, right + record.correct)
+        records = [record for record, _ in self.pending]
+        self.writer.append_results(records)
+        count_into(self.counts, records, strict)
+        for _, generation in self.pending:
             self.speed.add(generation)
         self.written += len(self.pending)
         self.bar.set_postfix_str(

@@ -179,16 +179,17 @@ class ServerEngine:
     def reset_window(self) -> None:
         self.window = Window(self.parallel)
 
+    @property
+    def members(self) -> list[ServerEngine]:
+        """The servers answering (this one; a ServerPool has several)."""
+        return [self]
+
     async def answer(
         self, job: Job, max_tokens: int, new_watcher: Callable[[], Watcher]
     ) -> Generation:
-        return await self._answer(job, Sampling(max_tokens, self.stop, self.seed), new_watcher)
-
-    async def _answer(
-        self, job: Job, sampling: Sampling, new_watcher: Callable[[], Watcher]
-    ) -> Generation:
         """One question, retried from the start (a fresh watcher) after transient
         failures; a 429 or 503 goes back to the engine (Busy) while it can send fewer."""
+        sampling = Sampling(max_tokens, self.stop, self.seed)
         began = time.perf_counter()
 
         async def attempt() -> Generation:
@@ -299,7 +300,7 @@ class Window:
     SLOWER = 4.0  # a wait this many times the normal one, and a second more, is queueing
 
     def __init__(self, limit: int) -> None:
-        self.limit = self.size = self.peak = max(1, limit)
+        self.limit = self.size = max(1, limit)
         self.low = self.size
         self.shed = 0  # 429/503 answers taken back into the queue
         self.slowed = 0  # cuts for waits that grew

@@ -85,6 +85,10 @@ async def drive(
             home[prefix] = min(live, key=lambda m: len(queues[id(m)]))
         queues[id(home[prefix])].append(index)
     running: dict[asyncio.Task[Generation], tuple[ServerEngine, int]] = {}
+    in_flight = {id(m): 0 for m in members}
+    # finished requests, as they finish: waiting on all of them at every answer would
+    # cost the loop the whole in-flight set each time (hundreds with a GPU server)
+    finished: asyncio.Queue[asyncio.Task[Generation]] = asyncio.Queue()
     failure: ServerError | None = None
 
     def next_for(member: ServerEngine) -> int | None:
@@ -105,23 +109,26 @@ async def drive(
                     failure is None
                     and not stopped.is_set()
                     and not member.cancelled.is_set()
-                    and sum(m is member for m, _ in running.values()) < member.window.size
+                    and in_flight[id(member)] < member.window.size
                 ):
                     taken = next_for(member)
                     if taken is None:
                         break
                     watcher = functools.partial(new_watcher, taken)
                     task = asyncio.ensure_future(member.answer(jobs[taken], max_tokens, watcher))
+                    task.add_done_callback(finished.put_nowait)
                     running[task] = (member, taken)
+                    in_flight[id(member)] += 1
             if not running:
                 break
-            done, _ = await asyncio.wait(running, timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
+            done = await _finished(finished, 0.1)
             if should_stop() or stopped.is_set():
                 for member in members:
                     member.client.stopping.set()
                 break
             for task in done:
                 member, index = running.pop(task)
+                in_flight[id(member)] -= 1
                 try:
                     generation = task.result()
                 except Busy:
@@ -153,6 +160,19 @@ async def drive(
         answers.put(None)
 
 
+async def _finished(
+    finished: asyncio.Queue[asyncio.Task[Generation]], timeout: float
+) -> list[asyncio.Task[Generation]]:
+    """The requests finished so far, waiting up to `timeout` for the first."""
+    try:
+        done = [await asyncio.wait_for(finished.get(), timeout)]
+    except asyncio.TimeoutError:
+        return []
+    while not finished.empty():
+        done.append(finished.get_nowait())
+    return done
+
+
 class ServerPool:
     """The Engine over several servers of one model, on one event loop."""
 
@@ -178,7 +198,6 @@ class ServerPool:
                     setting="servers",
                 )
         self.info = first.info
-        self.cut_at: int | None = None
 
     # the Engine, as one server's, answered by the first where one suffices
     def count_tokens(self, text: str) -> int:

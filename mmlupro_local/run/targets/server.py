@@ -146,7 +146,7 @@ class ServedModel(Target):
             )
 
     def after_run(self) -> list[str]:
-        members = getattr(self.engine, "members", [self.engine])
+        members = self.engine.members
         said = []
         for member in members:
             window, root = member.window, member.settings.root
@@ -182,7 +182,7 @@ class ServedModel(Target):
         return said
 
     def used(self) -> dict[str, Any]:
-        members = getattr(self.engine, "members", [self.engine])
+        members = self.engine.members
         return {
             "servers": [
                 {
