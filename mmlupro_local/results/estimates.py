@@ -31,7 +31,6 @@ from mmlupro_local.results.stats import Z95
 
 Method = Literal["post-stratified", "assisted", "exact"]
 Item = tuple[float, float]  # a 2PL item: P(correct) = sigmoid(a * ability + c)
-ASSISTED_FLOOR = 0.0  # the assisted variance's floor, as a share of the smoothed binomial one
 
 
 class Answered(Protocol):
@@ -162,13 +161,13 @@ def assisted(
     strata = _strata(records, sizes)
     if not strata or any(r.question_id not in items for rows in strata.values() for r in rows):
         return None
+    if all(len(rows) >= sizes[h] for h, rows in strata.items()):
+        return None  # every question answered: the exact score needs no model
     answered = [(items[r.question_id], credit(r)) for rows in strata.values() for r in rows]
     ability = fit_ability(answered)
     total = sum(sizes[h] for h in strata)
     n = len(answered)
     value = variance = smoothed = smooth_mean = 0.0
-    if all(len(rows) >= sizes[h] for h, rows in strata.items()):
-        return None  # every question answered: the exact score needs no model
     for h, rows in strata.items():
         w, n_h, big = sizes[h] / total, len(rows), sizes[h]
         predicted = sum(_p(item, ability) for item in population[h]) / big
@@ -183,10 +182,9 @@ def assisted(
         smooth_mean += w * q
     if bounded:
         value = min(1.0, max(0.0, value))
-    # the residuals' variance, but never below what add-one smoothing gives a stratum of
-    # few questions that all went one way
-    smoothed = max(variance, smoothed * ASSISTED_FLOOR)
-    return _interval(value, variance, smoothed, smooth_mean, n, total, "assisted")
+    # the residuals' variance (what the study measured); the add-one binomial one only
+    # where the residuals did not vary at all, so that no interval has width 0
+    return _interval(value, variance, variance or smoothed, smooth_mean, n, total, "assisted")
 
 
 def headline(plain: Estimate, model_assisted: Estimate | None) -> Estimate:

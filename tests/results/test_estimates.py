@@ -141,3 +141,14 @@ def test_the_shipped_item_model_loads_from_the_package(embedded: Dataset) -> Non
     items = model.by_question(embedded)
     # an able model (theta > 0) is predicted to answer more than a weak one
     assert fit_ability([(items[70], True)] * 5) > fit_ability([(items[70], False)] * 5)
+
+
+def test_residuals_that_do_not_vary_still_leave_an_interval() -> None:
+    """An item model that predicts every question alike, and answers that all went one
+    way, give residuals of variance 0: the interval falls back to the smoothed binomial
+    variance instead of dividing by zero."""
+    items = {i: (0.0, 0.0) for i in range(10)}
+    rows = [Q(i, "a", False) for i in range(4)]
+    e = assisted(rows, {"a": [items[i] for i in range(10)]}, items, right)
+    assert e is not None and e.variance == 0.0
+    assert e.low == 0.0 and 0.2 < e.high < 0.5
