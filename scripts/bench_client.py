@@ -66,10 +66,16 @@ class Fake:
                 "--token-seconds",
                 str(token_seconds),
             ],
-            stdout=subprocess.PIPE,
         )
-        assert self.process.stdout is not None
-        self.process.stdout.readline()  # "listening"
+        deadline = time.monotonic() + 30
+        while True:  # until it accepts connections
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("the fake vLLM did not start") from None
+                time.sleep(0.05)
 
     def __enter__(self) -> str:
         return f"http://127.0.0.1:{self.port}"

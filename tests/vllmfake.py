@@ -283,7 +283,6 @@ def main() -> None:
             limit=2**20,
             backlog=2048,
         )
-        print("listening", flush=True)
         async with server:
             await server.serve_forever()
 

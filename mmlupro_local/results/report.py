@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,9 +67,9 @@ class RunReport:
     def dataset_sha256(self) -> str:
         return self.identity.dataset_sha256
 
-    @property
+    @functools.cached_property
     def settings(self) -> dict[str, Any]:
-        """The settings a report shows and writes."""
+        """The settings a report shows and writes (the HTML page reads them key by key)."""
         ident, model = self.identity, self.first.model
         return {
             "model": model.get("name"),
