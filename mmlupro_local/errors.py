@@ -25,3 +25,12 @@ class MissingExtraError(MmluProError):
             f"{purpose} needs the optional package '{package}'. "
             f"Install it with: pip install 'mmlupro-local[{extra}]'"
         )
+
+
+class Terminated(KeyboardInterrupt):
+    """A signal that ends the run at once (SIGTERM, or a second Ctrl-C); `signum` says
+    which, for the exit status."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

@@ -19,7 +19,7 @@ import llama_cpp as L
 # message before it says what went wrong (issue 26, case 11)
 os.environ.setdefault("GGML_NO_BACKTRACE", "1")
 
-from mmlupro_local.engine import EngineError, EngineSettings, llamalog
+from mmlupro_local.engine import EngineError, EngineSettings, aborting, llamalog
 from mmlupro_local.engine.mode import Backend
 
 Entry = tuple[int, int, int, bool]  # token, position, sequence, wants logits
@@ -126,6 +126,7 @@ class LlamaContext:
         self._sampler = L.llama_sampler_init_greedy()
         self._memory = L.llama_get_memory(self.handle)
         self.decode_seconds = 0.0
+        self._abort_callback = aborting.NO_CALLBACK
 
     def decode(self, entries: Sequence[Entry]) -> bool:
         """Decode one batch. False when the KV cache has no room for it (llama_decode's
@@ -140,9 +141,13 @@ class LlamaContext:
             batch.seq_id[i][0] = seq
             batch.logits[i] = logits
         batch.n_tokens = len(entries)
+        if self._abort_callback is not aborting.callback():
+            self._abort_callback = aborting.callback()
+            L.llama_set_abort_callback(self.handle, self._abort_callback, None)
         began = time.perf_counter()
         rc = int(L.llama_decode(self.handle, batch))
         self.decode_seconds += time.perf_counter() - began
+        aborting.raise_if_aborted()
         if rc == 1:
             return False
         if rc != 0:

@@ -8,6 +8,12 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
+
+from mmlupro_local.engine import aborting
+from mmlupro_local.errors import Terminated
+
+__all__ = ["Stop", "Terminated", "first_interrupt_requests_stop", "signals_interrupt"]
 
 
 class Stop(threading.Event):
@@ -25,40 +31,22 @@ def first_interrupt_requests_stop() -> Iterator[Stop]:
         yield stop
         return
 
-    def handler(signum: int, frame: object) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
-            raise Terminated(signum)
+            aborting.interrupt(signum, frame)
+            return
         stop.signum = signum
         stop.set()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with aborting.handled({signal.SIGINT: handler, signal.SIGTERM: handler}):
         yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-class Terminated(KeyboardInterrupt):
-    """A signal that ends the run at once (SIGTERM, or a second Ctrl-C)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
 
 
 @contextmanager
 def signals_interrupt() -> Iterator[None]:
     """Outside the generation loop (loading, preparing) SIGTERM interrupts like Ctrl-C."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise Terminated(signum)
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
+    with aborting.handled({signal.SIGINT: aborting.interrupt, signal.SIGTERM: aborting.interrupt}):
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
