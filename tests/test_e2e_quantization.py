@@ -64,3 +64,7 @@ def test_divergence_is_zero_against_itself_and_positive_against_another_quantiza
     assert data["overall"]["mean_kl"] > 0.01 and data["overall"]["same_top"] < 1.0
     assert data["overall"]["positions"] == figures["positions"]  # the same answers, reused
     assert sorted(data["categories"]) == ["history", "law"]
+    capped = cli("divergence", str(smollm2), str(q4_0), *SAMPLE, "--results", str(ref),
+                 "--top-k", "1000000000")  # fmt: skip
+    assert capped.returncode == 0, capped.stderr  # issue 26, case 28: what was kept
+    assert "top 49152 tokens kept" in capped.stdout and "1000000000" not in capped.stdout
