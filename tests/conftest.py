@@ -4,9 +4,11 @@ import importlib.util
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import credentials
 from fakes import FakeEngine, write_fake_model
 from mmlupro_local.datasets.dataset import Dataset, load_dataset
 
@@ -18,6 +20,34 @@ PARQUET_NAMES = {"test": "test-00000-of-00001.parquet",
 # Module- and session-scoped fixtures run before the per-test cache below is set:
 # give them a throwaway cache too, so no test ever reads or fills the user's own.
 os.environ["MMLUPRO_LOCAL_CACHE"] = tempfile.mkdtemp(prefix="mmlupro-test-cache-")
+SESSION_CACHE = Path(os.environ["MMLUPRO_LOCAL_CACHE"])
+credentials.record_outputs()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the session if a credential a test planted shows in anything it produced;
+    an xdist worker hands what it found to the controller."""
+    config = session.config
+    basetemp = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    found = credentials.leaks([basetemp, SESSION_CACHE], credentials.outputs)
+    if hasattr(config, "workeroutput"):
+        config.workeroutput["credential_leaks"] = found
+        return
+    found += [line for node in WORKERS for line in node.workeroutput.get("credential_leaks", [])]
+    if found:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        reporter.write_sep("=", "credentials the tests planted, found in what they produced")
+        for line in sorted(set(found)):
+            reporter.write_line(f"  {line}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+WORKERS: list[Any] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    WORKERS.append(node)
 
 
 @pytest.fixture(autouse=True)

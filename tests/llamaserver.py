@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from credentials import API_KEY
+
 ROOT = Path(__file__).resolve().parents[1]
 LLAMA_CPP_VERSION = "0.3.36"
 
@@ -43,6 +45,7 @@ class LlamaServer:
     port: int
     slots: int
     ctx: int
+    api_key: str
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -55,7 +58,7 @@ class LlamaServer:
             self.process = subprocess.Popen(
                 [str(self.binary), "-m", str(self.model), "--host", "127.0.0.1",
                  "--port", str(self.port), "-np", str(self.slots), "-c", str(self.ctx),
-                 "--threads", "2", "--seed", "0"],
+                 "--threads", "2", "--seed", "0", "--api-key", self.api_key],
                 stdout=sink, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 120
@@ -79,7 +82,9 @@ class LlamaServer:
 
 @contextmanager
 def llama_server(model: Path, *, slots: int = 1, ctx: int = 4096) -> Iterator[LlamaServer]:
-    server = LlamaServer(server_binary(), model, free_port(), slots, ctx * slots)
+    """A server that wants `API_KEY` (the client is given it in MMLUPRO_API_KEY, and the
+    session's credential audit checks that nothing shows it)."""
+    server = LlamaServer(server_binary(), model, free_port(), slots, ctx * slots, API_KEY)
     server.start()
     try:
         yield server

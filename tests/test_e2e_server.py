@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from credentials import API_KEY
 from llamaserver import LlamaServer, llama_server
 
 pytestmark = pytest.mark.e2e
@@ -23,9 +24,12 @@ SAMPLE = ["--per-category", "1", "--categories", "history,law,biology,economics"
           "--max-tokens", "64", "--no-progress"]  # fmt: skip
 
 
+ENV = {**os.environ, "MMLUPRO_API_KEY": API_KEY}  # every llama-server here wants it
+
+
 def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mmlupro_local", *args],
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+                          capture_output=True, text=True, timeout=timeout, env=ENV)  # fmt: skip
 
 
 Answers = dict[int, dict[str, Any]]
@@ -83,6 +87,11 @@ def test_a_run_through_the_server_agrees_with_the_in_process_engine(
     assert header["engine"]["n_ctx"] == 4096 and header["identity"]["engine"]["parallel"] == 1
     report = cli("compare", str(tmp_path / "local.jsonl"), str(tmp_path / "server.jsonl"))
     assert report.returncode == 0, report.stderr
+    keyless = subprocess.run([sys.executable, "-m", "mmlupro_local", "run", "--server", server.url,
+                              *SAMPLE, "--out", str(tmp_path / "keyless.jsonl")],
+                             capture_output=True, text=True, timeout=120,
+                             env={**ENV, "MMLUPRO_API_KEY": ""})  # fmt: skip
+    assert keyless.returncode == 1 and "MMLUPRO_API_KEY" in keyless.stderr  # the key is used
 
 
 def test_a_client_killed_with_sigkill_resumes_to_one_record_per_question(
@@ -91,7 +100,7 @@ def test_a_client_killed_with_sigkill_resumes_to_one_record_per_question(
     out = tmp_path / "r.jsonl"
     args = ["run", "--server", server.url, *SAMPLE, "--out", str(out), "--parallel", "2"]
     proc = subprocess.Popen([sys.executable, "-m", "mmlupro_local", *args], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)  # fmt: skip
     wait_for_results(out, 1, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
@@ -109,7 +118,7 @@ def test_a_server_killed_mid_run_stops_it_cleanly_and_the_rerun_completes(
     with llama_server(smollm2, slots=1) as dying:
         args = ["run", "--server", dying.url, *SAMPLE, "--out", str(out), "--retries", "1"]
         proc = subprocess.Popen([sys.executable, "-m", "mmlupro_local", *args], text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)  # fmt: skip
         wait_for_results(out, 1, proc)
         dying.kill()
         _, stderr = proc.communicate(timeout=120)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from credentials import API_KEY
 from fakeserver import FakeServer, serve_fake
 from mmlupro_local.cli import main
 from mmlupro_local.engine.server import ServerSettings
@@ -154,14 +155,14 @@ def test_a_malformed_stream_is_retried_then_reported(tmp_path: Path) -> None:
 
 def test_a_401_says_where_the_key_goes_and_the_key_is_never_recorded(tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
-    with serve_fake(FakeServer(api_key="s3cret-key")) as fake:
+    with serve_fake(FakeServer(api_key=API_KEY)) as fake:
         refused = run(fake, out, env={"MMLUPRO_API_KEY": "", "OPENAI_API_KEY": ""})
         assert refused.exit_code == 1
         assert "401: Invalid API Key" in refused.output and "MMLUPRO_API_KEY" in refused.output
         assert not out.exists()
-        result = run(fake, out, env={"MMLUPRO_API_KEY": "s3cret-key"})
+        result = run(fake, out, env={"MMLUPRO_API_KEY": API_KEY})
     assert result.exit_code == 0, result.output
-    assert "s3cret-key" not in out.read_text()
+    assert API_KEY not in out.read_text()
 
 
 def test_the_server_must_be_reachable_and_serve_the_model(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from credentials import BAD_KEYS, PASSWORD
 from fakeserver import FakeServer, serve_fake
 from mmlupro_local.cli import main
 from mmlupro_local.engine.server import ServerSettings, redact_command
@@ -29,21 +30,40 @@ def test_credentials_in_the_url_are_used_but_never_recorded_or_printed(
     """Issue 26, case 1."""
     out = tmp_path / "r.jsonl"
     with serve(FakeVllm()) as fake:
-        secret = f"http://alice:hunter2@127.0.0.1:{fake.port}/v1"
+        secret = f"http://alice:{PASSWORD}@127.0.0.1:{fake.port}/v1"
         args = ["run", "--server", secret, *SAMPLE, "--out", str(out)]
         monkeypatch.setattr(sys, "argv", ["mmlupro-local", *args])  # what the run records
         result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "hunter2" not in out.read_text() and "hunter2" not in result.output
+    assert PASSWORD not in out.read_text() and PASSWORD not in result.output
     assert "***@127.0.0.1" in out.read_text()  # the command, as recorded
     assert redact_command(["run", "--server", "https://u:p@h/v1", "x.gguf"]) == (
         "run", "--server", "https://***@h/v1", "x.gguf")  # fmt: skip
-    query = CliRunner().invoke(main, ["run", "--server", "http://h:1/v1?api_key=hunter2", *SAMPLE])
+    query = CliRunner().invoke(
+        main, ["run", "--server", f"http://h:1/v1?api_key={PASSWORD}", *SAMPLE]
+    )
     assert query.exit_code == 1 and "has a query string" in query.output
-    assert "hunter2" not in query.output and "api_key=***" in query.output
+    assert PASSWORD not in query.output and "api_key=***" in query.output
 
 
-@pytest.mark.parametrize("key", ["sk-a\nX-Evil: 1", "sk-ünïcode", "two words"])
+def test_credentials_in_a_config_files_server_url_are_not_recorded_or_printed(
+    tmp_path: Path,
+) -> None:
+    """Issue 26, case 1, from a config file; the session's audit also greps the report."""
+    out = tmp_path / "r.jsonl"
+    with serve(FakeVllm()) as fake:
+        config = tmp_path / "run.yaml"
+        config.write_text(f"server: http://alice:{PASSWORD}@127.0.0.1:{fake.port}/v1\n")
+        result = CliRunner().invoke(
+            main, ["run", "--config", str(config), *SAMPLE, "--out", str(out)]
+        )
+    assert result.exit_code == 0, result.output
+    assert PASSWORD not in out.read_text() + result.output
+    report = CliRunner().invoke(main, ["report", str(out), "--html", str(tmp_path / "r.html")])
+    assert report.exit_code == 0 and PASSWORD not in (tmp_path / "r.html").read_text()
+
+
+@pytest.mark.parametrize("key", [*BAD_KEYS, "two words"])
 def test_an_api_key_a_header_cannot_carry_is_refused_once_and_never_shown(
     tmp_path: Path, key: str
 ) -> None:
