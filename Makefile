@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-dataset bench-extract dataset-check fit-items study-estimates bench-client clean
+.PHONY: install llama-server demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-dataset bench-extract dataset-check fit-items study-estimates bench-client bench-html clean
 
 install: $(STAMP)
 
@@ -90,6 +90,10 @@ dataset-check: install
 # httpx client), then a paced run at the default concurrency against the server's bound.
 bench-client: install
 	$(BIN)/python scripts/bench_client.py
+
+# the HTML report of two full 12,032-question runs: page size, time, peak memory
+bench-html: install
+	$(BIN)/python scripts/bench_html.py
 
 # The item model the assisted estimate uses, fitted on ../shared/data/official-runs only
 # (20 official runs), written into the package (mmlupro_local/data/mmlu-pro/items.bin).

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import random
-import shutil
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from browser import browser_or_skip
 from fakes import gguf_bytes
 from mmlupro_local.datasets.dataset import load_dataset
 from mmlupro_local.engine.mode import auto_mode
@@ -220,8 +222,7 @@ def test_bad_models_give_one_clear_line(smollm2: Path, tmp_path: Path, make, mes
 
 
 def test_html_report_renders_in_chromium(first_run: Path, tmp_path: Path) -> None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert browser, "chromium is needed for this test: apt-get install chromium (.ci/run does)"
+    browser = browser_or_skip()
     page = tmp_path / "report.html"
     done = cli("report", str(first_run), "--html", str(page))
     assert done.returncode == 0, done.stderr
@@ -233,7 +234,16 @@ def test_html_report_renders_in_chromium(first_run: Path, tmp_path: Path) -> Non
     ).stdout
     assert dom.count('class="bar"') == 3 and dom.count('class="whisker"') == 3
     assert dom.count("<tr data-category=") == 4
-    assert '<span id="shown">4</span>' in dom  # the filter script ran in the page
+    assert '<span id="shown">4</span>' in dom  # the table's script ran in the page
+    # a link to one answer opens it, unpacked from the page's compressed responses
+    record = results(first_run)[2]
+    opened = subprocess.run(
+        [*flags, "--virtual-time-budget=10000", "--dump-dom",
+         f"{page.as_uri()}#open=0:{record['question_id']}"],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    shown = re.search(r'<pre class="filled">(.*?)</pre>', opened, re.S)
+    assert shown and html.unescape(shown.group(1)) == record["response"]
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "report.png"
     subprocess.run(

@@ -1,19 +1,21 @@
 """A single self-contained HTML report: settings, a chart, the comparison, every answer.
 
-No network, no external assets: inline CSS, inline SVG and a few lines of inline
-JavaScript for the filters. Every piece of dataset or model text goes through
-html.escape, so a response holding markup shows as text.
+No network, no external assets: inline CSS, inline SVG, and an inline script
+(report.js) that shows the questions a page at a time and unpacks a response only when
+it is opened (html_data.py packs them). Text in the markup goes through html.escape and
+text the script shows through textContent, so a response holding markup shows as text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from html import escape
+from importlib.resources import files
 
 from mmlupro_local.results.compare import Comparison, render_comparison
 from mmlupro_local.results.estimates import Estimate
 from mmlupro_local.results.figures import NO_FIGURE, Figures, percent
-from mmlupro_local.results.records import ResultRecord
+from mmlupro_local.results.html_data import packed_responses, question_rows, script_json, status
 from mmlupro_local.results.report import RunReport, headline
 
 OVERALL = "estimated full score"
@@ -30,22 +32,7 @@ pre { white-space: pre-wrap; margin: 0; max-height: 20em; overflow: auto; backgr
 .legend span { display: inline-block; margin-right: 1.5em; } .swatch { display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: -1px; }
 """
 
-SCRIPT = """
-function applyFilters() {
-  var cat = document.getElementById('filter-category').value;
-  var status = document.getElementById('filter-status').value;
-  var shown = 0;
-  document.querySelectorAll('#questions tbody tr').forEach(function (row) {
-    var ok = (cat === '' || row.dataset.category === cat) && (status === '' || row.dataset.status === status);
-    row.style.display = ok ? '' : 'none';
-    if (ok) { shown += 1; }
-  });
-  document.getElementById('shown').textContent = shown;
-}
-document.getElementById('filter-category').addEventListener('change', applyFilters);
-document.getElementById('filter-status').addEventListener('change', applyFilters);
-applyFilters();
-"""
+SCRIPT = files("mmlupro_local.results").joinpath("report.js").read_text(encoding="utf-8")
 
 
 def render_html(reports: list[RunReport], comparison: Comparison | None = None) -> str:
@@ -239,74 +226,62 @@ def _chart(reports: list[RunReport]) -> str:
 
 
 def _flips(reports: list[RunReport], comparison: Comparison) -> str:
-    """Each question the two runs answered with different letters, responses side by side."""
+    """Each question the two runs answered with different letters; both responses a
+    click away, unpacked from the runs' own blocks (not written out again)."""
     if not comparison.flips:
         return ""
-    a, b = ({r.question_id: r for r in report.records} for report in reports[:2])
+    a, b = ({r.question_id: (i, r) for i, r in enumerate(report.records)} for report in reports[:2])
     rows = []
     for f in comparison.flips:
-        cells = "".join(
-            f"<td><b>{escape(pred or '-')}</b> ({_status(run[f.question_id])})"
-            f"<pre>{escape(run[f.question_id].response)}</pre></td>"
-            for run, pred in ((a, f.pred_a), (b, f.pred_b))
-        )
+        (ia, ra), (ib, rb) = a[f.question_id], b[f.question_id]
         rows.append(
-            f"<tr><td>{f.question_id}</td><td>{escape(f.category)}</td>"
-            f"<td>{escape(f.answer)}</td>{cells}</tr>"
+            f"<tr data-flip><td>{f.question_id}</td><td>{escape(f.category)}</td>"
+            f"<td>{escape(f.answer)}</td>"
+            f'<td class="{status(ra)}">{escape(f.pred_a or "-")} ({status(ra)})</td>'
+            f'<td class="{status(rb)}">{escape(f.pred_b or "-")} ({status(rb)})</td>'
+            f'<td><details class="response" data-runs="0 1" data-index="{ia} {ib}">'
+            "<summary>both responses</summary></details></td></tr>"
         )
     return (
         f"<h2>Flipped predictions ({len(comparison.flips)})</h2>"
         '<table id="flips"><thead><tr><th>id</th><th>category</th><th>answer</th>'
-        f"<th>{escape(comparison.a)}</th><th>{escape(comparison.b)}</th></tr></thead>"
+        f"<th>{escape(comparison.a)}</th><th>{escape(comparison.b)}</th>"
+        "<th>responses</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
 
-def _status(record: ResultRecord) -> str:
-    if record.pred is None:
-        return "guessed"
-    return "correct" if record.correct else "wrong"
-
-
-def _summary(r: ResultRecord) -> str:
-    if r.option_logprobs:
-        return "letters scored"
-    cut = ", think block cut" if r.think_cut else ""
-    return f"{r.generated_tokens} tokens, {escape(r.stop_reason)}{cut}"
-
-
-def _response(r: ResultRecord) -> str:
-    """The text, or for scored letters each letter's log-probability, highest first."""
-    if r.option_logprobs:
-        ranked = sorted(r.option_logprobs.items(), key=lambda item: -item[1])
-        return "\n".join(f"{letter}  {value:.4f}" for letter, value in ranked)
-    return r.response
-
-
 def _questions(reports: list[RunReport]) -> str:
+    """The table's frame and its data; report.js fills in a page of rows at a time."""
     categories = sorted({r.category for report in reports for r in report.records})
-    options = "".join(f'<option value="{escape(c)}">{escape(c)}</option>' for c in categories)
-    rows = []
-    for report in reports:
-        for r in report.records:
-            status = _status(r)
-            guess = f" (guess {r.guess})" if status == "guessed" else ""
-            rows.append(
-                f'<tr data-category="{escape(r.category)}" data-status="{status}">'
-                f"<td>{escape(report.label)}</td><td>{r.question_id}</td><td>{escape(r.category)}</td>"
-                f"<td>{escape(r.answer)}</td><td>{escape(r.pred or '-')}{escape(guess)}</td>"
-                f'<td class="{status}">{status}</td><td>{r.level}</td>'
-                f"<td><details><summary>{_summary(r)}</summary>"
-                f"<pre>{escape(_response(r))}</pre></details></td></tr>"
-            )
+    labels = [r.label for r in reports]
+    data = {"runs": labels, "rows": question_rows([r.records for r in reports])}
+
+    def choices(values: list[tuple[str, str]]) -> str:
+        return '<option value="">all</option>' + "".join(
+            f'<option value="{escape(v)}">{escape(text)}</option>' for v, text in values
+        )
+
+    runs = choices([(str(i), label) for i, label in enumerate(labels)])
+    packed = "".join(
+        f'<script type="application/octet-stream" id="responses-{i}">'
+        f"{packed_responses(r.records)}</script>"
+        for i, r in enumerate(reports)
+    )
     return (
         "<h2>Questions</h2><p>"
-        f'<label>Category <select id="filter-category"><option value="">all</option>{options}</select></label> '
-        '<label>Result <select id="filter-status"><option value="">all</option>'
-        '<option value="correct">correct</option><option value="wrong">wrong</option>'
-        '<option value="guessed">guessed</option></select></label> '
-        '<span id="shown"></span> shown</p>'
+        f'<label>Run <select id="filter-run">{runs}</select></label> '
+        f'<label>Category <select id="filter-category">'
+        f"{choices([(c, c) for c in categories])}</select></label> "
+        '<label>Result <select id="filter-status">'
+        f"{choices([(s, s) for s in ('correct', 'wrong', 'guessed')])}</select></label> "
+        '<span id="shown"></span> shown, <span id="page"></span> '
+        '<button id="previous" type="button">previous</button> '
+        '<button id="next" type="button">next</button></p>'
         '<table id="questions"><thead><tr><th>run</th><th>id</th><th>category</th><th>answer</th>'
         "<th>prediction</th><th>result</th><th>level</th><th>response</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        "<tbody></tbody></table>"
+        "<noscript><p>The questions table and the responses need JavaScript; the results "
+        "file holds them, one JSON record a line.</p></noscript>"
+        f'<script type="application/json" id="rows">{script_json(data)}</script>{packed}'
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from mmlupro_local.cli import main
 from mmlupro_local.datasets.dataset import Dataset
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.datasets.verify import leaks_answer
+from mmlupro_local.results.compare import compare
+from mmlupro_local.results.html_data import script_json, unpack_responses
 from mmlupro_local.results.html_report import render_html
 from mmlupro_local.results.report import load_report
 from mmlupro_local.results.stats import wilson
@@ -214,8 +217,10 @@ def test_html_escapes_hostile_text(tmp_path: Path, embedded: Dataset) -> None:
     out = make_run(tmp_path, "a", engine, per_category=1)
     html = render_html([load_report(out)])
     assert "<script>alert" not in html and "<img src=x" not in html
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
-    assert html.count("<script>") == 1  # only the report's own filter script
+    assert html.count("<script>") == 1  # only the report's own script
+    block = re.search(r'<script type="application/octet-stream" id="responses-0">([^<]*)<', html)
+    assert block and unpack_responses(block.group(1))[0].startswith("<script>alert('x')")
+    assert "innerHTML" not in html  # the script shows responses through textContent only
     assert 'id="chart"' in html and 'id="questions"' in html
     assert html.count('class="bar"') == 15 and html.count('class="chance"') == 15
 
@@ -278,3 +283,26 @@ def test_compare_says_what_it_did_not_pair_and_when_a_file_is_compared_with_itse
     assert "Not compared: 0 of A's and 14 of B's questions" in text
     itself = CliRunner().invoke(main, ["compare", str(a), str(a)]).output
     assert "A and B are the same file" in itself
+
+
+def test_html_holds_each_response_once_and_flips_point_at_both_runs_own(tmp_path: Path) -> None:
+    """Issue 26, case 24: responses are packed per run (unpacked when opened), and a flip
+    names where its two responses are instead of writing them out again."""
+    a = make_run(tmp_path, "a", FakeEngine(lambda p: f"run A says {len(p) % 7} the answer is (A)"))
+    b = make_run(tmp_path, "b", FakeEngine(lambda p: "run B: the answer is (B) </script>"))
+    reports = [load_report(a), load_report(b)]
+    page = render_html(reports, compare(*reports))
+    packed = re.findall(r'<script type="application/octet-stream" id="responses-\d">([^<]*)<', page)
+    runs = [unpack_responses(p) for p in packed]
+    assert runs == [[r.response for r in report.records] for report in reports]
+    assert "run A says" not in page and "run B:" not in page  # not inline, not twice
+    flips = re.findall(r'<tr data-flip><td>(\d+)</td>.*?data-index="(\d+) (\d+)"', page)
+    assert len(flips) == len(reports[0].records) == 84
+    for qid, ia, ib in flips:
+        assert reports[0].records[int(ia)].question_id == int(qid)
+        assert reports[1].records[int(ib)].question_id == int(qid)
+    rows = json.loads(
+        re.search(r'<script type="application/json" id="rows">(.*?)</script>', page).group(1)
+    )
+    assert rows["runs"] == ["a", "b"] and len(rows["rows"]) == 168
+    assert script_json({"t": "</script><!--&"}) == '{"t":"\\u003c/script\\u003e\\u003c!--\\u0026"}'
