@@ -1,5 +1,7 @@
 # mmlupro-local: make demo (a small real evaluation), make test (the test suite).
-PYTHON ?= python3
+# PYTHON: the interpreter to build .venv with; unset, scripts/find_python.sh picks python3
+# if it is 3.10 or newer, else the newest python3.N on PATH
+PYTHON ?=
 VENV ?= .venv
 BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
@@ -11,8 +13,8 @@ install: $(STAMP)
 
 # llama-cpp-python is built from source once per CPU flag set and cached outside the
 # repo (scripts/llama_wheel.sh); later installs reuse that wheel in seconds.
-$(STAMP): pyproject.toml scripts/llama_wheel.sh scripts/llama_cmake_args.sh
-	$(PYTHON) -m venv $(VENV)
+$(STAMP): pyproject.toml scripts/llama_wheel.sh scripts/llama_cmake_args.sh scripts/portable.sh
+	@py="$$(scripts/find_python.sh "$(PYTHON)")" && echo "building $(VENV) with $$py" && "$$py" -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$$(scripts/llama_wheel.sh $(BIN)/python $(LLAMA_CPP_VERSION))"
 	$(BIN)/python -m pip install --quiet -e '.[hub,server,dev]'

@@ -4,6 +4,7 @@ command-line tool: all or nothing, through symlinks, straight into pipes and dev
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import stat
@@ -80,7 +81,7 @@ def _replacing(path: Path, target: Path, mode: int) -> Iterator[TextIO]:
             yield handle
             handle.flush()
             os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
+            sync(handle.fileno())
         os.replace(tmp, target)
         tmp = None
     except (FileExistsError, NotADirectoryError) as exc:
@@ -90,6 +91,21 @@ def _replacing(path: Path, target: Path, mode: int) -> Iterator[TextIO]:
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def sync(fd: int) -> None:
+    """Make what was written to `fd` durable. On macOS fsync(2) hands the data to the
+    drive but not through its cache, so a power loss can still lose it; F_FULLFSYNC
+    flushes the cache too. Where F_FULLFSYNC fails (some file systems and network
+    volumes refuse it), fsync is what there is."""
+    full = getattr(fcntl, "F_FULLFSYNC", None)
+    if full is not None:
+        try:
+            fcntl.fcntl(fd, full)
+            return
+        except OSError:
+            pass
+    os.fsync(fd)
 
 
 def file_sha256(path: Path) -> str:

@@ -7,6 +7,9 @@ set -eu
 if [ -n "${MMLUPRO_CMAKE_ARGS:-}" ]; then echo "$MMLUPRO_CMAKE_ARGS"; exit 0; fi
 case "$(uname -s)-$(uname -m)" in
   Darwin-arm64) echo "-DGGML_METAL=ON"; exit 0 ;;
+  # llama-cpp-python forces these off on Intel Macs (its CMakeLists.txt): the server
+  # is built the same way, so both run the same kernels
+  Darwin-x86_64) echo "-DGGML_NATIVE=OFF -DGGML_AVX=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF -DGGML_METAL=ON"; exit 0 ;;
   Linux-x86_64) ;;
   *) echo "-DGGML_NATIVE=OFF"; exit 0 ;;
 esac

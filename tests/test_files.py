@@ -6,11 +6,15 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from fakes import (
     FakeEngine,
     finished_run,
     invoke,
+    lines,
 )
+from mmlupro_local.files import sync
 
 
 def test_export_writes_through_symlinks_and_devices_with_umask_permissions(
@@ -56,3 +60,42 @@ def test_html_reports_get_the_umasks_permissions(
     finally:
         os.umask(old_mask)
     assert stat.S_IMODE(html.stat().st_mode) == 0o644
+
+
+F_FULLFSYNC = 51  # its value on macOS
+
+
+def test_durable_writes_flush_the_drive_cache_where_the_platform_can(
+    model: Path, tmp_path: Path, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27, point 6: macOS's fsync leaves data in the drive's cache; every place
+    the tool syncs (the results store, exports, the dataset cache) asks for F_FULLFSYNC."""
+    import fcntl
+
+    asked: list[int] = []
+    synced: list[int] = []
+    monkeypatch.setattr(fcntl, "F_FULLFSYNC", F_FULLFSYNC, raising=False)
+    monkeypatch.setattr(fcntl, "fcntl", lambda fd, op, *a: asked.append(op) or 0)
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    out = finished_run(model, tmp_path / "r.jsonl", engine)
+    assert len(asked) >= 2 and len(lines(out)) == 3  # the header, the results
+    run_syncs = len(asked)
+    assert invoke("dataset", "export", "--out", str(tmp_path / "d.jsonl")).exit_code == 0
+    assert len(asked) == run_syncs + 1 and set(asked) == {F_FULLFSYNC} and synced == []
+
+    def refused(fd: int, op: int, *a: object) -> int:
+        raise OSError(25, "Inappropriate ioctl for device")  # e.g. a network volume
+
+    monkeypatch.setattr(fcntl, "fcntl", refused)
+    sync(3)
+    assert synced == [3]  # fell back to fsync
+
+
+def test_without_f_fullfsync_it_is_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+
+    monkeypatch.delattr(fcntl, "F_FULLFSYNC", raising=False)
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    sync(7)
+    assert synced == [7]

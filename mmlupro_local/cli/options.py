@@ -326,9 +326,8 @@ threads_option = opt(
 gpu_layers_option = opt(
     "--gpu-layers",
     type=int,
-    default=EngineSettings.gpu_layers,
-    show_default=True,
-    help="Layers to offload (-1: all; Metal).",
+    default=None,
+    help="Layers to offload to the GPU or Metal (-1: all) [default: -1; 0 on an Intel Mac].",
 )
 kv_type_option = opt(
     "--kv-type",
@@ -350,10 +349,10 @@ engine_options = OptionGroup(
     ),
     opt(
         "--flash-attn/--no-flash-attn",
-        default=EngineSettings.flash_attn,
-        show_default=True,
+        default=None,
         help="Flash attention: on CPU it reads prompts faster but generates slower, above all "
-        "with --parallel or --lookup ('bench' measures both). Results differ slightly without it.",
+        "with --parallel or --lookup ('bench' measures both). Results differ slightly without it. "
+        "[default: on; llama.cpp's own choice on an Intel Mac's GPU, which has none]",
     ),
     kv_type_option,
     opt(

@@ -25,6 +25,7 @@ from typing import Any
 from mmlupro_local.config import datasets_dir
 from mmlupro_local.datasets.questions import SPLITS, Question
 from mmlupro_local.errors import CacheError, DatasetError
+from mmlupro_local.files import sync
 
 EMBEDDED_NAME = "mmlu-pro"
 DATA_FILE = "dataset.jsonl.gz"
@@ -142,7 +143,7 @@ def write_dataset(dataset: Dataset, directory: Path) -> None:
             with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as gz:
                 gz.write(data)
             raw.flush()
-            os.fsync(raw.fileno())
+            sync(raw.fileno())
         meta_text = json.dumps(dataset.meta.to_json(), indent=2, sort_keys=True) + "\n"
         (staging / META_FILE).write_text(meta_text, encoding="utf-8")
         _replace_dir(staging, directory)

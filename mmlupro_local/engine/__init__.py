@@ -52,14 +52,16 @@ class EngineSettings:
     n_ctx: int = 0  # set by open_context()
     gpu_layers: int = -1  # all
     batch: int = 512
-    flash_attn: bool = True  # explicit: llama.cpp's "auto" would vary by backend
+    # explicit: llama.cpp's "auto" would vary by backend; None (its auto) only where
+    # forcing it is wrong (model/hardware.default_flash_attn)
+    flash_attn: bool | None = True
     kv_type: KvType = "f16"  # quantized V needs flash attention
     lookup: int = 0  # most guessed tokens checked per step (prompt-lookup decoding); 0: off
 
     def __post_init__(self) -> None:
         if self.kv_type not in KV_TYPES:
             raise EngineError(f"unknown KV cache type {self.kv_type!r}", setting="kv_type")
-        if self.kv_type != "f16" and not self.flash_attn:
+        if self.kv_type != "f16" and self.flash_attn is False:
             raise EngineError(
                 f"a {self.kv_type} KV cache needs flash attention", setting="flash_attn"
             )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ os.environ.setdefault("GGML_NO_BACKTRACE", "1")
 
 from mmlupro_local.engine import EngineError, EngineSettings, aborting, llamalog
 from mmlupro_local.engine.mode import Backend
+from mmlupro_local.model.hardware import apple_silicon
 
 Entry = tuple[int, int, int, bool]  # token, position, sequence, wants logits
 _KV_TYPES = {"f16": L.GGML_TYPE_F16, "q8_0": L.GGML_TYPE_Q8_0, "q4_0": L.GGML_TYPE_Q4_0}
@@ -108,11 +108,11 @@ class LlamaContext:
         params.n_threads_batch = settings.threads
         params.no_perf = True
         params.type_k = params.type_v = _KV_TYPES[settings.kv_type]
-        params.flash_attn_type = (
-            L.LLAMA_FLASH_ATTN_TYPE_ENABLED
-            if settings.flash_attn
-            else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        )
+        params.flash_attn_type = {
+            True: L.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            False: L.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+            None: L.LLAMA_FLASH_ATTN_TYPE_AUTO,
+        }[settings.flash_attn]
         self.handle = L.llama_init_from_model(model.handle, params)
         if not self.handle:
             raise EngineError(
@@ -211,10 +211,11 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def backend(gpu_layers: int) -> Backend:
-    """Where the layers run: "cpu", or "metal" / "gpu" on a build that offloads them."""
+    """Where the layers run: "cpu", or on a build that offloads them "metal" (Apple
+    Silicon's unified memory) or "gpu" (any other, an Intel Mac's through Metal too)."""
     if gpu_layers == 0 or not L.llama_supports_gpu_offload():
         return "cpu"
-    return "metal" if sys.platform == "darwin" else "gpu"
+    return "metal" if apple_silicon() else "gpu"
 
 
 def system_info() -> dict[str, Any]:

@@ -69,6 +69,16 @@ class MachineMemory:
     swap_free: int = 0  # swap that could take the rest (0: none, or inside a memory limit)
 
 
+@dataclass(frozen=True)
+class GpuMemory:
+    """A GPU's memory as llama.cpp sees it; on Metal (`unified`), the working-set budget."""
+
+    name: str
+    total: int
+    free: int
+    unified: bool  # Apple Silicon: the budget is a share of RAM, raised by a sysctl
+
+
 def machine_memory() -> MachineMemory | None:
     if sys.platform == "darwin":
         return _darwin_memory()
@@ -185,3 +195,37 @@ def check_fits(info: GgufInfo, need: MemoryEstimate, machine: MachineMemory | No
             "is free now, so the run will swap and slow down"
         )
     return None
+
+
+def check_gpu_fits(
+    info: GgufInfo, need: MemoryEstimate, gpu: GpuMemory | None, layers: int, ram: int | None
+) -> None:
+    """Raises when what is offloaded (all of it, or `layers` of the model's blocks, with
+    their share of the KV cache) exceeds the GPU's memory: on Metal its working-set
+    budget, which is about two thirds of RAM, not RAM."""
+    if gpu is None or layers == 0:
+        return
+    blocks = info.get_int("block_count") or 1
+    share = 1.0 if layers < 0 or layers >= blocks else layers / blocks
+    offloaded = int((need.weights + need.kv_cache) * share) + need.overhead
+    if offloaded <= gpu.total:
+        return
+    advice = (
+        "keep some layers on the CPU with --gpu-layers N, use a smaller quantization, a "
+        "smaller --ctx, --parallel, --max-tokens or --think-budget, or --kv-type q8_0 (or "
+        "--no-memory-check to try anyway)"
+    )
+    if gpu.unified:
+        of_ram = f" of this Mac's {ram / GIB:.1f} GiB" if ram else ""
+        raise MemoryTooSmallError(
+            f"{info.path.name} needs {need.describe()} on the GPU, but Metal lets the GPU use "
+            f"{gpu.total / GIB:.1f} GiB{of_ram} (its working-set budget, "
+            "recommendedMaxWorkingSetSize, as llama.cpp reads it); beyond it runs stall or fail. "
+            "Raise the budget until the next restart with 'sudo sysctl iogpu.wired_limit_mb=N' "
+            "(N in MB: leave macOS a few GB), or "
+            f"{advice}"
+        )
+    raise MemoryTooSmallError(
+        f"{info.path.name} needs {need.describe()} on the GPU, but {gpu.name} has "
+        f"{gpu.total / GIB:.1f} GiB; {advice}"
+    )

@@ -76,7 +76,7 @@ class LocalEngineIdentity:
     greedy choices can flip."""
 
     batch: int
-    flash_attn: bool
+    flash_attn: bool | None  # None: llama.cpp's automatic choice (an Intel Mac's GPU)
     kv_type: str
     gpu_layers: int
     # how ggml splits the work among threads changes the order of its sums; None: a
@@ -90,7 +90,7 @@ class LocalEngineIdentity:
 
     def flags(self, default_batch: int) -> list[str]:
         """What, besides --parallel and --lookup, changes greedy answers, as flags."""
-        flags = [] if self.flash_attn else ["--no-flash-attn"]
+        flags = ["--no-flash-attn"] if self.flash_attn is False else []
         flags += [] if self.kv_type == "f16" else [f"--kv-type {self.kv_type}"]
         flags += [] if self.batch == default_batch else [f"--batch {self.batch}"]
         return flags + ([] if self.threads is None else [f"--threads {self.threads}"])

@@ -11,12 +11,15 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shlex
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmlupro_local.errors import MmluProError
+from mmlupro_local.files import sync
 from mmlupro_local.results.records import (
     Identity,
     ResultRecord,
@@ -177,7 +180,7 @@ def _collect(records: Numbered, path: Path, bad: list[str] | None = None) -> Res
                 if bad is None:
                     raise StoreError(
                         f"{message}. To keep the other results, delete that line "
-                        f"(sed -i '{number}d' {path}) and run the same command again."
+                        f"({delete_line(number, path)}) and run the same command again."
                     ) from exc
                 bad.append(message)
                 continue
@@ -263,7 +266,7 @@ class ResultsWriter:
             number, message = scan.bad[0]
             raise StoreError(
                 f"{message}; it is not a file this tool wrote, or it was edited. To keep "
-                f"the other results, delete that line (sed -i '{number}d' {self.path}) and "
+                f"the other results, delete that line ({delete_line(number, self.path)}) and "
                 "run the same command again; or use another --out."
             )
         log = _collect(scan.records, self.path)
@@ -281,7 +284,7 @@ class ResultsWriter:
                 log.warnings.append(f"{self.path}: the last line is incomplete (killed mid-write)")
             else:
                 os.ftruncate(self._fd, good)
-                os.fsync(self._fd)
+                sync(self._fd)
                 log.warnings.append(
                     f"cut an incomplete last line from {self.path} (killed mid-write)"
                 )
@@ -329,7 +332,7 @@ class ResultsWriter:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
-            os.fsync(self._fd)
+            sync(self._fd)
         except OSError as exc:
             self._roll_back()
             raise StoreError(
@@ -359,3 +362,10 @@ class ResultsWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def delete_line(number: int, path: Path) -> str:
+    """The command that deletes line `number` of `path` in place: BSD sed (macOS) takes
+    the backup suffix as a word of its own, GNU sed attached."""
+    backup = " ''" if sys.platform == "darwin" else ""
+    return f"sed -i{backup} '{number}d' {shlex.quote(str(path))}"

@@ -143,3 +143,19 @@ def test_the_run_reports_a_failed_save_truthfully(
     assert summary == [
         "prefix cache: 0 loaded, 1 decoded, 0 saved, 1 not saved (No space left on device)"
     ]
+
+
+def test_cache_info_and_clear_cover_the_builds_make_install_cached(user_cache: Path) -> None:
+    """Issue 27, point 9: the wheels and llama-server live under the same cache root."""
+    wheel = user_cache / "wheels" / "0123456789abcdef" / "llama_cpp_python-0.3.36.whl"
+    server = user_cache / "llama-server" / "fedcba9876543210" / "llama-server"
+    for built in (wheel, server):
+        built.parent.mkdir(parents=True)
+        built.write_bytes(b"x" * 2**20)
+    shown = invoke("cache", "info")
+    assert f"builds:    {user_cache / 'wheels'}: 1 cached by make install, 1.0 MiB" in shown.output
+    assert f"{user_cache / 'llama-server'}: 1 cached" in shown.output
+    assert invoke("cache", "clear").exit_code == 0 and wheel.exists() and server.exists()
+    cleared = invoke("cache", "clear", "--builds")
+    assert cleared.exit_code == 0 and not wheel.exists() and not server.exists()
+    assert f"deleted 1 builds (1.0 MiB) from {user_cache / 'wheels'}" in cleared.output

@@ -74,14 +74,15 @@ def divergence_cmd(reference: str, model: str, **options: Any) -> None:
     ref_path, model_file = model_path(reference), model_path(model)
     prompt = o.prompt_settings(options)
     threads, gpu_layers = options["threads"], options["gpu_layers"]
+    target = GgufSpec(
+        path=ref_path,
+        source=reference if reference.startswith("hf://") else "",
+        threads=threads,
+        lookup=0,
+        gpu_layers=gpu_layers,
+    )
     request = RunRequest(
-        target=GgufSpec(
-            path=ref_path,
-            source=reference if reference.startswith("hf://") else "",
-            threads=threads,
-            lookup=0,
-            gpu_layers=gpu_layers,
-        ),
+        target=target,
         out=options["out"] or default_out(ref_path.stem, prompt.style, prompt.shots, sample.seed),
         dataset=options["dataset_name"],
         sample=sample,
@@ -92,7 +93,7 @@ def divergence_cmd(reference: str, model: str, **options: Any) -> None:
     )
     echo, progress = (lambda t: click.echo(t, err=True)), o.show_progress(options)
     texts = reference_texts(ref_path, request, options["results"], echo=echo, progress=progress)
-    settings = EngineSettings(threads=threads or physical_cores(), gpu_layers=gpu_layers)
+    settings = EngineSettings(threads=threads or physical_cores(), gpu_layers=target.layers)
     report = measure(ref_path, model_file, texts, settings, k=options["top_k"], progress=progress)
     if options["fmt"] == "json":
         click.echo(json.dumps(report.to_json(), indent=2))

@@ -8,6 +8,7 @@ import json
 import click
 
 from mmlupro_local.engine import KV_TYPES, EngineSettings, KvType, round_ctx
+from mmlupro_local.engine.devices import gpu_memory
 from mmlupro_local.model.gguf import read_gguf
 from mmlupro_local.model.memory import GIB, estimate, machine_memory
 from mmlupro_local.model.source import model_path
@@ -78,6 +79,7 @@ def info_cmd(
         ctx = round_ctx(PREFIX_ALLOWANCE + parallel * (QUESTION_ALLOWANCE + max_tokens))
     need = estimate(info, ctx, kv_type)
     machine = machine_memory()
+    gpu = gpu_memory()
     facts = {
         "file": str(info.path),
         "size": info.size,
@@ -95,6 +97,8 @@ def info_cmd(
             "total": need.total,
         },
         "machine_memory": machine and {"total": machine.total, "available": machine.available},
+        "gpu_memory": gpu
+        and {"name": gpu.name, "total": gpu.total, "free": gpu.free, "metal_budget": gpu.unified},
     }
     if as_json:
         click.echo(json.dumps(facts, indent=2))
@@ -123,3 +127,13 @@ def info_cmd(
             f"this machine: {machine.total / GIB:.1f} GiB, {machine.available / GIB:.1f} GiB "
             f"free now: {verdict}"
         )
+    if gpu:
+        offloaded = "fits" if need.total <= gpu.total else "does NOT fit (see --gpu-layers)"
+        what = (
+            f"Metal's working-set budget {gpu.total / GIB:.1f} GiB of the "
+            f"{machine.total / GIB if machine else 0:.1f} GiB above (raise it with "
+            "'sudo sysctl iogpu.wired_limit_mb=N')"
+            if gpu.unified
+            else f"{gpu.name}: {gpu.total / GIB:.1f} GiB"
+        )
+        click.echo(f"GPU: {what}: {offloaded}")

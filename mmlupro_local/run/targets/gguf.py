@@ -11,8 +11,8 @@ from mmlupro_local.engine import Engine, EngineSettings, KvType
 from mmlupro_local.engine.mode import auto_mode
 from mmlupro_local.model.fingerprint import model_record, model_sha256
 from mmlupro_local.model.gguf import GgufInfo, read_gguf
-from mmlupro_local.model.hardware import physical_cores
-from mmlupro_local.model.memory import check_fits, estimate, machine_memory
+from mmlupro_local.model.hardware import default_flash_attn, default_gpu_layers, physical_cores
+from mmlupro_local.model.memory import check_fits, check_gpu_fits, estimate, machine_memory
 from mmlupro_local.results.records import Identity, LocalEngineIdentity
 from mmlupro_local.run.targets import (
     EngineFactory,
@@ -42,9 +42,9 @@ class GgufSpec(TargetSpec):
     # the engine's own settings; None: decided by the run (the rule, or a resumed file)
     threads: int | None = None
     lookup: int | None = None
-    gpu_layers: int = EngineSettings.gpu_layers
+    gpu_layers: int | None = None  # None: this machine's default (hardware.default_gpu_layers)
     batch: int = EngineSettings.batch
-    flash_attn: bool = EngineSettings.flash_attn
+    flash_attn: bool | None = None  # None: hardware.default_flash_attn
     kv_type: KvType = EngineSettings.kv_type
     memory_check: bool = True  # refuse a model and context larger than this machine's memory
     rule_bytes: int = 0  # the model size the rule reads (several models: the largest); 0: this
@@ -53,11 +53,19 @@ class GgufSpec(TargetSpec):
         # the engine's own checks (a q8_0 cache needs flash attention), before anything loads
         EngineSettings(
             threads=1,
-            gpu_layers=self.gpu_layers,
+            gpu_layers=self.layers,
             batch=self.batch,
-            flash_attn=self.flash_attn,
+            flash_attn=self.attention,
             kv_type=self.kv_type,
         )
+
+    @property
+    def layers(self) -> int:
+        return default_gpu_layers() if self.gpu_layers is None else self.gpu_layers
+
+    @property
+    def attention(self) -> bool | None:
+        return default_flash_attn(self.layers) if self.flash_attn is None else self.flash_attn
 
     @property
     def stem(self) -> str:
@@ -109,7 +117,7 @@ class LocalModel(Target):
 
         cores = spec.threads or physical_cores()
         size = spec.rule_size
-        rule = auto_mode(backend(spec.gpu_layers), cores, size, request.sample.per_category)
+        rule = auto_mode(backend(spec.layers), cores, size, request.sample.per_category)
         engine = recorded.engine if recorded is not None else None
         threads = cores
         if spec.threads is None and isinstance(engine, LocalEngineIdentity) and engine.threads:
@@ -133,9 +141,9 @@ class LocalModel(Target):
         s = self.spec
         return EngineSettings(
             threads=plan.threads,
-            gpu_layers=s.gpu_layers,
+            gpu_layers=s.layers,
             batch=s.batch,
-            flash_attn=s.flash_attn,
+            flash_attn=s.attention,
             kv_type=s.kv_type,
             lookup=plan.lookup,
         )
@@ -162,7 +170,14 @@ class LocalModel(Target):
         if not self.spec.memory_check:
             return
         need = estimate(self.info, n_ctx, self.spec.kv_type)
-        warning = check_fits(self.info, need, machine_memory())
+        machine = machine_memory()
+        warning = check_fits(self.info, need, machine)
+        from mmlupro_local.engine.devices import gpu_memory
+        from mmlupro_local.engine.handles import backend
+
+        if backend(self.spec.layers) != "cpu":
+            ram = machine.total if machine else None
+            check_gpu_fits(self.info, need, gpu_memory(), self.spec.layers, ram)
         if warning and warning not in warnings:
             warnings.append(warning)
 

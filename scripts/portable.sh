@@ -1,0 +1,68 @@
+# Sourced by the build scripts: the few facts they need, from POSIX tools or with
+# fallbacks for macOS (no sha256sum before macOS 15, no nproc), failing loudly rather
+# than with an empty answer (an empty cache key once let a build delete every cached
+# wheel: issue 27).
+
+# sha256_16: the first 16 hex digits of the SHA-256 of standard input.
+sha256_16() {
+  if command -v sha256sum >/dev/null 2>&1; then
+    digest=$(sha256sum | cut -d' ' -f1)
+  elif command -v shasum >/dev/null 2>&1; then
+    digest=$(shasum -a 256 | cut -d' ' -f1)
+  elif command -v openssl >/dev/null 2>&1; then
+    digest=$(openssl dgst -sha256 | sed 's/.*= *//')
+  else
+    echo "error: no sha256sum, shasum or openssl to hash the build cache key with" >&2
+    return 1
+  fi
+  case "$digest" in
+    *[!0-9a-f]* | "") echo "error: could not hash the build cache key (got '$digest')" >&2; return 1 ;;
+  esac
+  [ "${#digest}" -eq 64 ] || { echo "error: a SHA-256 digest of ${#digest} digits" >&2; return 1; }
+  printf '%s\n' "$digest" | cut -c1-16
+}
+
+# cpu_count: the processors online (for build jobs).
+cpu_count() {
+  n=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo "")
+  case "$n" in
+    "" | *[!0-9]* | 0) echo "warning: cannot count the processors; building with 2 jobs" >&2; echo 2 ;;
+    *) echo "$n" ;;
+  esac
+}
+
+# cache_root: the tool's own cache directory (platformdirs' user cache, as the tool
+# itself uses it), so that `mmlupro-local cache info` and `cache clear` cover builds.
+cache_root() {
+  if [ -n "${MMLUPRO_LOCAL_CACHE:-}" ]; then
+    echo "$MMLUPRO_LOCAL_CACHE"
+  elif [ "$(uname -s)" = Darwin ]; then
+    echo "$HOME/Library/Caches/mmlupro-local"
+  else
+    echo "${XDG_CACHE_HOME:-$HOME/.cache}/mmlupro-local"
+  fi
+}
+
+# python_arch PYTHON: the machine architecture that Python runs as (x86_64 under
+# Rosetta on an Apple-Silicon Mac: then a warning, for that build is slow).
+python_arch() {
+  arch=$("$1" -c 'import platform; print(platform.machine())')
+  [ -n "$arch" ] || { echo "error: $1 did not say its architecture" >&2; return 1; }
+  if [ "$arch" = x86_64 ] && [ "$(uname -s)" = Darwin ] &&
+    [ "$(sysctl -n hw.optional.arm64 2>/dev/null || echo 0)" = 1 ]; then
+    echo "warning: $1 is an x86_64 Python running under Rosetta on an Apple-Silicon Mac:" \
+      "llama.cpp builds for x86_64 without Metal and runs about 10x slower. Use an arm64" \
+      "Python (python.org's universal installer, or Homebrew's in /opt/homebrew)." >&2
+  fi
+  echo "$arch"
+}
+
+# wheel_key PYTHON VERSION ARGS / server_key VERSION ARGS: the build caches' keys.
+wheel_key() {
+  pytag=$("$1" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+  arch=$(python_arch "$1")
+  printf '%s|%s|%s|%s-%s' "$2" "$3" "$pytag" "$(uname -s)" "$arch" | sha256_16
+}
+server_key() {
+  printf '%s|%s|llama-server|%s-%s' "$1" "$2" "$(uname -s)" "$(uname -m)" | sha256_16
+}
