@@ -18,7 +18,8 @@ if [ ! -x "$cache/llama-server" ]; then
   bin=$("$py" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
   tmp="$cache.tmp.$$"
   rm -rf "$tmp"; mkdir -p "$tmp"
-  "$py" -m pip download --quiet --no-deps --no-binary :all: -d "$tmp" "llama-cpp-python==$version" >&2
+  # the sdist only: ":all:" would also build its build tools (CMake) from source
+  "$py" -m pip download --quiet --no-deps --no-binary llama-cpp-python -d "$tmp" "llama-cpp-python==$version" >&2
   tar -xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$tmp"
   src=$(ls -d "$tmp"/llama_cpp_python-*/vendor/llama.cpp)
   # shellcheck disable=SC2086  # $args is a list of flags
