@@ -22,10 +22,11 @@ if [ ! -x "$cache/llama-server" ]; then
   "$py" -m pip download --quiet --no-deps --no-binary llama-cpp-python -d "$tmp" "llama-cpp-python==$version" >&2
   tar -xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$tmp"
   src=$(ls -d "$tmp"/llama_cpp_python-*/vendor/llama.cpp)
+  # no prebuilt web UI: fetching it is a download at build time, and no test uses it
   # shellcheck disable=SC2086  # $args is a list of flags
   "$bin/cmake" -S "$src" -B "$tmp/build" -G Ninja -DCMAKE_MAKE_PROGRAM="$bin/ninja" $args \
     -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-    -DCMAKE_BUILD_TYPE=Release >&2
+    -DLLAMA_USE_PREBUILT_UI=OFF -DCMAKE_BUILD_TYPE=Release >&2
   "$bin/cmake" --build "$tmp/build" -j "$(cpu_count)" --target llama-server >&2
   mkdir -p "$tmp/out"
   cp "$tmp/build/bin/llama-server" "$tmp/out/llama-server"
