@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-dataset bench-extract dataset-check fit-items study-estimates bench-client bench-html clean
+.PHONY: install llama-server demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-dataset bench-extract dataset-check fit-items study-estimates bench-client bench-html bench-abort clean
 
 install: $(STAMP)
 
@@ -96,6 +96,10 @@ bench-client: install
 # the HTML report of two full 12,032-question runs: page size, time, peak memory
 bench-html: install
 	$(BIN)/python scripts/bench_html.py
+
+# what the abort callback (a second Ctrl-C stops a decode) costs a decode step
+bench-abort: install
+	$(BIN)/python scripts/bench_abort.py
 
 # The item model the assisted estimate uses, fitted on ../shared/data/official-runs only
 # (20 official runs), written into the package (mmlupro_local/data/mmlu-pro/items.bin).
