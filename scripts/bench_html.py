@@ -69,15 +69,14 @@ def write_run(path: Path, pick: int, looping: bool) -> None:
 
 
 MEASURE = """
-import resource, sys, time
+import sys, time
 from mmlupro_local.cli import main
+from mmlupro_local.studies.bench import peak_memory_mib
 began = time.perf_counter()
 try:
     main(sys.argv[1:], standalone_mode=False)
 finally:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    scale = 1 if sys.platform == "darwin" else 1024
-    print(f"{time.perf_counter() - began:.2f} {peak * scale / 2**20:.0f}", file=sys.stderr)
+    print(f"{time.perf_counter() - began:.2f} {peak_memory_mib():.0f}", file=sys.stderr)
 """
 
 

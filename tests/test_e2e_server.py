@@ -27,9 +27,11 @@ SAMPLE = ["--per-category", "1", "--categories", "history,law,biology,economics"
 ENV = {**os.environ, "MMLUPRO_API_KEY": API_KEY}  # every llama-server here wants it
 
 
-def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, timeout: float = 600, env: dict[str, str] = ENV
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mmlupro_local", *args],
-                          capture_output=True, text=True, timeout=timeout, env=ENV)  # fmt: skip
+                          capture_output=True, text=True, timeout=timeout, env=env)  # fmt: skip
 
 
 Answers = dict[int, dict[str, Any]]
@@ -87,10 +89,8 @@ def test_a_run_through_the_server_agrees_with_the_in_process_engine(
     assert header["engine"]["n_ctx"] == 4096 and header["identity"]["engine"]["parallel"] == 1
     report = cli("compare", str(tmp_path / "local.jsonl"), str(tmp_path / "server.jsonl"))
     assert report.returncode == 0, report.stderr
-    keyless = subprocess.run([sys.executable, "-m", "mmlupro_local", "run", "--server", server.url,
-                              *SAMPLE, "--out", str(tmp_path / "keyless.jsonl")],
-                             capture_output=True, text=True, timeout=120,
-                             env={**ENV, "MMLUPRO_API_KEY": ""})  # fmt: skip
+    keyless = cli("run", "--server", server.url, *SAMPLE, "--out", str(tmp_path / "keyless.jsonl"),
+                  timeout=120, env={**ENV, "MMLUPRO_API_KEY": ""})  # fmt: skip
     assert keyless.returncode == 1 and "MMLUPRO_API_KEY" in keyless.stderr  # the key is used
 
 

@@ -141,9 +141,10 @@ class LlamaContext:
             batch.seq_id[i][0] = seq
             batch.logits[i] = logits
         batch.n_tokens = len(entries)
-        if self._abort_callback is not aborting.callback():
-            self._abort_callback = aborting.callback()
-            L.llama_set_abort_callback(self.handle, self._abort_callback, None)
+        wanted = aborting.callback()
+        if self._abort_callback is not wanted:
+            self._abort_callback = wanted
+            L.llama_set_abort_callback(self.handle, wanted, None)
         began = time.perf_counter()
         rc = int(L.llama_decode(self.handle, batch))
         self.decode_seconds += time.perf_counter() - began

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
+from mmlupro_local.results import jsonform
 from mmlupro_local.results.stats import Z95
 
 Method = Literal["post-stratified", "assisted", "exact"]
@@ -55,7 +56,7 @@ class Estimate:
     method: Method
     questions: int  # answered, in the categories estimated
     population: int  # questions in those categories
-    variance: float = 0.0
+    variance: float = field(default=0.0, metadata=jsonform.SKIP)
 
     @property
     def exact(self) -> bool:
@@ -66,14 +67,7 @@ class Estimate:
         return (self.high - self.low) / 2
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "value": self.value,
-            "low": self.low,
-            "high": self.high,
-            "method": self.method,
-            "questions": self.questions,
-            "population": self.population,
-        }
+        return jsonform.to_json(self)
 
     def questions_for(self, half_width: float) -> int | None:
         """Questions (spread as these are) for an interval this wide, from where the run
@@ -287,20 +281,12 @@ class PairedEstimate:
     high: float
     method: Method  # "post-stratified", or "exact" when every question was answered
     p_value: float
-    variance: float  # of the difference, per the smoothed discordance
+    variance: float = field(metadata=jsonform.SKIP)  # of the difference, smoothed discordance
     questions: int
     population: int
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "value": self.value,
-            "low": self.low,
-            "high": self.high,
-            "method": self.method,
-            "p_value": self.p_value,
-            "questions": self.questions,
-            "population": self.population,
-        }
+        return jsonform.to_json(self)
 
     def questions_for(self, effect: float, power_z: float) -> int:
         """Paired questions, spread as these are, for `power_z` power to detect `effect`
