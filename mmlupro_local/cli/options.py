@@ -337,15 +337,25 @@ kv_type_option = opt(
     help="KV cache type: q8_0 halves its memory (slower on CPU, measured); needs flash attention.",
 )
 
+
+def _batch_is_gone(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        raise click.UsageError(
+            "--batch is gone: every decode now has a canonical shape, so that answers do not "
+            "depend on batching (README, 'Exact in every mode'); drop the flag"
+        )
+
+
 engine_options = OptionGroup(
     threads_option,
     gpu_layers_option,
     opt(
         "--batch",
-        type=click.IntRange(32),
-        default=EngineSettings.batch,
-        show_default=True,
-        help="Prompt batch size.",
+        type=int,
+        default=None,
+        hidden=True,
+        expose_value=False,
+        callback=_batch_is_gone,
     ),
     opt(
         "--flash-attn/--no-flash-attn",

@@ -19,11 +19,6 @@ from mmlupro_local.errors import MmluProError
 StopReason = Literal["early", "stop", "eos", "length", "interrupted", "scored"]
 KvType = Literal["f16", "q8_0", "q4_0"]
 KV_TYPES: tuple[KvType, ...] = get_args(KvType)
-# With --parallel, how many category prefixes may be in the KV cache at once. More did
-# not pay: 28 questions, --parallel 8, warm cache, 2 cores: 168 s with 1 live, 275 s with
-# 2, 319 s with 3; a step costs about the same, but the other batch shapes sent more
-# answers into loops to the budget (3,399 generated tokens with 1, 5,280 with 2).
-LIVE_PREFIXES = 1
 CTX_STEP = 256  # llama.cpp pads the context to this; an unpadded n_ctx crashes later
 MAX_LOOKUP = 64  # most prompt-lookup guesses a step may check
 
@@ -49,9 +44,8 @@ class EngineSettings:
     defaults from here)."""
 
     threads: int
-    n_ctx: int = 0  # set by open_context()
+    n_ctx: int = 0  # cells of one question's KV stream, set by open_context()
     gpu_layers: int = -1  # all
-    batch: int = 512
     # explicit: llama.cpp's "auto" would vary by backend; None (its auto) only where
     # forcing it is wrong (model/hardware.default_flash_attn)
     flash_attn: bool | None = True
@@ -65,8 +59,8 @@ class EngineSettings:
             raise EngineError(
                 f"a {self.kv_type} KV cache needs flash attention", setting="flash_attn"
             )
-        if self.threads < 1 or self.batch < 1 or self.lookup < 0:
-            raise EngineError("threads and batch must be positive, lookup not negative")
+        if self.threads < 1 or self.lookup < 0:
+            raise EngineError("threads must be positive, lookup not negative")
 
 
 class Watcher(Protocol):

@@ -1,15 +1,13 @@
-"""Several questions decoding together in one llama.cpp context (continuous batching).
+"""Questions decoding together in one llama.cpp context (continuous batching), one
+question at a time included (`parallel` 1): the same code, so the same arithmetic.
 
 The category prefix is decoded once (or loaded from the prefix cache) into a template
-sequence; each question's sequence starts as a copy of it (llama_memory_seq_cp shares
-the cells in the unified KV cache), decodes its own suffix, then one token per step
-alongside the others. A finished sequence leaves and the next question takes its slot
-at once. A question with another prefix (the next category) enters only while at most
-`live_prefixes` prefixes are in use: the template then moves on to the new prefix and
-the earlier questions finish on the cells they share (see LIVE_PREFIXES). When the
-KV cache is full the newest sequence is put back in the queue and the batch goes on
-with fewer. With `lookup`, a generating sequence also decodes guessed next tokens
-(engine.lookup) and keeps those greedy decoding confirms.
+stream; each question's stream starts as a copy of it (llama_memory_seq_cp copies the
+cells, in order), reads its own suffix, then decodes one token per step alongside the
+others. A finished question leaves and the next takes its slot at once, whatever its
+category. With `lookup`, a generating question also decodes guessed next tokens
+(engine.lookup) and keeps those greedy decoding confirms. Every call is laid out
+canonically (engine.shapes), so each token is computed exactly as it would be alone.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmlupro_local.engine import (
-    LIVE_PREFIXES,
     EngineError,
     EngineSettings,
     Generation,
@@ -31,9 +28,10 @@ from mmlupro_local.engine import (
     StopReason,
     Watcher,
 )
-from mmlupro_local.engine.handles import Entry, LlamaContext, LlamaModel
+from mmlupro_local.engine.handles import LlamaContext, LlamaModel
 from mmlupro_local.engine.lookup import Drafter
 from mmlupro_local.engine.prefixes import SavedPrefixes
+from mmlupro_local.engine.shapes import Entry
 
 
 @dataclass
@@ -41,7 +39,6 @@ class _Job:
     index: int
     tokens: list[int]
     boundary: int
-    prefix_id: int = 0  # jobs with equal prefixes share it
 
 
 @dataclass
@@ -67,8 +64,7 @@ class _Slot:
 
 
 class BatchedDecoder:
-    """Runs jobs in slots 0..n-1 with the template prefix in sequence n, at most
-    `live_prefixes` distinct prefixes in the cache at once."""
+    """Runs jobs in slots (streams) 0..n-1 with the template prefix in stream n."""
 
     def __init__(
         self,
@@ -77,15 +73,15 @@ class BatchedDecoder:
         settings: EngineSettings,
         prefixes: SavedPrefixes,
         parallel: int,
-        live_prefixes: int = LIVE_PREFIXES,
     ) -> None:
         self.model = model
         self.ctx = ctx
         self.settings = settings
         self.prefixes = prefixes
         self.parallel = parallel
-        self.live_prefixes = live_prefixes
-        self.template = parallel
+        self.rule = ctx.rule
+        # one question at a time keeps its prefix in its own stream: no copy, no template
+        self.template = template_stream(parallel)
         self.template_tokens: list[int] = []
         self.wall_seconds = 0.0
 
@@ -102,9 +98,14 @@ class BatchedDecoder:
     ) -> Iterator[tuple[int, Generation]]:
         began = time.perf_counter()
         queue = [self._job(i, job) for i, job in enumerate(jobs)]
-        ids: dict[tuple[int, ...], int] = {}
+        reach = self.settings.n_ctx - self.rule.max_stream_rows  # the rest is for padding
         for job in queue:
-            job.prefix_id = ids.setdefault(tuple(job.tokens[: job.boundary]), len(ids))
+            if len(job.tokens) + max_tokens > reach:
+                raise EngineError(
+                    f"the prompt ({len(job.tokens)} tokens) plus the budget ({max_tokens}) "
+                    f"does not fit the context ({reach})",
+                    setting="n_ctx",
+                )
         try:
             yield from self._run_queue(deque(queue), max_tokens, new_watcher, should_stop)
         finally:
@@ -124,8 +125,7 @@ class BatchedDecoder:
         self.ctx.clear()
         self.template_tokens = []
         began = time.perf_counter()
-        if not self._decode_prefix(prefix):
-            raise EngineError("the context is too small for the measurement")
+        self._decode_prefix(prefix)
         prompt_rate = prefix_len / (time.perf_counter() - began)
         rates = {
             n: self._timed_steps([[200 + s] for s in range(steps)], n, prefix_len) for n in widths
@@ -140,7 +140,7 @@ class BatchedDecoder:
 
     def _timed_steps(self, chunks: list[list[int]], width: int, start: int) -> float:
         """Tokens/s decoding each chunk in every one of `width` copies of the template,
-        all copies in one batch per chunk, with logits for every token."""
+        all copies in one call per chunk, with logits for every token."""
         for seq in range(width):
             self.ctx.copy(self.template, seq)
         began = time.perf_counter()
@@ -149,18 +149,16 @@ class BatchedDecoder:
             entries = [
                 (token, pos + i, seq, True) for seq in range(width) for i, token in enumerate(chunk)
             ]
-            if not self.ctx.decode(entries):
-                raise EngineError("the context is too small for the measurement", setting="n_ctx")
+            self.ctx.decode(entries)
             pos += len(chunk)
         rate = width * sum(map(len, chunks)) / (time.perf_counter() - began)
         for seq in range(width):
             self.ctx.remove(seq)
         return rate
 
-    def _ensure_template(self, prefix: list[int]) -> int | None:
-        """Put the prefix in the template sequence; returns the tokens decoded for it,
-        None when the KV cache has no room for it now. Sequences copied from the earlier
-        prefix keep its cells."""
+    def _ensure_template(self, prefix: list[int]) -> int:
+        """Put the prefix in the template stream; returns the tokens decoded for it.
+        Questions copied from the earlier prefix keep their own copies."""
         if self.template_tokens == prefix:
             return 0
         self.ctx.remove(self.template)
@@ -168,21 +166,17 @@ class BatchedDecoder:
         if self.prefixes.load(self.ctx, prefix, self.template):
             self.template_tokens = prefix
             return 0
-        if not self._decode_prefix(prefix):
+        try:
+            self._decode_prefix(prefix)
+        except EngineError:
             self.ctx.remove(self.template)
-            return None
+            raise
         self.template_tokens = prefix
         self.prefixes.save(self.ctx, prefix, self.template)
         return len(prefix)
 
-    def _decode_prefix(self, prefix: list[int]) -> bool:
-        size = self.settings.batch
-        for offset in range(0, len(prefix), size):
-            chunk = prefix[offset : offset + size]
-            entries = [(token, offset + i, self.template, False) for i, token in enumerate(chunk)]
-            if not self.ctx.decode(entries):
-                return False
-        return True
+    def _decode_prefix(self, prefix: list[int]) -> None:
+        self.ctx.decode([(token, i, self.template, False) for i, token in enumerate(prefix)])
 
     def _run_queue(
         self,
@@ -192,39 +186,18 @@ class BatchedDecoder:
         should_stop: Callable[[], bool],
     ) -> Iterator[tuple[int, Generation]]:
         slots: dict[int, _Slot] = {}
-        limit = self.parallel
         while queue or slots:
             if should_stop():
                 for slot in slots.values():
-                    self.ctx.remove(slot.seq)
+                    self._release(slot)
                 return
-            while queue and len(slots) < limit:
-                job = queue[0]
-                if job.tokens[: job.boundary] != self.template_tokens:
-                    live = {s.job.prefix_id for s in slots.values()} | {job.prefix_id}
-                    if len(live) > self.live_prefixes:
-                        break  # wait for an earlier category's questions to finish
+            while queue and len(slots) < self.parallel:
+                job = queue.popleft()
                 seq = min(set(range(self.parallel)) - set(slots))
-                admitted = self._admit(job, seq, new_watcher(job.index))
-                if admitted is None:
-                    if not slots:
-                        raise EngineError(
-                            "the context is too small for the prompt prefix", setting="n_ctx"
-                        )
-                    break  # no room for the new prefix until a question finishes
-                slots[seq] = admitted
-                queue.popleft()
+                slots[seq] = self._admit(job, seq, new_watcher(job.index))
             entries, takes = self._plan(slots)
             step = time.perf_counter()
-            if not self.ctx.decode(entries):  # no room in the KV cache: shed the newest
-                if len(slots) == 1:
-                    raise EngineError("the context is too small for one question", setting="n_ctx")
-                newest = max(slots.values(), key=lambda s: s.began)
-                self.ctx.remove(newest.seq)
-                queue.appendleft(newest.job)
-                del slots[newest.seq]
-                limit = len(slots)
-                continue
+            self.ctx.decode(entries)
             _commit(slots, takes)
             spent = (time.perf_counter() - step) / len(slots)
             for seq in sorted(slots):
@@ -234,19 +207,17 @@ class BatchedDecoder:
                     slot.prompt_spent += spent
                 reason = self._advance(slot, max_tokens)
                 if reason is not None:
-                    self.ctx.remove(seq)
+                    self._release(slot)
                     del slots[seq]
-                    limit = min(self.parallel, limit + 1)  # its cells are free again
                     yield slot.job.index, self._result(slot, reason)
 
-    def _admit(self, job: _Job, seq: int, watcher: Watcher) -> _Slot | None:
-        """A slot for the job, its sequence a copy of the template holding its prefix.
+    def _admit(self, job: _Job, seq: int, watcher: Watcher) -> _Slot:
+        """A slot for the job, its stream a copy of the template holding its prefix.
         The job that brings a new prefix is charged for decoding it."""
         before = self.decode_seconds
         prefix_decoded = self._ensure_template(job.tokens[: job.boundary])
-        if prefix_decoded is None:
-            return None
-        self.ctx.copy(self.template, seq)
+        if seq != self.template:
+            self.ctx.copy(self.template, seq)
         slot = _Slot(
             seq, job, watcher, job.tokens[job.boundary :], job.boundary, time.perf_counter()
         )
@@ -256,26 +227,22 @@ class BatchedDecoder:
         slot.spent = slot.prompt_spent = self.decode_seconds - before
         return slot
 
+    def _release(self, slot: _Slot) -> None:
+        """Drop a finished question's cells (in the template's stream, all but the prefix)."""
+        self.ctx.remove(slot.seq, slot.job.boundary if slot.seq == self.template else -1)
+
     def _plan(self, slots: dict[int, _Slot]) -> tuple[list[Entry], dict[int, int]]:
-        """This step's batch and how many pending tokens of each slot it holds: the
-        tokens of every generating slot first (its next token and any guesses), then
-        suffix tokens of the slots still reading their prompt, as far as the batch size
-        allows. Entries go in seq order, so the same slots always make the same batch.
-        Nothing is consumed until _commit: a batch llama.cpp refuses leaves slots as
-        they were (only guesses beyond the batch room are dropped here)."""
-        room = self.settings.batch
-        ordered = sorted(slots.items())
+        """This step's entries and how many pending tokens of each slot they hold: each
+        generating slot's next token and its guesses, and the next part of each prompt
+        still being read (as much as one call of a stream holds). Entries go in stream
+        order; the context splits them into canonical calls. Nothing is consumed until
+        _commit."""
         take: dict[int, int] = {}
-        # stable sort: generating slots first, each group in seq order
-        for _, slot in sorted(ordered, key=lambda item: not _generating(item[1])):
-            if _generating(slot) and len(slot.pending) > room:  # guesses wait, not tokens
-                del slot.pending[max(room, 1) :]
-            take[slot.seq] = min(len(slot.pending), room)
-            room -= take[slot.seq]
         entries: list[Entry] = []
-        for seq, slot in ordered:
-            n = take[seq]
-            done = n > 0 and n == len(slot.pending)
+        for seq, slot in sorted(slots.items()):
+            room = len(slot.pending) if _generating(slot) else self.rule.max_stream_rows
+            n = take[seq] = min(len(slot.pending), room)
+            done = n == len(slot.pending)
             guesses = len(slot.pending) - 1 if _generating(slot) else 0
             first_logits = n - 1 - guesses if done else n  # guesses need theirs too
             slot.logit_at = len(entries) + first_logits if done else -1
@@ -336,6 +303,12 @@ class BatchedDecoder:
             guessed_tokens=slot.guessed,
             prompt_seconds=slot.prompt_spent,
         )
+
+
+def template_stream(parallel: int) -> int:
+    """The stream that holds the category prefix: one of its own beside `parallel` > 1
+    question streams, the question's own with one at a time."""
+    return parallel if parallel > 1 else 0
 
 
 def _generating(slot: _Slot) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,20 +21,31 @@ os.environ.setdefault("GGML_NO_BACKTRACE", "1")
 
 from mmlupro_local.engine import EngineError, EngineSettings, aborting, llamalog
 from mmlupro_local.engine.mode import Backend
+from mmlupro_local.engine.shapes import GGML_ENV, Call, Entry, ShapeRule, plan_calls
 from mmlupro_local.model.hardware import apple_silicon
 
-Entry = tuple[int, int, int, bool]  # token, position, sequence, wants logits
+os.environ.update(GGML_ENV)  # read by ggml once, at its first matrix product
+
 _KV_TYPES = {"f16": L.GGML_TYPE_F16, "q8_0": L.GGML_TYPE_Q8_0, "q4_0": L.GGML_TYPE_Q4_0}
 
 
 class LlamaModel:
     """The weights and the vocabulary."""
 
-    def __init__(self, path: Path, gpu_layers: int, *, architecture: str, bos_text: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        gpu_layers: int,
+        *,
+        architecture: str,
+        bos_text: str,
+        rule: ShapeRule,
+    ) -> None:
         llamalog.install()
         L.llama_backend_init()
         params = L.llama_model_default_params()
         params.n_gpu_layers = gpu_layers if gpu_layers >= 0 else 999
+        params.use_extra_bufts = rule.repack  # repacked kernels take rows in blocks of 4
         self.handle = L.llama_model_load_from_file(str(path).encode(), params)
         if not self.handle:
             detail = llamalog.recent("error") or llamalog.recent()
@@ -92,18 +104,23 @@ class LlamaModel:
 
 
 class LlamaContext:
-    """A context over a model: its KV cache, one batch buffer and a greedy sampler.
-    `decode_seconds` counts the time spent inside llama_decode."""
+    """A context over a model: a KV stream per sequence, each of `settings.n_ctx` cells,
+    one batch buffer and a greedy sampler. Every decode is split into canonical calls
+    (engine.shapes); the greedy choice (and, if asked, the logits) of each entry that
+    wants logits is read right after its call. `decode_seconds` counts the time spent
+    inside llama_decode."""
 
-    def __init__(self, model: LlamaModel, settings: EngineSettings, n_seq: int) -> None:
+    def __init__(
+        self, model: LlamaModel, settings: EngineSettings, n_seq: int, rule: ShapeRule
+    ) -> None:
+        self.rule = rule
+        self.capacity = rule.capacity(n_seq)
         params = L.llama_context_default_params()
-        params.n_ctx = settings.n_ctx
-        params.n_batch = settings.batch
-        params.n_ubatch = settings.batch
+        params.n_ctx = settings.n_ctx * n_seq
+        params.n_batch = params.n_ubatch = self.capacity
         params.n_seq_max = n_seq
-        # llama.cpp reserves an output row per sequence and asserts it fits this bound
-        params.n_outputs_max = max(settings.batch, n_seq)
-        params.kv_unified = n_seq > 1
+        params.n_outputs_max = self.capacity
+        params.kv_unified = False  # a stream per sequence keeps its cells in position order
         params.n_threads = settings.threads
         params.n_threads_batch = settings.threads
         params.no_perf = True
@@ -116,77 +133,111 @@ class LlamaContext:
         self.handle = L.llama_init_from_model(model.handle, params)
         if not self.handle:
             raise EngineError(
-                f"llama.cpp could not create a context of {settings.n_ctx} tokens "
+                f"llama.cpp could not create a context of {n_seq} x {settings.n_ctx} tokens "
                 f"({llamalog.recent('error') or 'probably out of memory'})",
                 setting="n_ctx",
             )
         self.n_ctx = settings.n_ctx
-        self.batch_size = settings.batch
-        self._batch = L.llama_batch_init(settings.batch, 0, 1)
+        self.n_seq = n_seq
+        self.n_vocab = model.n_vocab
+        self._batch = L.llama_batch_init(self.capacity, 0, 1)
         self._sampler = L.llama_sampler_init_greedy()
         self._memory = L.llama_get_memory(self.handle)
+        self._chosen: dict[int, int] = {}  # entry -> its greedy token, after the last decode
+        self._logits: dict[int, Any] = {}  # entry -> a copy of its logits, when kept
+        self._copying: set[int] = set()  # streams whose copies llama.cpp has not made yet
         self.decode_seconds = 0.0
+        self.calls = 0
         self._abort_callback = aborting.NO_CALLBACK
 
-    def decode(self, entries: Sequence[Entry]) -> bool:
-        """Decode one batch. False when the KV cache has no room for it (llama_decode's
-        1: nothing was decoded, the caller may retry with less); any other failure raises."""
-        if len(entries) > self.batch_size:
-            raise EngineError(f"a batch of {len(entries)} tokens exceeds {self.batch_size}")
+    def decode(self, entries: Sequence[Entry], *, keep_logits: bool = False) -> None:
+        """Decode the entries (each sequence's in position order) in canonical calls.
+        Raises EngineError when a stream has no room (the context is too small)."""
+        self._chosen, self._logits = {}, {}
+        for call in plan_calls(entries, self.rule):
+            self._call(call, keep_logits)
+
+    def _call(self, call: Call, keep_logits: bool) -> None:
         batch = self._batch
-        for i, (token, pos, seq, logits) in enumerate(entries):
+        for i, (token, pos, seq, logits) in enumerate(call.rows):
             batch.token[i] = token
             batch.pos[i] = pos
             batch.n_seq_id[i] = 1
             batch.seq_id[i][0] = seq
             batch.logits[i] = logits
-        batch.n_tokens = len(entries)
+        batch.n_tokens = len(call.rows)
         wanted = aborting.callback()
         if self._abort_callback is not wanted:
             self._abort_callback = wanted
             L.llama_set_abort_callback(self.handle, wanted, None)
         began = time.perf_counter()
-        rc = int(L.llama_decode(self.handle, batch))
-        self.decode_seconds += time.perf_counter() - began
+        try:
+            rc = int(L.llama_decode(self.handle, batch))
+        finally:
+            self.decode_seconds += time.perf_counter() - began
+            for seq, start in call.padding.items():
+                self.remove(seq, start)
+        self.calls += 1
+        self._copying.clear()  # llama_decode makes pending stream copies before anything
         aborting.raise_if_aborted()
         if rc == 1:
-            return False
+            raise EngineError(
+                f"a question's KV stream is full ({self.n_ctx} tokens)", setting="n_ctx"
+            )
         if rc != 0:
             detail = llamalog.recent("error")
             raise EngineError(f"llama_decode failed (code {rc}){': ' + detail if detail else ''}")
-        return True
+        for row, (entry, (_, _, _, logits)) in enumerate(zip(call.entries, call.rows, strict=True)):
+            if entry < 0 or not logits:
+                continue
+            self._chosen[entry] = int(L.llama_sampler_sample(self._sampler, self.handle, row))
+            if keep_logits:
+                import numpy as np
 
-    def sample(self, row: int = -1) -> int:
-        """The greedy choice from the logits of batch row `row` (-1: the last)."""
-        return int(L.llama_sampler_sample(self._sampler, self.handle, row))
+                pointer = L.llama_get_logits_ith(self.handle, row)
+                self._logits[entry] = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
 
-    def logits(self, row: int, n_vocab: int) -> Any:
-        """A copy of batch row `row`'s logits (float32, n_vocab) as a numpy array."""
-        import numpy as np
+    def _next_position(self, seq: int) -> int:
+        return int(L.llama_memory_seq_pos_max(self._memory, seq)) + 1
 
-        pointer = L.llama_get_logits_ith(self.handle, row)
-        return np.ctypeslib.as_array(pointer, shape=(n_vocab,)).copy()
+    def sample(self, entry: int) -> int:
+        """The greedy choice at entry `entry` of the last decode."""
+        return self._chosen[entry]
+
+    def logits(self, entry: int) -> Any:
+        """A copy of entry `entry`'s logits (float32, numpy), of a decode that kept them."""
+        return self._logits[entry]
 
     def remove(self, seq: int, start: int = -1, end: int = -1) -> None:
         """Drop sequence `seq`'s cells at positions [start, end) (-1: open)."""
         L.llama_memory_seq_rm(self._memory, seq, start, end)
 
     def copy(self, source: int, target: int) -> None:
-        """`target` shares all of `source`'s cells (unified KV cache)."""
+        """`target`'s stream becomes a copy of `source`'s (the same cells, in the same
+        order). llama.cpp copies the data at the next llama_decode: until then nothing
+        may write into `source` but a decode (load_state waits for it)."""
+        self._copying.add(source)
         L.llama_memory_seq_cp(self._memory, source, target, -1, -1)
 
     def clear(self) -> None:
         L.llama_memory_clear(self._memory, True)
 
     def save_state(self, seq: int) -> bytes:
+        """`seq`'s cells as its stream's block alone, so that the state loads into any
+        stream of any context ("" if llama.cpp gives none)."""
         size = L.llama_state_seq_get_size(self.handle, seq)
         buffer = (ctypes.c_uint8 * size)()
         written = L.llama_state_seq_get_data(self.handle, buffer, size, seq)
-        return ctypes.string_at(buffer, written) if written else b""
+        return stream_block(ctypes.string_at(buffer, written), seq) if written else b""
 
-    def load_state(self, seq: int, payload: bytes) -> bool:
-        """Restore a saved state into `seq`; False (and `seq` left empty) if llama.cpp
-        refuses it."""
+    def load_state(self, seq: int, block: bytes) -> bool:
+        """Restore a saved stream block into `seq`; False (and `seq` left empty) if
+        llama.cpp refuses it."""
+        if seq in self._copying:  # let llama.cpp copy the old cells out first
+            start = self._next_position(seq)
+            self._call(Call([(0, start, seq, False), (0, start + 1, seq, False)], [-1, -1],
+                            {seq: start}), keep_logits=False)  # fmt: skip
+        payload = with_streams(block, seq, self.n_seq)
         buffer = (ctypes.c_uint8 * len(payload)).from_buffer_copy(payload)
         if L.llama_state_seq_set_data(self.handle, buffer, len(payload), seq) == 0:
             self.remove(seq)
@@ -199,6 +250,35 @@ class LlamaContext:
             L.llama_sampler_free(self._sampler)
             L.llama_batch_free(self._batch)
             self.handle = None
+
+
+# A sequence's state as llama.cpp writes it: a magic number and the sequence, then its KV
+# cache's: the stream count, and per stream its cell count and (if any) its cells; a
+# sequence's cells are all in its own stream.
+_STATE_MAGIC = 0xAF143CD8
+_HEADER = struct.Struct("<Ii")
+_COUNT = struct.Struct("<I")
+
+
+def stream_block(state: bytes, seq: int) -> bytes:
+    """The block of stream `seq` out of a sequence's state ("" if it is not one)."""
+    if len(state) < _HEADER.size + _COUNT.size:
+        return b""
+    magic, _ = _HEADER.unpack_from(state)
+    (streams,) = _COUNT.unpack_from(state, _HEADER.size)
+    body = state[_HEADER.size + _COUNT.size :]
+    before, after = _COUNT.size * seq, _COUNT.size * (streams - seq - 1)
+    if magic != _STATE_MAGIC or seq >= streams or len(body) <= before + after:
+        return b""
+    if body[:before] != bytes(before) or body[len(body) - after :] != bytes(after):
+        return b""
+    return body[before : len(body) - after]
+
+
+def with_streams(block: bytes, seq: int, streams: int) -> bytes:
+    """A sequence's state for stream `seq` of a context of `streams` streams."""
+    head = _HEADER.pack(_STATE_MAGIC, seq) + _COUNT.pack(streams)
+    return head + bytes(_COUNT.size * seq) + block + bytes(_COUNT.size * (streams - seq - 1))
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

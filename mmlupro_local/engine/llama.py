@@ -6,15 +6,14 @@ temperature 0.8, n_ctx 512) are wrong for this job. Here every setting is explic
 decoding is greedy, text is detokenized incrementally, and the KV cache keeps the
 category prefix between questions.
 
-Reproducibility: a prompt's prefix (up to the question) is always decoded as its own
-run of batches from position 0, and the question after it, whether or not the prefix
-was already in the cache. The computation for a question is then the same in a fresh
-run, a resumed run or mid-way through a category.
+Reproducibility: every decode is laid out canonically (engine.shapes) in a KV stream
+of the question's own, so a token's logits are the same whatever else is decoded with
+it: one question at a time or several, with or without lookup guesses, a prefix decoded
+or loaded from the cache, a fresh run or a resumed one.
 """
 
 from __future__ import annotations
 
-import codecs
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -27,7 +26,6 @@ from mmlupro_local.engine import (
     Generation,
     Job,
     NewWatcher,
-    StopReason,
     Watcher,
     never_stop,
 )
@@ -35,12 +33,14 @@ from mmlupro_local.engine.batched import BatchedDecoder
 from mmlupro_local.engine.handles import (
     LlamaContext,
     LlamaModel,
+    backend,
     common_prefix,
     log_softmax,
     system_info,
 )
 from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.engine.prefixes import SavedPrefixes
+from mmlupro_local.engine.shapes import rule_for, streams
 from mmlupro_local.model.gguf import read_gguf
 
 
@@ -50,40 +50,43 @@ class LlamaEngine:
         token counts say how large it must be."""
         self.info = read_gguf(model)  # a wrong or truncated file fails here, clearly
         self.settings = settings
+        self.rule = rule_for(backend(settings.gpu_layers), settings.flash_attn)
         self.model = LlamaModel(
             model,
             settings.gpu_layers,
             architecture=self.info.architecture,
             bos_text=self.info.token("bos"),
+            rule=self.rule,
         )
         self.ctx: LlamaContext | None = None
         self._parallel = 1
         self._batched: BatchedDecoder | None = None
         self._kv: list[int] = []  # tokens whose keys and values are in sequence 0's cells
-        self.prefixes = SavedPrefixes(None, "", settings)
+        self.prefixes = SavedPrefixes(None, "", settings, self.rule)
 
     def open_context(self, n_ctx: int, parallel: int = 1) -> None:
-        """A context of n_ctx tokens; with parallel > 1 (or lookup), one sequence per
-        question slot plus a template sequence, in a unified KV cache they share cells of."""
+        """A context in which one question may reach n_ctx tokens: a KV stream of that
+        size (and room for a call's padding) per question slot, and one for the template."""
         if self.ctx is not None:
             self.ctx.close()
             self.ctx = None
-        self.settings = replace(self.settings, n_ctx=n_ctx)
+        self.settings = replace(self.settings, n_ctx=self.rule.stream_cells(n_ctx))
         self.prefixes.settings = self.settings
         self._parallel = parallel
-        batched = parallel > 1 or self.settings.lookup > 0
-        self.ctx = LlamaContext(self.model, self.settings, parallel + 1 if batched else 1)
+        self.ctx = LlamaContext(self.model, self.settings, streams(parallel), self.rule)
         self._kv = []
-        self._batched = (
-            BatchedDecoder(self.model, self.ctx, self.settings, self.prefixes, parallel)
-            if batched
-            else None
-        )
+        self._batched = BatchedDecoder(self.model, self.ctx, self.settings, self.prefixes, parallel)
 
     def _context(self) -> LlamaContext:
         if self.ctx is None:
             raise EngineError("open_context() must come before generating")
         return self.ctx
+
+    def _decoder(self) -> BatchedDecoder:
+        if self._batched is None:
+            raise EngineError("open_context() must come before generating")
+        self._kv = []  # the decoder uses sequence 0 too
+        return self._batched
 
     # -- text <-> tokens ---------------------------------------------------------------
 
@@ -93,33 +96,24 @@ class LlamaEngine:
     # -- decoding ----------------------------------------------------------------------
 
     def _decode(self, tokens: Sequence[int], start: int, *, logits_last: bool) -> float:
-        """Decode tokens at positions start.. of sequence 0 in batches; returns the
-        seconds spent in llama_decode."""
+        """Decode tokens at positions start.. of sequence 0 (the last one's logits kept
+        if asked); returns the seconds spent in llama_decode."""
         ctx = self._context()
         before = ctx.decode_seconds
-        size = self.settings.batch
-        for offset in range(0, len(tokens), size):
-            chunk = tokens[offset : offset + size]
-            last = logits_last and offset + len(chunk) == len(tokens)
-            entries = [
-                (token, start + offset + i, 0, last and i == len(chunk) - 1)
-                for i, token in enumerate(chunk)
-            ]
-            try:
-                fitted = ctx.decode(entries)
-            except EngineError:
-                self._reset_cache()
-                raise
-            if not fitted:
-                self._reset_cache()
-                raise EngineError(
-                    f"the context is full at position {start + offset}", setting="n_ctx"
-                )
-            self._kv.extend(chunk)
+        entries = [
+            (token, start + i, 0, logits_last and i == len(tokens) - 1)
+            for i, token in enumerate(tokens)
+        ]
+        try:
+            ctx.decode(entries, keep_logits=logits_last)
+        except EngineError:
+            self._reset_cache()
+            raise
+        self._kv.extend(tokens)
         return ctx.decode_seconds - before
 
     def _reset_cache(self) -> None:
-        self._context().clear()
+        self._context().remove(0)
         self._kv = []
 
     def _prepare(self, tokens: list[int], boundary: int) -> tuple[int, float]:
@@ -127,6 +121,8 @@ class LlamaEngine:
         the rest; returns how many prompt tokens were decoded and the seconds it took."""
         spent = 0.0
         decoded = 0
+        if self._batched is not None:  # sequence 0 no longer holds what the decoder left
+            self._batched.template_tokens = []
         if boundary and self._kv[:boundary] == tokens[:boundary]:
             self._context().remove(0, boundary)
             del self._kv[boundary:]
@@ -158,51 +154,13 @@ class LlamaEngine:
         watcher: Watcher,
         should_stop: Callable[[], bool] = never_stop,
     ) -> Generation:
-        ctx = self._context()
-        began = time.perf_counter()
-        tokens, boundary = self.model.split_prompt(prompt, prefix_chars)
-        if len(tokens) + max_tokens > self.settings.n_ctx:
-            raise EngineError(
-                f"the prompt ({len(tokens)} tokens) plus the budget ({max_tokens}) "
-                f"does not fit the context ({self.settings.n_ctx})",
-                setting="n_ctx",
-            )
-        decoded, spent = self._prepare(tokens, boundary)
-        prompt_spent = spent
-        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        reason: StopReason = "length"
-        generated = 0
-        forcing: list[int] = []  # tokens the watcher forces, taken instead of sampling
-        while generated < max_tokens:
-            if should_stop():
-                reason = "interrupted"
-                break
-            token = forcing.pop(0) if forcing else ctx.sample()
-            if self.model.is_end(token):
-                reason = "eos"
-                break
-            generated += 1
-            stopped = watcher.feed(utf8.decode(self.model.piece(token)))
-            if stopped:
-                reason = stopped
-                break
-            text = watcher.take_forced()
-            if text:
-                forcing = self.model.tokenize(text, bos=False)
-            if generated < max_tokens:
-                spent += self._decode([token], len(self._kv), logits_last=True)
-        if reason in ("length", "eos"):
-            watcher.feed(utf8.decode(b"", final=True))
-        return Generation(
-            text=watcher.text,
-            prompt_tokens=len(tokens),
-            decoded_prompt_tokens=decoded,
-            generated_tokens=generated,
-            seconds=time.perf_counter() - began,
-            decode_seconds=spent,
-            stop_reason=reason,
-            prompt_seconds=prompt_spent,
-        )
+        """One prompt's answer (what generate_many gives it)."""
+        job = Job(prompt, prefix_chars)
+        for _, generation in self.generate_many(
+            [job], max_tokens=max_tokens, new_watcher=lambda _: watcher, should_stop=should_stop
+        ):
+            return generation
+        return Generation(watcher.text, 0, 0, 0, 0.0, 0.0, "interrupted")
 
     def generate_many(
         self,
@@ -214,20 +172,7 @@ class LlamaEngine:
     ) -> Iterator[tuple[int, Generation]]:
         """(index, generation) for each job, in the order they finish; stops early,
         leaving the rest undone, once should_stop() is true."""
-        if self._batched is None:
-            for index, job in enumerate(jobs):
-                generation = self.generate(
-                    job.text,
-                    job.prefix_chars,
-                    max_tokens=max_tokens,
-                    watcher=new_watcher(index),
-                    should_stop=should_stop,
-                )
-                if generation.stop_reason == "interrupted":
-                    return
-                yield index, generation
-            return
-        yield from self._batched.run(jobs, max_tokens, new_watcher, should_stop)
+        yield from self._decoder().run(jobs, max_tokens, new_watcher, should_stop)
 
     def score_many(
         self, jobs: Sequence[Job], *, should_stop: Callable[[], bool] = never_stop
@@ -263,7 +208,8 @@ class LlamaEngine:
                 # the prefix kept in the cache, as far as this context agrees with it
                 d, s = self._prepare(context, common_prefix(context, tokens[:boundary]))
                 decoded, spent = decoded + d, spent + s
-                first[tuple(context)] = log_softmax(self._context().logits(-1, self.model.n_vocab))
+                last = len(context) - common_prefix(context, tokens[:boundary]) - 1
+                first[tuple(context)] = log_softmax(self._context().logits(last))
             total = float(first[tuple(context)][continuation[0]])
             if len(continuation) > 1:  # rare: a choice of several tokens
                 total, extra = self._score_rest(continuation, n, total)
@@ -288,10 +234,9 @@ class LlamaEngine:
         ctx = self._context()
         before = ctx.decode_seconds
         entries = [(t, start + i, 0, True) for i, t in enumerate(continuation[:-1])]
-        if not ctx.decode(entries):
-            raise EngineError(f"the context is full at position {start}", setting="n_ctx")
+        ctx.decode(entries, keep_logits=True)
         for row, token in enumerate(continuation[1:]):
-            total += float(log_softmax(ctx.logits(row, self.model.n_vocab))[token])
+            total += float(log_softmax(ctx.logits(row))[token])
         ctx.remove(0, start)
         return total, ctx.decode_seconds - before
 
@@ -300,7 +245,7 @@ class LlamaEngine:
     ) -> tuple[float, dict[int, float], float]:
         """(prompt tokens/s, generation tokens/s by number of sequences, tokens/s checking
         `guesses` guesses per step); needs a context opened with parallel >= max(widths, 2)."""
-        if self._batched is None or self._parallel < max(widths):
+        if self._batched is None or self._parallel < max(widths) or self._parallel < 2:
             raise EngineError("measure_throughput needs open_context(n_ctx, parallel >= widths)")
         return self._batched.measure(widths, guesses)
 
@@ -309,7 +254,7 @@ class LlamaEngine:
             **system_info(),
             "n_ctx": self.settings.n_ctx,
             "threads": self.settings.threads,
-            "batch": self.settings.batch,
+            "shapes": self.rule.name,
             "gpu_layers": self.settings.gpu_layers,
             "flash_attn": self.settings.flash_attn,
             "kv_type": self.settings.kv_type,

@@ -10,23 +10,28 @@ import llama_cpp as L
 from mmlupro_local.engine import EngineSettings
 from mmlupro_local.engine.handles import LlamaContext
 from mmlupro_local.engine.prefix_cache import PrefixCache, cache_key
+from mmlupro_local.engine.shapes import ShapeRule
 
 
 class SavedPrefixes:
-    """`identity` names everything that shapes a state besides the tokens and the
-    engine settings (the model file); no cache means nothing is saved or loaded."""
+    """`identity` names everything that shapes a state besides the tokens, the engine
+    settings and the shape rule (the model file); no cache: nothing saved or loaded."""
 
-    def __init__(self, cache: PrefixCache | None, identity: str, settings: EngineSettings) -> None:
+    def __init__(
+        self, cache: PrefixCache | None, identity: str, settings: EngineSettings, rule: ShapeRule
+    ) -> None:
         self.cache = cache
         self.identity = identity
         self.settings = settings
+        self.rule = rule
 
     def _key(self, tokens: Sequence[int]) -> str:
         s = self.settings
         return cache_key(
             self.identity,
             L.__version__,
-            s.batch,
+            self.rule.name,
+            s.threads,
             s.flash_attn,
             s.gpu_layers,
             s.kv_type,

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from mmlupro_local.engine import EngineError, EngineSettings
-from mmlupro_local.engine.handles import LlamaContext, LlamaModel, common_prefix, log_softmax
+from mmlupro_local.engine.handles import (
+    LlamaContext,
+    LlamaModel,
+    backend,
+    common_prefix,
+    log_softmax,
+)
+from mmlupro_local.engine.shapes import rule_for
 from mmlupro_local.model.gguf import read_gguf
 
 
@@ -18,11 +25,13 @@ class TeacherForcing:
     def __init__(self, path: Path, settings: EngineSettings) -> None:
         self.info = read_gguf(path)
         self.settings = settings
+        self.rule = rule_for(backend(settings.gpu_layers), settings.flash_attn)
         self.model = LlamaModel(
             path,
             settings.gpu_layers,
             architecture=self.info.architecture,
             bos_text=self.info.token("bos"),
+            rule=self.rule,
         )
         self.n_vocab = self.model.n_vocab
         self.ctx: LlamaContext | None = None
@@ -43,8 +52,8 @@ class TeacherForcing:
         """A context for texts of up to n_tokens (the longest, so that none resets it)."""
         if self.ctx is not None:
             self.ctx.close()
-        n_ctx = -(-(n_tokens + 1) // 256) * 256
-        self.ctx = LlamaContext(self.model, replace(self.settings, n_ctx=n_ctx), 1)
+        n_ctx = self.rule.stream_cells(n_tokens + 1)
+        self.ctx = LlamaContext(self.model, replace(self.settings, n_ctx=n_ctx), 1, self.rule)
         self._kv = []
 
     def log_probs(self, tokens: list[int], start: int) -> Iterator[tuple[int, Any]]:
@@ -52,7 +61,7 @@ class TeacherForcing:
         (float64, the whole vocabulary) for it given everything before."""
         if start < 1:
             raise EngineError("teacher forcing needs at least one token before the answer")
-        if self.ctx is None or self.ctx.n_ctx < len(tokens):
+        if self.ctx is None or self.ctx.n_ctx < len(tokens) + self.rule.max_stream_rows:
             self.reserve(len(tokens))
         ctx = self.ctx
         assert ctx is not None
@@ -61,17 +70,16 @@ class TeacherForcing:
         keep = common_prefix(self._kv, tokens[: start - 1])
         ctx.remove(0, keep)
         self._kv = tokens[:-1]
-        step = self.settings.batch
+        step = self.rule.max_stream_rows
         for begin in range(keep, len(tokens) - 1, step):
             entries = [
                 (tokens[p], p, 0, p >= start - 1)
                 for p in range(begin, min(begin + step, len(tokens) - 1))
             ]
-            if not ctx.decode(entries):
-                raise EngineError(f"no room for {len(tokens)} tokens", setting="n_ctx")
+            ctx.decode(entries, keep_logits=True)
             for row, (_, position, _, wanted) in enumerate(entries):
                 if wanted:
-                    yield tokens[position + 1], log_softmax(ctx.logits(row, self.n_vocab))
+                    yield tokens[position + 1], log_softmax(ctx.logits(row))
 
     def close(self) -> None:
         if self.ctx is not None:

@@ -250,7 +250,14 @@ def noise_floor(a: RunReport, other: RunReport) -> NoiseFloor:
             f"{a.method}; a noise floor compares one method in two engine modes"
         )
     mode_a, mode_other = a.mode, other.mode
-    if mode_a == mode_other:
+    if a.arithmetic == other.arithmetic:
+        if a.identity.arithmetic() != a.identity.mode():  # an exact shape rule
+            raise MmluProError(
+                f"{a.path} and {other.path} compute every token the same way (canonical "
+                f"decode shapes, {a.arithmetic}): --parallel and --lookup change no answer, "
+                "so their noise floor is zero. A noise floor needs a run whose arithmetic "
+                "differs: other --threads, --kv-type, or a GPU"
+            )
         raise MmluProError(
             f"{a.path} and {other.path} ran in the same engine mode ({mode_a}); a noise floor "
             "needs another mode, such as --parallel 8 or --lookup 16"

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from mmlupro_local.engine.shapes import exact_rule
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.results.jsonform import OMIT_DEFAULT, SKIP, FormError, form, from_json, to_json
 
@@ -70,12 +71,19 @@ class GenerationIdentity:
     think_budget: int = field(default=0, metadata=OMIT_DEFAULT)  # 0: think blocks never cut
 
 
-@dataclass(frozen=True)
-class LocalEngineIdentity:
-    """The in-process engine: batching and kernels change the floating-point path, so
-    greedy choices can flip."""
+# the default prompt batch of the releases before canonical shapes, for their flags
+EARLIER_BATCH = 512
 
-    batch: int
+
+@dataclass(frozen=True, kw_only=True)
+class LocalEngineIdentity:
+    """The in-process engine. Under an exact shape rule (engine.shapes) every token is
+    computed the same way whatever --parallel and --lookup, so those two only say how it
+    ran; before it (a file with no `shapes`), batching changed the arithmetic, and with
+    it some greedy answers."""
+
+    batch: int = field(default=0, metadata=OMIT_DEFAULT)  # the prompt batch before rules
+    shapes: str = field(default="", metadata=OMIT_DEFAULT)  # the rule; "": before rules
     flash_attn: bool | None  # None: llama.cpp's automatic choice (an Intel Mac's GPU)
     kv_type: str
     gpu_layers: int
@@ -85,14 +93,18 @@ class LocalEngineIdentity:
     parallel: int = 1
     lookup: int = field(default=0, metadata=OMIT_DEFAULT)  # absent: off
 
+    @property
+    def exact(self) -> bool:
+        return exact_rule(self.shapes)
+
     def model_key(self, model_sha256: str) -> str:
         return model_sha256
 
-    def flags(self, default_batch: int) -> list[str]:
+    def flags(self) -> list[str]:
         """What, besides --parallel and --lookup, changes greedy answers, as flags."""
         flags = ["--no-flash-attn"] if self.flash_attn is False else []
         flags += [] if self.kv_type == "f16" else [f"--kv-type {self.kv_type}"]
-        flags += [] if self.batch == default_batch else [f"--batch {self.batch}"]
+        flags += [] if self.batch in (0, EARLIER_BATCH) else [f"--batch {self.batch}"]
         return flags + ([] if self.threads is None else [f"--threads {self.threads}"])
 
 
@@ -114,7 +126,7 @@ class ServerEngineIdentity:
     def model_key(self, model_sha256: str) -> str:
         return f"{self.url} {self.model}"
 
-    def flags(self, default_batch: int) -> list[str]:
+    def flags(self) -> list[str]:
         return []
 
 
@@ -143,11 +155,19 @@ class Identity:
         """What names the model: its file's hash, or the server and the model it served."""
         return self.engine.model_key(self.model_sha256)
 
-    def mode(self, default_batch: int) -> str:
-        """The engine mode as flags: what, besides the model, changes greedy answers."""
+    def mode(self) -> str:
+        """The engine mode as flags."""
         flags = [f"--parallel {self.engine.parallel}"]
         flags += [f"--lookup {self.engine.lookup}"] if self.engine.lookup else []
-        return " ".join(flags + self.engine.flags(default_batch))
+        return " ".join(flags + self.engine.flags())
+
+    def arithmetic(self) -> str:
+        """What, besides the model, changes greedy answers: the engine mode, except that
+        under an exact shape rule --parallel and --lookup change nothing."""
+        engine = self.engine
+        if isinstance(engine, LocalEngineIdentity) and engine.exact:
+            return " ".join([f"shapes {engine.shapes}", *engine.flags()])
+        return self.mode()
 
     def to_json(self) -> dict[str, Any]:
         return to_json(self)
@@ -167,18 +187,42 @@ ADDED_LATER = frozenset({"engine.threads", "engine.served"})
 ABSENT = {"method": "cot"}
 
 
+# how a question was computed, not what: under the same exact shape rule they change no answer
+HOW_IT_RAN = frozenset({"engine.parallel", "engine.lookup"})
+
+
+def resume_differences(file: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """Why a file of identity `file` cannot be resumed under `now` (JSON forms): [] if it can."""
+    engine, engine_now = file.get("engine") or {}, now.get("engine") or {}
+    local = engine.get("kind", "local") != "server"
+    if local and not engine.get("shapes") and engine_now.get("shapes"):
+        return [
+            "it was made by an earlier release, whose greedy answers changed with --parallel, "
+            "--lookup and --batch; this release computes every token the same way in every "
+            "mode (canonical decode shapes), so some answers differ from that file's. Start a "
+            "new --out, and `compare` the two runs to see which"
+        ]
+    same_rule = engine.get("shapes") == engine_now.get("shapes") and exact_rule(
+        str(engine_now.get("shapes", ""))
+    )
+    return differences(file, now, ignore=HOW_IT_RAN if same_rule else frozenset())
+
+
 def differences(
-    expected: Mapping[str, Any], actual: Mapping[str, Any], prefix: str = ""
+    expected: Mapping[str, Any],
+    actual: Mapping[str, Any],
+    prefix: str = "",
+    ignore: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Human-readable differences between two identities' JSON (the file's, then now)."""
     found = []
     for key in sorted(set(expected) | set(actual)):
         a, b = expected.get(key), actual.get(key)
         name = f"{prefix}{key}"
-        if key not in expected and name in ADDED_LATER:
+        if (key not in expected and name in ADDED_LATER) or name in ignore:
             continue
         if isinstance(a, Mapping) and isinstance(b, Mapping):
-            found.extend(differences(a, b, f"{name}."))
+            found.extend(differences(a, b, f"{name}.", ignore))
         elif a != b:
             a, b = (
                 (ABSENT.get(name, a) if a is None else a),

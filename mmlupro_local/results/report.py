@@ -13,7 +13,6 @@ from mmlupro_local.datasets.dataset import Dataset, load_dataset
 from mmlupro_local.datasets.items import item_model
 from mmlupro_local.datasets.summary import population_sizes
 from mmlupro_local.datasets.verify import leaks_answer
-from mmlupro_local.engine import EngineSettings
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.results.estimates import Estimate, FullScore, full_score, strict, with_guess
 from mmlupro_local.results.figures import (
@@ -53,7 +52,12 @@ class RunReport:
     @property
     def mode(self) -> str:
         """The engine mode as flags (those left at the engine's defaults unsaid)."""
-        return self.identity.mode(EngineSettings.batch)
+        return self.identity.mode()
+
+    @property
+    def arithmetic(self) -> str:
+        """What, besides the model, changes its greedy answers (Identity.arithmetic)."""
+        return self.identity.arithmetic()
 
     @property
     def method(self) -> str:
@@ -381,7 +385,7 @@ def _needed(report: RunReport, points: int) -> str:
 def mode_note(reports: list[RunReport]) -> str:
     """A line when the runs differ in engine mode (or method), which alone flips some
     greedy answers; "" when they do not."""
-    modes = {r.mode for r in reports}
+    modes = {r.arithmetic for r in reports}
     methods = {r.method for r in reports}
     notes = []
     if len(methods) > 1:
@@ -391,8 +395,8 @@ def mode_note(reports: list[RunReport]) -> str:
         )
     if len(modes) > 1:
         notes.append(
-            "the runs differ in engine mode (--parallel, --lookup, --threads...): "
-            "that alone flips some greedy answers; differences within the noise floor "
+            "the runs differ in how the engine computed (--threads, --kv-type, a GPU, or "
+            "an earlier release's batching): that alone flips some greedy answers; differences within the noise floor "
             "(README, 'compare --noise') are no evidence"
         )
     return "; ".join(notes)

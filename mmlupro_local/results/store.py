@@ -26,7 +26,7 @@ from mmlupro_local.results.records import (
     RunHeader,
     SchemaError,
     SessionEnd,
-    differences,
+    resume_differences,
 )
 
 try:  # fcntl is POSIX-only; on Windows the lock is skipped
@@ -289,7 +289,7 @@ class ResultsWriter:
                     f"cut an incomplete last line from {self.path} (killed mid-write)"
                 )
         if log.header is not None:
-            changed = differences(log.header.identity_json, identity.to_json())
+            changed = resume_differences(log.header.identity_json, identity.to_json())
             if changed:
                 model = log.header.model
                 if any(line.startswith("model_sha256") for line in changed) and model:

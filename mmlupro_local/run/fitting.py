@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from mmlupro_local.datasets.questions import Question
-from mmlupro_local.engine import CTX_STEP, LIVE_PREFIXES, round_ctx
+from mmlupro_local.engine import CTX_STEP, round_ctx
 from mmlupro_local.task.letter_prompt import build_letter_prompt
 from mmlupro_local.task.prompt import (
     ChatRenderer,
@@ -50,7 +50,6 @@ def prepare_prompts(
     *,
     max_tokens: int,
     ctx: int | None,
-    parallel: int,
     render: ChatRenderer | None,
     trained_ctx: int | None,
     count_tokens: Callable[[str], int],
@@ -58,8 +57,9 @@ def prepare_prompts(
     pad: bool = True,
     ctx_name: str = "",  # how warnings name the context: "--ctx N" unless given
 ) -> tuple[dict[int, Prompt], int]:
-    """Every prompt, fitted to the context; and the context size to open: without
-    `ctx`, the smallest that holds every prompt whole (no exemplar dropped); with it,
+    """Every prompt, fitted to the context; and the context size to open (what one
+    question may reach: each question has a KV stream of its own): without `ctx`, the
+    smallest that holds every prompt whole (no exemplar dropped); with it,
     prompts drop exemplars one at a time until they fit, as the official script does.
     A server's context is exact (`pad` False): llama.cpp's padding is for in-process."""
     budget = max_tokens
@@ -68,20 +68,11 @@ def prepare_prompts(
     }
     many = count_tokens.many if isinstance(count_tokens, TokenCounts) else None
     texts = [p.text for p in prompts.values()]
-    if many is not None:  # every prompt and every category's prefix, in one go
-        many(texts + [p.text[: p.prefix_chars] for p in prompts.values()])
+    if many is not None:  # every prompt, in one go
+        many(texts)
     counts = {qid: count_tokens(p.text) for qid, p in prompts.items()}
     if ctx is None:
-        # the live prefixes, shared, plus each parallel sequence's own question and budget
-        prefix: dict[str, int] = {}
-        for q in todo:
-            if q.category not in prefix:
-                p = prompts[q.question_id]
-                prefix[q.category] = count_tokens(p.text[: p.prefix_chars])
-        longest = max(counts.values())
-        own = max(counts[q.question_id] - prefix[q.category] for q in todo) + budget
-        shared = max(prefix.values()) * min(LIVE_PREFIXES, len(prefix))
-        n_ctx = round_ctx(max(longest + budget, shared + parallel * own))
+        n_ctx = round_ctx(max(counts.values()) + budget)
     else:
         n_ctx = round_ctx(ctx) if pad else ctx
         if n_ctx != ctx:

@@ -130,12 +130,12 @@ def _run(
         if todo:
             ctx = target.context(request.ctx, warnings)
             # before loading: the weights and the smallest context
-            target.check_memory(round_ctx(ctx or plan.budget_floor), warnings)
+            target.check_memory(round_ctx(ctx or plan.budget_floor), warnings, plan.parallel)
             engine = target.start(plan)
             try:
                 count = TokenCounts(target.counter(engine), target.count_many(engine))
                 prompts, n_ctx = _prompts(plan, todo, dataset, target, ctx, count, warnings)
-                target.check_memory(n_ctx, warnings)
+                target.check_memory(n_ctx, warnings, plan.parallel)
                 target.check_cuts(max((p.text for p in prompts.values()), key=len), warnings)
                 engine.open_context(n_ctx, plan.parallel)
                 cache = None
@@ -229,7 +229,6 @@ def _prompts(
         request.prompt,
         max_tokens=plan.budget,
         ctx=ctx,
-        parallel=plan.parallel,
         render=render,
         trained_ctx=target.trained_ctx,
         count_tokens=count,

@@ -1,8 +1,9 @@
 """The batched decoder (continuous batching, engine/batched.py) over a scripted handle
 layer: a "model" whose greedy choice depends only on the tokens a sequence holds, so
 every schedule must give each question the answer it gets alone. Covered: slots refilled
-as questions finish, a second category's prefix, a full KV cache shedding the newest
-question, prompt-lookup guesses kept and rolled back, forced text (a think budget)."""
+as questions finish, a second category's prefix, a stream too small for a question,
+prompt-lookup guesses kept and rolled back, forced text (a think budget), and the
+canonical calls the context is asked for (engine.shapes)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from mmlupro_local.engine import EngineError, EngineSettings, Job
 from mmlupro_local.engine.batched import BatchedDecoder
 from mmlupro_local.engine.prefixes import SavedPrefixes
+from mmlupro_local.engine.shapes import CPU_RULE, plan_calls
 
 END = "|"  # closes every prompt; answers never hold it
 
@@ -38,33 +40,32 @@ class ScriptedModel:
 
 
 class ScriptedContext:
-    """A KV cache of (seq, pos) -> token holding at most `capacity` cells; a logits row
-    is the sequence's history up to that cell, and sampling continues its answer."""
+    """A KV stream per sequence, (seq, pos) -> token, each of at most `capacity` cells;
+    an entry's greedy choice continues its sequence's answer. Records the canonical
+    calls each decode becomes."""
+
+    rule = CPU_RULE
 
     def __init__(self, capacity: int = 10_000) -> None:
         self.capacity = capacity
         self.cells: dict[int, dict[int, int]] = {}
         self.rows: list[tuple[int, int]] = []
         self.decode_seconds = 0.0
-        self.batches: list[int] = []  # each decoded batch's size
-        self.refused = 0  # batches refused for want of room
+        self.calls: list[int] = []  # each canonical call's row count
         self.cut = 0  # cells dropped from the end of a live sequence (guesses undone)
 
-    def decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> bool:
-        if sum(map(len, self.cells.values())) + len(entries) > self.capacity:
-            self.refused += 1
-            return False
-        self.rows = []
-        for token, pos, seq, logits in entries:
-            self.cells.setdefault(seq, {})[pos] = token
-            if logits:
-                self.rows.append((seq, pos))
-            else:
-                self.rows.append((-1, -1))
-        self.batches.append(len(entries))
-        return True
+    def decode(self, entries: Sequence[tuple[int, int, int, bool]], **_: object) -> None:
+        for call in plan_calls(entries, self.rule):
+            self.calls.append(len(call.rows))
+            for token, pos, seq, _ in call.rows:
+                self.cells.setdefault(seq, {})[pos] = token
+            for seq, start in call.padding.items():
+                self.remove(seq, start)
+        if any(len(cells) > self.capacity for cells in self.cells.values()):
+            raise EngineError("a question's KV stream is full", setting="n_ctx")
+        self.rows = [(seq, pos) if logits else (-1, -1) for _, pos, seq, logits in entries]
 
-    def sample(self, row: int = -1) -> int:
+    def sample(self, row: int) -> int:
         seq, pos = self.rows[row]
         history = "".join(chr(self.cells[seq][p]) for p in range(pos + 1))
         prompt, _, generated = history.partition(END)
@@ -121,17 +122,16 @@ def decode(
     parallel: int, *, capacity: int = 10_000, lookup: int = 0, forced: str = ""
 ) -> tuple[dict[int, str], ScriptedContext, int]:
     ctx = ScriptedContext(capacity)
-    settings = EngineSettings(threads=1, n_ctx=capacity, batch=8, lookup=lookup)
+    settings = EngineSettings(threads=1, n_ctx=capacity + CPU_RULE.max_stream_rows, lookup=lookup)
     decoder = BatchedDecoder(
         ScriptedModel(),
-        ctx,
-        settings,  # type: ignore[arg-type]
-        SavedPrefixes(None, "m", settings),
+        ctx,  # type: ignore[arg-type]
+        settings,
+        SavedPrefixes(None, "m", settings, CPU_RULE),
         parallel,
     )
     results: dict[int, str] = {}
     guessed = 0
-    # a fresh watcher each time a question is (re)admitted, as the task's Watchers makes
     for index, generation in decoder.run(
         JOBS, 64, lambda i: Recorder(forced, after=1), lambda: False
     ):
@@ -146,19 +146,14 @@ def test_every_question_gets_its_own_answer_whatever_the_schedule() -> None:
     expected = {i: answer_of(job.text) for i, job in enumerate(JOBS)}
     for parallel in (1, 2, 3, 6):
         results, ctx, _ = decode(parallel)
-        assert results == expected and ctx.refused == 0
-        assert max(ctx.batches) <= 8  # the batch size is respected
+        assert results == expected
+        # every call canonical: at least two rows, at most a stream's most or a row each
+        assert min(ctx.calls) == 2 and max(ctx.calls) <= CPU_RULE.capacity(parallel + 1)
 
 
-def test_a_full_kv_cache_sheds_the_newest_question_and_finishes_them_all() -> None:
-    # room for the template and two questions, not always three
-    results, ctx, _ = decode(3, capacity=52)
-    assert ctx.refused > 0
-    assert results == {i: answer_of(job.text) for i, job in enumerate(JOBS)}
-    with pytest.raises(EngineError, match="too small for one question"):
-        decode(1, capacity=30)
-    with pytest.raises(EngineError, match="too small for the prompt prefix"):
-        decode(1, capacity=5)
+def test_a_stream_too_small_for_a_question_is_refused_before_decoding() -> None:
+    with pytest.raises(EngineError, match="does not fit the context"):
+        decode(2, capacity=20)
 
 
 def test_lookup_guesses_are_kept_where_greedy_agrees_and_rolled_back_where_not() -> None:
@@ -176,5 +171,3 @@ def test_forced_text_is_decoded_as_if_generated() -> None:
         whole = answer_of(job.text)
         # the first piece, the forced text, then the answer from where it stands
         assert results[i] == whole[0] + "XY" + whole[3:]
-    # a question shed from a full cache starts again with a fresh watcher
-    assert decode(3, capacity=52, forced="XY")[0] == results

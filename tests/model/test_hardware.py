@@ -15,6 +15,7 @@ import pytest
 
 from fakes import invoke
 from mmlupro_local.engine import devices, handles
+from mmlupro_local.engine.shapes import CPU_RULE
 from mmlupro_local.model import hardware
 from mmlupro_local.model.gguf import read_gguf
 from mmlupro_local.model.memory import (
@@ -97,7 +98,7 @@ def test_llama_cpps_own_flash_attention_choice_is_what_the_context_asks_for(
     monkeypatch.setattr(handles.L, "llama_init_from_model", init)
     for choice in (None, True, False):
         with pytest.raises(EngineError):  # the patched init makes no context
-            handles.LlamaContext(NoModel, EngineSettings(threads=1, flash_attn=choice), 1)  # type: ignore[arg-type]
+            handles.LlamaContext(NoModel, EngineSettings(threads=1, flash_attn=choice), 1, CPU_RULE)  # type: ignore[arg-type]
     L = handles.L
     assert asked == [L.LLAMA_FLASH_ATTN_TYPE_AUTO, L.LLAMA_FLASH_ATTN_TYPE_ENABLED,
                      L.LLAMA_FLASH_ATTN_TYPE_DISABLED]  # fmt: skip

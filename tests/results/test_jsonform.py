@@ -5,7 +5,7 @@ path; files of every earlier release keep their bytes."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -94,9 +94,12 @@ def test_the_engine_part_is_read_by_its_kind(test_data: Path) -> None:
     )
     assert isinstance(server.engine, ServerEngineIdentity) and server.engine.parallel == 2
     assert server.model_key == f"{server.engine.url} fake-model"
-    assert local.mode(512) == "--parallel 2 --lookup 16 --threads 2"
-    assert local.mode(256) == "--parallel 2 --lookup 16 --batch 512 --threads 2"
-    assert server.mode(512) == "--parallel 2"
+    assert local.mode() == "--parallel 2 --lookup 16 --threads 2"
+    # before canonical shapes, the mode changed answers; under the exact rule it does not
+    assert local.arithmetic() == local.mode() and not local.engine.exact
+    exact = replace(local.engine, batch=0, shapes="cpu-streams-1")
+    assert replace(local, engine=exact).arithmetic() == "shapes cpu-streams-1 --threads 2"
+    assert server.mode() == "--parallel 2" == server.arithmetic()
     assert identity(RELEASES[2]).method == "logprob" and identity(RELEASES[0]).method == "cot"
 
 

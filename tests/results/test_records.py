@@ -15,9 +15,7 @@ from mmlupro_local.cli import main
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.results.records import ResultRecord, RunHeader, SchemaError
 from mmlupro_local.results.store import StoreError, read_results
-from mmlupro_local.run.request import RunRequest
 from mmlupro_local.run.runner import run
-from mmlupro_local.run.targets.gguf import GgufSpec
 
 
 def test_records_round_trip_byte_for_byte(release_file: Path) -> None:
@@ -28,51 +26,38 @@ def test_records_round_trip_byte_for_byte(release_file: Path) -> None:
         assert list(typed.to_json()) == list(record)  # the same key order, so the same bytes
 
 
-def test_a_file_of_the_previous_release_resumes_reports_and_compares(
+def test_a_file_of_an_earlier_release_is_reported_but_not_resumed(
     release_file: Path, tmp_path: Path
 ) -> None:
+    """Issue 31: answers of releases before canonical decode shapes depended on batching,
+    so such a file is not resumed by this engine, and the refusal says what to do; it
+    still reports and compares."""
     out = tmp_path / "old.jsonl"
     shutil.copy(release_file, out)
     before = out.read_bytes()
     model = write_fake_model(tmp_path / "fake.gguf")  # the same bytes, so the same sha256
     engine = FakeEngine()
-    outcome = run(
-        reference_request(model, out=out, sample=SampleSpec(per_category=2, categories=("law", "history"))),
-        echo=print, engine_factory=engine, progress=False,
-    )  # fmt: skip
-    assert len(engine.calls) == 1 and outcome.already_done == 3 and len(outcome.records) == 4
-    assert out.read_bytes().startswith(before)
-    types = [json.loads(line)["type"] for line in out.read_text().splitlines()]
-    assert types == ["run", "result", "result", "result", "run", "result"]
+    with pytest.raises(StoreError) as refused:
+        run(
+            reference_request(model, out=out, sample=SampleSpec(per_category=2, categories=("law", "history"))),
+            echo=print, engine_factory=engine, progress=False,
+        )  # fmt: skip
+    assert "made by an earlier release" in str(refused.value)
+    assert "Start a new --out" in str(refused.value) and not engine.calls
+    assert out.read_bytes() == before
     report = CliRunner().invoke(main, ["report", str(out), "--format", "json"])
     assert report.exit_code == 0, report.output
-    assert json.loads(report.stdout)["runs"][0]["overall"]["n"] == 4
+    assert json.loads(report.stdout)["runs"][0]["overall"]["n"] == 3
     compared = CliRunner().invoke(main, ["compare", str(release_file), str(out), "--json"])
     assert compared.exit_code == 0 and json.loads(compared.stdout)["overall"]["n"] == 3
 
 
-def test_a_file_of_the_release_before_the_run_stage_resumes_in_its_mode(
-    test_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_file_of_the_release_before_the_run_stage_reports_with_its_siblings(
+    test_data: Path,
 ) -> None:
     """Issue 23: a file main wrote before the refactor (the fast defaults: --parallel 2
-    --lookup 16 --threads 2), 3 of 4 done, resumes with everything left to the run, and
-    its logprob and server siblings report and compare."""
-    import mmlupro_local.run.targets.gguf as gguf_target
-
-    monkeypatch.setattr(gguf_target, "physical_cores", lambda: 1)  # another machine
-    out = tmp_path / "local.jsonl"
-    shutil.copy(test_data / "schema1-release-2006866.jsonl", out)
-    before = out.read_bytes()
-    model = write_fake_model(tmp_path / "fake.gguf")  # the same bytes, so the same sha256
-    engine = FakeEngine()
-    request = RunRequest(target=GgufSpec(path=model), out=out,
-                         sample=SampleSpec(per_category=2, categories=("law", "history")))  # fmt: skip
-    outcome = run(request, echo=lambda _: None, engine_factory=engine, progress=False)
-    assert len(engine.calls) == 1 and outcome.already_done == 3 and len(outcome.records) == 4
-    assert (engine.parallel, engine.settings.lookup, engine.settings.threads) == (2, 16, 2)
-    assert out.read_bytes().startswith(before)
-    first, again = [r for r in map(json.loads, out.read_text().splitlines()) if r["type"] == "run"]
-    assert again["identity"] == first["identity"]
+    --lookup 16 --threads 2) and its logprob and server siblings report and compare."""
+    out = test_data / "schema1-release-2006866.jsonl"
     siblings = [str(test_data / f"schema1-release-2006866-{kind}.jsonl") for kind in ("logprob", "server")]  # fmt: skip
     report = CliRunner().invoke(main, ["report", str(out), *siblings, "--format", "json"])
     assert report.exit_code == 0, report.output
@@ -80,7 +65,7 @@ def test_a_file_of_the_release_before_the_run_stage_resumes_in_its_mode(
     assert [r["settings"]["mode"] for r in runs] == [
         "--parallel 2 --lookup 16 --threads 2", "--parallel 1 --threads 2", "--parallel 2"]  # fmt: skip
     compared = CliRunner().invoke(main, ["compare", str(out), siblings[1], "--json"])
-    assert compared.exit_code == 0 and json.loads(compared.stdout)["overall"]["n"] == 4
+    assert compared.exit_code == 0 and json.loads(compared.stdout)["overall"]["n"] == 3
 
 
 def test_an_unknown_schema_version_is_a_clear_error(release_file: Path, tmp_path: Path) -> None:

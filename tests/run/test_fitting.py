@@ -24,7 +24,6 @@ def fit(dataset: Dataset, **given: Any) -> tuple[dict[int, Prompt], int, list[st
     arguments: dict[str, Any] = {
         "max_tokens": 100,
         "ctx": None,
-        "parallel": 1,
         "render": None,
         "trained_ctx": None,
         **given,
@@ -45,14 +44,6 @@ def test_the_automatic_context_holds_the_longest_prompt_and_the_budget(embedded:
     longest = max(count(p.text) for p in prompts.values())
     assert n_ctx % CTX_STEP == 0 and n_ctx - CTX_STEP < longest + 100 <= n_ctx
     assert all(p.shots == 5 for p in prompts.values()) and warnings == []
-
-
-def test_parallel_sequences_share_the_prefix_and_each_gets_a_budget(embedded: Dataset) -> None:
-    _, one, _ = fit(embedded)
-    _, four, _ = fit(embedded, parallel=4)
-    # the prefix once, then each sequence its own text and budget: more than one, less
-    # than four whole prompts
-    assert one < four < 4 * one
 
 
 def test_a_given_context_drops_exemplars_and_says_so(embedded: Dataset) -> None:

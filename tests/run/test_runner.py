@@ -324,11 +324,36 @@ def test_a_question_reaching_past_the_training_context_warns(model: Path, tmp_pa
     assert lines(tmp_path / "r.jsonl")[0]["warnings"] == outcome.warnings
 
 
-def test_a_shared_parallel_context_beyond_the_training_context_is_no_warning(
+def test_parallel_questions_within_the_training_context_are_no_warning(
     model: Path, tmp_path: Path
 ) -> None:
     engine = FakeEngine()
     outcome = run(config(model, tmp_path / "r.jsonl", parallel=8, max_tokens=512), echo=lambda _: None,
                   engine_factory=engine, progress=False)  # fmt: skip
-    assert engine.n_ctx > 4096  # eight sequences share one cache larger than trained
+    # each of the eight has a KV stream of what one question reaches, within the 4096 trained
+    assert engine.parallel == 8 and engine.n_ctx < 4096
     assert not any("trained on" in w for w in outcome.warnings)
+
+
+def test_under_the_exact_rule_a_file_resumes_in_any_mode(model: Path, tmp_path: Path) -> None:
+    """Issue 31: the identity records the shape rule; under the exact CPU rule --parallel
+    and --lookup change no answer, so a file resumes whatever they are, each session's
+    run record saying what it used. Without flash attention (not shown exact) they must
+    match."""
+    out = tmp_path / "r.jsonl"
+    small = SampleSpec(per_category=1, categories=("law", "history"))
+    both = SampleSpec(per_category=2, categories=("law", "history"))
+    run(config(model, out, sample=small, parallel=2, lookup=4), echo=lambda _: None,
+        engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    outcome = run(config(model, out, sample=both, parallel=3), echo=lambda _: None,
+                  engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    assert outcome.already_done == 2 and len(outcome.records) == 4
+    first, again = [r["identity"]["engine"] for r in lines(out) if r["type"] == "run"]
+    assert first["shapes"] == again["shapes"] == "cpu-streams-1" and "batch" not in first
+    assert (first["parallel"], first["lookup"], again["parallel"]) == (2, 4, 3)
+    loose = tmp_path / "loose.jsonl"
+    run(config(model, loose, sample=small, flash_attn=False), echo=lambda _: None,
+        engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    with pytest.raises(StoreError, match=r"engine\.parallel: 1 in the file, 3 now"):
+        run(config(model, loose, sample=both, parallel=3, flash_attn=False),
+            echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip

@@ -202,7 +202,6 @@ def _gguf(path: Path, source: str, options: dict[str, Any]) -> GgufSpec:
         threads=options["threads"],
         lookup=options["lookup"],
         gpu_layers=options["gpu_layers"],
-        batch=options["batch"],
         flash_attn=options["flash_attn"],
         kv_type=options["kv_type"],
         memory_check=options["memory_check"],

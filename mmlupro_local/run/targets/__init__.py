@@ -130,8 +130,9 @@ class Target:
         """A prompt's count for the engine to check against (None: not checkable)."""
         return count(text)
 
-    def check_memory(self, n_ctx: int, warnings: list[str]) -> None:
-        """Refuse, or warn of, a context this machine cannot hold (in-process kinds)."""
+    def check_memory(self, n_ctx: int, warnings: list[str], parallel: int = 1) -> None:
+        """Refuse, or warn of, a context this machine cannot hold (in-process kinds): one
+        in which each of `parallel` questions may reach n_ctx tokens."""
 
     def check_cuts(self, longest: str, warnings: list[str]) -> None:
         """Warn of prompts the kind would cut quietly (kinds that cannot count)."""

@@ -43,7 +43,6 @@ class GgufSpec(TargetSpec):
     threads: int | None = None
     lookup: int | None = None
     gpu_layers: int | None = None  # None: this machine's default (hardware.default_gpu_layers)
-    batch: int = EngineSettings.batch
     flash_attn: bool | None = None  # None: hardware.default_flash_attn
     kv_type: KvType = EngineSettings.kv_type
     memory_check: bool = True  # refuse a model and context larger than this machine's memory
@@ -54,7 +53,6 @@ class GgufSpec(TargetSpec):
         EngineSettings(
             threads=1,
             gpu_layers=self.layers,
-            batch=self.batch,
             flash_attn=self.attention,
             kv_type=self.kv_type,
         )
@@ -142,16 +140,18 @@ class LocalModel(Target):
         return EngineSettings(
             threads=plan.threads,
             gpu_layers=s.layers,
-            batch=s.batch,
             flash_attn=s.attention,
             kv_type=s.kv_type,
             lookup=plan.lookup,
         )
 
     def engine_identity(self, plan: RunPlan) -> LocalEngineIdentity:
+        from mmlupro_local.engine.handles import backend
+        from mmlupro_local.engine.shapes import rule_for
+
         s = self.settings(plan)
         return LocalEngineIdentity(
-            batch=s.batch,
+            shapes=rule_for(backend(s.gpu_layers), s.flash_attn).name,
             flash_attn=s.flash_attn,
             kv_type=s.kv_type,
             gpu_layers=s.gpu_layers,
@@ -166,14 +166,17 @@ class LocalModel(Target):
             record["chat_template"] = str(self.spec.chat_template)
         return record
 
-    def check_memory(self, n_ctx: int, warnings: list[str]) -> None:
+    def check_memory(self, n_ctx: int, warnings: list[str], parallel: int = 1) -> None:
         if not self.spec.memory_check:
             return
-        need = estimate(self.info, n_ctx, self.spec.kv_type)
+        from mmlupro_local.engine.handles import backend
+        from mmlupro_local.engine.shapes import rule_for
+
+        rule = rule_for(backend(self.spec.layers), self.spec.attention)
+        need = estimate(self.info, rule.kv_cells(n_ctx, parallel), self.spec.kv_type)
         machine = machine_memory()
         warning = check_fits(self.info, need, machine)
         from mmlupro_local.engine.devices import gpu_memory
-        from mmlupro_local.engine.handles import backend
 
         if backend(self.spec.layers) != "cpu":
             ram = machine.total if machine else None

@@ -1,0 +1,116 @@
+"""Canonical decode shapes on the real models (engine.shapes): a question's logits are
+bit-identical decoded alone, one token per call, and among other questions in random
+schedules (other streams, prompt chunks of any size, rows that ask for logits or not,
+lookup guesses rejected and removed). SmolLM2 is Q4_1 with a Q8_0 output; Qwen2.5-Coder
+0.5B is Q5_0, Q8_0, Q4_K and Q6_K: between them llamafile's sgemm, vec_dot and flash
+attention on every path the rule steers."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmlupro_local.engine import EngineSettings
+from mmlupro_local.engine.handles import LlamaContext, LlamaModel
+from mmlupro_local.engine.shapes import CPU_RULE
+
+pytestmark = pytest.mark.e2e
+TEXT = (Path(__file__).resolve().parents[2] / "README.md").read_text()[:12000]
+STEPS = 6  # greedy steps after the text
+
+
+def open_model(path: Path) -> LlamaModel:
+    return LlamaModel(path, 0, architecture="", bos_text="", rule=CPU_RULE)
+
+
+def context(model: LlamaModel, streams: int) -> LlamaContext:
+    settings = EngineSettings(threads=2, n_ctx=CPU_RULE.stream_cells(1024))
+    return LlamaContext(model, settings, streams, CPU_RULE)
+
+
+def texts(model: LlamaModel) -> list[list[int]]:
+    tokens = model.tokenize(TEXT)
+    return [tokens[:500], tokens[500:700], tokens[700:760], tokens[800:1100]]
+
+
+def reference(model: LlamaModel) -> list[np.ndarray]:
+    """Stream 0 alone, one token per call, every call padded by the rule."""
+    ctx = context(model, 1)
+    text = texts(model)[0]
+    out = []
+    for pos, token in enumerate(text):
+        ctx.decode([(token, pos, 0, pos == len(text) - 1)], keep_logits=True)
+    out.append(ctx.logits(0))
+    pos = len(text)
+    for _ in range(STEPS):
+        ctx.decode([(int(np.argmax(out[-1])), pos, 0, True)], keep_logits=True)
+        out.append(ctx.logits(0))
+        pos += 1
+    ctx.close()
+    return out
+
+
+def scheduled(model: LlamaModel, seed: int) -> list[np.ndarray]:
+    """Stream `first` holds text 0; other streams their own texts; every step takes a
+    random chunk of each prompt or one token (with random rejected guesses) of each
+    answer, some rows asking for logits they do not need."""
+    rng = random.Random(seed)
+    streams = 1 + seed % 4
+    first = seed % streams
+    ctx = context(model, streams)
+    all_texts = texts(model)
+    pending = {s: list(all_texts[(s - first) % 4]) for s in range(streams)}
+    pos = dict.fromkeys(range(streams), 0)
+    last: dict[int, int] = {}
+    out: list[np.ndarray] = []
+    steps = dict.fromkeys(range(streams), 0)
+    while steps[first] <= STEPS:
+        entries, guesses = [], {}
+        for s in range(streams):
+            if pending[s]:
+                k = rng.choice([1, 2, 3, 7, 30, 48, 100])
+                chunk, pending[s] = pending[s][:k], pending[s][k:]
+                for j, token in enumerate(chunk):
+                    done = not pending[s] and j == len(chunk) - 1
+                    entries.append((token, pos[s] + j, s, done or rng.random() < 0.1))
+                pos[s] += len(chunk)
+            elif rng.random() < 0.8:
+                entries.append((last[s], pos[s], s, True))
+                wrong = rng.choice([0, 0, 1, 2, 5])  # guesses no model would make
+                guesses[s] = wrong
+                entries += [(7 + g, pos[s] + 1 + g, s, True) for g in range(wrong)]
+                pos[s] += 1
+        if not entries:
+            continue
+        ctx.decode(entries, keep_logits=True)
+        for i, (_, p, s, wants) in enumerate(entries):
+            if wants and p == pos[s] - 1 and not pending[s]:
+                logits = ctx.logits(i)
+                last[s] = int(np.argmax(logits))
+                steps[s] += 1
+                if s == first:
+                    out.append(logits)
+        for s, wrong in guesses.items():
+            if wrong:
+                ctx.remove(s, pos[s])  # rejected: dropped from the top of the stream
+    ctx.close()
+    return out
+
+
+@pytest.mark.parametrize("name", ["smollm2", "qwen05"])
+def test_a_questions_logits_do_not_depend_on_the_schedule(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    model = open_model(request.getfixturevalue(name))
+    try:
+        expected = reference(model)
+        for seed in range(1, 5):
+            got = scheduled(model, seed)
+            assert len(got) == len(expected)
+            for step, (a, b) in enumerate(zip(expected, got, strict=True)):
+                assert np.array_equal(a, b), f"seed {seed}, step {step}: {np.abs(a - b).max()}"
+    finally:
+        model.close()
