@@ -214,13 +214,11 @@ class BatchedDecoder:
     def _admit(self, job: _Job, seq: int, watcher: Watcher) -> _Slot:
         """A slot for the job, its stream a copy of the template holding its prefix.
         The job that brings a new prefix is charged for decoding it."""
-        before = self.decode_seconds
+        before, began = self.decode_seconds, time.perf_counter()
         prefix_decoded = self._ensure_template(job.tokens[: job.boundary])
         if seq != self.template:
             self.ctx.copy(self.template, seq)
-        slot = _Slot(
-            seq, job, watcher, job.tokens[job.boundary :], job.boundary, time.perf_counter()
-        )
+        slot = _Slot(seq, job, watcher, job.tokens[job.boundary :], job.boundary, began)
         if self.settings.lookup:
             slot.drafter = Drafter(job.tokens, self.settings.lookup)
         slot.prefix_decoded = prefix_decoded

@@ -62,6 +62,7 @@ class LlamaEngine:
         self._parallel = 1
         self._batched: BatchedDecoder | None = None
         self._kv: list[int] = []  # tokens whose keys and values are in sequence 0's cells
+        self.reach = 0  # what one question may reach, as open_context was asked
         self.prefixes = SavedPrefixes(None, "", settings, self.rule)
 
     def open_context(self, n_ctx: int, parallel: int = 1) -> None:
@@ -70,6 +71,7 @@ class LlamaEngine:
         if self.ctx is not None:
             self.ctx.close()
             self.ctx = None
+        self.reach = n_ctx
         self.settings = replace(self.settings, n_ctx=self.rule.stream_cells(n_ctx))
         self.prefixes.settings = self.settings
         self._parallel = parallel
@@ -252,7 +254,8 @@ class LlamaEngine:
     def describe(self) -> dict[str, object]:
         return {
             **system_info(),
-            "n_ctx": self.settings.n_ctx,
+            "n_ctx": self.reach,  # what one question may reach
+            "kv_streams": streams(self._parallel),
             "threads": self.settings.threads,
             "shapes": self.rule.name,
             "gpu_layers": self.settings.gpu_layers,

@@ -105,10 +105,12 @@ def test_sigterm_while_loading_or_preparing_aborts_too(context: LlamaContext) ->
 
 def test_outside_a_run_no_callback_swallows_ctrl_c(context: LlamaContext) -> None:
     """Python's own handler would raise inside the callback, where ctypes ignores it:
-    without a run's handlers the decode has none, and Ctrl-C arrives after it."""
+    without a run's handlers the decode has none, and Ctrl-C arrives after the call in
+    progress, which finishes whole."""
     context.clear()
     signal_inside_decode([signal.SIGINT])
     with pytest.raises(KeyboardInterrupt):
         context.decode(long_batch())
         time.sleep(5)  # the interrupt lands here at the latest
-    assert decoded(context) == BATCH
+    rows = CPU_RULE.max_stream_rows  # a call of the long batch
+    assert decoded(context) >= rows and decoded(context) % rows == 0
