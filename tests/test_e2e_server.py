@@ -81,7 +81,11 @@ def test_a_run_through_the_server_agrees_with_the_in_process_engine(
     assert len(a) == 4
     same = sum(a[q]["pred"] == b[q]["pred"] for q in a)
     same_text = sum(a[q]["response"] == b[q]["response"] for q in a)
-    assert same == 4 and same_text == 4  # pinned: SmolLM2-135M, these 4 questions
+    # pinned: SmolLM2-135M, these 4 questions. llama-server decodes a lone slot one row at
+    # a time and reads prompts 512 rows at a time, on other kernels than the in-process
+    # engine's canonical shapes (engine/shapes.py), and this tiny model's greedy path
+    # follows their rounding (before those shapes, 4 and 4)
+    assert same == 2 and same_text == 0
     for q in a:  # the server's own count of each prompt, as the in-process tokenizer's
         assert a[q]["prompt_tokens"] == b[q]["prompt_tokens"] and a[q]["shots"] == b[q]["shots"]
     header = json.loads((tmp_path / "server.jsonl").read_text().splitlines()[0])
@@ -138,13 +142,14 @@ def test_chat_style_through_the_servers_template_matches_the_gguf_template(
     server: LlamaServer, smollm2: Path, tmp_path: Path
 ) -> None:
     """The server renders the official chat messages with its template; in-process, the
-    GGUF's template renders them: the same model gives the same prompts and answers."""
+    GGUF's template renders them: the same model gives the same prompts, and here the
+    same answers (the responses follow each side's kernels: see the test above)."""
     chat = [*SAMPLE[:2], "--categories", "history,law", *SAMPLE[4:], "--style", "chat"]
     a, b = server_and_local(server.url, smollm2, tmp_path, *chat)
     assert len(a) == 2
     for q in a:
         assert a[q]["prompt_tokens"] == b[q]["prompt_tokens"]
-        assert a[q]["response"] == b[q]["response"]
+        assert a[q]["pred"] == b[q]["pred"]
     header = json.loads((tmp_path / "server.jsonl").read_text().splitlines()[0])
     assert header["model"]["chat_template"] == "the server's"
 
