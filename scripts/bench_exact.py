@@ -75,8 +75,9 @@ def _run(
     env = {k: v for k, v in os.environ.items() if not k.startswith("GGML_CPU_TILED")}
     env.update(PYTHONPATH=str(tree), MMLUPRO_LOCAL_CACHE=str(work / f"cache-{engine}"))
     began = time.perf_counter()
+    # run from the tree itself: `python -m` puts the working directory before PYTHONPATH
     done = subprocess.run([sys.executable, "-m", "mmlupro_local", "run", *args, "--out",
-                           str(out)], env=env, capture_output=True, text=True)  # fmt: skip
+                           str(out)], env=env, cwd=tree, capture_output=True, text=True)  # fmt: skip
     wall = time.perf_counter() - began
     if done.returncode != 0:
         sys.exit(f"{engine} {name} failed:\n{done.stderr}")
