@@ -8,6 +8,7 @@ attention on every path the rule steers."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 
 from mmlupro_local.engine import EngineSettings
 from mmlupro_local.engine.handles import LlamaContext, LlamaModel
-from mmlupro_local.engine.shapes import CPU_RULE
+from mmlupro_local.engine.shapes import CPU_RULE, ShapeRule
 
 pytestmark = pytest.mark.e2e
 TEXT = (Path(__file__).resolve().parents[2] / "README.md").read_text()[:12000]
@@ -26,9 +27,9 @@ def open_model(path: Path) -> LlamaModel:
     return LlamaModel(path, 0, architecture="", bos_text="", rule=CPU_RULE)
 
 
-def context(model: LlamaModel, streams: int) -> LlamaContext:
-    settings = EngineSettings(threads=2, n_ctx=CPU_RULE.stream_cells(1024))
-    return LlamaContext(model, settings, streams, CPU_RULE)
+def context(model: LlamaModel, streams: int, rule: ShapeRule = CPU_RULE) -> LlamaContext:
+    settings = EngineSettings(threads=2, n_ctx=rule.stream_cells(1024))
+    return LlamaContext(model, settings, streams, rule)
 
 
 def texts(model: LlamaModel) -> list[list[int]]:
@@ -36,9 +37,9 @@ def texts(model: LlamaModel) -> list[list[int]]:
     return [tokens[:500], tokens[500:700], tokens[700:760], tokens[800:1100]]
 
 
-def reference(model: LlamaModel) -> list[np.ndarray]:
+def reference(model: LlamaModel, rule: ShapeRule = CPU_RULE) -> list[np.ndarray]:
     """Stream 0 alone, one token per call, every call padded by the rule."""
-    ctx = context(model, 1)
+    ctx = context(model, 1, rule)
     text = texts(model)[0]
     out = []
     for pos, token in enumerate(text):
@@ -112,5 +113,17 @@ def test_a_questions_logits_do_not_depend_on_the_schedule(
             assert len(got) == len(expected)
             for step, (a, b) in enumerate(zip(expected, got, strict=True)):
                 assert np.array_equal(a, b), f"seed {seed}, step {step}: {np.abs(a - b).max()}"
+    finally:
+        model.close()
+
+
+def test_without_the_rules_least_rows_a_lone_row_takes_other_kernels(qwen05: Path) -> None:
+    """The check above can fail: let a call have one row (vec_dot, not sgemm, for Q5_0;
+    the split attention path) and the same question's logits differ."""
+    loose = replace(CPU_RULE, name="loose", min_rows=1, min_outputs=1)
+    model = open_model(qwen05)
+    try:
+        alone, canonical = reference(model, loose), reference(model)
+        assert any(not np.array_equal(a, b) for a, b in zip(alone, canonical, strict=True))
     finally:
         model.close()
