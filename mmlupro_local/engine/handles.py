@@ -147,7 +147,6 @@ class LlamaContext:
         self._logits: dict[int, Any] = {}  # entry -> a copy of its logits, when kept
         self._copying: set[int] = set()  # streams whose copies llama.cpp has not made yet
         self.decode_seconds = 0.0
-        self.calls = 0
         self._abort_callback = aborting.NO_CALLBACK
 
     def decode(self, entries: Sequence[Entry], *, keep_logits: bool = False) -> None:
@@ -177,7 +176,6 @@ class LlamaContext:
             self.decode_seconds += time.perf_counter() - began
             for seq, start in call.padding.items():
                 self.remove(seq, start)
-        self.calls += 1
         self._copying.clear()  # llama_decode makes pending stream copies before anything
         aborting.raise_if_aborted()
         if rc == 1:
@@ -192,13 +190,20 @@ class LlamaContext:
                 continue
             self._chosen[entry] = int(L.llama_sampler_sample(self._sampler, self.handle, row))
             if keep_logits:
-                import numpy as np
+                self._logits[entry] = self._row_logits(row)
 
-                pointer = L.llama_get_logits_ith(self.handle, row)
-                self._logits[entry] = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
+    def _row_logits(self, row: int) -> Any:
+        import numpy as np
 
-    def _next_position(self, seq: int) -> int:
-        return int(L.llama_memory_seq_pos_max(self._memory, seq)) + 1
+        pointer = L.llama_get_logits_ith(self.handle, row)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
+
+    def _make_pending_copies(self, seq: int) -> None:
+        """llama.cpp makes pending stream copies as a decode begins: decode a canonical
+        call of padding alone, past `seq`'s cells, and drop it again."""
+        start = int(L.llama_memory_seq_pos_max(self._memory, seq)) + 1
+        rows = [(0, start + i, seq, False) for i in range(self.rule.min_rows)]
+        self._call(Call(rows, [-1] * len(rows), {seq: start}), keep_logits=False)
 
     def sample(self, entry: int) -> int:
         """The greedy choice at entry `entry` of the last decode."""
@@ -234,9 +239,7 @@ class LlamaContext:
         """Restore a saved stream block into `seq`; False (and `seq` left empty) if
         llama.cpp refuses it."""
         if seq in self._copying:  # let llama.cpp copy the old cells out first
-            start = self._next_position(seq)
-            self._call(Call([(0, start, seq, False), (0, start + 1, seq, False)], [-1, -1],
-                            {seq: start}), keep_logits=False)  # fmt: skip
+            self._make_pending_copies(seq)
         payload = with_streams(block, seq, self.n_seq)
         buffer = (ctypes.c_uint8 * len(payload)).from_buffer_copy(payload)
         if L.llama_state_seq_set_data(self.handle, buffer, len(payload), seq) == 0:

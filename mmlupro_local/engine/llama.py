@@ -208,10 +208,11 @@ class LlamaEngine:
                 raise EngineError(f"the choice {choice!r} adds no token to the prompt")
             if tuple(context) not in first:
                 # the prefix kept in the cache, as far as this context agrees with it
-                d, s = self._prepare(context, common_prefix(context, tokens[:boundary]))
+                kept = common_prefix(context, tokens[:boundary])
+                d, s = self._prepare(context, kept)
                 decoded, spent = decoded + d, spent + s
-                last = len(context) - common_prefix(context, tokens[:boundary]) - 1
-                first[tuple(context)] = log_softmax(self._context().logits(last))
+                # the entry of the last token, in the decode of what follows `kept`
+                first[tuple(context)] = log_softmax(self._context().logits(len(context) - kept - 1))
             total = float(first[tuple(context)][continuation[0]])
             if len(continuation) > 1:  # rare: a choice of several tokens
                 total, extra = self._score_rest(continuation, n, total)

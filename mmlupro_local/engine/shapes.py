@@ -4,7 +4,7 @@ whether it is decoded alone, beside other questions, with prompt-lookup guesses,
 cached prefix, or resumed.
 
 Why it holds on the CPU (ggml-cpu as vendored in llama-cpp-python 0.3.36), read from the
-kernels and checked bit for bit (tests/engine/test_shapes_real.py, `make bench-shapes`):
+kernels and checked bit for bit (tests/engine/test_exact.py; its cost: `make bench-exact`):
 
 - Each sequence has a KV stream of its own (`kv_unified` off). Flash attention adds a
   row's visible cells in cell order (online softmax, an f16 accumulator), so the order
@@ -96,7 +96,7 @@ def rule_for(backend: Backend, flash_attn: bool | None = True) -> ShapeRule:
 
 def exact_rule(name: str) -> bool:
     """Whether the rule of this name was shown exact (a name from a results file)."""
-    return name == CPU_RULE.name
+    return any(rule.exact for rule in (CPU_RULE, CPU_NO_FLASH_RULE, GPU_RULE) if rule.name == name)
 
 
 @dataclass(frozen=True)

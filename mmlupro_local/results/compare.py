@@ -251,7 +251,7 @@ def noise_floor(a: RunReport, other: RunReport) -> NoiseFloor:
         )
     mode_a, mode_other = a.mode, other.mode
     if a.arithmetic == other.arithmetic:
-        if a.identity.arithmetic() != a.identity.mode():  # an exact shape rule
+        if a.identity.exact:
             raise MmluProError(
                 f"{a.path} and {other.path} compute every token the same way (canonical "
                 f"decode shapes, {a.arithmetic}): --parallel and --lookup change no answer, "

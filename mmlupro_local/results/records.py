@@ -161,6 +161,11 @@ class Identity:
         flags += [f"--lookup {self.engine.lookup}"] if self.engine.lookup else []
         return " ".join(flags + self.engine.flags())
 
+    @property
+    def exact(self) -> bool:
+        """Computed under an exact shape rule: --parallel and --lookup changed nothing."""
+        return isinstance(self.engine, LocalEngineIdentity) and self.engine.exact
+
     def arithmetic(self) -> str:
         """What, besides the model, changes greedy answers: the engine mode, except that
         under an exact shape rule --parallel and --lookup change nothing."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmlupro_local.engine import Engine, EngineSettings, KvType
 from mmlupro_local.engine.mode import auto_mode
+from mmlupro_local.engine.shapes import ShapeRule, rule_for
 from mmlupro_local.model.fingerprint import model_record, model_sha256
 from mmlupro_local.model.gguf import GgufInfo, read_gguf
 from mmlupro_local.model.hardware import default_flash_attn, default_gpu_layers, physical_cores
@@ -60,6 +61,13 @@ class GgufSpec(TargetSpec):
     @property
     def layers(self) -> int:
         return default_gpu_layers() if self.gpu_layers is None else self.gpu_layers
+
+    @property
+    def rule(self) -> ShapeRule:
+        """The canonical decode shapes its engine will use (engine.shapes)."""
+        from mmlupro_local.engine.handles import backend
+
+        return rule_for(backend(self.layers), self.attention)
 
     @property
     def attention(self) -> bool | None:
@@ -146,12 +154,9 @@ class LocalModel(Target):
         )
 
     def engine_identity(self, plan: RunPlan) -> LocalEngineIdentity:
-        from mmlupro_local.engine.handles import backend
-        from mmlupro_local.engine.shapes import rule_for
-
         s = self.settings(plan)
         return LocalEngineIdentity(
-            shapes=rule_for(backend(s.gpu_layers), s.flash_attn).name,
+            shapes=self.spec.rule.name,
             flash_attn=s.flash_attn,
             kv_type=s.kv_type,
             gpu_layers=s.gpu_layers,
@@ -169,14 +174,11 @@ class LocalModel(Target):
     def check_memory(self, n_ctx: int, warnings: list[str], parallel: int = 1) -> None:
         if not self.spec.memory_check:
             return
-        from mmlupro_local.engine.handles import backend
-        from mmlupro_local.engine.shapes import rule_for
-
-        rule = rule_for(backend(self.spec.layers), self.spec.attention)
-        need = estimate(self.info, rule.kv_cells(n_ctx, parallel), self.spec.kv_type)
+        need = estimate(self.info, self.spec.rule.kv_cells(n_ctx, parallel), self.spec.kv_type)
         machine = machine_memory()
         warning = check_fits(self.info, need, machine)
         from mmlupro_local.engine.devices import gpu_memory
+        from mmlupro_local.engine.handles import backend
 
         if backend(self.spec.layers) != "cpu":
             ram = machine.total if machine else None
