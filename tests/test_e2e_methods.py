@@ -4,6 +4,7 @@ llama.cpp's own logits, and a think budget cutting a block a chat template opene
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from mmlupro_local.datasets.dataset import load_dataset
+from mmlupro_local.engine.shapes import CPU_RULE, GGML_ENV
 from mmlupro_local.task.letter_prompt import build_letter_prompt
 from mmlupro_local.task.prompt import PromptSettings
 from mmlupro_local.task.settings import FORCED_ANSWER
@@ -34,29 +36,23 @@ def results(path: Path) -> list[dict[str, Any]]:
     return [r for r in map(json.loads, path.read_text().splitlines()) if r["type"] == "result"]
 
 
-def canonical_chunks(tokens: list[int], most: int = 48) -> list[list[int]]:
-    """`tokens` in calls of 2 to `most` (a lone last token joins the call before it)."""
-    chunks = [tokens[i : i + most] for i in range(0, len(tokens), most)]
-    if len(chunks) > 1 and len(chunks[-1]) == 1:
-        chunks[-2:] = [chunks[-2][:-1], [chunks[-2][-1], *chunks[-1]]]
-    return chunks
-
-
 def direct_log_probs(
     model: Path, text: str, prefix_chars: int, letters: tuple[str, ...]
 ) -> dict[str, float]:
     """Each letter's log-probability after `text`, computed with llama-cpp-python's Llama
     from an empty cache and the logits of the last position read with the C API. The
-    shared prefix is evaluated first, then the rest, in calls that keep to the engine's
-    canonical shapes (engine.shapes: one sequence, 2 to 48 rows, each returning logits),
-    the only thing that fixes llama.cpp's kernels: other splits round differently
-    (measured: 0.09 apart for question 1335 when its last 10 tokens formed a batch of
-    their own)."""
+    shared prefix is evaluated first, then the rest, each in calls of the engine's prompt
+    chunks (engine.shapes: one sequence, 256 rows counted from the part's start, logits of
+    a call's last row only), the only thing that fixes llama.cpp's kernels: other splits
+    round differently (measured: 0.09 apart for question 1335 when its last 10 tokens
+    formed a batch of their own)."""
     import llama_cpp
     import numpy as np
 
-    llm = llama_cpp.Llama(model_path=str(model), n_ctx=2048, n_batch=48, n_ubatch=48,
-                          n_threads=2, flash_attn=True, logits_all=True, verbose=False)  # fmt: skip
+    os.environ.update(GGML_ENV)  # the engine's kernels, if nothing in this process set them
+    rows = CPU_RULE.prompt_rows
+    llm = llama_cpp.Llama(model_path=str(model), n_ctx=2048, n_batch=rows, n_ubatch=rows,
+                          n_threads=2, flash_attn=True, verbose=False)  # fmt: skip
     try:
         context = llm.tokenize(text.encode(), add_bos=True, special=True)
         # the prefix's tokens as far as they agree with the whole text's (a tokenizer may
@@ -64,8 +60,7 @@ def direct_log_probs(
         alone = llm.tokenize(text[:prefix_chars].encode(), add_bos=True, special=True)
         prefix = next(i for i, (a, b) in enumerate(zip(alone, context, strict=False)) if a != b)
         for part in (context[:prefix], context[prefix:]):
-            for chunk in canonical_chunks(part):
-                llm.eval(chunk)
+            llm.eval(part)  # in calls of n_batch tokens from the part's start
         row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
         logits = np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).astype(np.float64)
         log_probs = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())

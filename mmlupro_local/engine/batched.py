@@ -3,8 +3,8 @@ question at a time included (`parallel` 1): the same code, so the same arithmeti
 
 The category prefix is decoded once (or loaded from the prefix cache) into a template
 stream; each question's stream starts as a copy of it (llama_memory_seq_cp copies the
-cells, in order), reads its own suffix, then decodes one token per step alongside the
-others. A finished question leaves and the next takes its slot at once, whatever its
+cells, in order) and reads its own suffix as it is admitted, then decodes one token per
+step alongside the others. A finished question leaves and the next takes its slot at once, whatever its
 category. With `lookup`, a generating question also decodes guessed next tokens
 (engine.lookup) and keeps those greedy decoding confirms. Every call is laid out
 canonically (engine.shapes), so each token is computed exactly as it would be alone.
@@ -46,7 +46,7 @@ class _Slot:
     seq: int
     job: _Job
     watcher: Watcher
-    pending: list[int]  # to decode: the suffix, then each step the next token and any guesses
+    pending: list[int]  # to decode each step: the next token and any guesses
     pos: int
     began: float
     drafter: Drafter | None = None
@@ -57,7 +57,7 @@ class _Slot:
     guessed: int = 0  # of `generated`, confirmed guesses
     spent: float = 0.0
     prompt_spent: float = 0.0  # the part of spent while reading its prompt
-    logit_at: int = -1  # this step's batch index of the slot's first logits row
+    logit_at: int = 0  # the last decode's index of the slot's first logits row
     checking: list[int] = field(default_factory=list)  # guesses decoded this step
     prefix_decoded: int = 0  # prefix tokens decoded for this question (0: copied)
     forcing: list[int] = field(default_factory=list)  # forced tokens still to take
@@ -176,7 +176,7 @@ class BatchedDecoder:
         return len(prefix)
 
     def _decode_prefix(self, prefix: list[int]) -> None:
-        self.ctx.decode([(token, i, self.template, False) for i, token in enumerate(prefix)])
+        self.ctx.read([(token, i, self.template, False) for i, token in enumerate(prefix)])
 
     def _run_queue(
         self,
@@ -191,10 +191,18 @@ class BatchedDecoder:
                 for slot in slots.values():
                     self._release(slot)
                 return
-            while queue and len(slots) < self.parallel:
+            while queue and len(slots) < self.parallel and not should_stop():
                 job = queue.popleft()
                 seq = min(set(range(self.parallel)) - set(slots))
-                slots[seq] = self._admit(job, seq, new_watcher(job.index))
+                slot = self._admit(job, seq, new_watcher(job.index))
+                reason = self._advance(slot, max_tokens)
+                if reason is None:
+                    slots[seq] = slot
+                    continue
+                self._release(slot)
+                yield job.index, self._result(slot, reason)
+            if not slots:
+                continue
             entries, takes = self._plan(slots)
             step = time.perf_counter()
             self.ctx.decode(entries)
@@ -203,8 +211,6 @@ class BatchedDecoder:
             for seq in sorted(slots):
                 slot = slots[seq]
                 slot.spent += spent
-                if not _generating(slot):
-                    slot.prompt_spent += spent
                 reason = self._advance(slot, max_tokens)
                 if reason is not None:
                     self._release(slot)
@@ -212,13 +218,23 @@ class BatchedDecoder:
                     yield slot.job.index, self._result(slot, reason)
 
     def _admit(self, job: _Job, seq: int, watcher: Watcher) -> _Slot:
-        """A slot for the job, its stream a copy of the template holding its prefix.
-        The job that brings a new prefix is charged for decoding it."""
+        """A slot for the job, its stream a copy of the template holding its prefix, its
+        own text read (its first token is sampled next). The job that brings a new
+        prefix is charged for decoding it."""
         before, began = self.decode_seconds, time.perf_counter()
         prefix_decoded = self._ensure_template(job.tokens[: job.boundary])
         if seq != self.template:
             self.ctx.copy(self.template, seq)
-        slot = _Slot(seq, job, watcher, job.tokens[job.boundary :], job.boundary, began)
+        suffix = job.tokens[job.boundary :]
+        last = len(suffix) - 1
+        try:
+            self.ctx.read(
+                [(token, job.boundary + i, seq, i == last) for i, token in enumerate(suffix)]
+            )
+        except EngineError:
+            self.ctx.remove(seq, job.boundary if seq == self.template else -1)
+            raise
+        slot = _Slot(seq, job, watcher, [], len(job.tokens), began, logit_at=last)
         if self.settings.lookup:
             slot.drafter = Drafter(job.tokens, self.settings.lookup)
         slot.prefix_decoded = prefix_decoded
@@ -231,30 +247,22 @@ class BatchedDecoder:
 
     def _plan(self, slots: dict[int, _Slot]) -> tuple[list[Entry], dict[int, int]]:
         """This step's entries and how many pending tokens of each slot they hold: each
-        generating slot's next token and its guesses, and the next part of each prompt
-        still being read (as much as one call of a stream holds). Entries go in stream
-        order; the context splits them into canonical calls. Nothing is consumed until
-        _commit."""
+        slot's next token and its guesses, every one wanting logits. Entries go in
+        stream order; the context splits them into canonical calls. Nothing is consumed
+        until _commit."""
         take: dict[int, int] = {}
         entries: list[Entry] = []
         for seq, slot in sorted(slots.items()):
-            room = len(slot.pending) if _generating(slot) else self.rule.max_stream_rows
-            n = take[seq] = min(len(slot.pending), room)
-            done = n == len(slot.pending)
-            guesses = len(slot.pending) - 1 if _generating(slot) else 0
-            first_logits = n - 1 - guesses if done else n  # guesses need theirs too
-            slot.logit_at = len(entries) + first_logits if done else -1
-            slot.checking = slot.pending[n - guesses : n] if done else []
-            for i, token in enumerate(slot.pending[:n]):
-                entries.append((token, slot.pos + i, seq, i >= first_logits))
+            take[seq] = len(slot.pending)
+            slot.logit_at = len(entries)
+            slot.checking = slot.pending[1:]
+            entries += [(token, slot.pos + i, seq, True) for i, token in enumerate(slot.pending)]
         return entries, take
 
     def _advance(self, slot: _Slot, max_tokens: int) -> StopReason | None:
         """Sample the slot's next token, and check its guesses: each guess greedy
         decoding agrees with is kept, the first that differs is replaced by the token
         sampled there, and the cells of the guesses after it are dropped."""
-        if slot.logit_at < 0:
-            return None  # still reading its prompt
         guesses = slot.checking
         kept = 0
         for row in range(len(guesses) + 1):
@@ -307,11 +315,6 @@ def template_stream(parallel: int) -> int:
     """The stream that holds the category prefix: one of its own beside `parallel` > 1
     question streams, the question's own with one at a time."""
     return parallel if parallel > 1 else 0
-
-
-def _generating(slot: _Slot) -> bool:
-    """Past its prompt: a sampled token (and any guesses after it) to decode."""
-    return slot.generated > 0
 
 
 def _commit(slots: dict[int, _Slot], takes: dict[int, int]) -> None:

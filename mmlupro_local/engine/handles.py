@@ -21,7 +21,7 @@ os.environ.setdefault("GGML_NO_BACKTRACE", "1")
 
 from mmlupro_local.engine import EngineError, EngineSettings, aborting, llamalog
 from mmlupro_local.engine.mode import Backend
-from mmlupro_local.engine.shapes import GGML_ENV, Call, Entry, ShapeRule, plan_calls
+from mmlupro_local.engine.shapes import GGML_ENV, Call, Entry, ShapeRule, plan_calls, read_calls
 from mmlupro_local.model.hardware import apple_silicon
 
 os.environ.update(GGML_ENV)  # read by ggml once, at its first matrix product
@@ -119,7 +119,7 @@ class LlamaContext:
         params.n_ctx = settings.n_ctx * n_seq
         params.n_batch = params.n_ubatch = self.capacity
         params.n_seq_max = n_seq
-        params.n_outputs_max = self.capacity
+        params.n_outputs_max = rule.outputs(n_seq)  # a prompt chunk wants one row's at most
         params.kv_unified = False  # a stream per sequence keeps its cells in position order
         params.n_threads = settings.threads
         params.n_threads_batch = settings.threads
@@ -154,6 +154,13 @@ class LlamaContext:
         Raises EngineError when a stream has no room (the context is too small)."""
         self._chosen, self._logits = {}, {}
         for call in plan_calls(entries, self.rule):
+            self._call(call, keep_logits)
+
+    def read(self, entries: Sequence[Entry], *, keep_logits: bool = False) -> None:
+        """Read a prompt part: one sequence's entries from the part's first position on,
+        in the rule's prompt chunks (engine.shapes). Raises EngineError as decode does."""
+        self._chosen, self._logits = {}, {}
+        for call in read_calls(entries, self.rule):
             self._call(call, keep_logits)
 
     def _call(self, call: Call, keep_logits: bool) -> None:

@@ -98,8 +98,8 @@ class LlamaEngine:
     # -- decoding ----------------------------------------------------------------------
 
     def _decode(self, tokens: Sequence[int], start: int, *, logits_last: bool) -> float:
-        """Decode tokens at positions start.. of sequence 0 (the last one's logits kept
-        if asked); returns the seconds spent in llama_decode."""
+        """Read a prompt part at positions start.. of sequence 0 (the last token's logits
+        kept if asked); returns the seconds spent in llama_decode."""
         ctx = self._context()
         before = ctx.decode_seconds
         entries = [
@@ -107,7 +107,7 @@ class LlamaEngine:
             for i, token in enumerate(tokens)
         ]
         try:
-            ctx.decode(entries, keep_logits=logits_last)
+            ctx.read(entries, keep_logits=logits_last)
         except EngineError:
             self._reset_cache()
             raise

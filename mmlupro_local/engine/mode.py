@@ -24,22 +24,23 @@ class EngineMode:
         return f"--parallel {self.parallel} --lookup {self.lookup}"
 
 
-def auto_mode(
-    backend: Backend, cores: int, model_bytes: int, per_category: int | None
-) -> EngineMode:
-    """The rule behind `--parallel auto` and `--lookup auto`: the fastest deterministic
-    mode it can tell from the backend, the physical cores, the model's size and the
-    questions per category. Batching several questions, and checking prompt-lookup
-    guesses, pay while decoding is bound by reading the weights rather than by
-    arithmetic: on a GPU or Metal, and on a CPU for a small model with cores to spare.
-    Measured on 2 CPU cores with SmolLM2-135M (98 MB), 70 questions at budget 512: see
-    the README's "Fast by default". At most one category's questions decode together,
-    so more slots than questions per category would only hold memory."""
+def auto_mode(backend: Backend, cores: int, model_bytes: int) -> EngineMode:
+    """The rule behind `--parallel auto` and `--lookup auto`: the fastest mode it can
+    tell from the backend, the physical cores and the model's size (every mode gives the
+    same answers under the canonical shapes). Batching several questions, and checking
+    prompt-lookup guesses, pay while a step's cost is reading the weights or fixed
+    overhead rather than arithmetic: on a GPU or Metal, and on a CPU for a small model
+    with cores to spare; there a guess's row costs little only for a tiny model.
+    Measured on 2 CPU cores, 14 questions at budget 512 (`make bench-exact`, README's
+    "Exact in every mode"): SmolLM2-135M (94 MiB) fastest at --parallel 8 --lookup 16,
+    Qwen2.5-Coder-0.5B (468 MiB) at --parallel 4 or 8 without lookup (lookup 16 cost it
+    20-27 %). Questions of every category share the steps, so the slots are not capped
+    by the questions per category."""
     if backend != "cpu":
         parallel, lookup = 8, AUTO_LOOKUP
     elif cores < 2:  # one core is arithmetic-bound already: extra rows cost their time
         parallel, lookup = 2, 0
-    elif model_bytes < 500 * 2**20:
+    elif model_bytes < 256 * 2**20:
         parallel, lookup = 8, AUTO_LOOKUP
     elif model_bytes < 2 * 2**30:
         parallel, lookup = 4, 0
@@ -47,14 +48,11 @@ def auto_mode(
         parallel, lookup = 2, 0
     else:
         parallel, lookup = 1, 0
-    if per_category:
-        parallel = min(parallel, per_category)
     size = (
         f"{model_bytes / 2**20:,.0f} MiB"
         if model_bytes < 2**30
         else f"{model_bytes / 2**30:.1f} GiB"
     )
-    shape = f", {per_category} per category" if per_category else ""
     plural = "s" if cores != 1 else ""
-    reason = f"auto: {backend.upper() if backend == 'cpu' else backend}, {cores} core{plural}, model {size}{shape}"
+    reason = f"auto: {backend.upper() if backend == 'cpu' else backend}, {cores} core{plural}, model {size}"
     return EngineMode(parallel, lookup, reason)

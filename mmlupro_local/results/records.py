@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from mmlupro_local.engine.shapes import exact_rule
+from mmlupro_local.engine.shapes import exact_rule, known_rule
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.results.jsonform import OMIT_DEFAULT, SKIP, FormError, form, from_json, to_json
 
@@ -206,6 +206,13 @@ def resume_differences(file: Mapping[str, Any], now: Mapping[str, Any]) -> list[
             "--lookup and --batch; this release computes every token the same way in every "
             "mode (canonical decode shapes), so some answers differ from that file's. Start a "
             "new --out, and `compare` the two runs to see which"
+        ]
+    if local and engine_now.get("shapes") and not known_rule(str(engine.get("shapes"))):
+        return [
+            f"it was made by an earlier release, whose decode shapes ({engine['shapes']}) "
+            f"computed some tokens otherwise than this release's ({engine_now['shapes']}), so "
+            "some answers differ from that file's. Start a new --out, and `compare` the two "
+            "runs to see which"
         ]
     same_rule = engine.get("shapes") == engine_now.get("shapes") and exact_rule(
         str(engine_now.get("shapes", ""))

@@ -14,7 +14,7 @@ import pytest
 from mmlupro_local.engine import EngineError, EngineSettings, Job
 from mmlupro_local.engine.batched import BatchedDecoder
 from mmlupro_local.engine.prefixes import SavedPrefixes
-from mmlupro_local.engine.shapes import CPU_RULE, plan_calls
+from mmlupro_local.engine.shapes import CPU_RULE, Call, plan_calls, read_calls
 
 END = "|"  # closes every prompt; answers never hold it
 
@@ -55,7 +55,13 @@ class ScriptedContext:
         self.cut = 0  # cells dropped from the end of a live sequence (guesses undone)
 
     def decode(self, entries: Sequence[tuple[int, int, int, bool]], **_: object) -> None:
-        for call in plan_calls(entries, self.rule):
+        self._calls(plan_calls(entries, self.rule), entries)
+
+    def read(self, entries: Sequence[tuple[int, int, int, bool]], **_: object) -> None:
+        self._calls(read_calls(entries, self.rule), entries)
+
+    def _calls(self, calls: list[Call], entries: Sequence[tuple[int, int, int, bool]]) -> None:
+        for call in calls:
             self.calls.append(len(call.rows))
             for token, pos, seq, _ in call.rows:
                 self.cells.setdefault(seq, {})[pos] = token

@@ -127,3 +127,53 @@ def test_without_the_rules_least_rows_a_lone_row_takes_other_kernels(qwen05: Pat
         assert any(not np.array_equal(a, b) for a, b in zip(alone, canonical, strict=True))
     finally:
         model.close()
+
+
+def read_then_generate(
+    model: LlamaModel, streams: int, seq: int, template: int
+) -> list[np.ndarray]:
+    """Text 0 read as a prefix (into `template`, copied to `seq`) and a suffix in prompt
+    chunks, then greedy steps; every other stream reads its own text first and then
+    generates beside it, so its calls share nothing with the reference's but the rule."""
+    ctx = context(model, streams)
+    all_texts = texts(model)
+    prefix, suffix = all_texts[0][:300], all_texts[0][300:]
+    others = [s for s in range(streams) if s not in (seq, template)]
+    for k, s in enumerate(others):
+        ctx.read([(t, p, s, False) for p, t in enumerate(all_texts[1 + k % 3])])
+    ctx.read([(t, p, template, False) for p, t in enumerate(prefix)])
+    if seq != template:
+        ctx.copy(template, seq)
+    n = len(prefix)
+    ctx.read(
+        [(t, n + i, seq, i == len(suffix) - 1) for i, t in enumerate(suffix)], keep_logits=True
+    )
+    out = [ctx.logits(len(suffix) - 1)]
+    pos = {s: len(all_texts[1 + k % 3]) for k, s in enumerate(others)}
+    pos[seq] = len(all_texts[0])
+    for _ in range(STEPS):
+        entries = [
+            (int(np.argmax(out[-1])) if s == seq else 11, pos[s], s, True) for s in sorted(pos)
+        ]
+        ctx.decode(entries, keep_logits=True)
+        out.append(ctx.logits(sorted(pos).index(seq)))
+        pos = {s: p + 1 for s, p in pos.items()}
+    ctx.close()
+    return out
+
+
+@pytest.mark.parametrize("name", ["smollm2", "qwen05"])
+def test_a_prompt_read_in_chunks_is_the_same_in_any_context(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    """Prompt chunks take whatever kernels their size picks (256 rows: tiled flash
+    attention, sgemm), but the same chunks in every context: one question alone in a
+    one-stream context, or beside three others with the prefix copied from a template."""
+    model = open_model(request.getfixturevalue(name))
+    try:
+        alone = read_then_generate(model, 1, 0, 0)
+        among = read_then_generate(model, 5, 1, 4)
+        for step, (a, b) in enumerate(zip(alone, among, strict=True)):
+            assert np.array_equal(a, b), f"step {step}: {np.abs(a - b).max()}"
+    finally:
+        model.close()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from mmlupro_local.engine.handles import stream_block, with_streams
-from mmlupro_local.engine.shapes import CPU_RULE, Entry, plan_calls
+from mmlupro_local.engine.shapes import CPU_RULE, Entry, plan_calls, read_calls
 
 
 def random_entries(rng: random.Random) -> list[Entry]:
@@ -66,3 +68,18 @@ def test_a_saved_state_is_its_streams_block_and_loads_into_any_stream() -> None:
     assert moved == magic + bytes(4) + b"\x01\x00\x00\x00" + block
     assert stream_block(state, 1) == b""  # another stream's cells: not this sequence's
     assert stream_block(b"\x01", 0) == b"" and stream_block(bytes(16) + block, 0) == b""
+
+
+def test_a_prompt_part_is_read_in_chunks_counted_from_its_start() -> None:
+    """The same part gives the same calls wherever it starts: chunks of the rule's prompt
+    rows, unpadded (a last chunk of one row included), the last row's logits only."""
+    rows = CPU_RULE.prompt_rows
+    part: list[Entry] = [(t, 700 + t, 3, t == 2 * rows) for t in range(2 * rows + 1)]
+    calls = read_calls(part, CPU_RULE)
+    assert [len(c.rows) for c in calls] == [rows, rows, 1]
+    assert [r for c in calls for r in c.rows] == part and not any(c.padding for c in calls)
+    assert [i for c in calls for i in c.entries] == list(range(len(part)))
+    with pytest.raises(ValueError, match="one sequence"):
+        read_calls([(1, 0, 0, False), (2, 0, 1, True)], CPU_RULE)
+    with pytest.raises(ValueError, match="last row"):
+        read_calls([(1, 0, 0, True), (2, 1, 0, True)], CPU_RULE)

@@ -97,8 +97,8 @@ def test_the_engine_part_is_read_by_its_kind(test_data: Path) -> None:
     assert local.mode() == "--parallel 2 --lookup 16 --threads 2"
     # before canonical shapes, the mode changed answers; under the exact rule it does not
     assert local.arithmetic() == local.mode() and not local.engine.exact
-    exact = replace(local.engine, batch=0, shapes="cpu-streams-1")
-    assert replace(local, engine=exact).arithmetic() == "shapes cpu-streams-1 --threads 2"
+    exact = replace(local.engine, batch=0, shapes="cpu-streams-2")
+    assert replace(local, engine=exact).arithmetic() == "shapes cpu-streams-2 --threads 2"
     assert server.mode() == "--parallel 2" == server.arithmetic()
     assert identity(RELEASES[2]).method == "logprob" and identity(RELEASES[0]).method == "cot"
 

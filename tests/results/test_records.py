@@ -52,6 +52,27 @@ def test_a_file_of_an_earlier_release_is_reported_but_not_resumed(
     assert compared.exit_code == 0 and json.loads(compared.stdout)["overall"]["n"] == 3
 
 
+def test_a_file_of_an_earlier_shape_rule_is_not_resumed(model: Path, tmp_path: Path) -> None:
+    """A file made under the rule before this one (cpu-streams-1 read prompts 48 rows at a
+    time, so some tokens came out otherwise) is refused with what to do, untouched."""
+    out = tmp_path / "r.jsonl"
+    first = SampleSpec(per_category=1, categories=("law", "history"))
+    run(reference_request(model, out=out, sample=first), echo=print, engine_factory=FakeEngine(),
+        progress=False)  # fmt: skip
+    out.write_text(out.read_text().replace('"cpu-streams-2"', '"cpu-streams-1"'))
+    before = out.read_bytes()
+    engine = FakeEngine()
+    more = SampleSpec(per_category=2, categories=("law", "history"))
+    with pytest.raises(StoreError) as refused:
+        run(reference_request(model, out=out, sample=more), echo=print, engine_factory=engine,
+            progress=False)  # fmt: skip
+    message = str(refused.value)
+    assert (
+        "decode shapes (cpu-streams-1)" in message and "this release's (cpu-streams-2)" in message
+    )
+    assert "Start a new --out" in message and not engine.calls and out.read_bytes() == before
+
+
 def test_a_file_of_the_release_before_the_run_stage_reports_with_its_siblings(
     test_data: Path,
 ) -> None:

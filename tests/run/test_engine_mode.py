@@ -24,21 +24,20 @@ def lines(path: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    ("backend", "cores", "size", "per_category", "expected"),
+    ("backend", "cores", "size", "expected"),
     [
-        ("cpu", 2, 98 * MiB, None, (8, 16)),  # measured here (README, "Fast by default")
-        ("cpu", 2, 98 * MiB, 5, (5, 16)),  # one category at a time: no idle slots
-        ("cpu", 1, 98 * MiB, None, (2, 0)),
-        ("cpu", 8, 1024 * MiB, None, (4, 0)),
-        ("cpu", 8, 4096 * MiB, None, (2, 0)),
-        ("cpu", 8, 20000 * MiB, None, (1, 0)),
-        ("metal", 8, 20000 * MiB, 10, (8, 16)),
-        ("gpu", 4, 4096 * MiB, 2, (2, 16)),
+        ("cpu", 2, 98 * MiB, (8, 16)),  # measured here (README, "Exact in every mode")
+        ("cpu", 2, 468 * MiB, (4, 0)),  # likewise: lookup's rows cost a 0.5B model time
+        ("cpu", 1, 98 * MiB, (2, 0)),
+        ("cpu", 8, 1024 * MiB, (4, 0)),
+        ("cpu", 8, 4096 * MiB, (2, 0)),
+        ("cpu", 8, 20000 * MiB, (1, 0)),
+        ("metal", 8, 20000 * MiB, (8, 16)),
+        ("gpu", 4, 4096 * MiB, (8, 16)),
     ],
 )
-def test_the_rule(backend: Any, cores: int, size: int, per_category: int | None,
-                  expected: tuple[int, int]) -> None:  # fmt: skip
-    mode = auto_mode(backend, cores, size, per_category)
+def test_the_rule(backend: Any, cores: int, size: int, expected: tuple[int, int]) -> None:
+    mode = auto_mode(backend, cores, size)
     assert (mode.parallel, mode.lookup) == expected
     assert mode.reason.startswith(
         f"auto: {backend.upper() if backend == 'cpu' else backend}, {cores} core"
@@ -59,14 +58,13 @@ def test_defaults_are_chosen_printed_and_recorded(
                     "--out", str(out), "--no-progress")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (
-        "engine mode: --parallel 4 --lookup 16 (auto: CPU, 2 cores, model 0 MiB, 4 per category)"
-        in result.output
+        "engine mode: --parallel 8 --lookup 16 (auto: CPU, 2 cores, model 0 MiB)" in result.output
     )
     header = lines(out)[0]
-    assert header["identity"]["engine"]["parallel"] == 4 == engine.parallel
+    assert header["identity"]["engine"]["parallel"] == 8 == engine.parallel
     assert header["identity"]["engine"]["lookup"] == 16 == engine.settings.lookup
     assert header["identity"]["engine"]["threads"] == 2
-    assert header["engine"]["mode_chosen"] == "auto: CPU, 2 cores, model 0 MiB, 4 per category"
+    assert header["engine"]["mode_chosen"] == "auto: CPU, 2 cores, model 0 MiB"
 
 
 def test_reference_is_one_question_at_a_time_without_lookup(model: Path, tmp_path: Path) -> None:
@@ -93,16 +91,16 @@ def test_a_file_keeps_its_mode_when_the_rules_inputs_change(
     result = invoke(FakeEngine(sigint_at=3), *command)
     assert result.exit_code == 130, result.output
     first = lines(out)[0]["identity"]
-    assert first["engine"]["parallel"] == 4 and first["engine"]["threads"] == 2
+    assert first["engine"]["parallel"] == 8 and first["engine"]["threads"] == 2
     monkeypatch.setattr(gguf_target, "physical_cores", lambda: 1)  # another machine
     engine = FakeEngine()
     result = invoke(engine, *command)
     assert result.exit_code == 0, result.output
-    assert (f"engine mode: --parallel 4 --lookup 16 --threads 2, as recorded in {out}, which "
+    assert (f"engine mode: --parallel 8 --lookup 16 --threads 2, as recorded in {out}, which "
             "this run resumes (the rule would choose --parallel 2 --lookup 0 here now: auto: "
             "CPU, 1 core") in result.output  # fmt: skip
     runs = [r for r in lines(out) if r["type"] == "run"]
-    assert [r["identity"] for r in runs] == [first, first] and engine.parallel == 4
+    assert [r["identity"] for r in runs] == [first, first] and engine.parallel == 8
     assert (engine.settings.lookup, engine.settings.threads) == (16, 2)
     assert len([r for r in lines(out) if r["type"] == "result"]) == 4
     # on a fresh file the same command follows the rule

@@ -349,7 +349,7 @@ def test_under_the_exact_rule_a_file_resumes_in_any_mode(model: Path, tmp_path: 
                   engine_factory=FakeEngine(), progress=False)  # fmt: skip
     assert outcome.already_done == 2 and len(outcome.records) == 4
     first, again = [r["identity"]["engine"] for r in lines(out) if r["type"] == "run"]
-    assert first["shapes"] == again["shapes"] == "cpu-streams-1" and "batch" not in first
+    assert first["shapes"] == again["shapes"] == "cpu-streams-2" and "batch" not in first
     assert (first["parallel"], first["lookup"], again["parallel"]) == (2, 4, 3)
     loose = tmp_path / "loose.jsonl"
     run(config(model, loose, sample=small, flash_attn=False), echo=lambda _: None,

@@ -135,7 +135,7 @@ def bench_cmd(
     click.echo(f"timed runs: {per_category} per category (seed 0), budget {max_tokens}, early stop")
     from mmlupro_local.engine.handles import backend
 
-    defaults = auto_mode(backend(-1), threads, path.stat().st_size, per_category)
+    defaults = auto_mode(backend(-1), threads, path.stat().st_size)
     runs = timed_runs(path, threads, best, spec, max_tokens, kv_type, lookup, flash, defaults)
     _table(runs, "--parallel 1")
     click.echo(f"peak resident memory: {peak_memory_mib():.0f} MiB")

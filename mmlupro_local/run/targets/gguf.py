@@ -123,7 +123,7 @@ class LocalModel(Target):
 
         cores = spec.threads or physical_cores()
         size = spec.rule_size
-        rule = auto_mode(backend(spec.layers), cores, size, request.sample.per_category)
+        rule = auto_mode(backend(spec.layers), cores, size)
         engine = recorded.engine if recorded is not None else None
         threads = cores
         if spec.threads is None and isinstance(engine, LocalEngineIdentity) and engine.threads:
