@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server test-models demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-exact bench-dataset bench-extract dataset-check fit-items study-estimates bench-client bench-html bench-abort clean
+.PHONY: install llama-server test-models demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-exact bench-peer bench-dataset bench-extract dataset-check fit-items study-estimates bench-client bench-html bench-abort clean
 
 install: $(STAMP)
 
@@ -109,6 +109,12 @@ bench-html: install
 # defaults of the release before canonical decode shapes, Qwen2.5-Coder-0.5B, warm cache.
 bench-exact: install
 	$(BIN)/python scripts/bench_exact.py "$$(scripts/test_model.sh $(BIN)/python qwen-0.5b)"
+
+# this tool against a peer on the same questions: Ollama-MMLU-Pro's run_openai.py (PEER: a
+# checkout of github.com/chigkim/Ollama-MMLU-Pro) on llama-server -np 1, Qwen2.5-Coder-0.5B
+bench-peer: install
+	@test -n "$(PEER)" || { echo "make bench-peer PEER=path/to/Ollama-MMLU-Pro"; exit 2; }
+	$(BIN)/python scripts/bench_peer.py "$$(scripts/test_model.sh $(BIN)/python qwen-0.5b)" --peer "$(PEER)"
 
 # what the abort callback (a second Ctrl-C stops a decode) costs a decode step
 bench-abort: install
