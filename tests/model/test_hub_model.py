@@ -163,8 +163,8 @@ def huge_model(path: Path) -> Path:
 def test_a_model_too_large_for_memory_is_refused_before_loading(tmp_path: Path) -> None:
     model = huge_model(tmp_path / "huge.gguf")
     out = tmp_path / "r.jsonl"
-    done = run_cli("run", str(model), "--per-category", "1", "--ctx", "131072", "--out", str(out),
-                   env={"MMLUPRO_LOCAL_CACHE": str(tmp_path / "cache")})  # fmt: skip
+    done = run_cli("run", str(model), "--per-category", "1", "--ctx", "131072", "--parallel", "1",
+                   "--out", str(out), env={"MMLUPRO_LOCAL_CACHE": str(tmp_path / "cache")})  # fmt: skip
     assert done.returncode == 1
     # what one question reaches and a call's padding (engine.shapes), one stream at --parallel 1
     assert "huge.gguf needs about" in done.stderr
