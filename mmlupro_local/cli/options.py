@@ -4,6 +4,7 @@ program embedding the CLI may pass in. Commands import this module, never each o
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -87,6 +88,17 @@ class NumberOrAuto(click.ParamType):  # type: ignore[type-arg]
                 self.fail(f"{value!r} is not a number or 'auto'", param, ctx)
         if number is not None and not self.low <= number <= self.high:
             self.fail(f"must be between {self.low} and {self.high}", param, ctx)
+        return number
+
+
+class FiniteFloat(click.FloatRange):
+    """A number in a range, never NaN or infinity: they pass any bound, and a results file
+    that records one is no JSON its readers take (issue 32, case 3)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if number is not None and not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
 
 
@@ -197,7 +209,9 @@ dataset_option = click.option(
 sample_options = OptionGroup(
     opt("--per-category", type=int, help="Questions per category (seeded random draw)."),
     opt(
-        "--fraction", type=float, help="Fraction of each category (exact total, largest remainder)."
+        "--fraction",
+        type=FiniteFloat(),
+        help="Fraction of each category (exact total, largest remainder).",
     ),
     opt("--full", is_flag=True, help="All 12,032 test questions."),
     opt(
@@ -411,7 +425,7 @@ server_options = OptionGroup(
     opt("--server-model", metavar="NAME", help="The served model (when it serves several)."),
     opt(
         "--request-timeout",
-        type=click.FloatRange(0, min_open=True),
+        type=FiniteFloat(0, min_open=True),
         default=ServerSettings.timeout,
         show_default=True,
         help="Seconds a server request may go without sending anything.",

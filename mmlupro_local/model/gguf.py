@@ -156,6 +156,11 @@ def read_gguf(path: Path) -> GgufInfo:
         raise ModelFileError(f"{path}: no such file. Give the path of a .gguf model file.")
     if path.is_dir():
         raise ModelFileError(f"{path} is a directory; give the path of a .gguf file inside it")
+    if not path.is_file():  # a FIFO would block until a writer came
+        raise ModelFileError(
+            f"{path} is not a regular file (a pipe, socket or device); give the path of a "
+            ".gguf file"
+        )
     try:
         size = path.stat().st_size
         with open(path, "rb") as handle:

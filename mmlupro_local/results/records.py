@@ -10,6 +10,7 @@ refused with a clear message rather than half-read.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -299,11 +300,19 @@ class RunHeader:
         if not isinstance(data.get("identity"), Mapping):
             raise SchemaError("a run record is incomplete (no 'identity')")
         identity = Identity.from_json(data["identity"])
+        sample = data.get("sample")
+        if isinstance(sample, Mapping) and _not_finite(sample.get("precision")):
+            # releases that took --precision nan or inf ran one round and wrote it: no goal
+            data = {**data, "sample": {k: v for k, v in sample.items() if k != "precision"}}
         try:
             given = {"identity": identity, "read_identity": data["identity"]}
             return from_json(cls, data, given=given)
         except FormError as exc:
             raise SchemaError(f"a run record is incomplete ({exc})") from exc
+
+
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 @dataclass(frozen=True, kw_only=True)

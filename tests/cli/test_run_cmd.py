@@ -89,3 +89,27 @@ def test_the_progress_bar_is_drawn_only_on_a_terminal(model: Path, tmp_path: Pat
     shown = invoke_with(FakeEngine(), "run", str(model), "--per-category", "3",
                         "--categories", "law", "--out", str(out), "--progress")  # fmt: skip
     assert shown.exit_code == 0 and "\r" in shown.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--precision", "nan"),
+        ("--precision", "inf"),
+        ("--request-timeout", "nan"),
+        ("--request-timeout", "inf"),
+        ("--fraction", "nan"),
+        ("--fraction", "-inf"),
+    ],
+)
+def test_a_float_option_is_a_finite_number(
+    model: Path, tmp_path: Path, engine: FakeEngine, option: str, value: str
+) -> None:
+    """Issue 32, case 3: NaN and infinity passed every bound, and --precision nan wrote a
+    file no reader took; now the option is refused before anything runs."""
+    out = tmp_path / "r.jsonl"
+    extra = [] if option == "--fraction" else [*LAW2]
+    result = invoke_with(engine, "run", str(model), *extra, option, value, "--out", str(out))
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}': '{value}' is not a finite number" in result.output
+    assert not out.exists() and not engine.calls

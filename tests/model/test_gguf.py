@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,6 +41,16 @@ def test_bad_model_files(smollm2: Path, tmp_path: Path) -> None:
     for path, message in cases.items():
         with pytest.raises(ModelFileError, match=message):
             read_gguf(path)
+
+
+def test_a_pipe_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    """Issue 32, case 5: `model info` on a FIFO blocked until a writer appeared."""
+    fifo = tmp_path / "model.gguf"
+    os.mkfifo(fifo)
+    done = subprocess.run([sys.executable, "-m", "mmlupro_local", "model", "info", str(fifo)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1 and "is not a regular file (a pipe" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -54,3 +54,23 @@ def test_max_questions_caps_the_growth(model: Path, tmp_path: Path) -> None:
     assert "the sample cannot grow further" in result.output
     refused = invoke_with(FakeEngine(), "run", str(model), "--full", "--precision", "2")
     assert refused.exit_code == 2 and "--precision grows a sample" in refused.output
+
+
+def test_a_file_that_recorded_a_precision_of_nan_is_read(model: Path, tmp_path: Path) -> None:
+    """Issue 32, case 3: releases that took --precision nan ran one round and wrote NaN,
+    and then report, resume and divergence refused the file for good; it reads as a run
+    with no precision goal."""
+    out = tmp_path / "r.jsonl"
+    done = invoke_with(
+        FakeEngine(), "run", str(model), *COMMAND, "--precision", "50", "--out", str(out)
+    )
+    assert done.exit_code == 0, done.output
+    text = out.read_text()
+    assert '"precision": 50.0' in text
+    out.write_text(text.replace('"precision": 50.0', '"precision": NaN'))
+    report = invoke_with(FakeEngine(), "report", str(out))
+    assert report.exit_code == 0, report.output
+    again = FakeEngine()
+    resumed = invoke_with(again, "run", str(model), *COMMAND, "--out", str(out))
+    assert resumed.exit_code == 0, resumed.output
+    assert again.calls == [] and "already" in resumed.output

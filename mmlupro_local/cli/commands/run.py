@@ -48,12 +48,12 @@ GENERATION_ONLY = (*o.answer_options.names, "lookup", "parallel", "server")
 @click.option(
     "--reference",
     is_flag=True,
-    help="One question at a time without lookup (--parallel 1 --lookup 0): bit-stable "
-    "with files of releases before the fast defaults.",
+    help="One question at a time without lookup (--parallel 1 --lookup 0): on a CPU the "
+    "same answers as any mode, only slower.",
 )
 @click.option(
     "--precision",
-    type=click.FloatRange(0, min_open=True),
+    type=o.FiniteFloat(0, min_open=True),
     metavar="POINTS",
     help="Extend the seeded sample until the estimated full score's 95 % interval "
     "is within +/- POINTS (e.g. 2.5); resumable.",
