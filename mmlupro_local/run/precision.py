@@ -10,8 +10,10 @@ import math
 from collections.abc import Callable
 from dataclasses import replace
 
+from mmlupro_local.datasets.dataset import load_dataset
+from mmlupro_local.datasets.summary import population_sizes
 from mmlupro_local.results.report import load_report
-from mmlupro_local.run.request import RunRequest
+from mmlupro_local.run.request import RunRequest, RunRequestError
 from mmlupro_local.run.runner import RunOutcome, run
 from mmlupro_local.run.targets import EngineFactory
 
@@ -28,6 +30,7 @@ def run_to_precision(
 ) -> RunOutcome:
     assert request.precision is not None
     target = request.precision / 100
+    request = _first_round(request, echo)
     while True:
         outcome = run(request, echo=echo, engine_factory=engine_factory, progress=progress)
         if outcome.interrupted or outcome.failed:
@@ -56,6 +59,39 @@ def run_to_precision(
             f"{grown.sample.describe()}"
         )
         request = grown
+
+
+def _first_round(request: RunRequest, echo: Echo) -> RunRequest:
+    """The first round within --max-questions too (issue 32, case 8): the largest sample
+    of the asked kind that fits, or RunRequestError when not one question per category
+    does."""
+    spec, cap = request.sample, request.max_questions
+    if cap is None:
+        return request
+    sizes = population_sizes(load_dataset(request.dataset).test, spec.categories)
+    population = sum(sizes.values())
+    if spec.per_category is not None:
+
+        def total(per: int) -> int:
+            return sum(min(per, size) for size in sizes.values())
+
+        per = spec.per_category
+        while per > 1 and total(per) > cap:
+            per -= 1
+        if total(per) > cap:
+            raise RunRequestError(
+                f"--max-questions {cap} is fewer than one question per category "
+                f"({total(1)}): raise it, or name fewer --categories"
+            )
+        if per == spec.per_category:
+            return request
+        smaller = replace(spec, per_category=per)
+    else:
+        if (spec.fraction or 1.0) * population <= cap:
+            return request
+        smaller = replace(spec, fraction=cap / population)
+    echo(f"--max-questions {cap}: the first round is {smaller.describe()}")
+    return replace(request, sample=smaller)
 
 
 def _grown(

@@ -74,3 +74,37 @@ def test_a_file_that_recorded_a_precision_of_nan_is_read(model: Path, tmp_path: 
     resumed = invoke_with(again, "run", str(model), *COMMAND, "--out", str(out))
     assert resumed.exit_code == 0, resumed.output
     assert again.calls == [] and "already" in resumed.output
+
+
+def test_max_questions_caps_the_first_round_too(model: Path, tmp_path: Path) -> None:
+    """Issue 32, case 8: --max-questions 20 with --per-category 10 --precision 5 ran 140
+    questions; the first round now shrinks to the largest that fits."""
+    out = tmp_path / "r.jsonl"
+    engine = FakeEngine()
+    args = [
+        "--per-category",
+        "10",
+        "--categories",
+        "law,history",
+        "--precision",
+        "1",
+        "--max-questions",
+        "7",
+        "--no-progress",
+    ]
+    result = invoke_with(engine, "run", str(model), *args, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "--max-questions 7: the first round is 3 per category in law, history" in result.output
+    assert len([r for r in lines(out) if r["type"] == "result"]) == 6 == len(engine.calls)
+    few = invoke_with(
+        FakeEngine(),
+        "run",
+        str(model),
+        *args[:-2],
+        "1",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "few.jsonl"),
+    )
+    assert few.exit_code != 0
+    assert "--max-questions 1 is fewer than one question per category (2)" in few.output
