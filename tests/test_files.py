@@ -62,6 +62,18 @@ def test_html_reports_get_the_umasks_permissions(
     assert stat.S_IMODE(html.stat().st_mode) == 0o644
 
 
+def test_an_html_report_to_stdout_is_the_only_thing_there(
+    model: Path, tmp_path: Path, engine: FakeEngine
+) -> None:
+    """Issue 32, case 10: `report F --html -` printed the text table and the HTML together."""
+    out = finished_run(model, tmp_path / "r.jsonl", engine)
+    result = invoke("report", str(out), "--html", "-")
+    assert result.exit_code == 0, result.output
+    page = result.stdout.strip()
+    assert page.lower().startswith("<!doctype html>") and page.endswith("</html>"), page[:200]
+    assert not (tmp_path / "-").exists() and "wrote -" not in result.output
+
+
 F_FULLFSYNC = 51  # its value on macOS
 
 

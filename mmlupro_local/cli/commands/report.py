@@ -35,7 +35,7 @@ def _write_text(path: Path, text: str) -> None:
     "--html",
     "html_out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write a self-contained HTML report here.",
+    help="Also write a self-contained HTML report here ('-': print it in place of the table).",
 )
 def report_cmd(results: tuple[Path, ...], fmt: str, html_out: Path | None) -> None:
     """Per-category accuracy with 95 % intervals, extraction and cost, for RESULTS files.
@@ -55,12 +55,14 @@ def report_cmd(results: tuple[Path, ...], fmt: str, html_out: Path | None) -> No
     for report in reports:
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)
-    if fmt == "table":
+    html_to_stdout = html_out is not None and str(html_out) == "-"
+    if fmt == "table" and not html_to_stdout:
         for report in reports:
             sentence = headline(report)
             if sentence:
                 click.echo(f"{report.label}: {sentence}" if len(reports) > 1 else sentence)
-    click.echo(render(reports, fmt))
+    if not html_to_stdout:  # one document on stdout (issue 32, case 10)
+        click.echo(render(reports, fmt))
     note = mode_note(reports)
     if note:
         click.echo(f"note: {note}", err=True)
@@ -69,7 +71,8 @@ def report_cmd(results: tuple[Path, ...], fmt: str, html_out: Path | None) -> No
         if len(reports) == 2 and reports[0].dataset_sha256 == reports[1].dataset_sha256:
             comparison = compare(reports[0], reports[1])
         _write_text(html_out, render_html(reports, comparison))
-        click.echo(f"wrote {html_out}", err=True)
+        if not html_to_stdout:
+            click.echo(f"wrote {html_out}", err=True)
 
 
 @click.command("compare")
