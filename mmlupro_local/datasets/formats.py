@@ -109,7 +109,7 @@ def _parquet_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:
+        with opener(path, "rt", encoding="utf-8-sig") as handle:  # a BOM is no content
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
@@ -117,14 +117,26 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
                     yield str(number), json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DatasetError(f"{path} line {number}: not valid JSON ({exc.msg})") from exc
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from exc
+    except (OSError, EOFError) as exc:
         raise DatasetError(f"{path}: cannot read it ({exc}); is it truncated?") from exc
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> DatasetError:
+    """Issue 32, case 19: text in another encoding is no truncated file."""
+    return DatasetError(
+        f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start:,}; a UTF-16 export, for "
+        "one, is not UTF-8); save it as UTF-8 and import it again"
+    )
 
 
 def _json_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from exc
+    except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: not valid JSON ({exc}); is it truncated?") from exc
     if isinstance(data, dict) and set(data) & set(SPLITS):
         # {"test": [...], "validation": [...]}

@@ -77,6 +77,23 @@ def test_sample_data_imports(tmp_path: Path) -> None:
     assert len(data.test) == 28 and len(data.validation) == 70
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_a_utf8_file_with_a_bom_imports_and_utf16_is_named(
+    suffix: str, embedded: Dataset, tmp_path: Path
+) -> None:
+    """Issue 32, case 19: a BOM was refused, and UTF-16 got "is it truncated?"."""
+    rows = rows_of(embedded)[:2]
+    text = "".join(json.dumps(r) + "\n" for r in rows) if suffix == ".jsonl" else json.dumps(rows)
+    bom = tmp_path / f"bom{suffix}"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert [q.as_row() for q in read_file(bom)] == rows
+    wide = tmp_path / f"wide{suffix}"
+    wide.write_text(text, encoding="utf-16")
+    with pytest.raises(DatasetError, match=r"not UTF-8 text .*save it as UTF-8") as refused:
+        read_file(wide)
+    assert "truncated" not in str(refused.value)
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
