@@ -128,11 +128,24 @@ def out_path(text: str) -> Path:
         raise click.BadParameter(
             "is empty; give a file path such as results.jsonl", param_hint=where("out", "--out")
         )
+    hint = where("out", "--out")
+    if text.strip() == "-":  # results are appended to and resumed: no stream will do
+        raise click.BadParameter(
+            "'-' is no file: results are saved to a file a rerun resumes; give a path such "
+            "as results.jsonl (then `report` prints it)",
+            param_hint=hint,
+        )
     path = Path(text).expanduser()
     if text.endswith(("/", os.sep)) or path.is_dir():
         raise click.BadParameter(
             f"{text!r} is a directory; give a file path such as {path / 'results.jsonl'}",
-            param_hint=where("out", "--out"),
+            param_hint=hint,
+        )
+    if path.exists() and not path.is_file():  # /dev/stdout, /dev/null, a pipe
+        raise click.BadParameter(
+            f"{text!r} is not a regular file (a pipe or device): results are saved to a "
+            "file a rerun resumes; give a path such as results.jsonl (then `report` prints it)",
+            param_hint=hint,
         )
     return path
 

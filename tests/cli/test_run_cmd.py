@@ -113,3 +113,21 @@ def test_a_float_option_is_a_finite_number(
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{option}': '{value}' is not a finite number" in result.output
     assert not out.exists() and not engine.calls
+
+
+def test_out_must_be_a_file_a_rerun_can_resume(
+    model: Path, tmp_path: Path, engine: FakeEngine
+) -> None:
+    """Issue 32, case 13: `--out -` wrote a file named '-', a pipe failed with "Illegal
+    seek" and /dev/null with a misleading write error; each is refused up front."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for out, said in (
+        ("-", "'-' is no file"),
+        (str(fifo), "is not a regular file"),
+        ("/dev/null", "is not a regular file"),
+    ):
+        result = invoke_with(engine, "run", str(model), *LAW2, "--out", out)
+        assert result.exit_code == 2 and said in result.output, result.output
+        assert "give a path such as results.jsonl" in result.output
+    assert not engine.calls and not Path("-").exists()
