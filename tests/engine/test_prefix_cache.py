@@ -159,3 +159,34 @@ def test_cache_info_and_clear_cover_the_builds_make_install_cached(user_cache: P
     cleared = invoke("cache", "clear", "--builds")
     assert cleared.exit_code == 0 and not wheel.exists() and not server.exists()
     assert f"deleted 1 builds (1.0 MiB) from {user_cache / 'wheels'}" in cleared.output
+
+
+def test_cache_clear_says_what_it_cannot_delete_and_leaves_builds_under_way(
+    user_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 32, case 14: a read-only prefix cache or build folder and a symlinked build
+    folder gave tracebacks, and `cache info` counted a build under way as cached."""
+    elsewhere = tmp_path / "shared-wheels"
+    (elsewhere / "0123456789abcdef").mkdir(parents=True)
+    (elsewhere / "0123456789abcdef" / "w.whl").write_bytes(b"x" * 2**20)
+    (elsewhere / "0123456789abcdef.tmp.4242").mkdir()  # scripts/llama_wheel.sh at work
+    (user_cache / "wheels").symlink_to(elsewhere)
+    shown = invoke("cache", "info").output
+    assert f"{user_cache / 'wheels'}: 1 cached by make install, 1.0 MiB (1 being built" in shown
+    cleared = invoke("cache", "clear", "--builds")
+    assert cleared.exit_code == 0, cleared.output
+    assert "deleted 1 builds (1.0 MiB)" in cleared.output
+    assert "1 being built left alone" in cleared.output
+    assert (user_cache / "wheels").is_symlink()
+    assert (elsewhere / "0123456789abcdef.tmp.4242").is_dir()
+    assert not (elsewhere / "0123456789abcdef").exists()
+    entry = user_cache / "prefix" / "x.kv"
+
+    def denied(self: Path, missing_ok: bool = False) -> None:  # root ignores permission bits
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "unlink", denied)
+    monkeypatch.setattr(PrefixCache, "_entries", lambda self: [(0.0, 1, entry)])
+    refused = invoke("cache", "clear")
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert f"cannot delete {entry}: Permission denied. Make the folder writable" in refused.output

@@ -20,16 +20,26 @@ def _cache() -> PrefixCache:
 BUILDS = ("wheels", "llama-server")
 
 
-def _builds() -> list[tuple[Path, int, int]]:
-    """Each build folder that exists: its path, its builds and their bytes."""
+def _builds() -> list[tuple[Path, list[Path], int, int]]:
+    """Each build folder that exists: its path, its finished builds, their bytes, and how
+    many builds are under way (the scripts build in KEY.tmp.PID, then rename it)."""
     found = []
     for name in BUILDS:
         folder = cache_dir() / name
         if folder.is_dir():
             entries = [p for p in folder.iterdir() if p.is_dir()]
-            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-            found.append((folder, len(entries), size))
+            done = [p for p in entries if ".tmp." not in p.name]
+            size = sum(f.stat().st_size for d in done for f in d.rglob("*") if f.is_file())
+            found.append((folder, done, size, len(entries) - len(done)))
     return found
+
+
+def _cannot_delete(exc: OSError) -> click.ClickException:
+    where = f" {exc.filename}" if exc.filename else ""
+    return click.ClickException(
+        f"cannot delete{where}: {exc.strerror or exc}. Make the folder writable by you, or "
+        "point MMLUPRO_LOCAL_CACHE at a cache folder of your own"
+    )
 
 
 @click.group("cache")
@@ -53,10 +63,12 @@ def info() -> None:
             f"stray:     {facts.temp_files} partial files from interrupted saves, "
             f"{facts.temp_bytes / 2**20:.1f} MiB ('cache clear' deletes them)"
         )
-    for folder, entries, size in _builds():
+    for folder, done, size, building in _builds():
+        under_way = f" ({building} being built, not counted)" if building else ""
         click.echo(
-            f"builds:    {folder}: {entries} cached by make install, {size / 2**20:.1f} MiB "
-            "('cache clear --builds' deletes them; the next make install rebuilds, minutes)"
+            f"builds:    {folder}: {len(done)} cached by make install, {size / 2**20:.1f} MiB"
+            f"{under_way} ('cache clear --builds' deletes them; the next make install "
+            "rebuilds, minutes)"
         )
 
 
@@ -69,10 +81,18 @@ def info() -> None:
 )
 def clear(builds: bool) -> None:
     """Delete every saved prefix state (and with --builds the cached builds)."""
-    entries, temps = _cache().clear()
+    try:
+        entries, temps = _cache().clear()
+    except OSError as exc:  # a read-only cache (issue 32, case 14)
+        raise _cannot_delete(exc) from exc
     stray = f" and {temps} partial files" if temps else ""
     click.echo(f"deleted {entries} entries{stray} from {prefix_cache_dir()}")
     if builds:
-        for folder, count, size in _builds():
-            shutil.rmtree(folder)
-            click.echo(f"deleted {count} builds ({size / 2**20:.1f} MiB) from {folder}")
+        for folder, done, size, building in _builds():
+            try:  # the builds inside, so that a folder that is a link stays one
+                for build in done:
+                    shutil.rmtree(build)
+            except OSError as exc:
+                raise _cannot_delete(exc) from exc
+            left = f"; {building} being built left alone" if building else ""
+            click.echo(f"deleted {len(done)} builds ({size / 2**20:.1f} MiB) from {folder}{left}")
