@@ -29,6 +29,7 @@ from mmlupro_local.datasets.sampling import draw
 from mmlupro_local.engine import EngineSettings
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.model.fingerprint import model_sha256
+from mmlupro_local.model.gguf import read_gguf
 from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.results.store import read_results
 from mmlupro_local.run.request import RunRequest
@@ -164,6 +165,18 @@ class Text:
 
 
 _RECORD = struct.Struct("<qd")  # per position: how many top ids follow, the rest's log-mass
+
+
+def check_pair(reference: Path, model: Path) -> None:
+    """Both files are GGUF models with one vocabulary, read from their headers before
+    the reference pass spends its time (issue 32, case 16); ModelFileError or
+    DivergenceError saying which."""
+    tokens = [read_gguf(path).metadata.get("tokenizer.ggml.tokens") for path in (reference, model)]
+    if tokens[0] != tokens[1]:
+        raise DivergenceError(
+            f"{model.name} and {reference.name} do not share a vocabulary (their tokens "
+            "differ), so their next-token distributions cannot be compared"
+        )
 
 
 def measure(

@@ -65,3 +65,13 @@ def test_bench_quick_measures_every_width_both_ways(smollm2: Path) -> None:
         assert len(rates) == 2 and all(rate > 0 for rate in rates), row
     assert re.search(r"best here: --parallel (1|2|4|8) with flash attention (on|off) "
                      r"\(with --lookup: (on|off)\)", done.stdout)  # fmt: skip
+
+
+@pytest.mark.parametrize("option", ["--per-category", "--max-tokens"])
+def test_bench_checks_its_sample_before_the_throughput_phase(smollm2: Path, option: str) -> None:
+    """Issue 32, case 16: `bench MODEL --per-category 0` failed only after minutes of
+    throughput measurement."""
+    done = run_cli("bench", str(smollm2), option, "0", env={})
+    assert done.returncode == 2, done.stderr
+    assert f"Invalid value for '{option}': 0 is not in the range x>=1" in done.stderr
+    assert "raw llama_decode throughput" not in done.stdout

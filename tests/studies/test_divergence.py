@@ -78,3 +78,18 @@ def test_results_made_otherwise_are_refused_before_anything_loads(tmp_path: Path
     other = invoke("divergence", str(model), str(model), "--per-category", "2", "--categories",
                    "law", "--no-progress", "--results", str(out))  # fmt: skip
     assert other.exit_code == 1 and "holds another sample (1 per category" in other.output
+
+
+def test_both_models_are_checked_before_the_reference_pass(smollm2: Path, tmp_path: Path) -> None:
+    """Issue 32, case 16: a missing MODEL, a directory or another vocabulary were found
+    only after the whole reference pass."""
+    fake = write_fake_model(tmp_path / "fake.gguf")  # a header with no vocabulary
+    out = tmp_path / "ref.jsonl"
+    sample = ["--per-category", "1", "--categories", "law", "--no-progress", "--out", str(out)]
+    for model, said in ((tmp_path / "missing.gguf", "no such file"),
+                        (tmp_path, "is a directory"),
+                        (fake, "fake.gguf and SmolLM2-135M-Instruct.Q4_1.gguf do not share a vocabulary")):  # fmt: skip
+        engine = FakeEngine()
+        result = invoke_with(engine, "divergence", str(smollm2), str(model), *sample)
+        assert result.exit_code == 1 and said in result.output, result.output
+        assert not engine.calls and not out.exists()

@@ -43,14 +43,14 @@ from mmlupro_local.studies.bench import (
 )
 @click.option(
     "--per-category",
-    type=int,
+    type=click.IntRange(1),  # checked before the throughput phase spends minutes
     default=2,
     show_default=True,
     help="Questions per category in the timed runs.",
 )
 @click.option(
     "--max-tokens",
-    type=int,
+    type=click.IntRange(1),
     default=TIMED_BUDGET,
     show_default=True,
     help="Generation budget in the timed runs.",

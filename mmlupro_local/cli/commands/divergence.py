@@ -17,7 +17,7 @@ from mmlupro_local.model.hardware import physical_cores
 from mmlupro_local.model.source import model_path
 from mmlupro_local.run.request import RunRequest, default_out
 from mmlupro_local.run.targets.gguf import GgufSpec
-from mmlupro_local.studies.divergence import TOP_K, measure, reference_texts
+from mmlupro_local.studies.divergence import TOP_K, check_pair, measure, reference_texts
 
 
 @click.command("divergence")
@@ -72,6 +72,7 @@ def divergence_cmd(reference: str, model: str, **options: Any) -> None:
     """
     sample = o.sample_spec(options)
     ref_path, model_file = model_path(reference), model_path(model)
+    check_pair(ref_path, model_file)
     prompt = o.prompt_settings(options)
     threads, gpu_layers = options["threads"], options["gpu_layers"]
     target = GgufSpec(
