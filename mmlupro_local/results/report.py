@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)
     score: FullScore | None = None  # the estimated full-benchmark score
     sizes: dict[str, int] | None = None  # questions per category sampled from, in the dataset
+    sampled_categories: tuple[str, ...] = ()  # the categories the runs named (): all
 
     @property
     def identity(self) -> Identity:
@@ -153,7 +155,8 @@ def load_report(path: Path, *, label: str | None = None) -> RunReport:
         )
     dataset = _dataset_of(log.header, warnings)
     leak, rest = _leak_split(records, dataset) if dataset else (None, None)
-    sizes = population_sizes(dataset.test, latest.sample.categories) if dataset else None
+    sampled = sampled_categories(log.runs)
+    sizes = population_sizes(dataset.test, sampled) if dataset else None
     score = _full_score(records, dataset, sizes) if dataset and sizes else None
     return RunReport(
         path,
@@ -169,7 +172,16 @@ def load_report(path: Path, *, label: str | None = None) -> RunReport:
         warnings,
         score,
         sizes,
+        sampled,
     )
+
+
+def sampled_categories(runs: Sequence[RunHeader]) -> tuple[str, ...]:
+    """The categories a file's runs sampled from, together: a run topping up one category
+    does not shrink the population the others drew from (issue 32, case 6); () is all."""
+    if any(not run.sample.categories for run in runs):
+        return ()
+    return tuple(sorted({c for run in runs for c in run.sample.categories}))
 
 
 def _dataset_of(header: RunHeader, warnings: list[str]) -> Dataset | None:
@@ -267,16 +279,24 @@ def headline(report: RunReport) -> str:
         return ""
     e = report.score.strict
     if e.exact:
-        return f"MMLU-Pro score {e.value:.1%}: all {e.population:,} questions answered"
+        return f"{_score_of(report)} {e.value:.1%}: all {e.population:,} questions answered"
     how = (
         "post-stratified"
         if e.method == "post-stratified"
         else "assisted by an item model fitted on 20 official CoT runs"
     )
     return (
-        f"estimated MMLU-Pro score {e.value:.1%} (95 % CI {e.low:.1%}-{e.high:.1%}), from "
-        f"{e.questions:,} of {e.population:,} questions, weighted by category size ({how})"
+        f"estimated {_score_of(report)} {e.value:.1%} (95 % CI {e.low:.1%}-{e.high:.1%}), "
+        f"from {e.questions:,} of {e.population:,} questions, weighted by category size ({how})"
     )
+
+
+def _score_of(report: RunReport) -> str:
+    """What the estimate is of: the benchmark, or the categories the runs kept to."""
+    named = report.sampled_categories
+    if not named:
+        return "MMLU-Pro score"
+    return f"score on {', '.join(named) if len(named) <= 3 else f'{len(named)} categories'}"
 
 
 def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:

@@ -28,7 +28,7 @@ from mmlupro_local.datasets.verify import leaks_answer
 from mmlupro_local.results.compare import compare
 from mmlupro_local.results.html_data import script_json, unpack_responses
 from mmlupro_local.results.html_report import render_html
-from mmlupro_local.results.report import load_report
+from mmlupro_local.results.report import headline, load_report
 from mmlupro_local.results.stats import wilson
 from mmlupro_local.run.runner import run
 
@@ -306,3 +306,26 @@ def test_html_holds_each_response_once_and_flips_point_at_both_runs_own(tmp_path
     )
     assert rows["runs"] == ["a", "b"] and len(rows["rows"]) == 168
     assert script_json({"t": "</script><!--&"}) == '{"t":"\\u003c/script\\u003e\\u003c!--\\u0026"}'
+
+
+def test_the_estimates_population_is_every_category_the_runs_sampled(
+    model: Path, tmp_path: Path
+) -> None:
+    """Issue 32, case 6: a 14-category file topped up with `--categories biology` was
+    reported as "from 3 of 717" (biology alone), the other answers ignored."""
+    out = tmp_path / "r.jsonl"
+    for sample in (SampleSpec(per_category=1), SampleSpec(per_category=3, categories=("biology",))):
+        run(reference_request(model, out=out, sample=sample), echo=lambda _: None,
+            engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    report = load_report(out)
+    assert report.score is not None and report.sizes is not None
+    assert len(report.sizes) == 14 and sum(report.sizes.values()) == 12_032
+    assert report.score.strict.questions == 16
+    assert "estimated MMLU-Pro score" in headline(report) and "from 16 of 12,032" in headline(
+        report
+    )
+    one = tmp_path / "one.jsonl"
+    run(reference_request(model, out=one, sample=SampleSpec(per_category=2, categories=("law",))),
+        echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    said = headline(load_report(one))
+    assert said.startswith("estimated score on law ") and "from 2 of 1,101" in said
