@@ -179,9 +179,14 @@ def load_report(path: Path, *, label: str | None = None) -> RunReport:
 def sampled_categories(runs: Sequence[RunHeader]) -> tuple[str, ...]:
     """The categories a file's runs sampled from, together: a run topping up one category
     does not shrink the population the others drew from (issue 32, case 6); () is all."""
-    if any(not run.sample.categories for run in runs):
+    return categories_union([run.sample.categories for run in runs])
+
+
+def categories_union(named: Sequence[Sequence[str]]) -> tuple[str, ...]:
+    """Samples' categories together (each () meaning all); () is all."""
+    if any(not categories for categories in named):
         return ()
-    return tuple(sorted({c for run in runs for c in run.sample.categories}))
+    return tuple(sorted({c for categories in named for c in categories}))
 
 
 def _dataset_of(header: RunHeader, warnings: list[str]) -> Dataset | None:

@@ -28,6 +28,7 @@ from mmlupro_local.results.records import (
     SampleInfo,
     SessionEnd,
 )
+from mmlupro_local.results.report import categories_union, load_report
 from mmlupro_local.results.store import ResultsWriter, StoreError, read_results
 from mmlupro_local.run.fitting import TokenCounts, prepare_letter_prompts, prepare_prompts
 from mmlupro_local.run.interrupts import first_interrupt_requests_stop
@@ -162,7 +163,8 @@ def _run(
                     )
                     for q in todo
                 ]
-                counts = count_into({}, (writer.log.results[q] for q in done), strict)
+                # the file's answers over every category its runs sampled, as the report
+                counts = count_into({}, writer.log.results.values(), strict)
                 written, signum, failed = _generate_all(
                     plan,
                     todo,
@@ -173,7 +175,15 @@ def _run(
                     progress,
                     len(done),
                     len(sample),
-                    population_sizes(dataset.test, request.sample.categories),
+                    population_sizes(
+                        dataset.test,
+                        categories_union(
+                            [
+                                *(r.sample.categories for r in writer.log.runs),
+                                request.sample.categories,
+                            ]
+                        ),
+                    ),
                     counts,
                 )
                 if cache is not None and cache.hits + cache.misses:
@@ -364,6 +374,9 @@ def _generate_all(
                     saved.flush()
                     return saved.written, stop.signum, failed
             saved.flush()
+            score = load_report(plan.request.out).score if progress else None
+            if score is not None:
+                saved.finish(score.strict)
         except EngineError as exc:  # mid-run (a server gone): what is saved, how to go on
             saved.flush()
             if stop.is_set():  # a request cut short by the stop the user asked for

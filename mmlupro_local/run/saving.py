@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from mmlupro_local.engine import Generation
-from mmlupro_local.results.estimates import count_into, from_counts, strict
+from mmlupro_local.results.estimates import Estimate, count_into, from_counts, strict
 from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.results.store import ResultsWriter
 from mmlupro_local.run.progress import Speed
@@ -40,6 +40,11 @@ class Acknowledged:
         if len(self.pending) >= GROUP_SIZE or time.monotonic() - self.last >= GROUP_SECONDS:
             self.flush()
 
+    def finish(self, final: Estimate) -> None:
+        """The bar's last figure is the headline's (issue 32, case 17): while answers come
+        it shows the plain post-stratified estimate, cheap at every answer."""
+        self.bar.set_postfix_str(f"{estimate_text(final)}, {self.speed}", refresh=True)
+
     def flush(self) -> None:
         if not self.pending:
             return
@@ -58,5 +63,8 @@ class Acknowledged:
 
 
 def estimate_so_far(counts: dict[str, tuple[int, int]], sizes: dict[str, int]) -> str:
-    e = from_counts(counts, sizes)
+    return estimate_text(from_counts(counts, sizes))
+
+
+def estimate_text(e: Estimate) -> str:
     return f"est {e.value:.1%}" + ("" if e.exact else f" +/-{e.half_width * 100:.1f}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from fakes import (
     write_fake_model,
 )
 from mmlupro_local.errors import DatasetError
+from mmlupro_local.results.report import load_report
+from mmlupro_local.run.saving import estimate_text
 
 
 def test_refused_runs_leave_no_empty_file(
@@ -131,3 +134,19 @@ def test_out_must_be_a_file_a_rerun_can_resume(
         assert result.exit_code == 2 and said in result.output, result.output
         assert "give a path such as results.jsonl" in result.output
     assert not engine.calls and not Path("-").exists()
+
+
+def test_the_bars_last_estimate_is_the_headlines(model: Path, tmp_path: Path) -> None:
+    """Issue 32, case 17: the bar's final estimate differed from the headline printed two
+    lines later (the plain estimate over this sample, against the assisted one over the
+    file)."""
+    out = tmp_path / "r.jsonl"
+    first = invoke_with(FakeEngine(), "run", str(model), "--per-category", "2", "--out", str(out))
+    assert first.exit_code == 0, first.output
+    shown = invoke_with(FakeEngine(), "run", str(model), "--per-category", "3", "--categories",
+                        "law", "--out", str(out), "--progress")  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    score = load_report(out).score
+    assert score is not None
+    last = re.findall(r"est \d+\.\d%(?: \+/-\d+\.\d)?", shown.output)[-1]
+    assert last == estimate_text(score.strict)
