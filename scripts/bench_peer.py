@@ -20,16 +20,18 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LLAMA_CPP_VERSION = "0.3.36"
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from credentials import API_KEY  # noqa: E402
+from llamaserver import llama_server  # noqa: E402  (the end-to-end tests' server, built once)
+
 PEER_PACKAGES = ["openai", "toml", "numpy", "tqdm"]
 # stands in for the `datasets` package: the rows the bench wrote, in the hub's schema
 FAKE_DATASETS = """
@@ -50,13 +52,14 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--server", type=Path, help="a llama-server binary (default: built)")
     args = parser.parse_args()
+    if args.server:  # tests/llamaserver.py takes the binary from here, else builds it
+        os.environ["MMLUPRO_LLAMA_SERVER"] = str(args.server)
     if not (args.peer / "run_openai.py").is_file():
         sys.exit(
             f"{args.peer} has no run_openai.py: git clone "
             "https://github.com/chigkim/Ollama-MMLU-Pro and pass its folder"
         )
     peer_python = _peer_venv()
-    server = args.server or _built_server()
     sample = [
         "--per-category",
         str(args.per_category),
@@ -96,7 +99,7 @@ def main() -> None:
             runs.append((f"mmlupro-local, defaults, {name} cache", wall, generated))
             print(f"  {runs[-1][0]}: {wall:.1f} s", flush=True)
         ids = {int(r["question_id"]) for r in results}
-        wall, generated = _peer(peer_python, args, server, work, ids)
+        wall, generated = _peer(peer_python, args, work, ids)
         runs.append(("Ollama-MMLU-Pro, llama-server -np 1", wall, generated))
         print(f"  {runs[-1][0]}: {wall:.1f} s", flush=True)
     peer_wall = runs[-1][1]
@@ -108,9 +111,7 @@ def main() -> None:
         )
 
 
-def _peer(
-    python: Path, args: argparse.Namespace, binary: Path, work: Path, ids: set[int]
-) -> tuple[float, int]:
+def _peer(python: Path, args: argparse.Namespace, work: Path, ids: set[int]) -> tuple[float, int]:
     from mmlupro_local.datasets.dataset import load_dataset
 
     data = load_dataset()
@@ -121,46 +122,19 @@ def _peer(
     (peer / "rows.json").write_text(json.dumps(rows))
     (peer / "datasets.py").write_text(FAKE_DATASETS)
     (peer / "run_openai.py").write_text((args.peer / "run_openai.py").read_text())
-    port = _free_port()
     categories = sorted({row["category"] for row in test})
-    (peer / "config.toml").write_text(
-        f'comment = ""\n[server]\nurl = "http://127.0.0.1:{port}/v1"\napi_key = "none"\n'
-        f'model = "bench"\ntimeout = 600.0\n[inference]\ntemperature = 0.0\ntop_p = 1.0\n'
-        f"max_tokens = {args.max_tokens}\nsystem_prompt = "
-        '"The following are multiple choice questions (with answers) about {subject}. '
-        'Think step by step and then finish your answer with \\"the answer is (X)\\" '
-        'where X is the correct letter choice."\nstyle = "no_chat"\n[test]\n'
-        f"categories = {json.dumps(categories)}\nsubset = 1.0\nparallel = 1\n"
-        "[log]\nverbosity = 0\nlog_prompt = false\n"
-    )
-    with (work / "llama-server.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(binary),
-                "-m",
-                str(args.model),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "-np",
-                "1",
-                "-c",
-                "8192",
-                "--threads",
-                "2",
-                "--seed",
-                "0",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    with llama_server(args.model, slots=1, ctx=8192) as server:
+        (peer / "config.toml").write_text(
+            f'comment = ""\n[server]\nurl = "{server.url}"\napi_key = "{API_KEY}"\n'
+            f'model = "bench"\ntimeout = 600.0\n[inference]\ntemperature = 0.0\ntop_p = 1.0\n'
+            f"max_tokens = {args.max_tokens}\nsystem_prompt = "
+            '"The following are multiple choice questions (with answers) about {subject}. '
+            'Think step by step and then finish your answer with \\"the answer is (X)\\" '
+            'where X is the correct letter choice."\nstyle = "no_chat"\n[test]\n'
+            f"categories = {json.dumps(categories)}\nsubset = 1.0\nparallel = 1\n"
+            "[log]\nverbosity = 0\nlog_prompt = false\n"
         )
-    try:
-        _wait_healthy(port, process)
         wall = _timed([str(python), "run_openai.py"], cwd=peer, env=dict(os.environ))
-    finally:
-        process.kill()
-        process.wait()
     report = (peer / "eval_results" / "bench" / "report.txt").read_text()
     found = re.search(r"Completion tokens: .*total (\d+)", report)
     if not found:
@@ -188,37 +162,6 @@ def _peer_venv() -> Path:
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PEER_PACKAGES], check=True)
         stamp.touch()
     return python
-
-
-def _built_server() -> Path:
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "llama_server.sh"), sys.executable, LLAMA_CPP_VERSION],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return Path(out.stdout.strip().splitlines()[-1])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"llama-server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:  # not listening yet, or loading (503)
-            pass
-        time.sleep(0.2)
-    sys.exit("llama-server did not become healthy in 120 s")
 
 
 if __name__ == "__main__":

@@ -123,12 +123,13 @@ def show_progress(options: dict[str, Any]) -> bool:
 
 
 def out_path(text: str) -> Path:
-    """--out as a file path: an empty value or a directory is a mistake to name."""
+    """--out as a file path: an empty value, '-', a directory, a pipe or a device is a
+    mistake to name."""
+    hint = where("out", "--out")
     if not text.strip():
         raise click.BadParameter(
-            "is empty; give a file path such as results.jsonl", param_hint=where("out", "--out")
+            "is empty; give a file path such as results.jsonl", param_hint=hint
         )
-    hint = where("out", "--out")
     if text.strip() == "-":  # results are appended to and resumed: no stream will do
         raise click.BadParameter(
             "'-' is no file: results are saved to a file a rerun resumes; give a path such "

@@ -4,8 +4,8 @@ question at a time included (`parallel` 1): the same code, so the same arithmeti
 The category prefix is decoded once (or loaded from the prefix cache) into a template
 stream; each question's stream starts as a copy of it (llama_memory_seq_cp copies the
 cells, in order) and reads its own suffix as it is admitted, then decodes one token per
-step alongside the others. A finished question leaves and the next takes its slot at once, whatever its
-category. With `lookup`, a generating question also decodes guessed next tokens
+step alongside the others. A finished question leaves and the next takes its slot at
+once, whatever its category. With `lookup`, a generating question also decodes guessed next tokens
 (engine.lookup) and keeps those greedy decoding confirms. Every call is laid out
 canonically (engine.shapes), so each token is computed exactly as it would be alone.
 """
@@ -203,10 +203,10 @@ class BatchedDecoder:
                 yield job.index, self._result(slot, reason)
             if not slots:
                 continue
-            entries, takes = self._plan(slots)
+            entries = self._plan(slots)
             step = time.perf_counter()
             self.ctx.decode(entries)
-            _commit(slots, takes)
+            _commit(slots)
             spent = (time.perf_counter() - step) / len(slots)
             for seq in sorted(slots):
                 slot = slots[seq]
@@ -227,14 +227,14 @@ class BatchedDecoder:
             self.ctx.copy(self.template, seq)
         suffix = job.tokens[job.boundary :]
         last = len(suffix) - 1
+        slot = _Slot(seq, job, watcher, [], len(job.tokens), began, logit_at=last)
         try:
             self.ctx.read(
                 [(token, job.boundary + i, seq, i == last) for i, token in enumerate(suffix)]
             )
         except EngineError:
-            self.ctx.remove(seq, job.boundary if seq == self.template else -1)
+            self._release(slot)
             raise
-        slot = _Slot(seq, job, watcher, [], len(job.tokens), began, logit_at=last)
         if self.settings.lookup:
             slot.drafter = Drafter(job.tokens, self.settings.lookup)
         slot.prefix_decoded = prefix_decoded
@@ -245,19 +245,16 @@ class BatchedDecoder:
         """Drop a finished question's cells (in the template's stream, all but the prefix)."""
         self.ctx.remove(slot.seq, slot.job.boundary if slot.seq == self.template else -1)
 
-    def _plan(self, slots: dict[int, _Slot]) -> tuple[list[Entry], dict[int, int]]:
-        """This step's entries and how many pending tokens of each slot they hold: each
-        slot's next token and its guesses, every one wanting logits. Entries go in
-        stream order; the context splits them into canonical calls. Nothing is consumed
-        until _commit."""
-        take: dict[int, int] = {}
+    def _plan(self, slots: dict[int, _Slot]) -> list[Entry]:
+        """This step's entries: each slot's pending tokens (its next token and its
+        guesses), every one wanting logits. Entries go in stream order; the context
+        splits them into canonical calls. Nothing is consumed until _commit."""
         entries: list[Entry] = []
         for seq, slot in sorted(slots.items()):
-            take[seq] = len(slot.pending)
             slot.logit_at = len(entries)
             slot.checking = slot.pending[1:]
             entries += [(token, slot.pos + i, seq, True) for i, token in enumerate(slot.pending)]
-        return entries, take
+        return entries
 
     def _advance(self, slot: _Slot, max_tokens: int) -> StopReason | None:
         """Sample the slot's next token, and check its guesses: each guess greedy
@@ -317,9 +314,8 @@ def template_stream(parallel: int) -> int:
     return parallel if parallel > 1 else 0
 
 
-def _commit(slots: dict[int, _Slot], takes: dict[int, int]) -> None:
-    """The batch was decoded: what each slot put in it is now in the KV cache."""
-    for seq, n in takes.items():
-        if seq in slots:
-            slots[seq].pos += n
-            del slots[seq].pending[:n]
+def _commit(slots: dict[int, _Slot]) -> None:
+    """The batch was decoded: each slot's pending tokens are now in the KV cache."""
+    for slot in slots.values():
+        slot.pos += len(slot.pending)
+        slot.pending = []

@@ -152,15 +152,16 @@ class LlamaContext:
     def decode(self, entries: Sequence[Entry], *, keep_logits: bool = False) -> None:
         """Decode the entries (each sequence's in position order) in canonical calls.
         Raises EngineError when a stream has no room (the context is too small)."""
-        self._chosen, self._logits = {}, {}
-        for call in plan_calls(entries, self.rule):
-            self._call(call, keep_logits)
+        self._calls(plan_calls(entries, self.rule), keep_logits)
 
     def read(self, entries: Sequence[Entry], *, keep_logits: bool = False) -> None:
         """Read a prompt part: one sequence's entries from the part's first position on,
         in the rule's prompt chunks (engine.shapes). Raises EngineError as decode does."""
+        self._calls(read_calls(entries, self.rule), keep_logits)
+
+    def _calls(self, calls: list[Call], keep_logits: bool) -> None:
         self._chosen, self._logits = {}, {}
-        for call in read_calls(entries, self.rule):
+        for call in calls:
             self._call(call, keep_logits)
 
     def _call(self, call: Call, keep_logits: bool) -> None:

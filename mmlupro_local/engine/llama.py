@@ -97,7 +97,7 @@ class LlamaEngine:
 
     # -- decoding ----------------------------------------------------------------------
 
-    def _decode(self, tokens: Sequence[int], start: int, *, logits_last: bool) -> float:
+    def _read(self, tokens: Sequence[int], start: int, *, logits_last: bool) -> float:
         """Read a prompt part at positions start.. of sequence 0 (the last token's logits
         kept if asked); returns the seconds spent in llama_decode."""
         ctx = self._context()
@@ -133,10 +133,10 @@ class LlamaEngine:
             if self.prefixes.load(self._context(), tokens[:boundary], 0):
                 self._kv = list(tokens[:boundary])
             else:
-                spent += self._decode(tokens[:boundary], 0, logits_last=False)
+                spent += self._read(tokens[:boundary], 0, logits_last=False)
                 decoded += boundary
                 self.prefixes.save(self._context(), tokens[:boundary], 0)
-        spent += self._decode(tokens[boundary:], boundary, logits_last=True)
+        spent += self._read(tokens[boundary:], boundary, logits_last=True)
         return decoded + len(tokens) - boundary, spent
 
     # -- persistent prefix cache -------------------------------------------------------

@@ -201,19 +201,18 @@ def resume_differences(file: Mapping[str, Any], now: Mapping[str, Any]) -> list[
     """Why a file of identity `file` cannot be resumed under `now` (JSON forms): [] if it can."""
     engine, engine_now = file.get("engine") or {}, now.get("engine") or {}
     local = engine.get("kind", "local") != "server"
-    if local and not engine.get("shapes") and engine_now.get("shapes"):
+    was = str(engine.get("shapes", ""))
+    if local and engine_now.get("shapes") and not known_rule(was):
+        why = (
+            f"whose decode shapes ({was}) computed some tokens otherwise than this release's "
+            f"({engine_now['shapes']})"
+            if was
+            else "whose greedy answers changed with --parallel, --lookup and --batch; this "
+            "release computes every token the same way in every mode (canonical decode shapes)"
+        )
         return [
-            "it was made by an earlier release, whose greedy answers changed with --parallel, "
-            "--lookup and --batch; this release computes every token the same way in every "
-            "mode (canonical decode shapes), so some answers differ from that file's. Start a "
-            "new --out, and `compare` the two runs to see which"
-        ]
-    if local and engine_now.get("shapes") and not known_rule(str(engine.get("shapes"))):
-        return [
-            f"it was made by an earlier release, whose decode shapes ({engine['shapes']}) "
-            f"computed some tokens otherwise than this release's ({engine_now['shapes']}), so "
-            "some answers differ from that file's. Start a new --out, and `compare` the two "
-            "runs to see which"
+            f"it was made by an earlier release, {why}, so some answers differ from that "
+            "file's. Start a new --out, and `compare` the two runs to see which"
         ]
     same_rule = engine.get("shapes") == engine_now.get("shapes") and exact_rule(
         str(engine_now.get("shapes", ""))

@@ -71,17 +71,13 @@ def _first_round(request: RunRequest, echo: Echo) -> RunRequest:
     sizes = population_sizes(load_dataset(request.dataset).test, spec.categories)
     population = sum(sizes.values())
     if spec.per_category is not None:
-
-        def total(per: int) -> int:
-            return sum(min(per, size) for size in sizes.values())
-
         per = spec.per_category
-        while per > 1 and total(per) > cap:
+        while per > 1 and _total(sizes, per) > cap:
             per -= 1
-        if total(per) > cap:
+        if _total(sizes, per) > cap:
             raise RunRequestError(
                 f"--max-questions {cap} is fewer than one question per category "
-                f"({total(1)}): raise it, or name fewer --categories"
+                f"({_total(sizes, 1)}): raise it, or name fewer --categories"
             )
         if per == spec.per_category:
             return request
@@ -105,12 +101,12 @@ def _grown(
     if wanted <= answered:
         return None
     if spec.per_category is not None:
-
-        def total(per: int) -> int:
-            return sum(min(per, size) for size in sizes.values())
-
         per = spec.per_category
-        while per < max(sizes.values()) and total(per + 1) <= cap and total(per) < wanted:
+        while (
+            per < max(sizes.values())
+            and _total(sizes, per + 1) <= cap
+            and _total(sizes, per) < wanted
+        ):
             per += 1
         return (
             None
@@ -121,3 +117,8 @@ def _grown(
     if fraction <= (spec.fraction or 1.0):
         return None
     return replace(request, sample=replace(spec, fraction=fraction))
+
+
+def _total(sizes: dict[str, int], per: int) -> int:
+    """The questions of a sample of `per` per category."""
+    return sum(min(per, size) for size in sizes.values())

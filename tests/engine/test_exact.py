@@ -8,6 +8,7 @@ attention on every path the rule steers."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -101,20 +102,23 @@ def scheduled(model: LlamaModel, seed: int) -> list[np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("name", ["smollm2", "qwen05"])
-def test_a_questions_logits_do_not_depend_on_the_schedule(
-    name: str, request: pytest.FixtureRequest
-) -> None:
-    model = open_model(request.getfixturevalue(name))
+@pytest.fixture(params=["smollm2", "qwen05"])
+def loaded(request: pytest.FixtureRequest) -> Iterator[LlamaModel]:
+    """Each real model, opened under the CPU rule."""
+    model = open_model(request.getfixturevalue(request.param))
     try:
-        expected = reference(model)
-        for seed in range(1, 5):
-            got = scheduled(model, seed)
-            assert len(got) == len(expected)
-            for step, (a, b) in enumerate(zip(expected, got, strict=True)):
-                assert np.array_equal(a, b), f"seed {seed}, step {step}: {np.abs(a - b).max()}"
+        yield model
     finally:
         model.close()
+
+
+def test_a_questions_logits_do_not_depend_on_the_schedule(loaded: LlamaModel) -> None:
+    expected = reference(loaded)
+    for seed in range(1, 5):
+        got = scheduled(loaded, seed)
+        assert len(got) == len(expected)
+        for step, (a, b) in enumerate(zip(expected, got, strict=True)):
+            assert np.array_equal(a, b), f"seed {seed}, step {step}: {np.abs(a - b).max()}"
 
 
 def test_without_the_rules_least_rows_a_lone_row_takes_other_kernels(qwen05: Path) -> None:
@@ -162,18 +166,11 @@ def read_then_generate(
     return out
 
 
-@pytest.mark.parametrize("name", ["smollm2", "qwen05"])
-def test_a_prompt_read_in_chunks_is_the_same_in_any_context(
-    name: str, request: pytest.FixtureRequest
-) -> None:
+def test_a_prompt_read_in_chunks_is_the_same_in_any_context(loaded: LlamaModel) -> None:
     """Prompt chunks take whatever kernels their size picks (256 rows: tiled flash
     attention, sgemm), but the same chunks in every context: one question alone in a
     one-stream context, or beside three others with the prefix copied from a template."""
-    model = open_model(request.getfixturevalue(name))
-    try:
-        alone = read_then_generate(model, 1, 0, 0)
-        among = read_then_generate(model, 5, 1, 4)
-        for step, (a, b) in enumerate(zip(alone, among, strict=True)):
-            assert np.array_equal(a, b), f"step {step}: {np.abs(a - b).max()}"
-    finally:
-        model.close()
+    alone = read_then_generate(loaded, 1, 0, 0)
+    among = read_then_generate(loaded, 5, 1, 4)
+    for step, (a, b) in enumerate(zip(alone, among, strict=True)):
+        assert np.array_equal(a, b), f"step {step}: {np.abs(a - b).max()}"
