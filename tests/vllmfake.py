@@ -35,6 +35,7 @@ class FakeVllm:
     pings: int = 0  # >0: a stream of this many keep-alive comments (10 a second), no answer
     run_at_once: int = 0  # >0: streams beyond this many wait their turn (vLLM's queue)
     gate: asyncio.Semaphore | None = None
+    hang_after: int = 0  # >0: completions beyond this many get their headers, then nothing
     kill_after: int = 0  # >0: the server dies (stops listening, drops every connection)
     # once this many completions were asked
     asked: int = 0
@@ -95,6 +96,9 @@ async def _complete(fake: FakeVllm, body: dict[str, object], writer: asyncio.Str
     writer.write(
         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
     )
+    if fake.hang_after and fake.asked > fake.hang_after:
+        await writer.drain()
+        await asyncio.sleep(3600)  # cancelled when the fake stops
     for _ in range(fake.pings):
         writer.write(_chunk(b": ping\n\n"))
         await writer.drain()

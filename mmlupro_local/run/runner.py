@@ -343,8 +343,11 @@ def _generate_all(
     The bar shows the estimated full score so far (post-stratified, from `counts`)."""
     failed: list[str] = []
     watchers = Watchers(plan.answer, [job.text for job in jobs])
-    with progress_bar(total, done, progress) as bar, first_interrupt_requests_stop() as stop:
-        saved = Acknowledged(writer, bar, sizes, counts)
+    with (
+        progress_bar(total, done, progress) as bar,
+        first_interrupt_requests_stop() as stop,
+        Acknowledged(writer, bar, sizes, counts) as saved,
+    ):
         if plan.request.method == "logprob":
             answers = engine.score_many(jobs, should_stop=stop.is_set)
         else:

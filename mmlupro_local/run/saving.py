@@ -1,10 +1,12 @@
 """Results acknowledged in groups: answers that arrive within GROUP_SECONDS of the last
-write share its fsync (a server streams hundreds a second, faster than a disk syncs);
-each is counted, and shown on the bar, only once it is on disk. An engine slower than
-that writes each answer at once."""
+write share one fsync (a server streams hundreds a second, faster than a disk
+syncs); each is counted, and shown on the bar, only once it is on disk. A flusher thread
+writes a group when it is due even if no further answer comes (issue 32, case 2): the
+driver may be blocked in a decode step or waiting on the server for minutes."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -20,7 +22,8 @@ GROUP_SIZE = 256
 
 class Acknowledged:
     """Writes results for the runner; `counts` (answered, right) per category feed the
-    estimate the bar shows."""
+    estimate the bar shows. Use it as a context manager: leaving writes what is pending
+    and stops the flusher."""
 
     def __init__(
         self,
@@ -32,13 +35,37 @@ class Acknowledged:
         self.writer, self.bar, self.sizes, self.counts = writer, bar, sizes, counts
         self.pending: list[tuple[ResultRecord, Generation]] = []
         self.written = 0
-        self.last = 0.0
+        self.due = 0.0  # when the oldest pending answer must be on disk
+        self.last = -GROUP_SECONDS  # when the last group was written
         self.speed = Speed()
+        self._lock = threading.Condition()
+        self._closed = False
+        self._failure: BaseException | None = None  # a write the flusher could not make
+        self._flusher = threading.Thread(target=self._flush_when_due, daemon=True)
+
+    def __enter__(self) -> Acknowledged:
+        self._flusher.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._closed = True
+            self._lock.notify()
+        self._flusher.join()
+        if exc[0] is None:
+            self.flush()
 
     def add(self, record: ResultRecord, generation: Generation) -> None:
-        self.pending.append((record, generation))
-        if len(self.pending) >= GROUP_SIZE or time.monotonic() - self.last >= GROUP_SECONDS:
-            self.flush()
+        with self._lock:
+            self._raise_failure()
+            now = time.monotonic()
+            if not self.pending:  # an engine slower than a group writes each answer at once
+                self.due = max(now, self.last + GROUP_SECONDS)
+            self.pending.append((record, generation))
+            if len(self.pending) >= GROUP_SIZE or now >= self.due:
+                self._write()
+            else:
+                self._lock.notify()
 
     def finish(self, final: Estimate) -> None:
         """The bar's last figure is the headline's (issue 32, case 17): while answers come
@@ -46,6 +73,27 @@ class Acknowledged:
         self.bar.set_postfix_str(f"{estimate_text(final)}, {self.speed}", refresh=True)
 
     def flush(self) -> None:
+        with self._lock:
+            self._raise_failure()
+            self._write()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _flush_when_due(self) -> None:
+        with self._lock:
+            while not self._closed and self._failure is None:
+                wait = self.due - time.monotonic() if self.pending else None
+                if wait is None or wait > 0:
+                    self._lock.wait(wait)
+                    continue
+                try:
+                    self._write()
+                except Exception as exc:  # the driver raises it at its next answer or flush
+                    self._failure = exc
+
+    def _write(self) -> None:
         if not self.pending:
             return
         records = [record for record, _ in self.pending]
