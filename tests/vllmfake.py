@@ -35,6 +35,8 @@ class FakeVllm:
     pings: int = 0  # >0: a stream of this many keep-alive comments (10 a second), no answer
     run_at_once: int = 0  # >0: streams beyond this many wait their turn (vLLM's queue)
     gate: asyncio.Semaphore | None = None
+    refuse_for: float = 0.0  # >0: every completion gets 429 for this many seconds from the first
+    refusing_since: float = 0.0
     hang_after: int = 0  # >0: completions beyond this many get their headers, then nothing
     kill_after: int = 0  # >0: the server dies (stops listening, drops every connection)
     # once this many completions were asked
@@ -198,7 +200,12 @@ async def _serve_connection(
                 if fake.kill_after and fake.asked >= fake.kill_after:
                     _die(fake)
                     return
-                if fake.failures:
+                now = asyncio.get_running_loop().time()
+                fake.refusing_since = fake.refusing_since or now
+                if now - fake.refusing_since < fake.refuse_for:
+                    fake.refused += 1
+                    writer.write(_response(429, {"error": {"message": "too many requests"}}))
+                elif fake.failures:
                     writer.write(_response(fake.failures.pop(0), {"error": {"message": "busy"}}))
                 elif fake.max_streams and fake.streams >= fake.max_streams:
                     fake.refused += 1

@@ -6,6 +6,10 @@ budget, and prompts counted concurrently."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +181,42 @@ def test_a_server_that_queues_gets_fewer_requests_in_flight(tmp_path: Path) -> N
     assert used["parallel"]["slowed"] >= 1 and used["parallel"]["lowest"] < 36
     assert len(answers(out)) == 36 and fake.refused == 0
     assert "made requests wait ever longer for a first token" in result.output
+
+
+STORM = ("--per-category", "5", "--parallel", "64")  # 70 questions
+
+
+def test_a_short_storm_of_refusals_costs_about_its_own_length(tmp_path: Path) -> None:
+    """Issue 32, case 1: the refused requests go back together, one pause per cut of the
+    window, and the window grows again once answers flow."""
+    out = tmp_path / "r.jsonl"
+    with serve(FakeVllm(refuse_for=2.0)) as fake:
+        began = time.monotonic()
+        result = CliRunner().invoke(main, ["run", "--server", url(fake), *STORM, "--no-progress",
+                                           "--out", str(out)])  # fmt: skip
+        took = time.monotonic() - began
+    assert result.exit_code == 0, result.output
+    assert len(answers(out)) == 70 and fake.refused >= 64
+    (used,) = records(out)[-1]["used"]["servers"]
+    assert took < 6, f"{took:.1f} s for a 2 s storm"
+    assert used["parallel"]["lowest"] >= 4  # halved at most once a second
+    assert used["parallel"]["final"] > 2 * used["parallel"]["lowest"]
+
+
+def test_a_stop_during_a_storm_acts_at_once(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    with serve(FakeVllm(refuse_for=60.0)) as fake:
+
+        def interrupt() -> None:
+            deadline = time.monotonic() + 10
+            while fake.refused < 100 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=interrupt, daemon=True).start()
+        began = time.monotonic()
+        result = CliRunner().invoke(main, ["run", "--server", url(fake), *STORM, "--no-progress",
+                                           "--out", str(out)])  # fmt: skip
+        took = time.monotonic() - began
+    assert result.exit_code == 130, result.output
+    assert took < 3, f"the stop took {took:.1f} s"

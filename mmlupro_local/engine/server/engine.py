@@ -188,22 +188,20 @@ class ServerEngine:
         self, job: Job, max_tokens: int, new_watcher: Callable[[], Watcher]
     ) -> Generation:
         """One question, retried from the start (a fresh watcher) after transient
-        failures; a 429 or 503 goes back to the engine (Busy) while it can send fewer."""
+        failures; a 429 or 503 goes back to the pool (Busy), which pauses and sends fewer."""
         sampling = Sampling(max_tokens, self.stop, self.seed)
         began = time.perf_counter()
 
         async def attempt() -> Generation:
             try:
                 return await self._stream(job, sampling, new_watcher(), began)
-            except Busy:
-                if self.window.size > 1:
-                    raise _Shed() from None
-                raise
+            except Busy as exc:
+                raise _Shed(exc) from None
 
         try:
             return await self.client.retrying(attempt)
-        except _Shed:
-            raise Busy("shed") from None
+        except _Shed as shed:
+            raise shed.busy from None
 
     def _body(self, job: Job, sampling: Sampling) -> tuple[str, Json]:
         body: Json = {
@@ -286,12 +284,16 @@ class ServerEngine:
 
 
 class _Shed(Exception):
-    """A 429 or 503 the engine handles by sending fewer (not a retry)."""
+    """A 429 or 503 the pool handles by sending fewer after a pause (not a retry)."""
+
+    def __init__(self, busy: Busy) -> None:
+        super().__init__(str(busy))
+        self.busy = busy
 
 
 class Window:
-    """How many requests may be in flight: halved (at most once a second) when the
-    server answers 429 or 503; cut by a quarter (at most every 5 s) while the wait for a
+    """How many requests may be in flight: halved (at most once a second), with a pause,
+    when the server answers 429 or 503; cut by a quarter (at most every 5 s) while the wait for a
     first token grows far past what it was at the start (a server queueing what it
     cannot run: vLLM above --max-num-seqs); one more after each answer otherwise; never
     above `limit`."""
@@ -305,19 +307,30 @@ class Window:
         self.shed = 0  # 429/503 answers taken back into the queue
         self.slowed = 0  # cuts for waits that grew
         self.backoff = 0.0
+        self.paused_until = 0.0  # monotonic time before which nothing is sent
         self._last_cut = self._last_slow = -1e9
         self._waits: list[float] = []
         self._normal: float | None = None
         self._recent = 0.0
 
     def shrink(self) -> None:
+        """A 429 or 503: halve (at most once a second) and pause sending. Refusals that
+        come back during a pause share it (a storm is one pause per cut, not one per
+        refused request); the pause doubles with each cut, up to 2 s."""
         self.shed += 1
         now = time.monotonic()
+        if now < self.paused_until:
+            return
         if now - self._last_cut >= 1.0:
             self.size = max(1, self.size // 2)
             self.low = min(self.low, self.size)
             self._last_cut = now
-        self.backoff = min(max(self.backoff * 2, 0.05), 2.0)
+            self.backoff = min(max(self.backoff * 2, 0.05), 2.0)
+        self.paused_until = now + max(self.backoff, 0.05)
+
+    def open(self, in_flight: int) -> bool:
+        """Whether one more request may go now."""
+        return in_flight < self.size and time.monotonic() >= self.paused_until
 
     def observe(self, wait: float) -> None:
         """The seconds an answer waited for its first token."""

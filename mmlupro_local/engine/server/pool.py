@@ -109,7 +109,7 @@ async def drive(
                     failure is None
                     and not stopped.is_set()
                     and not member.cancelled.is_set()
-                    and in_flight[id(member)] < member.window.size
+                    and member.window.open(in_flight[id(member)])
                 ):
                     taken = next_for(member)
                     if taken is None:
@@ -119,7 +119,9 @@ async def drive(
                     task.add_done_callback(finished.put_nowait)
                     running[task] = (member, taken)
                     in_flight[id(member)] += 1
-            if not running:
+            sending = failure is None and not stopped.is_set()
+            waiting = sending and any(queues[id(m)] and not m.cancelled.is_set() for m in live)
+            if not running and not waiting:  # a paused window waits; the rest is done
                 break
             done = await _finished(finished, 0.1)
             if should_stop() or stopped.is_set():
@@ -132,10 +134,10 @@ async def drive(
                 try:
                     generation = task.result()
                 except Busy:
-                    # too eager for this server now: fewer in flight, this one again
+                    # too eager for this server now: fewer in flight after a pause (the
+                    # loop goes on meanwhile: other answers, other servers, a stop)
                     member.window.shrink()
                     hand_back(member, index)
-                    await member.client.pause(member.window.backoff)
                     continue
                 except ServerError as exc:
                     if member in live and len(live) > 1 and _leaves(exc):
