@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner, Result
 
 from mmlupro_local.cli import main
@@ -220,3 +223,26 @@ def test_a_stop_during_a_storm_acts_at_once(tmp_path: Path) -> None:
         took = time.monotonic() - began
     assert result.exit_code == 130, result.output
     assert took < 3, f"the stop took {took:.1f} s"
+
+
+@pytest.mark.parametrize("limit", ["-n 256", "-S -n 256"])
+def test_a_window_wider_than_the_descriptor_limit_fits_it_or_raises_it(
+    tmp_path: Path, limit: str
+) -> None:
+    """Issue 32, case 15: with macOS's default `ulimit -n 256`, --parallel 1024 fails as
+    "Too many open files" blamed on the server unless the window fits the limit; where
+    only the soft limit is low, it is raised and every request goes at once."""
+    out = tmp_path / "r.jsonl"
+    command = (f'ulimit {limit} && exec "$0" -m mmlupro_local run --server "$1" --per-category 25 '
+               f'--parallel 1024 --retries 0 --no-progress --out "$2"')  # fmt: skip
+    with serve(FakeVllm(token_seconds=0.02)) as fake:
+        ran = subprocess.run(["sh", "-c", command, sys.executable, url(fake), str(out)],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert len(answers(out)) == 350
+    said = ran.stdout + ran.stderr
+    if limit == "-n 256":  # the hard limit: the window fits it, and the run says so
+        assert "may open only 256 files" in said and "'ulimit -n 1152'" in said
+        assert fake.peak_streams < 256
+    else:
+        assert fake.peak_streams == 350 and "may open only" not in said

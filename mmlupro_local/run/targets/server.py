@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmlupro_local.engine import Engine, EngineError
 from mmlupro_local.engine.server import ServerSettings
+from mmlupro_local.engine.server.descriptors import RESERVE, connection_room
 from mmlupro_local.results.records import Identity, ServerEngineIdentity
 from mmlupro_local.run.targets import EngineFactory, Mode, Target, TargetSpec, kind
 from mmlupro_local.task.prompt import ChatRenderer
@@ -69,15 +70,28 @@ class ServedModel(Target):
 
     def mode(self, request: RunRequest, recorded: Identity | None) -> Mode:
         if request.parallel is not None:
-            return Mode(request.parallel)
-        slots = self.engine.info.slots
-        said = (
-            "the server's slots)"
-            if slots
-            else "the server does not say how many it serves at once)"
-        )
-        parallel = slots or SERVER_PARALLEL
-        return Mode(parallel, line=f"--parallel auto: {parallel} requests in flight ({said}")
+            parallel, line = request.parallel, ""
+        else:
+            slots = self.engine.info.slots
+            said = (
+                "the server's slots)"
+                if slots
+                else "the server does not say how many it serves at once)"
+            )
+            parallel = slots or SERVER_PARALLEL
+            line = f"--parallel auto: {parallel} requests in flight ({said}"
+        servers = 1 + len(self.replicas)
+        room, limit = connection_room(parallel * servers)
+        if room < parallel * servers:
+            fitted = max(1, room // servers)
+            line = (
+                f"--parallel {parallel}: this process may open only {limit} files (its "
+                f"descriptor limit, ulimit -n), so {fitted} requests go in flight per server; "
+                f"for {parallel}, raise it first ('ulimit -n {parallel * servers + 2 * RESERVE}'"
+                " in the shell that runs this)"
+            )
+            parallel = fitted
+        return Mode(parallel, line=line)
 
     def engine_identity(self, plan: RunPlan) -> ServerEngineIdentity:
         return ServerEngineIdentity(
