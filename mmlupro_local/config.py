@@ -1,8 +1,9 @@
-"""Where the tool keeps its files (platformdirs), and run options from YAML files."""
+"""Where the tool keeps its files, and run options from YAML files."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,33 @@ CACHE_ENV = "MMLUPRO_LOCAL_CACHE"
 
 
 def cache_dir() -> Path:
-    """The user cache directory: $MMLUPRO_LOCAL_CACHE, else the platform's own."""
-    override = os.environ.get(CACHE_ENV)
+    """The user cache directory, by the rule `scripts/portable.sh` (cache_root) follows
+    too, so that the builds it caches are the tool's to count and clear (issue 32, case
+    18): $MMLUPRO_LOCAL_CACHE (a leading ~ is the home folder; relative to the current
+    folder), else an absolute $XDG_CACHE_HOME (a relative one is invalid in the XDG spec)
+    on Linux and macOS alike, else ~/Library/Caches on macOS and ~/.cache elsewhere; the
+    home folder is $HOME, else the password database's. platformdirs differs between
+    its versions on these points, so it decides only on Windows."""
+    override = os.environ.get(CACHE_ENV, "")
     if override:
-        return Path(override).expanduser()
-    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+        if override == "~" or override.startswith("~/"):
+            override = str(_home()) + override[1:]
+        return Path(os.path.abspath(override))
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):
+        return Path(xdg) / APP_NAME
+    if sys.platform == "win32":
+        return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+    return _home() / ("Library/Caches" if sys.platform == "darwin" else ".cache") / APP_NAME
+
+
+def _home() -> Path:
+    home = os.environ.get("HOME", "")
+    if home:
+        return Path(home)
+    import pwd
+
+    return Path(pwd.getpwuid(os.getuid()).pw_dir)
 
 
 def datasets_dir() -> Path:

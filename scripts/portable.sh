@@ -31,16 +31,47 @@ cpu_count() {
   esac
 }
 
-# cache_root: the tool's own cache directory (platformdirs' user cache, as the tool
-# itself uses it), so that `mmlupro-local cache info` and `cache clear` cover builds.
+# cache_root: the tool's own cache directory, by the rule of mmlupro_local/config.py
+# (cache_dir), so that `mmlupro-local cache info` and `cache clear` cover builds:
+# $MMLUPRO_LOCAL_CACHE (a leading ~ is the home folder; relative to this folder), else an
+# absolute $XDG_CACHE_HOME (a relative one is invalid), else ~/Library/Caches on macOS
+# and ~/.cache elsewhere; the home folder is $HOME, else the password database's.
 cache_root() {
   if [ -n "${MMLUPRO_LOCAL_CACHE:-}" ]; then
-    echo "$MMLUPRO_LOCAL_CACHE"
-  elif [ "$(uname -s)" = Darwin ]; then
-    echo "$HOME/Library/Caches/mmlupro-local"
-  else
-    echo "${XDG_CACHE_HOME:-$HOME/.cache}/mmlupro-local"
+    case "$MMLUPRO_LOCAL_CACHE" in
+      "~" | "~/"*) home=$(home_dir) || return 1; dir="$home${MMLUPRO_LOCAL_CACHE#"~"}" ;;
+      *) dir=$MMLUPRO_LOCAL_CACHE ;;
+    esac
+    case "$dir" in
+      /*) echo "$dir" ;;
+      *) echo "$(pwd -P)/$dir" ;;
+    esac
+    return
   fi
+  case "${XDG_CACHE_HOME:-}" in
+    /*) echo "$XDG_CACHE_HOME/mmlupro-local"; return ;;
+  esac
+  home=$(home_dir) || return 1
+  if [ "$(uname -s)" = Darwin ]; then
+    echo "$home/Library/Caches/mmlupro-local"
+  else
+    echo "$home/.cache/mmlupro-local"
+  fi
+}
+
+# home_dir: $HOME, else the user's entry in the password database (a service or a
+# container may run without HOME).
+home_dir() {
+  if [ -n "${HOME:-}" ]; then
+    echo "$HOME"
+    return
+  fi
+  user=$(id -un) || return 1
+  home=$(eval "echo ~$user")
+  case "$home" in
+    /*) echo "$home" ;;
+    *) echo "error: HOME is not set and user $user has no home folder; set HOME or MMLUPRO_LOCAL_CACHE" >&2; return 1 ;;
+  esac
 }
 
 # python_arch PYTHON: the machine architecture that Python runs as (x86_64 under

@@ -135,17 +135,59 @@ def test_cmake_flags_on_a_mac_match_what_llama_cpp_python_builds(
     assert done.returncode == 0 and done.stdout.strip() == flags
 
 
-def test_builds_are_cached_under_the_tools_own_cache_directory_on_a_mac(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Issue 27, point 9: `cache info` and `cache clear --builds` cover the builds."""
-    from platformdirs.macos import MacOS
+CACHE_VARIABLES = ("HOME", "XDG_CACHE_HOME", "MMLUPRO_LOCAL_CACHE")
+# (platform, environment, the cache root): "H" is $HOME, "W" the current directory,
+# "P" the password database's home (HOME unset), "X" an absolute XDG_CACHE_HOME
+CACHE_ROOTS = [
+    ("linux", {}, "H/.cache/mmlupro-local"),
+    ("linux", {"XDG_CACHE_HOME": "X"}, "X/mmlupro-local"),
+    ("linux", {"XDG_CACHE_HOME": "rel/cache"}, "H/.cache/mmlupro-local"),  # XDG: ignored
+    ("darwin", {}, "H/Library/Caches/mmlupro-local"),
+    ("darwin", {"XDG_CACHE_HOME": "X"}, "X/mmlupro-local"),
+    ("darwin", {"XDG_CACHE_HOME": "rel"}, "H/Library/Caches/mmlupro-local"),
+    ("linux", {"MMLUPRO_LOCAL_CACHE": "~/c", "XDG_CACHE_HOME": "X"}, "H/c"),
+    ("darwin", {"MMLUPRO_LOCAL_CACHE": "~"}, "H"),
+    ("linux", {"MMLUPRO_LOCAL_CACHE": "rel/c"}, "W/rel/c"),
+    ("linux", {"MMLUPRO_LOCAL_CACHE": "", "XDG_CACHE_HOME": "X"}, "X/mmlupro-local"),
+    ("linux", {"HOME": None}, "P/.cache/mmlupro-local"),
+    ("darwin", {"HOME": ""}, "P/Library/Caches/mmlupro-local"),
+]
 
-    uname = 'case "$1" in -s) echo Darwin ;; -m) echo arm64 ;; esac'
-    path = tools(tmp_path / "mac", {"uname"}, {"uname": uname})
-    done = sh(
-        f". {SCRIPTS}/portable.sh; cache_root", path, HOME=str(tmp_path), MMLUPRO_LOCAL_CACHE=""
-    )
-    monkeypatch.setenv("HOME", str(tmp_path))
-    expected = MacOS("mmlupro-local", appauthor=False).user_cache_dir
-    assert done.stdout.strip() == expected == f"{tmp_path}/Library/Caches/mmlupro-local"
+
+@pytest.mark.parametrize(("platform", "environment", "root"), CACHE_ROOTS)
+def test_the_scripts_and_the_tool_agree_on_the_cache_root(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    platform: str,
+    environment: dict[str, str | None],
+    root: str,
+) -> None:
+    """Issue 27, point 9 (`cache info` and `cache clear --builds` cover the builds), and
+    issue 32, case 18: one rule for the build scripts and the tool, whatever the user's
+    environment holds."""
+    import pwd
+
+    from mmlupro_local.config import cache_dir
+
+    home, work, xdg = tmp_path / "home", tmp_path / "work", tmp_path / "xdg"
+    work.mkdir()
+    letters = {"H": str(home), "W": str(work), "X": str(xdg), "P": pwd.getpwuid(os.getuid()).pw_dir}
+    environment = {"HOME": "H", **environment}
+    values = {k: v if v is None or v[:1] not in letters else letters[v[0]] + v[1:]
+              for k, v in environment.items()}  # fmt: skip
+    expected = letters[root[0]] + root[1:]
+    shell_env = {k: v for k, v in os.environ.items() if k not in CACHE_VARIABLES}
+    shell_env.update({k: v for k, v in values.items() if v is not None})
+    uname = f'case "$1" in -s) echo {"Darwin" if platform == "darwin" else "Linux"} ;; -m) echo arm64 ;; esac'
+    shell_env["PATH"] = tools(tmp_path / "bin", {"uname"}, {"uname": uname})
+    done = subprocess.run(["sh", "-c", f". {SCRIPTS}/portable.sh; cache_root"], cwd=work,
+                          capture_output=True, text=True, env=shell_env, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for name in CACHE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in values.items():
+        if value is not None:
+            monkeypatch.setenv(name, value)
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(sys, "platform", platform)
+    assert os.path.normpath(done.stdout.strip()) == str(cache_dir()) == expected
