@@ -2,15 +2,15 @@
 
 Within each category questions are ranked by sha256(seed, question_id), and a sample
 takes the top of each ranking. So a sample depends only on the seed and the question
-ids (not on row order), and a larger per-category sample contains every smaller one
-with the same seed, which lets a bigger run resume a smaller one.
+ids (not on row order), and a larger sample (per category or a fraction) contains every
+smaller one with the same seed, which lets a bigger run resume a smaller one.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -84,7 +84,7 @@ def _quotas(sizes: dict[str, int], spec: SampleSpec) -> dict[str, int]:
     if spec.fraction is not None:
         if not 0 < spec.fraction <= 1:
             raise SampleError("--fraction must be in (0, 1]")
-        return largest_remainder(sizes, Fraction(str(spec.fraction)))
+        return nested_quotas(sizes, Fraction(str(spec.fraction)))
     return dict(sizes)
 
 
@@ -104,14 +104,20 @@ def shortfalls(questions: Iterable[Question], spec: SampleSpec) -> str | None:
     return f"--per-category {spec.per_category:,}: {len(short)} categories hold fewer and are taken whole: {listed}"
 
 
-def largest_remainder(sizes: dict[str, int], fraction: Fraction) -> dict[str, int]:
-    """Proportional quotas that sum to exactly round(fraction * total) (Hamilton's method)."""
+def nested_quotas(sizes: dict[str, int], fraction: Fraction) -> dict[str, int]:
+    """Proportional quotas that sum to exactly round(fraction * total), each within one
+    of its exact share, and nested: a larger fraction never takes a question from a
+    category (issue 32, case 12; Hamilton's largest remainders, used before, can: the
+    Alabama paradox). Balinski and Young's quota method: seats one at a time, each to
+    the category with the most questions per seat held (n / (q + 1)) among those a seat
+    keeps within their upper quota; ties go to the first name."""
     total = sum(sizes.values())
     target = int(fraction * total + Fraction(1, 2))  # round half up, exactly
-    exact = {c: fraction * n for c, n in sizes.items()}
-    quotas = {c: int(v) for c, v in exact.items()}
-    # ties broken by category name so the result never depends on dict order
-    by_remainder: Sequence[str] = sorted(exact, key=lambda c: (-(exact[c] - quotas[c]), c))
-    for category in by_remainder[: target - sum(quotas.values())]:
-        quotas[category] += 1
+    quotas = dict.fromkeys(sizes, 0)
+    for house in range(1, target + 1):
+        eligible = [c for c, n in sizes.items() if quotas[c] < -(-n * house // total)]
+        # n / (q + 1) as a float orders these exactly: distinct ratios of integers up to
+        # 10^5 differ far beyond a double's rounding
+        chosen = min(eligible, key=lambda c: (-sizes[c] / (quotas[c] + 1), c))
+        quotas[chosen] += 1
     return quotas

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fakes import (
@@ -13,7 +14,7 @@ from fakes import (
     invoke_with,
 )
 from mmlupro_local.datasets.dataset import Dataset
-from mmlupro_local.datasets.sampling import SampleError, SampleSpec, draw, largest_remainder
+from mmlupro_local.datasets.sampling import SampleError, SampleSpec, draw, nested_quotas
 
 
 def ids(questions: list) -> list[int]:  # type: ignore[type-arg]
@@ -80,13 +81,38 @@ def test_bad_specs(embedded: Dataset) -> None:
     st.dictionaries(st.text(min_size=1, max_size=5), st.integers(0, 500), min_size=1, max_size=20),
     st.fractions(min_value=0, max_value=1),
 )
-def test_largest_remainder_sums_exactly(sizes: dict[str, int], fraction) -> None:  # type: ignore[no-untyped-def]
-    quotas = largest_remainder(sizes, fraction)
+def test_quotas_sum_exactly_within_their_quota(sizes: dict[str, int], fraction) -> None:  # type: ignore[no-untyped-def]
+    quotas = nested_quotas(sizes, fraction)
     total = sum(sizes.values())
-    assert sum(quotas.values()) == int(fraction * total + fraction.__class__(1, 2))
+    target = int(fraction * total + fraction.__class__(1, 2))
+    assert sum(quotas.values()) == target
     for c, n in sizes.items():
-        assert abs(quotas[c] - fraction * n) < 1
+        assert abs(quotas[c] - Fraction(n * target, total or 1)) < 1
         assert 0 <= quotas[c] <= n
+
+
+@settings(deadline=None, max_examples=50)
+@given(st.dictionaries(st.text(min_size=1, max_size=5), st.integers(0, 30), min_size=1, max_size=8))
+def test_a_larger_fraction_never_takes_a_question_away(sizes: dict[str, int]) -> None:
+    """Issue 32, case 12: every fraction's quotas hold the smaller fractions' quotas."""
+    total = sum(sizes.values())
+    previous = dict.fromkeys(sizes, 0)
+    for seats in range(total + 1):
+        quotas = nested_quotas(sizes, Fraction(seats, total or 1))
+        assert all(quotas[c] >= previous[c] for c in sizes)
+        previous = quotas
+
+
+def test_fractions_of_the_test_set_are_nested(embedded: Dataset) -> None:
+    """Issue 32, case 12, as found: 16/12032 then 17/12032 had 15 of 17 in common."""
+    smaller = set(ids(draw(embedded.test, SampleSpec(fraction=16 / 12032))))
+    larger = set(ids(draw(embedded.test, SampleSpec(fraction=17 / 12032))))
+    assert len(smaller) == 16 and len(larger) == 17 and smaller < larger
+    previous: set[int] = set()
+    for seats in range(1, 300, 7):
+        current = set(ids(draw(embedded.test, SampleSpec(seed=2, fraction=seats / 12032))))
+        assert previous < current
+        previous = current
 
 
 def test_samples_that_mean_everything_are_refused(
