@@ -144,16 +144,18 @@ def load_report(path: Path, *, label: str | None = None) -> RunReport:
             )
         raise MmluProError(f"{path} is empty: no run has written to it yet")
     latest = log.runs[-1]
+    warnings = list(log.warnings)
+    dataset = _dataset_of(log.header, warnings)
     records = list(log.results.values())
+    if dataset is not None:
+        records = _in_dataset(records, log.lines, dataset, path, warnings)
     rows, overall = category_figures(records)
     sample_size = latest.sample.size or len(records)
-    warnings = list(log.warnings)
     if len(records) < sample_size:
         warnings.append(
             f"{path}: incomplete run, {len(records)} of {sample_size} questions; "
             "rerun its command to finish it"
         )
-    dataset = _dataset_of(log.header, warnings)
     leak, rest = _leak_split(records, dataset) if dataset else (None, None)
     sampled = sampled_categories(log.runs)
     sizes = population_sizes(dataset.test, sampled) if dataset else None
@@ -187,6 +189,42 @@ def categories_union(named: Sequence[Sequence[str]]) -> tuple[str, ...]:
     if any(not categories for categories in named):
         return ()
     return tuple(sorted({c for categories in named for c in categories}))
+
+
+SHOWN = 10  # lines named one by one; the rest are counted
+
+
+def _in_dataset(
+    records: list[ResultRecord],
+    lines: dict[int, int],
+    dataset: Dataset,
+    path: Path,
+    warnings: list[str],
+) -> list[ResultRecord]:
+    """The results whose question is in the run's dataset under the category it has
+    there; the others (a hand-edited file: issue 32, case 9) are named by line and
+    left out of every figure and the estimate, with a count."""
+    categories = {q.question_id: q.category for q in dataset.test}
+    kept, problems = [], []
+    for record in records:
+        where = f"{path} line {lines.get(record.question_id, '?')}"
+        known = categories.get(record.question_id)
+        if known is None:
+            problems.append(f"{where}: question {record.question_id} is not in {dataset.name}")
+        elif known != record.category:
+            problems.append(
+                f"{where}: question {record.question_id} is in {known!r}, not {record.category!r}"
+            )
+        else:
+            kept.append(record)
+    warnings.extend(problems[:SHOWN])
+    if problems:
+        more = f" ({len(problems) - SHOWN} not named above)" if len(problems) > SHOWN else ""
+        warnings.append(
+            f"{path}: {len(problems)} results left out of the report and the estimate{more}: "
+            "the file was edited, or written for another dataset"
+        )
+    return kept
 
 
 def _dataset_of(header: RunHeader, warnings: list[str]) -> Dataset | None:

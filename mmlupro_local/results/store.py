@@ -58,6 +58,10 @@ class ResultsLog:
     runs: list[RunHeader] = field(default_factory=list)
     results: dict[int, ResultRecord] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    lines: dict[int, int] = field(default_factory=dict)  # question id -> its result's line
+    # questions answered twice, differently (a hand-edited file): their lines; neither
+    # answer counts, and a resume does not ask them again
+    conflicts: dict[int, list[int]] = field(default_factory=dict)
 
     @property
     def header(self) -> RunHeader | None:
@@ -184,10 +188,35 @@ def _collect(records: Numbered, path: Path, bad: list[str] | None = None) -> Res
                     ) from exc
                 bad.append(message)
                 continue
-            log.results.setdefault(result.question_id, result)
+            _add(log, result, number)
     if records and not log.runs:
         raise StoreError(f"{path} has no run record: it was not written by mmlupro-local")
+    for question, numbers in log.conflicts.items():
+        log.warnings.append(
+            f"{path} lines {', '.join(map(str, numbers))} answer question {question} "
+            "differently (an edited file?): left out of the report and the estimate; delete "
+            "the wrong lines to count it"
+        )
     return log
+
+
+def _add(log: ResultsLog, result: ResultRecord, number: int) -> None:
+    """A result into the log: a repeat of the same answer counts once; a different
+    answer to a question already answered makes it a conflict (issue 32, case 9)."""
+    question = result.question_id
+    if question in log.conflicts:
+        log.conflicts[question].append(number)
+        return
+    first = log.results.get(question)
+    if first is None:
+        log.results[question], log.lines[question] = result, number
+    elif (first.pred, first.response, first.category) != (
+        result.pred,
+        result.response,
+        result.category,
+    ):
+        log.conflicts[question] = [log.lines.pop(question), number]
+        del log.results[question]
 
 
 class ResultsWriter:

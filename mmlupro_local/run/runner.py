@@ -119,7 +119,8 @@ def _run(
         short = shortfalls(dataset.test, request.sample)
         if short:
             warnings.append(short)
-        done = {q.question_id for q in sample if q.question_id in writer.log.results}
+        answered = writer.log.results.keys() | writer.log.conflicts.keys()
+        done = {q.question_id for q in sample if q.question_id in answered}
         todo = [q for q in sample if q.question_id not in done]
         echo(f"results: {request.out} ({len(done)} of {len(sample)} questions already there)")
         written, signum, failed = 0, 0, list[str]()

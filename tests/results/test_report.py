@@ -329,3 +329,41 @@ def test_the_estimates_population_is_every_category_the_runs_sampled(
         echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
     said = headline(load_report(one))
     assert said.startswith("estimated score on law ") and "from 2 of 1,101" in said
+
+
+def test_hand_edited_records_are_named_by_line_and_left_out(
+    tmp_path: Path, embedded: Dataset
+) -> None:
+    """Issue 32, case 9: a renamed category, a question id not in the dataset and two
+    different answers to one question were taken silently (the first answer won)."""
+    out = make_run(tmp_path, "r", scripted(embedded, wrong_every=3), categories=("law", "math"))
+    before = load_report(out)
+    assert before.overall.n == 12 and not before.warnings
+    lines = out.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    renamed, unknown, doubled = [i for i, r in enumerate(records) if r["type"] == "result"][:3]
+    records[renamed]["category"] = "jurisprudence"
+    records[unknown]["question_id"] = 99_999_999
+    again = {**records[doubled], "pred": "J" if records[doubled]["pred"] != "J" else "A"}
+    again["response"] += " No wait."
+    out.write_text("".join(json.dumps(r) + "\n" for r in [*records, again]))
+    report = load_report(out)
+    said = "\n".join(report.warnings)
+    assert (
+        f"line {renamed + 1}: question {records[renamed]['question_id']} is in 'law', not 'jurisprudence'"
+        in said
+    )
+    assert f"line {unknown + 1}: question 99999999 is not in mmlu-pro" in said
+    assert (
+        f"lines {doubled + 1}, {len(records) + 1} answer question {records[doubled]['question_id']} differently"
+        in said
+    )
+    assert "2 results left out of the report and the estimate" in said
+    assert report.overall.n == 9 and report.score is not None
+    assert report.score.strict.questions == 9
+    result = CliRunner().invoke(main, ["report", str(out)])
+    assert result.exit_code == 0 and "from 9 of" in result.output
+    assert f"line {unknown + 1}" in result.output
+    resumed = FakeEngine()  # only the question whose id was edited away is asked again
+    make_run(tmp_path, "r", resumed, categories=("law", "math"))
+    assert len(resumed.calls) == 1
