@@ -28,6 +28,7 @@ from mmlupro_local.errors import CacheError, DatasetError
 from mmlupro_local.files import sync
 
 EMBEDDED_NAME = "mmlu-pro"
+OFFICIAL_MAX_TOKENS = 2048  # the official script's generation budget
 DATA_FILE = "dataset.jsonl.gz"
 META_FILE = "meta.json"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmlupro_local.datasets.dataset import Dataset, load_dataset
+from mmlupro_local.datasets.dataset import (
+    EMBEDDED_NAME,
+    OFFICIAL_MAX_TOKENS,
+    Dataset,
+    load_dataset,
+)
 from mmlupro_local.datasets.items import item_model
 from mmlupro_local.datasets.summary import population_sizes
 from mmlupro_local.datasets.verify import leaks_answer
@@ -317,29 +322,66 @@ def _estimate_rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
 
 def headline(report: RunReport) -> str:
     """The sentence a report of a sample leads with: what the full score is estimated to
-    be, how sure, from what."""
+    be, how sure, from what, and what it is the score of (issue 32, case 11)."""
     if report.score is None:
         return ""
     e = report.score.strict
     if e.exact:
-        return f"{_score_of(report)} {e.value:.1%}: all {e.population:,} questions answered"
-    how = (
-        "post-stratified"
-        if e.method == "post-stratified"
-        else "assisted by an item model fitted on 20 official CoT runs"
-    )
-    return (
-        f"estimated {_score_of(report)} {e.value:.1%} (95 % CI {e.low:.1%}-{e.high:.1%}), "
-        f"from {e.questions:,} of {e.population:,} questions, weighted by category size ({how})"
-    )
+        said = f"{_score_of(report)} {e.value:.1%}: all {e.population:,} questions answered"
+    else:
+        how = (
+            "post-stratified"
+            if e.method == "post-stratified"
+            else "assisted by an item model fitted on 20 official CoT runs"
+        )
+        said = (
+            f"estimated {_score_of(report)} {e.value:.1%} (95 % CI {e.low:.1%}-{e.high:.1%}), "
+            f"from {e.questions:,} of {e.population:,} questions, weighted by category size "
+            f"({how})"
+        )
+    return "; ".join([said, *_provisos(report)])
 
 
 def _score_of(report: RunReport) -> str:
-    """What the estimate is of: the benchmark, or the categories the runs kept to."""
-    named = report.sampled_categories
-    if not named:
-        return "MMLU-Pro score"
-    return f"score on {', '.join(named) if len(named) <= 3 else f'{len(named)} categories'}"
+    """What the estimate is of: the benchmark (or the dataset it was run on), by the
+    method, over the categories it has answers in."""
+    name = report.first.dataset.get("name") or EMBEDDED_NAME
+    bench = "MMLU-Pro" if name == EMBEDDED_NAME else f"{name!r}"
+    if report.method == "logprob":
+        bench += " letter-choice"
+    answered = _answered_categories(report)
+    if report.sampled_categories or len(answered) < len(report.sizes or {}):
+        return f"{bench} score on {_categories(answered)}"
+    return f"{bench} score"
+
+
+def _answered_categories(report: RunReport) -> list[str]:
+    return sorted({r.category for r in report.records} & set(report.sizes or {}))
+
+
+def _categories(names: Sequence[str]) -> str:
+    return ", ".join(names) if len(names) <= 3 else f"{len(names)} categories"
+
+
+def _provisos(report: RunReport) -> list[str]:
+    """What keeps the number from being the benchmark's score as the official script
+    measures it: categories without answers yet, a run cut short, a smaller budget."""
+    said = []
+    missing = len(report.sizes or {}) - len(_answered_categories(report))
+    if missing:
+        said.append(f"{missing} sampled categories have no answers yet")
+    if not report.complete:
+        said.append(
+            f"cut short: {len(report.records):,} of {report.sample_size:,} sampled questions "
+            "answered (run the same command again to finish)"
+        )
+    budget = report.identity.generation.max_tokens
+    if report.method == "cot" and budget < OFFICIAL_MAX_TOKENS:
+        said.append(
+            f"at a {budget:,}-token budget, below the official {OFFICIAL_MAX_TOKENS:,} "
+            "(answers it cuts off count as wrong)"
+        )
+    return said
 
 
 def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:

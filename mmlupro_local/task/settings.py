@@ -7,10 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from mmlupro_local.datasets.dataset import OFFICIAL_MAX_TOKENS
 from mmlupro_local.task.extract import ExtractMode
 
 STOP = "Question:"  # the official stop string: the model starts a next question
-MAX_TOKENS = 2048  # the official generation budget
+MAX_TOKENS = OFFICIAL_MAX_TOKENS
 # cot: the official generated chain of thought; logprob: the Open LLM Leaderboard v2's
 # letter choice scored by log-probability (task.letter_prompt)
 Method = Literal["cot", "logprob"]

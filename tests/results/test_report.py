@@ -328,7 +328,7 @@ def test_the_estimates_population_is_every_category_the_runs_sampled(
     run(reference_request(model, out=one, sample=SampleSpec(per_category=2, categories=("law",))),
         echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
     said = headline(load_report(one))
-    assert said.startswith("estimated score on law ") and "from 2 of 1,101" in said
+    assert said.startswith("estimated MMLU-Pro score on law ") and "from 2 of 1,101" in said
 
 
 def test_hand_edited_records_are_named_by_line_and_left_out(
@@ -367,3 +367,31 @@ def test_hand_edited_records_are_named_by_line_and_left_out(
     resumed = FakeEngine()  # only the question whose id was edited away is asked again
     make_run(tmp_path, "r", resumed, categories=("law", "math"))
     assert len(resumed.calls) == 1
+
+
+def test_the_headline_says_what_its_number_is_of(model: Path, tmp_path: Path) -> None:
+    """Issue 32, case 11: a run cut short, a custom dataset and a budget below the
+    official 2,048 were all headlined "MMLU-Pro score"."""
+    cut = tmp_path / "cut.jsonl"
+    run(reference_request(model, out=cut, sample=SampleSpec(per_category=1)),
+        echo=lambda _: None, engine_factory=FakeEngine(sigint_at=3), progress=False)  # fmt: skip
+    said = headline(load_report(cut))
+    assert said.startswith("estimated MMLU-Pro score on biology, business ")
+    assert "; 12 sampled categories have no answers yet; cut short: 2 of 14 sampled" in said
+    small = tmp_path / "small.jsonl"
+    run(reference_request(model, out=small, sample=SampleSpec(per_category=1), max_tokens=512),
+        echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    said = headline(load_report(small))
+    assert said.startswith("estimated MMLU-Pro score 24.2% ") and "from 14 of 12,032" in said
+    assert said.endswith(
+        "; at a 512-token budget, below the official 2,048 (answers it cuts off count as wrong)"
+    )
+    mini = Path(__file__).resolve().parents[2] / "sample_data" / "mmlu-pro-mini.jsonl"
+    assert (
+        CliRunner().invoke(main, ["dataset", "import", str(mini), "--name", "mini"]).exit_code == 0
+    )
+    custom = tmp_path / "custom.jsonl"
+    run(reference_request(model, out=custom, sample=SampleSpec(per_category=1), dataset="mini"),
+        echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    said = headline(load_report(custom))
+    assert said.startswith("estimated 'mini' score ") and "from 14 of 28 questions" in said
