@@ -214,10 +214,31 @@ def resume_differences(file: Mapping[str, Any], now: Mapping[str, Any]) -> list[
             f"it was made by an earlier release, {why}, so some answers differ from that "
             "file's. Start a new --out, and `compare` the two runs to see which"
         ]
+    if not local and engine_now.get("kind") == "server":
+        return _servers_differ(engine, engine_now) + differences(file, now, ignore=SERVERS)
     same_rule = engine.get("shapes") == engine_now.get("shapes") and exact_rule(
         str(engine_now.get("shapes", ""))
     )
     return differences(file, now, ignore=HOW_IT_RAN if same_rule else frozenset())
+
+
+# which servers answered: a pooled file resumes on some of them (issue 32, case 4)
+SERVERS = frozenset({"engine.url", "engine.replicas"})
+
+
+def _servers_differ(file: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """[] when the servers now are some of the file's (a pool that lost a member goes on
+    with the rest: the model and what they say of it are compared as for any server);
+    else which ones differ, each named whole."""
+    was = [str(file.get("url", "")), *map(str, file.get("replicas") or ())]
+    new = [str(now.get("url", "")), *map(str, now.get("replicas") or ())]
+    added = [url for url in new if url not in was]
+    if not added:
+        return []
+    return [
+        f"servers: the file's were {', '.join(was)}; now {', '.join(new)} ("
+        f"{', '.join(added)} not among them). A resume may leave servers out, not add them"
+    ]
 
 
 def differences(

@@ -158,17 +158,16 @@ def test_servers_of_different_models_are_refused(tmp_path: Path) -> None:
     assert "give --server only for servers of one model" in result.output
 
 
-def test_a_file_resumes_with_the_same_servers_only(tmp_path: Path) -> None:
+def test_a_file_resumes_on_its_servers_or_some_of_them(tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     with serve(FakeVllm()) as a, serve(FakeVllm()) as b:
         both = ["--server", url(a), "--server", url(b)]
         first = CliRunner().invoke(main, ["run", *both, *SAMPLE, "--out", str(out)])
         assert first.exit_code == 0, first.output
-        alone = CliRunner().invoke(main, ["run", "--server", url(a), *SAMPLE, "--out", str(out)])
+        alone = CliRunner().invoke(main, ["run", "--server", url(b), *SAMPLE, "--out", str(out)])
         again = CliRunner().invoke(main, ["run", *both, *SAMPLE, "--out", str(out)])
-    assert alone.exit_code == 1 and "cannot be resumed" in alone.output
-    assert "engine.replicas:" in alone.output
-    assert again.exit_code == 0 and "all 9 questions were already in" in again.output
+    for resumed in (alone, again):
+        assert resumed.exit_code == 0 and "all 9 questions were already in" in resumed.output
 
 
 def test_a_server_that_queues_gets_fewer_requests_in_flight(tmp_path: Path) -> None:
@@ -246,3 +245,32 @@ def test_a_window_wider_than_the_descriptor_limit_fits_it_or_raises_it(
         assert fake.peak_streams < 256
     else:
         assert fake.peak_streams == 350 and "may open only" not in said
+
+
+def test_a_pooled_file_resumes_on_the_servers_still_there(tmp_path: Path) -> None:
+    """Issue 32, case 4: with the gone server the probe failed, without it the identity
+    refused, and the message cut both server lists to the same unreadable prefix."""
+    out = tmp_path / "r.jsonl"
+    fakes = [FakeVllm(), FakeVllm(), FakeVllm(), FakeVllm()]
+    with serve(fakes[0]), serve(fakes[1]), serve(fakes[2]), serve(fakes[3]):
+
+        def pooled(*chosen: FakeVllm, per: str = "1", gone: str = "") -> Result:
+            servers = [arg for fake in chosen for arg in ("--server", url(fake))]
+            servers += ["--server", gone] if gone else []
+            return CliRunner().invoke(main, ["run", *servers, "--per-category", per, "--categories",
+                                             "law,history,math", "--no-progress", "--out", str(out),
+                                             "--retries", "0"])  # fmt: skip
+
+        assert pooled(*fakes[:3]).exit_code == 0
+        gone = "http://127.0.0.1:9/v1"
+        refused = pooled(fakes[0], fakes[2], gone=gone)
+        assert refused.exit_code == 1
+        assert "To go on without http://127.0.0.1:9, leave its --server out" in refused.output
+        resumed = pooled(fakes[0], fakes[2], per="2")
+        assert resumed.exit_code == 0, resumed.output
+        assert len(answers(out)) == 6
+        other = pooled(fakes[0], fakes[3], per="2")
+    assert other.exit_code == 1
+    roots = [url(f)[:-3] for f in fakes]
+    assert (f"servers: the file's were {', '.join(roots[:3])}; now {roots[0]}, {roots[3]} "
+            f"({roots[3]} not among them)") in " ".join(other.output.split())  # fmt: skip

@@ -186,6 +186,14 @@ class ServerPool:
         try:
             for one in settings:
                 self.members.append(ServerEngine(one, seed=seed, stop=stop, loop=self.loop))
+        except ServerError as exc:
+            self.close()
+            if exc.setting in ("server", "timeout"):  # gone: the others may go on alone
+                exc.args = (
+                    f"{exc.args[0]}. To go on without {one.root}, leave its --server out: "
+                    "a results file resumes on some of its servers",
+                )
+            raise
         except BaseException:
             self.close()
             raise
