@@ -24,6 +24,7 @@ ANSWER_WORDS = 126  # reasoning words before the answer: about 130 tokens an ans
 @dataclass
 class FakeVllm:
     model: str = "fake/vllm-model"
+    root: str = ""  # the weights behind the id (vLLM's "root"); "" is the id itself
     token_seconds: float = 0.0  # 0: instant
     max_streams: int = 0  # 0: no limit; above it a request gets 429
     max_model_len: int = 8192
@@ -175,7 +176,7 @@ async def _serve_connection(
                                     "id": fake.model,
                                     "object": "model",
                                     "owned_by": "vllm",
-                                    "root": fake.model,
+                                    "root": fake.root or fake.model,
                                     "max_model_len": fake.max_model_len,
                                 }
                             ],

@@ -274,3 +274,45 @@ def test_a_pooled_file_resumes_on_the_servers_still_there(tmp_path: Path) -> Non
     roots = [url(f)[:-3] for f in fakes]
     assert (f"servers: the file's were {', '.join(roots[:3])}; now {roots[0]}, {roots[3]} "
             f"({roots[3]} not among them)") in " ".join(other.output.split())  # fmt: skip
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_a_server_restarted_with_another_model_behind_the_same_id_is_found(
+    tmp_path: Path, pooled: bool
+) -> None:
+    """Issue 32, case 7: a member restarted mid-run with other weights behind the same id
+    kept answering with no word. Its answers after the restart are not counted: alone,
+    the run stops; in a pool, the others answer the rest."""
+    out = tmp_path / "r.jsonl"
+    first = FakeVllm(token_seconds=0.01)
+    swapped = FakeVllm(token_seconds=0.01, root="fake/vllm-model-q2", letter="B")
+    other = FakeVllm(token_seconds=0.01)
+    finished, started = threading.Event(), threading.Event()
+
+    def restart() -> None:
+        with serve(first):
+            started.set()
+            deadline = time.monotonic() + 30
+            while first.asked < 4 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        swapped.port = first.port
+        with serve(swapped):
+            finished.wait(60)
+
+    threading.Thread(target=restart, daemon=True).start()
+    started.wait(10)
+    with serve(other):
+        servers = ["--server", url(first)] + (["--server", url(other)] if pooled else [])
+        result = CliRunner().invoke(main, ["run", *servers, "--per-category", "2", "--categories",
+                                           "law,history,math", "--no-progress", "--out", str(out),
+                                           "--parallel", "2"])  # fmt: skip
+        finished.set()
+    assert swapped.asked > 0, result.output  # it was asked again, and answered
+    assert "now serves another model behind 'fake/vllm-model'" in result.output
+    assert "root 'fake/vllm-model-q2', was 'fake/vllm-model'" in result.output
+    assert all(r["pred"] == "A" for r in answers(out))  # none of the swapped server's
+    if pooled:
+        assert result.exit_code == 0, result.output
+        assert len(answers(out)) == 6
+    else:
+        assert result.exit_code == 1 and 2 <= len(answers(out)) < 6

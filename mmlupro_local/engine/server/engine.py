@@ -57,6 +57,8 @@ class ServerEngine:
         self.failed = ""  # why it left a pool of servers, if it did
         self.capped = 0  # answers cut at the budget because the server sent more
         self.cut_at: int | None = None  # a server that cuts long prompts keeps about this many
+        self.checked_connections = 0  # completion connections the last identity check covers
+        self._checking = asyncio.Lock()
 
     def find_cut(self, text: str) -> int | None:
         """For a server that cannot count tokens: send `text` and `text` twice (one token
@@ -194,14 +196,45 @@ class ServerEngine:
 
         async def attempt() -> Generation:
             try:
-                return await self._stream(job, sampling, new_watcher(), began)
+                generation = await self._stream(job, sampling, new_watcher(), began)
             except Busy as exc:
                 raise _Shed(exc) from None
+            await self._still_the_same()  # before the answer counts
+            return generation
 
         try:
             return await self.client.retrying(attempt)
         except _Shed as shed:
             raise shed.busy from None
+
+    async def _still_the_same(self) -> None:
+        """The check made at the start holds for the whole run (issue 32, case 7): once
+        an answer came on a new connection (a server restarted mid-run is reached on
+        one), the server is asked again what it serves; another model behind the same
+        id fails it for good (a pool goes on without it)."""
+        if self.client.completion_connections == self.checked_connections:
+            return
+        async with self._checking:
+            covered = self.client.completion_connections
+            if covered == self.checked_connections:
+                return  # checked meanwhile
+            try:
+                now = await asyncio.to_thread(probe, self.client, self.info.model)
+            except ServerError as exc:
+                if exc.transient:
+                    raise
+                raise ServerError(
+                    f"{self.settings.root} changed mid-run: {exc}", setting="server"
+                ) from None
+            changed = _changes(self.info, now)
+            if changed:
+                raise ServerError(
+                    f"{self.settings.root} now serves another model behind {self.info.model!r} "
+                    f"({'; '.join(changed)}): restarted mid-run? Its answers since are not "
+                    "counted; a resume with it checks it afresh",
+                    setting="server",
+                )
+            self.checked_connections = covered
 
     def _body(self, job: Job, sampling: Sampling) -> tuple[str, Json]:
         body: Json = {
@@ -281,6 +314,22 @@ class ServerEngine:
         if counted is not None:
             return prompt < counted
         return self.cut_at is not None and prompt >= self.cut_at - CUT_SLACK
+
+
+def _changes(then: ServerInfo, now: ServerInfo) -> list[str]:
+    """What a server says of the model it serves differently from before."""
+    found = [
+        f"{name} {a!r}, was {b!r}"
+        for name, a, b in (
+            ("kind", now.kind, then.kind),
+            ("context per request", now.n_ctx, then.n_ctx),
+        )
+        if a != b
+    ]
+    for key in sorted(then.served.keys() | now.served.keys()):
+        if then.served.get(key) != now.served.get(key):
+            found.append(f"{key} {now.served.get(key)!r}, was {then.served.get(key)!r}")
+    return found
 
 
 class _Shed(Exception):

@@ -103,11 +103,26 @@ class ServerClient:
             token = base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
             headers = {"Authorization": f"Basic {token}"}
 
+        # connections opened for completions: a server restarted mid-run is reached on a
+        # new one, and may serve another model behind the same id (issue 32, case 7)
+        self.completion_connections = 0
+        tracing = aiohttp.TraceConfig()
+
+        async def request_start(_: object, context: Any, params: Any) -> None:
+            context.completion = str(params.url.path).endswith("completions")
+
+        async def connected(_: object, context: Any, __: object) -> None:
+            self.completion_connections += getattr(context, "completion", False)
+
+        tracing.on_request_start.append(request_start)
+        tracing.on_connection_create_end.append(connected)
+
         async def session() -> aiohttp.ClientSession:
             # no limit of our own: the engine bounds the requests in flight
             return aiohttp.ClientSession(
                 base_url=self.root,
                 headers=headers,
+                trace_configs=[tracing],
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=min(settings.timeout, 10.0), sock_read=settings.timeout
