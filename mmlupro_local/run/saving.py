@@ -6,6 +6,7 @@ driver may be blocked in a decode step or waiting on the server for minutes."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -53,6 +54,9 @@ class Acknowledged:
             self._lock.notify()
         self._flusher.join()
         if exc[0] is None:
+            self.flush()
+            return
+        with contextlib.suppress(Exception):  # a second Ctrl-C: keep what came, if it can
             self.flush()
 
     def add(self, record: ResultRecord, generation: Generation) -> None:

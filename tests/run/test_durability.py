@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import pytest
+
 from fakes import FakeEngine, reference_request
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import Generation, Job
@@ -82,3 +84,25 @@ def test_answers_a_server_sent_together_survive_a_kill_while_the_rest_hang(
     assert fake.asked == 6, stderr.decode()
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sum("question_id" in r and r.get("kind") is None for r in records) == 3
+
+
+class InterruptedAfterTwo(FakeEngine):
+    """Two answers in one step, then a second Ctrl-C (an interrupt that cannot wait)."""
+
+    def generate_many(self, jobs: Sequence[Job], *, max_tokens: int, new_watcher: Callable[[int], object],
+                      should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, Generation]]:  # fmt: skip
+        answers = super().generate_many(jobs, max_tokens=max_tokens, new_watcher=new_watcher,
+                                        should_stop=should_stop)  # type: ignore[arg-type]  # fmt: skip
+        for count, answer in enumerate(answers):
+            if count == 2:
+                raise KeyboardInterrupt
+            yield answer
+
+
+def test_answers_received_before_an_abrupt_interrupt_are_kept(model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    sample = SampleSpec(per_category=2, categories=("law", "history"))
+    with pytest.raises(KeyboardInterrupt):
+        run(reference_request(model, out, sample=sample), echo=lambda _: None,
+            engine_factory=InterruptedAfterTwo(), progress=False)  # fmt: skip
+    assert results_in(out) == 2
