@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server test-models demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-exact bench-peer bench-dataset bench-extract dataset-check fit-items study-estimates bench-client bench-html bench-abort clean
+.PHONY: install llama-server test-models demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-exact bench-peer bench-dataset bench-extract dataset-check fit-items study-estimates bench-client bench-storm bench-html bench-abort clean
 
 install: $(STAMP)
 
@@ -100,6 +100,10 @@ dataset-check: install
 # httpx client), then a paced run at the default concurrency against the server's bound.
 bench-client: install
 	$(BIN)/python scripts/bench_client.py
+
+# what a 5 s storm of 429s costs a server run (issue 32, case 1)
+bench-storm: install
+	$(BIN)/python scripts/bench_storm.py
 
 # the HTML report of two full 12,032-question runs: page size, time, peak memory
 bench-html: install

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -316,3 +317,15 @@ def test_a_server_restarted_with_another_model_behind_the_same_id_is_found(
         assert len(answers(out)) == 6
     else:
         assert result.exit_code == 1 and 2 <= len(answers(out)) < 6
+
+
+def test_a_server_that_refuses_everything_fails_after_the_request_timeout(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    with serve(FakeVllm(refuse_for=60.0)) as fake:
+        fake_url = url(fake)
+        began = time.monotonic()
+        result = run(fake, out, "--request-timeout", "1.5")
+        took = time.monotonic() - began
+    assert result.exit_code == 1 and took < 10, result.output
+    assert f"{fake_url[:-3]}/v1/completions answered 429" in result.output
+    assert re.search(r"to every request for \d s \(--request-timeout 1.5\)", result.output)

@@ -357,6 +357,7 @@ class Window:
         self.slowed = 0  # cuts for waits that grew
         self.backoff = 0.0
         self.paused_until = 0.0  # monotonic time before which nothing is sent
+        self.refusing_since = 0.0  # the first 429/503 since the last answer; 0: none
         self._last_cut = self._last_slow = -1e9
         self._waits: list[float] = []
         self._normal: float | None = None
@@ -368,6 +369,7 @@ class Window:
         refused request); the pause doubles with each cut, up to 2 s."""
         self.shed += 1
         now = time.monotonic()
+        self.refusing_since = self.refusing_since or now
         if now < self.paused_until:
             return
         if now - self._last_cut >= 1.0:
@@ -398,8 +400,12 @@ class Window:
             self.slowed += 1
             self._last_slow = now
 
+    def refusing_for(self) -> float:
+        """Seconds the server has refused every request since its last answer."""
+        return time.monotonic() - self.refusing_since if self.refusing_since else 0.0
+
     def grow(self) -> None:
-        self.backoff = 0.0
+        self.backoff = self.refusing_since = 0.0
         if self._normal is not None and self._recent > 2 * self._normal + 0.5:
             return  # waits still long: no more until they clear
         self.size = min(self.limit, self.size + 1)

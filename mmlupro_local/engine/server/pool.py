@@ -131,35 +131,54 @@ async def drive(
             for task in done:
                 member, index = running.pop(task)
                 in_flight[id(member)] -= 1
-                try:
-                    generation = task.result()
-                except Busy:
-                    # too eager for this server now: fewer in flight after a pause (the
-                    # loop goes on meanwhile: other answers, other servers, a stop)
-                    member.window.shrink()
+                outcome = _outcome(task, member)
+                if outcome is None:  # refused: asked again after the window's pause
                     hand_back(member, index)
                     continue
-                except ServerError as exc:
-                    if member in live and len(live) > 1 and _leaves(exc):
+                if isinstance(outcome, ServerError):
+                    if member in live and len(live) > 1 and _leaves(outcome):
                         live.remove(member)
-                        member.failed = str(exc)
+                        member.failed = str(outcome)
                         orphans = queues.pop(id(member))
                         for orphan in orphans:
                             hand_back(member, orphan)
                     if member not in live and live:
                         hand_back(member, index)
                         continue
-                    failure = failure or exc  # hand out no more; keep what is in flight
+                    failure = failure or outcome  # hand out no more; keep what is in flight
                     continue
                 member.window.grow()
                 member.answered += 1
-                answers.put((index, generation))
+                answers.put((index, outcome))
         if failure is not None:
             answers.put(failure)
     finally:
         for task in running:
             task.cancel()
         answers.put(None)
+
+
+def _outcome(
+    task: asyncio.Task[Generation], member: ServerEngine
+) -> Generation | ServerError | None:
+    """A request's answer, the server's failure, or None for a 429/503: too eager for
+    the server now, so fewer in flight after a pause (the driver goes on meanwhile:
+    other answers, other servers, a stop). Refusals of everything for longer than the
+    request timeout are a failure of the server."""
+    try:
+        return task.result()
+    except Busy as busy:
+        member.window.shrink()
+        refusing = member.window.refusing_for()
+        if refusing <= member.settings.timeout:
+            return None
+        return ServerError(
+            f"{busy}, to every request for {refusing:.0f} s (--request-timeout "
+            f"{member.settings.timeout:g})",
+            setting="server",
+        )
+    except ServerError as exc:
+        return exc
 
 
 async def _finished(
