@@ -42,6 +42,7 @@ class Acknowledged:
         self._lock = threading.Condition()
         self._closed = False
         self._failure: BaseException | None = None  # a write the flusher could not make
+        self._write_failed = False
         self._flusher = threading.Thread(target=self._flush_when_due, daemon=True)
 
     def __enter__(self) -> Acknowledged:
@@ -56,8 +57,11 @@ class Acknowledged:
         if exc[0] is None:
             self.flush()
             return
-        with contextlib.suppress(Exception):  # a second Ctrl-C: keep what came, if it can
-            self.flush()
+        # a second Ctrl-C: keep what came; not after a failed write, whose error said
+        # what the file holds
+        if not self._write_failed:
+            with contextlib.suppress(Exception):
+                self.flush()
 
     def add(self, record: ResultRecord, generation: Generation) -> None:
         with self._lock:
@@ -101,7 +105,11 @@ class Acknowledged:
         if not self.pending:
             return
         records = [record for record, _ in self.pending]
-        self.writer.append_results(records)
+        try:
+            self.writer.append_results(records)
+        except BaseException:
+            self._write_failed = True
+            raise
         count_into(self.counts, records, strict)
         for _, generation in self.pending:
             self.speed.add(generation)
