@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
@@ -228,3 +229,15 @@ class FullDisk:
         self.handle.write(data[:100])
         self.handle.flush()
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def interrupt_when(ready: Callable[[], bool], within: float = 10.0) -> None:
+    """A Ctrl-C to this process from a thread, once `ready()` (or after `within` s)."""
+
+    def wait() -> None:
+        deadline = time.monotonic() + within
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=wait, daemon=True).start()

@@ -30,7 +30,7 @@ from mmlupro_local.results.figures import (
     percent,
 )
 from mmlupro_local.results.records import Identity, ResultRecord, RunHeader
-from mmlupro_local.results.store import read_results
+from mmlupro_local.results.store import SHOWN, read_results
 
 FORMATS = ("table", "markdown", "json", "csv")
 
@@ -196,9 +196,6 @@ def categories_union(named: Sequence[Sequence[str]]) -> tuple[str, ...]:
     return tuple(sorted({c for categories in named for c in categories}))
 
 
-SHOWN = 10  # lines named one by one; the rest are counted
-
-
 def _in_dataset(
     records: list[ResultRecord],
     lines: dict[int, int],
@@ -326,8 +323,10 @@ def headline(report: RunReport) -> str:
     if report.score is None:
         return ""
     e = report.score.strict
+    answered = sorted({r.category for r in report.records} & set(report.sizes or {}))
+    score_of = _score_of(report, answered)
     if e.exact:
-        said = f"{_score_of(report)} {e.value:.1%}: all {e.population:,} questions answered"
+        said = f"{score_of} {e.value:.1%}: all {e.population:,} questions answered"
     else:
         how = (
             "post-stratified"
@@ -335,39 +334,34 @@ def headline(report: RunReport) -> str:
             else "assisted by an item model fitted on 20 official CoT runs"
         )
         said = (
-            f"estimated {_score_of(report)} {e.value:.1%} (95 % CI {e.low:.1%}-{e.high:.1%}), "
+            f"estimated {score_of} {e.value:.1%} (95 % CI {e.low:.1%}-{e.high:.1%}), "
             f"from {e.questions:,} of {e.population:,} questions, weighted by category size "
             f"({how})"
         )
-    return "; ".join([said, *_provisos(report)])
+    return "; ".join([said, *_provisos(report, answered)])
 
 
-def _score_of(report: RunReport) -> str:
+def _score_of(report: RunReport, answered: list[str]) -> str:
     """What the estimate is of: the benchmark (or the dataset it was run on), by the
     method, over the categories it has answers in."""
     name = report.first.dataset.get("name") or EMBEDDED_NAME
     bench = "MMLU-Pro" if name == EMBEDDED_NAME else f"{name!r}"
     if report.method == "logprob":
         bench += " letter-choice"
-    answered = _answered_categories(report)
     if report.sampled_categories or len(answered) < len(report.sizes or {}):
         return f"{bench} score on {_categories(answered)}"
     return f"{bench} score"
-
-
-def _answered_categories(report: RunReport) -> list[str]:
-    return sorted({r.category for r in report.records} & set(report.sizes or {}))
 
 
 def _categories(names: Sequence[str]) -> str:
     return ", ".join(names) if len(names) <= 3 else f"{len(names)} categories"
 
 
-def _provisos(report: RunReport) -> list[str]:
+def _provisos(report: RunReport, answered: list[str]) -> list[str]:
     """What keeps the number from being the benchmark's score as the official script
     measures it: categories without answers yet, a run cut short, a smaller budget."""
     said = []
-    missing = len(report.sizes or {}) - len(_answered_categories(report))
+    missing = len(report.sizes or {}) - len(answered)
     if missing:
         said.append(f"{missing} sampled categories have no answers yet")
     if not report.complete:

@@ -69,6 +69,7 @@ class ResultsLog:
 
 
 Numbered = list[tuple[int, dict[str, Any]]]  # (line number, record)
+SHOWN = 10  # bad lines a report names one by one; the rest are counted
 
 
 @dataclass
@@ -148,9 +149,9 @@ def read_results(path: Path) -> ResultsLog:
     if bad and not scan.records:
         raise StoreError(f"{path} holds no result records: {bad[0]}")
     log = _collect(scan.records, path, bad)
-    log.warnings.extend(f"{message}; skipped" for message in bad[:10])
-    if len(bad) > 10:
-        log.warnings.append(f"{path}: {len(bad) - 10} more unusable lines skipped")
+    log.warnings.extend(f"{message}; skipped" for message in bad[:SHOWN])
+    if len(bad) > SHOWN:
+        log.warnings.append(f"{path}: {len(bad) - SHOWN} more unusable lines skipped")
     if scan.torn:
         log.warnings.append(
             f"{path}: the last line is incomplete (the run was killed while writing)"

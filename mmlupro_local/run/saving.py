@@ -41,8 +41,7 @@ class Acknowledged:
         self.speed = Speed()
         self._lock = threading.Condition()
         self._closed = False
-        self._failure: BaseException | None = None  # a write the flusher could not make
-        self._write_failed = False
+        self._failure: BaseException | None = None  # a write that failed: none after it
         self._flusher = threading.Thread(target=self._flush_when_due, daemon=True)
 
     def __enter__(self) -> Acknowledged:
@@ -59,7 +58,7 @@ class Acknowledged:
             return
         # a second Ctrl-C: keep what came; not after a failed write, whose error said
         # what the file holds
-        if not self._write_failed:
+        if self._failure is None:
             with contextlib.suppress(Exception):
                 self.flush()
 
@@ -96,10 +95,8 @@ class Acknowledged:
                 if wait is None or wait > 0:
                     self._lock.wait(wait)
                     continue
-                try:
+                with contextlib.suppress(Exception):  # the driver raises it next (_failure)
                     self._write()
-                except Exception as exc:  # the driver raises it at its next answer or flush
-                    self._failure = exc
 
     def _write(self) -> None:
         if not self.pending:
@@ -107,8 +104,8 @@ class Acknowledged:
         records = [record for record, _ in self.pending]
         try:
             self.writer.append_results(records)
-        except BaseException:
-            self._write_failed = True
+        except BaseException as exc:
+            self._failure = exc
             raise
         count_into(self.counts, records, strict)
         for _, generation in self.pending:

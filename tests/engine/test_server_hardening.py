@@ -5,10 +5,7 @@ carry, a stream of keep-alive comments, a stop that cancels retries, a bad port.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from credentials import BAD_KEYS, PASSWORD
+from fakes import interrupt_when
 from fakeserver import FakeServer, serve_fake
 from mmlupro_local.cli import main
 from mmlupro_local.engine.server import ServerSettings, redact_command
@@ -92,14 +90,7 @@ def test_a_stop_cancels_the_requests_in_flight_and_their_retries(tmp_path: Path)
     """Issue 26, case 5: the first Ctrl-C ends the run as a stop, not as a server error."""
     out = tmp_path / "r.jsonl"
     with serve(FakeVllm(pings=100)) as fake:  # every answer would take 10 s
-
-        def interrupt() -> None:
-            deadline = time.monotonic() + 10
-            while fake.asked < 2 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            os.kill(os.getpid(), signal.SIGINT)
-
-        threading.Thread(target=interrupt, daemon=True).start()
+        interrupt_when(lambda: fake.asked >= 2)
         began = time.monotonic()
         result = CliRunner().invoke(main, ["run", "--server", f"http://127.0.0.1:{fake.port}/v1",
                                            *SAMPLE, "--out", str(out), "--parallel", "2"])  # fmt: skip

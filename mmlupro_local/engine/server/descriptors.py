@@ -8,9 +8,8 @@ import os
 import sys
 
 RESERVE = 64  # files besides the requests: results, lock, probes, the interpreter's own
-MACOS_OPEN_MAX = (
-    10240  # macOS refuses a soft limit above this even when the hard one is "unlimited"
-)
+# macOS refuses a soft limit above this even when the hard one is "unlimited"
+MACOS_OPEN_MAX = 10240
 
 
 def _in_use() -> int:
