@@ -76,6 +76,41 @@ def download_dataset_files(*, repo: str, revision: str | None) -> tuple[list[Pat
     return paths, _commit_of(paths[0], revision)
 
 
+PROX_REPO = "li-lab/MMLU-ProX"
+_DATA_SUFFIXES = (".parquet", ".jsonl", ".json")
+
+
+def download_dataset_folder(
+    *, repo: str, folder: str, revision: str | None
+) -> tuple[list[Path], str]:
+    """The data files under `folder/` of a dataset repository (MMLU-ProX keeps a folder
+    per language), downloaded once into the Hugging Face cache, and their commit."""
+    try:
+        import huggingface_hub
+    except ImportError as exc:
+        raise MissingExtraError("huggingface_hub", "hub", "Downloading from the hub") from exc
+    cut_off = _unreachable()
+    where = f"{folder}/ in {repo}"
+    with _hub_errors(where, revision, _OFFLINE_HINT, cut_off):
+        if cut_off is not None:
+            raise huggingface_hub.errors.LocalEntryNotFoundError(cut_off)
+        listing = huggingface_hub.list_repo_files(repo, repo_type="dataset", revision=revision)
+        names = sorted(
+            f for f in listing if f.startswith(folder + "/") and f.endswith(_DATA_SUFFIXES)
+        )
+        if not names:
+            raise HubError(f"{repo} has no data files under {folder}/ at {revision or 'main'}")
+        paths = [
+            Path(
+                huggingface_hub.hf_hub_download(repo, name, repo_type="dataset", revision=revision)
+            )
+            for name in names
+        ]
+    for path in paths:
+        _check_blob(path)
+    return paths, _commit_of(paths[0], revision)
+
+
 def _commit_of(path: Path, revision: str | None) -> str:
     """hf_hub_download returns .../snapshots/<commit>/<filename>."""
     parts = path.parts

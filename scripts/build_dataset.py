@@ -29,7 +29,7 @@ def main() -> int:
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
-    questions, hashes = read_sources([args.source / name for name in EXPECTED])
+    questions, hashes, _, _ = read_sources([args.source / name for name in EXPECTED])
     if hashes != EXPECTED:
         print(f"source files differ from the stable version: {hashes}", file=sys.stderr)
         return 1

@@ -23,8 +23,9 @@ from mmlupro_local.run.request import MAX_PARALLEL, RESULTS_DIR, RunRequest
 from mmlupro_local.run.targets import EngineFactory
 from mmlupro_local.run.targets.gguf import GgufSpec
 from mmlupro_local.task.extract import EXTRACT_MODES
+from mmlupro_local.task.methods import METHOD_NAMES
 from mmlupro_local.task.prompt import MAX_SHOTS, STYLES, PromptSettings
-from mmlupro_local.task.settings import MAX_TOKENS, METHODS, THINK_BUDGET, AnswerSettings
+from mmlupro_local.task.settings import MAX_TOKENS, THINK_BUDGET, AnswerSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -257,7 +258,7 @@ def sample_spec(options: dict[str, Any]) -> SampleSpec:
 
 method_option = click.option(
     "--method",
-    type=click.Choice(METHODS),
+    type=click.Choice(METHOD_NAMES),
     default=RunRequest.method,
     show_default=True,
     help="cot: the official chain of thought, generated (the reference). logprob: the Open "

@@ -41,9 +41,14 @@ class DatasetMeta:
     revision: str | None
     content_sha256: str
     source_files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    # an MMLU-ProX translation's ISO 639-1 code; None: MMLU-Pro in its official English
+    language: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["language"] is None:  # English copies keep the meta.json they always had
+            del data["language"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,10 @@ class Dataset:
     @property
     def sha256(self) -> str:
         return self.meta.content_sha256
+
+    @property
+    def language(self) -> str | None:
+        return self.meta.language
 
 
 def _canonical_order(question: Question) -> tuple[int, int]:
@@ -80,6 +89,7 @@ def build_dataset(
     source: str,
     revision: str | None = None,
     source_files: dict[str, str] | None = None,
+    language: str | None = None,
 ) -> Dataset:
     """Order the questions canonically, hash them, and check both splits are there."""
     ordered = sorted(questions, key=_canonical_order)
@@ -100,6 +110,7 @@ def build_dataset(
         revision=revision,
         content_sha256=hashlib.sha256(data).hexdigest(),
         source_files=dict(source_files or {}),
+        language=language,
     )
     return Dataset(meta=meta, test=test, validation=validation)
 

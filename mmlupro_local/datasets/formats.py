@@ -6,24 +6,32 @@ import gzip
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
-from mmlupro_local.datasets.questions import SPLITS, Question, RowError, parse_row
+from mmlupro_local.datasets.questions import PROX_OPTIONS, SPLITS, Question, RowError, parse_row
 from mmlupro_local.errors import DatasetError, MissingExtraError
 from mmlupro_local.files import file_sha256
 
 SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json")
 
 
-def read_sources(paths: list[Path]) -> tuple[list[Question], dict[str, str]]:
+class Sources(NamedTuple):
+    questions: list[Question]
+    hashes: dict[str, str]  # file name -> sha256
+    files: list[Path]  # every file read
+    translated: bool  # some rows are in MMLU-ProX's schema (option_0 ... option_9)
+
+
+def read_sources(paths: list[Path]) -> Sources:
     """All questions in `paths` and the sha256 of each file read."""
     files = [f for p in paths for f in _expand(p)]
     questions: list[Question] = []
     hashes: dict[str, str] = {}
+    shapes: set[str] = set()
     for path in files:
         hashes[path.name] = file_sha256(path)
-        questions.extend(read_file(path))
-    return questions, hashes
+        questions.extend(read_file(path, shapes))
+    return Sources(questions, hashes, files, "prox" in shapes)
 
 
 def _expand(path: Path) -> list[Path]:
@@ -48,7 +56,8 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-def read_file(path: Path) -> list[Question]:
+def read_file(path: Path, shapes: set[str] | None = None) -> list[Question]:
+    """The file's questions; `shapes` gets "prox" when a row is in MMLU-ProX's schema."""
     name = path.name
     if name.endswith(".parquet"):
         rows: Iterator[tuple[str, Mapping[str, Any]]] = _parquet_rows(path)
@@ -74,6 +83,8 @@ def read_file(path: Path) -> list[Question]:
                 f"{path} {unit} {where}: cannot tell the split; name the file after it "
                 "(test-*.parquet, validation-*.parquet) or give each row a 'split' field"
             )
+        if shapes is not None and PROX_OPTIONS[0] in row:
+            shapes.add("prox")
         try:
             questions.append(parse_row(row, split))
         except RowError as exc:

@@ -14,23 +14,87 @@ from mmlupro_local.datasets.dataset import (
     dataset_dir,
     write_dataset,
 )
-from mmlupro_local.datasets.formats import read_sources
+from mmlupro_local.datasets.formats import Sources, read_sources
 from mmlupro_local.errors import DatasetError
-from mmlupro_local.hub import DEFAULT_REPO, download_dataset_files
+from mmlupro_local.hub import DEFAULT_REPO, PROX_REPO, download_dataset_files
+from mmlupro_local.hub import download_dataset_folder as download_folder
+
+# MMLU-ProX's languages (lm-evaluation-harness's mmlu_prox tasks; the wordings are in
+# task/, which this layer does not import: a test keeps the two lists the same)
+LANGUAGE_NAMES = {
+    "af": "Afrikaans",
+    "ar": "Arabic",
+    "bn": "Bengali",
+    "cs": "Czech",
+    "de": "German",
+    "en": "English",
+    "es": "Spanish",
+    "fr": "French",
+    "hi": "Hindi",
+    "hu": "Hungarian",
+    "id": "Indonesian",
+    "it": "Italian",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "mr": "Marathi",
+    "ne": "Nepali",
+    "pt": "Portuguese",
+    "ru": "Russian",
+    "sr": "Serbian",
+    "sw": "Swahili",
+    "te": "Telugu",
+    "th": "Thai",
+    "uk": "Ukrainian",
+    "ur": "Urdu",
+    "vi": "Vietnamese",
+    "wo": "Wolof",
+    "yo": "Yoruba",
+    "zh": "Chinese",
+    "zu": "Zulu",
+}
+PROX_LANGUAGES = tuple(LANGUAGE_NAMES)
 
 
-def import_paths(paths: list[Path], *, name: str, source: str | None = None) -> Dataset:
-    """Read, validate and store `paths` as dataset `name`; nothing is stored on failure."""
+def import_paths(
+    paths: list[Path], *, name: str, source: str | None = None, language: str | None = None
+) -> Dataset:
+    """Read, validate and store `paths` as dataset `name`; nothing is stored on failure.
+    `language`: an MMLU-ProX translation's (else the files' folder names it)."""
     _check_writable_name(name)
-    questions, hashes = read_sources(paths)
+    sources = read_sources(paths)
     dataset = build_dataset(
-        questions,
+        sources.questions,
         name=name,
         source=source or ", ".join(str(p.resolve()) for p in paths),
-        source_files=hashes,
+        source_files=sources.hashes,
+        language=_language(sources, language),
     )
     write_dataset(dataset, dataset_dir(name))
     return dataset
+
+
+def _language(sources: Sources, given: str | None) -> str | None:
+    """The language of the rows: --lang, else a folder named for one (MMLU-ProX keeps a
+    folder per language); MMLU-ProX rows with neither are refused, not read as English."""
+    if given is not None:
+        return check_language(given)
+    folders = {p.parent.name for p in sources.files}
+    if len(folders) == 1 and folders <= set(PROX_LANGUAGES):
+        return folders.pop()
+    if sources.translated:
+        raise DatasetError(
+            "these rows are MMLU-ProX's (option_0 ... option_9) and nothing says their "
+            f"language: give --lang (one of {', '.join(PROX_LANGUAGES)})"
+        )
+    return None
+
+
+def check_language(language: str) -> str:
+    if language not in PROX_LANGUAGES:
+        raise DatasetError(
+            f"unknown language {language!r}: MMLU-ProX has {', '.join(PROX_LANGUAGES)}"
+        )
+    return language
 
 
 def fetch(*, revision: str | None, name: str | None, repo: str = DEFAULT_REPO) -> Dataset:
@@ -39,15 +103,36 @@ def fetch(*, revision: str | None, name: str | None, repo: str = DEFAULT_REPO) -
         _check_writable_name(name)
     files, commit = download_dataset_files(repo=repo, revision=revision)
     final_name = name or f"hub-{commit[:12]}"
-    questions, hashes = read_sources(files)
+    sources = read_sources(files)
     dataset = build_dataset(
-        questions,
+        sources.questions,
         name=final_name,
         source=f"{repo} (hub)",
         revision=commit,
-        source_files=hashes,
+        source_files=sources.hashes,
     )
     write_dataset(dataset, dataset_dir(final_name))
+    return dataset
+
+
+def prox_name(language: str) -> str:
+    return f"mmlu-prox-{language}"
+
+
+def fetch_prox(*, language: str, revision: str | None, repo: str = PROX_REPO) -> Dataset:
+    """Download MMLU-ProX in `language` and store it as mmlu-prox-<language>."""
+    check_language(language)
+    files, commit = download_folder(repo=repo, folder=language, revision=revision)
+    sources = read_sources(files)
+    dataset = build_dataset(
+        sources.questions,
+        name=prox_name(language),
+        source=f"{repo} (hub), {language}",
+        revision=commit,
+        source_files=sources.hashes,
+        language=language,
+    )
+    write_dataset(dataset, dataset_dir(dataset.name))
     return dataset
 
 

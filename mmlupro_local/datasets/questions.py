@@ -52,8 +52,22 @@ class RowError(ValueError):
         self.field = field
 
 
+PROX_OPTIONS = tuple(f"option_{i}" for i in range(len(LETTERS)))
+
+
+def prox_options(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An MMLU-ProX row (option_0 ... option_9, null past the last) with its options as
+    one list, as MMLU-Pro has them; any other row unchanged."""
+    if "options" in row or PROX_OPTIONS[0] not in row:
+        return row
+    options = [row.get(name) for name in PROX_OPTIONS]
+    rest = {k: v for k, v in row.items() if k not in PROX_OPTIONS}
+    return {**rest, "options": [o for o in options if o is not None]}
+
+
 def parse_row(row: Mapping[str, Any], split: str) -> Question:
     """Validate a raw row and build a Question, or raise RowError naming the field."""
+    row = prox_options(row)
     if split not in SPLITS:
         raise RowError("split", f"{split!r} is not one of {', '.join(SPLITS)}")
     for name in ("question_id", "question", "options", "answer", "answer_index", "category"):

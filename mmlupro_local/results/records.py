@@ -55,6 +55,8 @@ class PromptIdentity:
     chat_template: str = field(
         default="", metadata=form(key="chat_template_sha256", omit_default=True)
     )
+    # the prompt's wording when not MMLU-Pro's official English: "mmlu-prox-ko"...
+    wording: str = field(default="", metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,11 @@ class GenerationIdentity:
     stop: str
     early_stop: bool
     think_budget: int = field(default=0, metadata=OMIT_DEFAULT)  # 0: think blocks never cut
+
+    @property
+    def generates(self) -> bool:
+        """Answers were generated (not choices scored: then nothing may be)."""
+        return self.max_tokens > 0
 
 
 # the default prompt batch of the releases before canonical shapes, for their flags

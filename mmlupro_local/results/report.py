@@ -17,6 +17,7 @@ from mmlupro_local.datasets.dataset import (
     load_dataset,
 )
 from mmlupro_local.datasets.items import item_model
+from mmlupro_local.datasets.library import LANGUAGE_NAMES
 from mmlupro_local.datasets.summary import population_sizes
 from mmlupro_local.datasets.verify import leaks_answer
 from mmlupro_local.errors import MmluProError
@@ -91,6 +92,7 @@ class RunReport:
             "quantization": model.get("quantization"),
             "architecture": model.get("architecture"),
             "dataset": self.first.dataset.get("name"),
+            "language": self.first.dataset.get("language") or "en",
             "dataset_sha256": ident.dataset_sha256,
             "style": ident.prompt.style,
             "shots": ident.prompt.shots,
@@ -346,11 +348,13 @@ def _score_of(report: RunReport, answered: list[str]) -> str:
     method, over the categories it has answers in."""
     name = report.first.dataset.get("name") or EMBEDDED_NAME
     bench = "MMLU-Pro" if name == EMBEDDED_NAME else f"{name!r}"
-    if report.method == "logprob":
+    if not report.identity.generation.generates:
         bench += " letter-choice"
+    language = report.first.dataset.get("language")
+    score = f"score in {LANGUAGE_NAMES.get(language, language)}" if language else "score"
     if report.sampled_categories or len(answered) < len(report.sizes or {}):
-        return f"{bench} score on {_categories(answered)}"
-    return f"{bench} score"
+        return f"{bench} {score} on {_categories(answered)}"
+    return f"{bench} {score}"
 
 
 def _categories(names: Sequence[str]) -> str:
@@ -370,7 +374,7 @@ def _provisos(report: RunReport, answered: list[str]) -> list[str]:
             "answered (run the same command again to finish)"
         )
     budget = report.identity.generation.max_tokens
-    if report.method == "cot" and budget < OFFICIAL_MAX_TOKENS:
+    if report.identity.generation.generates and budget < OFFICIAL_MAX_TOKENS:
         said.append(
             f"at a {budget:,}-token budget, below the official {OFFICIAL_MAX_TOKENS:,} "
             "(answers it cuts off count as wrong)"

@@ -10,15 +10,11 @@ from pathlib import Path
 
 from mmlupro_local.datasets.dataset import Dataset
 from mmlupro_local.engine import CTX_STEP
-from mmlupro_local.results.records import (
-    ExtractionIdentity,
-    GenerationIdentity,
-    Identity,
-    PromptIdentity,
-)
+from mmlupro_local.results.records import Identity, PromptIdentity
 from mmlupro_local.run.request import RunRequest
 from mmlupro_local.run.targets import Mode, Target
-from mmlupro_local.task.settings import MAX_TOKENS, THINK_BUDGET, AnswerSettings
+from mmlupro_local.task.settings import AnswerSettings
+from mmlupro_local.task.wording import OFFICIAL, Wording
 
 
 @dataclass(frozen=True)
@@ -42,7 +38,7 @@ class RunPlan:
         """The settings that change results: a results file resumes only under the same."""
         request, answer = self.request, self.answer
         template = target.template_file
-        scored = request.method == "logprob"  # nothing generated: no budget, stop or extraction
+        extraction, generation = request.answering.identity(answer, self.budget)
         return Identity(
             method=request.method,
             model_sha256=target.key,
@@ -52,18 +48,10 @@ class RunPlan:
                 shots=request.prompt.shots,
                 strip_options=request.prompt.strip_options,
                 chat_template=_file_sha256(template) if template else "",
+                wording="" if answer.wording == OFFICIAL else answer.wording.name,
             ),
-            extraction=ExtractionIdentity(
-                mode="" if scored else answer.extract_mode,
-                strip_thinking=not scored and answer.strip_thinking,
-            ),
-            generation=GenerationIdentity(
-                decoding="none: each choice scored" if scored else "greedy",
-                max_tokens=self.budget,
-                stop="" if scored else answer.stop,
-                early_stop=not scored and answer.early_stop,
-                think_budget=answer.think_budget,
-            ),
+            extraction=extraction,
+            generation=generation,
             engine=target.engine_identity(self),
             seed=request.sample.seed,
         )
@@ -73,19 +61,21 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def settle(request: RunRequest, target: Target, recorded: Identity | None) -> RunPlan:
+def settle(
+    request: RunRequest, target: Target, recorded: Identity | None, wording: Wording = OFFICIAL
+) -> RunPlan:
     """Decide what the request left open: the engine mode (the target's rule, or what
     `recorded`, the identity of the file resumed, says), then the think budget (the
-    target's chat template) and with it the generation budget."""
+    target's chat template) and with it the generation budget. `wording`: the dataset's,
+    whose stop word and answer phrase the answers are read with."""
     mode: Mode = target.mode(request, recorded)
-    answer, notes = _think_budget(request, target.template_thinks)
-    if request.method == "logprob":
-        budget = 0
-    elif request.max_tokens is not None:
-        budget = request.max_tokens
-    else:  # the official budget on top of thinking, so thinking never eats the answer's share
-        budget = MAX_TOKENS + answer.think_budget
-    notes += _budget_notes(request, answer, budget)
+    answer = replace(request.answer, wording=wording, stop=wording.stop)
+    answer, budget, notes = request.answering.settle(
+        answer,
+        think_budget=request.think_budget,
+        max_tokens=request.max_tokens,
+        thinks=request.prompt.style == "chat" and target.template_thinks,
+    )
     return RunPlan(
         request=request,
         answer=answer,
@@ -97,35 +87,3 @@ def settle(request: RunRequest, target: Target, recorded: Identity | None) -> Ru
         notes=tuple(notes),
         lines=(mode.line,) if mode.line else (),
     )
-
-
-def _think_budget(request: RunRequest, template_thinks: bool) -> tuple[AnswerSettings, list[str]]:
-    """A think budget left to the template: THINK_BUDGET for one that thinks."""
-    thinks = request.method == "cot" and request.prompt.style == "chat" and template_thinks
-    if request.method == "logprob":
-        return replace(request.answer, think_budget=0), []
-    if request.think_budget is not None:
-        return replace(request.answer, think_budget=request.think_budget), []
-    if not thinks:
-        return replace(request.answer, think_budget=0), []
-    raised = (
-        f" and the budget raised from {MAX_TOKENS} to {MAX_TOKENS + THINK_BUDGET} tokens "
-        f"(--max-tokens), the official {MAX_TOKENS} left for the answer"
-        if request.max_tokens is None
-        else ""
-    )
-    note = (
-        f"the chat template opens think blocks: each is closed after {THINK_BUDGET} "
-        f"tokens (--think-budget){raised}"
-    )
-    return replace(request.answer, think_budget=THINK_BUDGET), [note]
-
-
-def _budget_notes(request: RunRequest, answer: AnswerSettings, budget: int) -> list[str]:
-    think = answer.think_budget
-    if think and request.max_tokens is not None and request.max_tokens <= think:
-        return [
-            f"--max-tokens {request.max_tokens} is not above --think-budget {think}: "
-            "a model that thinks that long never reaches its answer"
-        ]
-    return []

@@ -12,8 +12,9 @@ from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import CTX_STEP
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.run.targets import TargetSpec
+from mmlupro_local.task.methods import Method, MethodName, method_named
 from mmlupro_local.task.prompt import PromptSettings
-from mmlupro_local.task.settings import AnswerSettings, Method
+from mmlupro_local.task.settings import AnswerSettings
 
 MAX_PARALLEL = 1024  # the most any kind takes (TargetSpec.max_parallel)
 RESULTS_DIR = "mmlupro-results"
@@ -27,7 +28,7 @@ class RunRequest:
     sample: SampleSpec = field(default_factory=SampleSpec)
     prompt: PromptSettings = field(default_factory=PromptSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
-    method: Method = "cot"
+    method: MethodName = "cot"
     max_tokens: int | None = None  # None: the official budget, plus any think budget
     # close think blocks after this many tokens (0: never); None: by the chat template
     think_budget: int | None = None
@@ -51,8 +52,13 @@ class RunRequest:
             raise RunRequestError(
                 f"--parallel must be between 1 and {bound} for {self.target.kind} models"
             )
-        if self.method == "logprob" and (self.parallel or 1) != 1:
-            raise RunRequestError("--method logprob scores one question at a time, in-process")
+        refusal = self.answering.refusal(
+            parallel=self.parallel,
+            scores_choices=self.target.scores_choices,
+            target=self.target.label,
+        )
+        if refusal:
+            raise RunRequestError(refusal)
         if self.precision is not None and self.precision <= 0:
             raise RunRequestError("--precision must be more than 0 points")
         if (
@@ -63,10 +69,11 @@ class RunRequest:
             raise RunRequestError(
                 "--precision grows a sample: give --per-category or --fraction, not --full"
             )
-        if self.method == "logprob" and not self.target.scores_choices:
-            raise RunRequestError(
-                f"--method logprob scores choices in-process, which {self.target.label} cannot"
-            )
+
+    @property
+    def answering(self) -> Method:
+        """The method, as the class that knows how it answers."""
+        return method_named(self.method)
 
 
 class RunRequestError(MmluProError):
@@ -79,9 +86,9 @@ def default_out(
     shots: int,
     seed: int,
     folder: Path = Path(RESULTS_DIR),
-    method: Method = "cot",
+    method: MethodName = "cot",
 ) -> Path:
     """The results file a run writes when --out is not given, named after what it
     evaluates (TargetSpec.stem) and the settings that tell its files apart."""
-    kind = "" if method == "cot" else f"{method}."
+    kind = method_named(method).file_infix
     return folder / f"{stem}.{kind}{style}.{shots}shot.seed{seed}.jsonl"

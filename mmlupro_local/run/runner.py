@@ -30,16 +30,17 @@ from mmlupro_local.results.records import (
 )
 from mmlupro_local.results.report import categories_union, load_report
 from mmlupro_local.results.store import ResultsWriter, StoreError, read_results
-from mmlupro_local.run.fitting import TokenCounts, prepare_letter_prompts, prepare_prompts
 from mmlupro_local.run.interrupts import first_interrupt_requests_stop
 from mmlupro_local.run.plan import RunPlan, settle
 from mmlupro_local.run.progress import progress_bar
 from mmlupro_local.run.request import RunRequest
 from mmlupro_local.run.saving import Acknowledged
 from mmlupro_local.run.targets import EngineFactory, Target
+from mmlupro_local.task.fitting import TokenCounts
+from mmlupro_local.task.methods import Fitting
 from mmlupro_local.task.prompt import Prompt
-from mmlupro_local.task.scoring import result_record
 from mmlupro_local.task.stopping import Watchers
+from mmlupro_local.task.wording import wording_for
 
 Echo = Callable[[str], None]
 
@@ -84,7 +85,8 @@ def run(
     sample = draw(dataset.test, request.sample)
     target = request.target.open(request, engine_factory)
     try:
-        plan = settle(request, target, _recorded_identity(request.out))
+        recorded = _recorded_identity(request.out)
+        plan = settle(request, target, recorded, wording_for(dataset.language))
         for line in plan.lines:
             echo(line)
         return _run(plan, dataset, sample, target, echo, progress)
@@ -223,29 +225,19 @@ def _prompts(
 ) -> tuple[dict[int, Prompt], int]:
     request = plan.request
     render = target.renderer() if request.prompt.style == "chat" else None
-    if request.method == "logprob":
-        return prepare_letter_prompts(
-            todo,
-            dataset.validation,
-            request.prompt,
-            ctx=request.ctx,
-            render=render,
-            trained_ctx=target.trained_ctx,
-            count_tokens=count,
-            warnings=warnings,
-        )
-    return prepare_prompts(
-        todo,
-        dataset.validation,
-        request.prompt,
-        max_tokens=plan.budget,
+    fitting = Fitting(
+        budget=plan.budget,
         ctx=ctx,
+        asked_ctx=request.ctx,
         render=render,
         trained_ctx=target.trained_ctx,
-        count_tokens=count,
+        count=count,
         warnings=warnings,
         pad=target.fixed_ctx is None,
         ctx_name="" if request.ctx else f"the server's context ({ctx} tokens)",
+    )
+    return request.answering.prepare(
+        todo, dataset.validation, request.prompt, plan.answer.wording, fitting
     )
 
 
@@ -281,6 +273,7 @@ def _run_record(
             "sha256": dataset.sha256,
             "source": dataset.meta.source,
             "revision": dataset.meta.revision,
+            **({"language": dataset.language} if dataset.language else {}),
         },
         engine={
             **engine.describe(),
@@ -349,12 +342,10 @@ def _generate_all(
         first_interrupt_requests_stop() as stop,
         Acknowledged(writer, bar, sizes, counts) as saved,
     ):
-        if plan.request.method == "logprob":
-            answers = engine.score_many(jobs, should_stop=stop.is_set)
-        else:
-            answers = engine.generate_many(
-                jobs, max_tokens=plan.budget, new_watcher=watchers, should_stop=stop.is_set
-            )
+        method = plan.request.answering
+        answers = method.ask(
+            engine, jobs, budget=plan.budget, watchers=watchers, should_stop=stop.is_set
+        )
         try:
             for index, generation in answers:
                 question = todo[index]
@@ -363,15 +354,13 @@ def _generate_all(
                     failed.append(f"question {question.question_id}: {generation.error}")
                     bar.update(1)
                     continue
-                record = result_record(
+                record = method.record(
                     question,
                     prompts[question.question_id],
                     generation,
+                    answer=plan.answer,
                     seed=plan.request.sample.seed,
-                    extract_mode=plan.answer.extract_mode,
-                    strip_thinking=plan.answer.strip_thinking,
-                    thinking_tokens=watcher.thinking_tokens if watcher else 0,
-                    think_cut=watcher.think_cut if watcher else False,
+                    watcher=watcher,
                 )
                 saved.add(record, generation)
                 if stop.is_set():

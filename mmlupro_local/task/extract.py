@@ -6,16 +6,21 @@ Official patterns (evaluate_from_local.py), tried in order on the generated text
   3. re.search(r"\\b[A-J]\\b(?!.*\\b[A-J]\\b)", re.DOTALL)      last standalone letter
 Patterns 2 and 3 backtrack quadratically on long text; the functions below return
 the same answers in linear time (a property test checks them against the originals).
+In another wording (an MMLU-ProX language) level 1 is that language's answer phrase (the
+harness's regex) and level 2 its answer label, each falling back to the official English
+pattern when it finds nothing (models often answer in English).
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 from mmlupro_local.datasets.questions import LETTERS
+from mmlupro_local.task.wording import OFFICIAL, Wording
 
 OFFICIAL_LEVEL1 = r"answer is \(?([A-J])\)?"
 OFFICIAL_LEVEL2 = r".*[aA]nswer:\s*([A-J])"
@@ -41,7 +46,9 @@ class Extraction:
     thinking_chars: int = 0  # characters of think blocks left out of the search
 
 
-def extract_answer(text: str, *, mode: str = "first", strip_thinking: bool = True) -> Extraction:
+def extract_answer(
+    text: str, *, mode: str = "first", strip_thinking: bool = True, wording: Wording = OFFICIAL
+) -> Extraction:
     """The letter the official chain finds in `text`, and the level that found it.
 
     mode "last" takes the last "answer is" match at level 1 (for models that restate
@@ -52,10 +59,13 @@ def extract_answer(text: str, *, mode: str = "first", strip_thinking: bool = Tru
         visible = strip_think_blocks(text)
         thinking = len(text) - len(visible)
         text = visible
-    letter = level1(text, mode=mode)
+    letter = level1(text, mode=mode, wording=wording)
+    if letter is None and wording != OFFICIAL:
+        letter = level1(text, mode=mode)
     if letter is not None:
         return Extraction(letter, 1, thinking)
-    letter = level2(text)
+    letter = None if wording == OFFICIAL else label_level2(text, wording.answer_label)
+    letter = letter if letter is not None else level2(text)
     if letter is not None:
         return Extraction(letter, 2, thinking)
     letter = level3(text)
@@ -64,20 +74,50 @@ def extract_answer(text: str, *, mode: str = "first", strip_thinking: bool = Tru
     return Extraction(None, 0, thinking)
 
 
-def level1_after(text: str, start: int) -> bool:
-    """Has level 1 matched in text[start:] (the stop watcher's incremental check)?"""
-    return _LEVEL1.search(text, start) is not None
+@functools.cache
+def _phrase(wording: Wording) -> re.Pattern[str]:
+    return _LEVEL1 if wording == OFFICIAL else re.compile(wording.answer_regex)
 
 
-def level1(text: str, *, mode: str = "first") -> str | None:
+def level1_after(text: str, start: int, wording: Wording = OFFICIAL) -> bool:
+    """Has the wording's level 1 matched in text[start:] (the stop watcher's incremental
+    check; only the wording's own phrase, so that an early stop is lossless)?"""
+    return _phrase(wording).search(text, start) is not None
+
+
+def level1(text: str, *, mode: str = "first", wording: Wording = OFFICIAL) -> str | None:
+    pattern = _phrase(wording)
     if mode == "first":
-        match = _LEVEL1.search(text)
+        match = pattern.search(text)
         return match.group(1) if match else None
     if mode != "last":
         raise ValueError(f"extract mode must be one of {EXTRACT_MODES}, not {mode!r}")
     found = None
-    for match in _LEVEL1.finditer(text):  # "answer is" cannot overlap itself
+    for match in pattern.finditer(text):  # an answer phrase cannot overlap itself
         found = match.group(1)
+    return found
+
+
+@functools.cache
+def _label(label: str) -> re.Pattern[str]:
+    return re.compile(re.escape(label) + r"\s*([A-J])")
+
+
+def label_level2(text: str, label: str) -> str | None:
+    """Level 2 in another language: `.*LABEL\\s*([A-J])` as re.search reads it, the last
+    match on the first line that has one, in linear time."""
+    found, line_end = None, -1
+    pattern = _label(label)
+    match = pattern.search(text)
+    while match is not None:
+        if found is not None and match.start() > line_end:
+            break
+        if found is None:
+            newline = text.find("\n", match.start())
+            line_end = len(text) if newline < 0 else newline
+        found = match.group(1)
+        # the letter may be where the next label starts ("Antwort: Antwort:B")
+        match = pattern.search(text, match.start() + 1)
     return found
 
 

@@ -30,6 +30,7 @@ from mmlupro_local.task.prompt import (
     PromptSettings,
     render_split,
 )
+from mmlupro_local.task.wording import OFFICIAL, Wording
 
 SHOT_DELIMITER = "\n\n"
 
@@ -39,12 +40,13 @@ def letter_shots(validation: Sequence[Question], k: int) -> list[Question]:
     return list(validation[:k])
 
 
-def letter_block(question: Question, *, strip: bool = False) -> str:
+def letter_block(question: Question, *, strip: bool = False, wording: Wording = OFFICIAL) -> str:
     options = [o.strip() for o in question.choices] if strip else list(question.choices)
     text = question.question + "\n"
     for letter, option in zip(LETTERS, options, strict=False):
         text += f"{letter}. {option}\n"
-    return text + "Answer:"
+    # "Answer:" in the official English; another wording's own answer label
+    return text + ("Answer:" if wording == OFFICIAL else wording.answer_label)
 
 
 def letter_choices(question: Question) -> tuple[str, ...]:
@@ -52,13 +54,19 @@ def letter_choices(question: Question) -> tuple[str, ...]:
 
 
 def letter_messages(
-    question: Question, shots: Sequence[Question], *, strip: bool = False
+    question: Question,
+    shots: Sequence[Question],
+    *,
+    strip: bool = False,
+    wording: Wording = OFFICIAL,
 ) -> list[Message]:
     messages: list[Message] = []
     for shot in shots:
-        messages.append({"role": "user", "content": letter_block(shot, strip=strip)})
+        content = letter_block(shot, strip=strip, wording=wording)
+        messages.append({"role": "user", "content": content})
         messages.append({"role": "assistant", "content": shot.answer})
-    messages.append({"role": "user", "content": letter_block(question, strip=strip)})
+    content = letter_block(question, strip=strip, wording=wording)
+    messages.append({"role": "user", "content": content})
     return messages
 
 
@@ -68,16 +76,18 @@ def build_letter_prompt(
     settings: PromptSettings,
     *,
     render_chat: ChatRenderer | None = None,
+    wording: Wording = OFFICIAL,
 ) -> Prompt:
     shots = letter_shots(validation, settings.shots)
     strip = settings.strip_options
     choices = letter_choices(question)
     if settings.style == "completion":
-        prefix = "".join(letter_block(s, strip=strip) + s.answer + SHOT_DELIMITER for s in shots)
-        text = prefix + letter_block(question, strip=strip)
+        blocks = (letter_block(s, strip=strip, wording=wording) for s in shots)
+        prefix = "".join(b + s.answer + SHOT_DELIMITER for b, s in zip(blocks, shots, strict=True))
+        text = prefix + letter_block(question, strip=strip, wording=wording)
         return Prompt(question.question_id, text, len(shots), len(prefix), choices=choices)
     if render_chat is None:
         raise PromptError("chat style needs the model's chat template (give --model)")
-    messages = letter_messages(question, shots, strip=strip)
+    messages = letter_messages(question, shots, strip=strip, wording=wording)
     text, marker = render_split(messages, render_chat)
     return Prompt(question.question_id, text, len(shots), marker, tuple(messages), choices)

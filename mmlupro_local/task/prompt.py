@@ -2,8 +2,10 @@
 
 Completion style is TIGER-Lab's evaluate_from_local.py to the byte: header, three blank
 lines, the first k validation exemplars of the question's category, then the question
-ending in "Answer: Let's think step by step.". Chat style is the popular OpenAI-API
-runner's multi-turn form, rendered through the model's own chat template.
+ending in "Answer: Let's think step by step.". In another wording (task.wording: an
+MMLU-ProX language) it is lm-evaluation-harness's `mmlu_prox` rendering to the byte: the
+same blocks in that language's words. Chat style is the popular OpenAI-API runner's
+multi-turn form, rendered through the model's own chat template.
 """
 
 from __future__ import annotations
@@ -15,14 +17,8 @@ from typing import Literal, get_args
 
 from mmlupro_local.datasets.questions import LETTERS, Question
 from mmlupro_local.errors import MmluProError
+from mmlupro_local.task.wording import OFFICIAL, Wording, split_label
 
-HEADER = (
-    "The following are multiple choice questions (with answers) about {category}. "
-    'Think step by step and then finish your answer with "the answer is (X)" '
-    "where X is the correct letter choice."
-)
-COT_START = "A: Let's think step by step."
-QUESTION_END = "Answer: Let's think step by step."
 Style = Literal["completion", "chat"]
 STYLES: tuple[Style, ...] = get_args(Style)
 MAX_SHOTS = 5
@@ -65,57 +61,83 @@ def exemplars(validation: Sequence[Question], category: str, k: int) -> list[Que
     return rows[:k]
 
 
-def _options(question: Question, strip: bool) -> list[str]:
-    return [o.strip() for o in question.choices] if strip else list(question.choices)
+def _options(question: Question, strip: bool, wording: Wording) -> list[str]:
+    options = question.choices if wording.drops_padding else question.options
+    return [o.strip() for o in options] if strip else list(options)
 
 
-def _completion_block(question: Question, *, strip: bool, with_answer: bool) -> str:
-    text = "Question:\n" + question.question + "\nOptions:\n"
-    for letter, option in zip(LETTERS, _options(question, strip), strict=False):
+def _completion_block(
+    question: Question, wording: Wording, *, strip: bool, with_answer: bool
+) -> str:
+    text = f"{wording.question_label}\n{question.question}\n{wording.options_label}\n"
+    for letter, option in zip(LETTERS, _options(question, strip, wording), strict=False):
         text += f"{letter}. {option}\n"
     if with_answer:
         # the official script replaces every occurrence, not only the leading one
-        return text + question.cot_content.replace(COT_START, QUESTION_END) + "\n\n"
-    return text + QUESTION_END
+        cot = question.cot_content.replace(wording.exemplar_lead, wording.question_end)
+        return text + cot + "\n\n"
+    return text + wording.question_end
 
 
-def completion_prefix(category: str, shots: Sequence[Question], *, strip: bool = False) -> str:
-    text = HEADER.format(category=category) + "\n\n\n" + "\n"
-    return text + "".join(_completion_block(s, strip=strip, with_answer=True) for s in shots)
+def completion_prefix(
+    category: str,
+    shots: Sequence[Question],
+    *,
+    strip: bool = False,
+    wording: Wording = OFFICIAL,
+) -> str:
+    text = wording.heading(category) + wording.header_gap
+    blocks = (_completion_block(s, wording, strip=strip, with_answer=True) for s in shots)
+    return text + "".join(blocks)
 
 
-def completion_prompt(question: Question, shots: Sequence[Question], *, strip: bool = False) -> str:
-    prefix = _shared_prefix(question.category, tuple(shots), strip)
-    return prefix + _completion_block(question, strip=strip, with_answer=False)
+def completion_prompt(
+    question: Question,
+    shots: Sequence[Question],
+    *,
+    strip: bool = False,
+    wording: Wording = OFFICIAL,
+) -> str:
+    prefix = _shared_prefix(question.category, tuple(shots), strip, wording)
+    return prefix + _completion_block(question, wording, strip=strip, with_answer=False)
 
 
 @functools.lru_cache(maxsize=64)
-def _shared_prefix(category: str, shots: tuple[Question, ...], strip: bool) -> str:
+def _shared_prefix(
+    category: str, shots: tuple[Question, ...], strip: bool, wording: Wording
+) -> str:
     """A category's prefix, rendered once (a full run builds 12,032 prompts on 14)."""
-    return completion_prefix(category, shots, strip=strip)
+    return completion_prefix(category, shots, strip=strip, wording=wording)
 
 
-def _chat_user(question: Question, strip: bool) -> str:
-    text = f"Question: {question.question}\nOptions: "
-    for letter, option in zip(LETTERS, _options(question, strip), strict=False):
+def _chat_user(question: Question, strip: bool, wording: Wording) -> str:
+    text = f"{wording.question_label} {question.question}\n{wording.options_label} "
+    for letter, option in zip(LETTERS, _options(question, strip, wording), strict=False):
         text += f"{letter}. {option}\n"
     return text.strip()
 
 
-def _chat_answer(shot: Question) -> str:
-    cot = shot.cot_content or "Let's think step by step."
-    cot = cot[3:] if cot.startswith("A: ") else cot
-    return "Answer: " + cot.strip()
+def _chat_answer(shot: Question, wording: Wording) -> str:
+    """The exemplar's chain of thought after the answer label ("Answer: Let's think...")."""
+    answer_tag, thought = split_label(wording.question_end)
+    lead_tag = split_label(wording.exemplar_lead)[0]
+    cot = shot.cot_content or thought
+    cot = cot[len(lead_tag) :] if cot.startswith(lead_tag) else cot
+    return answer_tag + cot.strip()
 
 
 def chat_messages(
-    question: Question, shots: Sequence[Question], *, strip: bool = False
+    question: Question,
+    shots: Sequence[Question],
+    *,
+    strip: bool = False,
+    wording: Wording = OFFICIAL,
 ) -> list[Message]:
-    messages = [{"role": "system", "content": HEADER.format(category=question.category)}]
+    messages = [{"role": "system", "content": wording.heading(question.category)}]
     for shot in shots:
-        messages.append({"role": "user", "content": _chat_user(shot, strip)})
-        messages.append({"role": "assistant", "content": _chat_answer(shot)})
-    messages.append({"role": "user", "content": _chat_user(question, strip)})
+        messages.append({"role": "user", "content": _chat_user(shot, strip, wording)})
+        messages.append({"role": "assistant", "content": _chat_answer(shot, wording)})
+    messages.append({"role": "user", "content": _chat_user(question, strip, wording)})
     return messages
 
 
@@ -129,17 +151,18 @@ def build_prompt(
     *,
     shots: int | None = None,
     render_chat: ChatRenderer | None = None,
+    wording: Wording = OFFICIAL,
 ) -> Prompt:
     k = settings.shots if shots is None else shots
     examples = exemplars(validation, question.category, k)
     strip = settings.strip_options
     if settings.style == "completion":
-        text = completion_prompt(question, examples, strip=strip)
-        prefix = len(completion_prefix(question.category, examples, strip=strip))
+        text = completion_prompt(question, examples, strip=strip, wording=wording)
+        prefix = len(completion_prefix(question.category, examples, strip=strip, wording=wording))
         return Prompt(question.question_id, text, len(examples), prefix)
     if render_chat is None:
         raise PromptError("chat style needs the model's chat template (give --model)")
-    messages = chat_messages(question, examples, strip=strip)
+    messages = chat_messages(question, examples, strip=strip, wording=wording)
     text, marker = render_split(messages, render_chat)
     return Prompt(question.question_id, text, len(examples), marker, tuple(messages))
 
@@ -166,11 +189,14 @@ def fit_prompt(
     count_tokens: TokenCounter,
     limit: int,
     render_chat: ChatRenderer | None = None,
+    wording: Wording = OFFICIAL,
 ) -> Prompt:
     """Drop exemplars one at a time until the prompt is shorter than `limit` tokens
     (context minus generation budget), as the official script does."""
     for k in range(settings.shots, -1, -1):
-        prompt = build_prompt(question, validation, settings, shots=k, render_chat=render_chat)
+        prompt = build_prompt(
+            question, validation, settings, shots=k, render_chat=render_chat, wording=wording
+        )
         needed = count_tokens(prompt.text)
         if needed < limit:
             return prompt

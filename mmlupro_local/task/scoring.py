@@ -8,6 +8,7 @@ from mmlupro_local.engine import Generation
 from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.task.extract import extract_answer, official_guess
 from mmlupro_local.task.prompt import Prompt
+from mmlupro_local.task.wording import OFFICIAL, Wording
 
 
 def result_record(
@@ -18,13 +19,16 @@ def result_record(
     seed: int,
     extract_mode: str,
     strip_thinking: bool,
+    wording: Wording = OFFICIAL,
     thinking_tokens: int = 0,
     think_cut: bool = False,
 ) -> ResultRecord:
     n_options = len(question.choices)
     if generation.choice_logprobs:
         return _scored_record(question, prompt, generation)
-    extraction = extract_answer(generation.text, mode=extract_mode, strip_thinking=strip_thinking)
+    extraction = extract_answer(
+        generation.text, mode=extract_mode, strip_thinking=strip_thinking, wording=wording
+    )
     guess = None
     if extraction.letter is None:
         guess = official_guess(question.question_id, n_options, seed)

@@ -5,23 +5,19 @@ its defaults from here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 from mmlupro_local.datasets.dataset import OFFICIAL_MAX_TOKENS
 from mmlupro_local.task.extract import ExtractMode
+from mmlupro_local.task.wording import OFFICIAL, Wording
 
-STOP = "Question:"  # the official stop string: the model starts a next question
+STOP = OFFICIAL.stop  # the official stop string: the model starts a next question
 MAX_TOKENS = OFFICIAL_MAX_TOKENS
-# cot: the official generated chain of thought; logprob: the Open LLM Leaderboard v2's
-# letter choice scored by log-probability (task.letter_prompt)
-Method = Literal["cot", "logprob"]
-METHODS: tuple[Method, ...] = get_args(Method)
 # A template that thinks gets this think budget unless one is given, and the official
 # budget on top of it for the answer (a laptop's hour, not a GPU's, for one question).
 THINK_BUDGET = 4096
 # what closes a think block cut by the budget: the tag, then the official answer's
 # lead-in, so the next token is the letter (as llama.cpp's reasoning budget forces a close)
-FORCED_ANSWER = "\n</think>\n\nThe answer is ("
+FORCED_ANSWER = OFFICIAL.forced_answer
 
 
 @dataclass(frozen=True)
@@ -32,3 +28,5 @@ class AnswerSettings:
     strip_thinking: bool = True  # think blocks are neither searched nor stopped in
     # close a think block after this many tokens; 0: never (a run decides it: run.plan)
     think_budget: int = 0
+    # the dataset's: its answer phrase ends a generation early and is extracted first
+    wording: Wording = OFFICIAL

@@ -19,9 +19,8 @@ from mmlupro_local.task.extract import (
     level1_after,
     strip_think_blocks,
 )
-from mmlupro_local.task.settings import FORCED_ANSWER, AnswerSettings
+from mmlupro_local.task.settings import AnswerSettings
 
-_LONGEST_LEVEL1 = len("answer is (X)")
 _TAGS = ("<think>", "</think>")
 
 
@@ -63,7 +62,7 @@ class StopWatcher:
         budget = self.settings.think_budget or 0
         if budget and self.thinking_tokens >= budget:
             self.think_cut = True
-            self._forced = FORCED_ANSWER
+            self._forced = self.settings.wording.forced_answer
 
     def take_forced(self) -> str:
         forced, self._forced = self._forced, ""
@@ -75,11 +74,12 @@ class StopWatcher:
         return in_open_think_block(self.text[:end], started_inside=self._started_thinking)
 
     def _level1_matched(self, old: int) -> bool:
+        wording = self.settings.wording
         if self.settings.strip_thinking and (self._started_thinking or "think>" in self.text):
             if self._thinking_at(len(self.text)):
                 return False
-            return level1(strip_think_blocks(self.text)) is not None
-        return level1_after(self.text, max(0, old - _LONGEST_LEVEL1))
+            return level1(strip_think_blocks(self.text), wording=wording) is not None
+        return level1_after(self.text, max(0, old - wording.longest_answer), wording)
 
 
 class Watchers:

@@ -18,7 +18,14 @@ from mmlupro_local.datasets.dataset import (
     load_dataset,
 )
 from mmlupro_local.datasets.formats import write_jsonl
-from mmlupro_local.datasets.library import diff_datasets, fetch, import_paths
+from mmlupro_local.datasets.library import (
+    PROX_LANGUAGES,
+    diff_datasets,
+    fetch,
+    fetch_prox,
+    import_paths,
+    prox_name,
+)
 from mmlupro_local.datasets.summary import (
     by_category,
     category_counts,
@@ -130,51 +137,88 @@ def _short_ids(ids: tuple[int, ...]) -> str:
     return f" [ids {shown}{', ...' if len(ids) > 8 else ''}]"
 
 
+LANG_HELP = "An MMLU-ProX translation's language: " + ", ".join(PROX_LANGUAGES) + "."
+
+
 @dataset.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Name to store it under (use it with --dataset).")
-def import_cmd(paths: tuple[Path, ...], name: str) -> None:
+@click.option("--lang", "language", default=None, help=LANG_HELP)
+def import_cmd(paths: tuple[Path, ...], name: str, language: str | None) -> None:
     """Import MMLU-Pro data for offline use: parquet, JSON or JSONL files, or a directory.
 
     The split of each row comes from its 'split' field or the file name
     (test-*.parquet, validation-*.parquet). Parquet needs the 'hub' extra.
+    MMLU-ProX rows (option_0 ... option_9) take their language from --lang or
+    from the folder they sit in (ko/test-*.parquet), and are then evaluated
+    with that language's prompt, stop word and answer extraction.
 
     \b
     Examples:
       mmlupro-local dataset import ~/MMLU-Pro --name stable
       mmlupro-local dataset import mmlu-pro.jsonl --name carried
+      mmlupro-local dataset import ~/MMLU-ProX/ko --name mmlu-prox-ko
     """
-    data = import_paths(list(paths), name=name)
+    data = import_paths(list(paths), name=name, language=language)
     click.echo(
         f"imported {len(data.test):,} test and {len(data.validation):,} validation rows "
-        f"as {data.name!r}"
+        f"as {data.name!r}" + (f" (language {data.language})" if data.language else "")
     )
     _echo_difference(data)
 
 
 @dataset.command("fetch")
+@click.argument("benchmark", type=click.Choice(["mmlu-pro", "mmlu-prox"]), default="mmlu-pro")
+@click.option("--lang", "languages", multiple=True, help=LANG_HELP + " Repeat for several.")
 @click.option("--revision", default=None, help="Branch, tag or commit (default: latest).")
 @click.option("--name", default=None, help="Name to store it under (default: hub-<commit>).")
-@click.option(
-    "--repo", default="TIGER-Lab/MMLU-Pro", show_default=True, help="Hub dataset repository."
-)
-def fetch_cmd(revision: str | None, name: str | None, repo: str) -> None:
-    """Download MMLU-Pro from the Hugging Face hub into the user cache.
+@click.option("--repo", default=None, help="Hub dataset repository (default: the benchmark's).")
+def fetch_cmd(
+    benchmark: str,
+    languages: tuple[str, ...],
+    revision: str | None,
+    name: str | None,
+    repo: str | None,
+) -> None:
+    """Download MMLU-Pro, or MMLU-ProX in some languages, into the user cache.
 
-    Honours HF_ENDPOINT, HF_HUB_OFFLINE, HF_TOKEN and HF_HOME. Offline, use
-    'dataset import' with files carried over instead.
+    MMLU-ProX (li-lab/MMLU-ProX) is stored as mmlu-prox-<lang>: run it with
+    --dataset mmlu-prox-ko. Honours HF_ENDPOINT, HF_HUB_OFFLINE, HF_TOKEN and
+    HF_HOME. Offline, use 'dataset import' with files carried over instead.
+
+    \b
+    Examples:
+      mmlupro-local dataset fetch
+      mmlupro-local dataset fetch mmlu-prox --lang ko --lang de
     """
-    data = fetch(revision=revision, name=name, repo=repo)
-    click.echo(
-        f"fetched {repo} at {data.meta.revision} as {data.name!r}: "
-        f"{len(data.test):,} test, {len(data.validation):,} validation rows"
-    )
-    errors = [f for f in verify(data) if f.severity == "error"]
-    click.echo(f"verify: {'ok' if not errors else '; '.join(f.message for f in errors)}")
-    _echo_difference(data)
+    if benchmark == "mmlu-pro":
+        if languages:
+            raise click.UsageError("--lang is for mmlu-prox: dataset fetch mmlu-prox --lang ko")
+        fetched = [fetch(revision=revision, name=name, repo=repo or "TIGER-Lab/MMLU-Pro")]
+    else:
+        if not languages:
+            raise click.UsageError(f"give one --lang or more ({', '.join(PROX_LANGUAGES)})")
+        if name is not None:
+            raise click.UsageError(
+                f"MMLU-ProX is stored as {prox_name(languages[0])}: leave out --name"
+            )
+        fetched = [
+            fetch_prox(language=lang, revision=revision, **({"repo": repo} if repo else {}))
+            for lang in dict.fromkeys(languages)
+        ]
+    for data in fetched:
+        click.echo(
+            f"fetched {data.meta.source} at {data.meta.revision} as {data.name!r}: "
+            f"{len(data.test):,} test, {len(data.validation):,} validation rows"
+        )
+        errors = [f for f in verify(data) if f.severity == "error"]
+        click.echo(f"verify: {'ok' if not errors else '; '.join(f.message for f in errors)}")
+        _echo_difference(data)
 
 
 def _echo_difference(data: Dataset) -> None:
+    if data.language is not None:
+        return  # a translation: every row differs from the English copy
     embedded = load_dataset(EMBEDDED_NAME)
     if data.sha256 == embedded.sha256:
         click.echo(f"identical to the embedded copy (sha256 {data.sha256[:12]})")

@@ -11,22 +11,17 @@ from mmlupro_local.datasets.dataset import load_dataset
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.model.source import model_path
 from mmlupro_local.run.request import RunRequest
-from mmlupro_local.task.letter_prompt import build_letter_prompt
-from mmlupro_local.task.prompt import (
-    ChatRenderer,
-    PromptSettings,
-    Style,
-    build_prompt,
-    fit_prompt,
-)
-from mmlupro_local.task.settings import MAX_TOKENS, METHODS, Method
+from mmlupro_local.task.methods import METHOD_NAMES, MethodName, method_named
+from mmlupro_local.task.prompt import ChatRenderer, PromptSettings, Style
+from mmlupro_local.task.settings import MAX_TOKENS
+from mmlupro_local.task.wording import wording_for
 
 
 @click.command("prompt")
 @click.argument("question_ids", nargs=-1, required=True, type=int)
 @click.option(
     "--method",
-    type=click.Choice(METHODS),
+    type=click.Choice(METHOD_NAMES),
     default=RunRequest.method,
     show_default=True,
     help="logprob: the letter-choice prompt, each letter scored right after its end.",
@@ -55,7 +50,7 @@ from mmlupro_local.task.settings import MAX_TOKENS, METHODS, Method
 @dataset_option
 def prompt(
     question_ids: tuple[int, ...],
-    method: Method,
+    method: MethodName,
     style: Style,
     shots: int,
     strip_options: bool,
@@ -89,7 +84,8 @@ def prompt(
         from mmlupro_local.model.gguf import read_gguf
 
         render = chat_renderer(read_gguf(model))
-    if method == "logprob" and ctx is not None:
+    answering = method_named(method)
+    if not answering.generates and ctx is not None:
         raise click.UsageError("--ctx is for --method cot: letter-choice prompts are never cut")
     if ctx is not None and model is None:
         raise MmluProError("--ctx needs --model, to count tokens with its tokenizer")
@@ -104,19 +100,15 @@ def prompt(
 
         count = load_token_counter(model)
     for qid in question_ids:
-        if method == "logprob":
-            built = build_letter_prompt(by_id[qid], data.validation, settings, render_chat=render)
-        elif count is not None and ctx is not None:
-            built = fit_prompt(
-                by_id[qid],
-                data.validation,
-                settings,
-                count_tokens=count,
-                limit=ctx - max_tokens,
-                render_chat=render,
-            )
-        else:
-            built = build_prompt(by_id[qid], data.validation, settings, render_chat=render)
+        built = answering.build(
+            by_id[qid],
+            data.validation,
+            settings,
+            wording=wording_for(data.language),
+            render=render,
+            count=count,
+            limit=None if ctx is None else ctx - max_tokens,
+        )
         if as_json:
             click.echo(
                 json.dumps(

@@ -23,6 +23,7 @@ from mmlupro_local.run.several import check_all, share_mode, summary
 from mmlupro_local.run.targets import TargetSpec
 from mmlupro_local.run.targets.gguf import GgufSpec
 from mmlupro_local.run.targets.server import ServerSpec
+from mmlupro_local.task.methods import method_named
 
 # what applies only to the in-process engine (a server has its own flags for these)
 IN_PROCESS_ONLY = (*o.engine_options.names, *o.model_options.names, "think_budget")
@@ -144,7 +145,7 @@ def _outs(targets: list[TargetSpec], options: dict[str, Any], seed: int) -> list
 
 
 def _refuse_contradictions(options: dict[str, Any]) -> None:
-    if options["method"] == "logprob":
+    if not method_named(options["method"]).generates:
         given = o.first_given(GENERATION_ONLY)
         if given:
             raise click.UsageError(

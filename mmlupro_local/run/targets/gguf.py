@@ -116,9 +116,9 @@ class LocalModel(Target):
         """Settings left to the run come from the identity of the file it resumes, so that
         a file finishes as it began whatever this machine is, else from the rule."""
         spec = self.spec
-        if request.method == "logprob":  # one question at a time, nothing generated
-            threads = spec.threads or physical_cores()
-            return Mode(1, 0, threads, "--method logprob scores one question at a time")
+        alone = request.answering.one_at_a_time
+        if alone:  # one question at a time, nothing generated
+            return Mode(1, 0, spec.threads or physical_cores(), alone)
         from mmlupro_local.engine.handles import backend
 
         cores = spec.threads or physical_cores()

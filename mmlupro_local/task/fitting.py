@@ -16,6 +16,7 @@ from mmlupro_local.task.prompt import (
     build_prompt,
     fit_prompt,
 )
+from mmlupro_local.task.wording import OFFICIAL, Wording
 
 CHOICE_ALLOWANCE = 4  # tokens a letter choice may add to its prompt (the engine checks exactly)
 
@@ -56,6 +57,7 @@ def prepare_prompts(
     warnings: list[str],
     pad: bool = True,
     ctx_name: str = "",  # how warnings name the context: "--ctx N" unless given
+    wording: Wording = OFFICIAL,
 ) -> tuple[dict[int, Prompt], int]:
     """Every prompt, fitted to the context; and the context size to open (what one
     question may reach: each question has a KV stream of its own): without `ctx`, the
@@ -64,7 +66,8 @@ def prepare_prompts(
     A server's context is exact (`pad` False): llama.cpp's padding is for in-process."""
     budget = max_tokens
     prompts = {
-        q.question_id: build_prompt(q, validation, settings, render_chat=render) for q in todo
+        q.question_id: build_prompt(q, validation, settings, render_chat=render, wording=wording)
+        for q in todo
     }
     many = count_tokens.many if isinstance(count_tokens, TokenCounts) else None
     texts = [p.text for p in prompts.values()]
@@ -89,6 +92,7 @@ def prepare_prompts(
                     count_tokens=count_tokens,
                     limit=limit,
                     render_chat=render,
+                    wording=wording,
                 )
                 counts[q.question_id] = count_tokens(prompts[q.question_id].text)
         cut = sum(p.shots < settings.shots for p in prompts.values())
@@ -118,11 +122,14 @@ def prepare_letter_prompts(
     trained_ctx: int | None,
     count_tokens: Callable[[str], int],
     warnings: list[str],
+    wording: Wording = OFFICIAL,
 ) -> tuple[dict[int, Prompt], int]:
     """The letter-choice prompts (--method logprob) and the context to open. They are
     never cut: the harness would drop their start, which no longer is the method."""
     prompts = {
-        q.question_id: build_letter_prompt(q, validation, settings, render_chat=render)
+        q.question_id: build_letter_prompt(
+            q, validation, settings, render_chat=render, wording=wording
+        )
         for q in todo
     }
     counts = {qid: count_tokens(p.text) + CHOICE_ALLOWANCE for qid, p in prompts.items()}

@@ -10,7 +10,7 @@ import pytest
 
 from mmlupro_local.datasets.dataset import Dataset
 from mmlupro_local.engine import CTX_STEP
-from mmlupro_local.run.fitting import prepare_letter_prompts, prepare_prompts
+from mmlupro_local.task.fitting import prepare_letter_prompts, prepare_prompts
 from mmlupro_local.task.prompt import Prompt, PromptError, PromptSettings
 
 

@@ -1,0 +1,152 @@
+"""MMLU-ProX: importing its rows, its prompts (byte-identical to lm-evaluation-harness's
+own rendering of the same fixture rows, tests/data/mmlu-prox-prompts, written by
+scripts/prox_golden.py), its extraction and stop words, a run and its report."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fakes import FakeEngine, invoke, invoke_with, lines, write_fake_model
+from hubserver import HubRepo, hub_env, run_cli, serve
+from mmlupro_local.datasets.dataset import load_dataset
+from mmlupro_local.datasets.library import PROX_LANGUAGES
+from mmlupro_local.results.report import load_report
+from mmlupro_local.task.extract import extract_answer
+from mmlupro_local.task.settings import AnswerSettings
+from mmlupro_local.task.stopping import StopWatcher
+from mmlupro_local.task.wording import prox_languages, prox_wording
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+FIXTURE = DATA / "mmlu-prox"
+GOLDEN = DATA / "mmlu-prox-prompts"
+LANGUAGES = ("ko", "de", "ar")
+KOREAN_STOP = "질문\uff1a"  # Korean's question label ends in a full-width colon
+
+
+def golden(lang: str) -> dict[int, str]:
+    text = gzip.decompress((GOLDEN / f"{lang}.jsonl.gz").read_bytes()).decode("utf-8")
+    return {r["question_id"]: r["prompt"] for r in map(json.loads, text.splitlines())}
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_imported_prompts_are_the_harness_s_to_the_byte(lang: str) -> None:
+    result = invoke("dataset", "import", str(FIXTURE / lang), "--name", f"x-{lang}", "--lang", lang)
+    assert result.exit_code == 0, result.output
+    assert f"(language {lang})" in result.output
+    expected = golden(lang)
+    ids = [str(i) for i in sorted(expected)]
+    shown = invoke("prompt", *ids, "--dataset", f"x-{lang}", "--json")
+    assert shown.exit_code == 0, shown.output
+    prompts = {r["question_id"]: r["prompt"] for r in map(json.loads, shown.output.splitlines())}
+    assert len(prompts) == 28
+    assert prompts == expected
+
+
+def test_the_language_comes_from_the_folder_or_is_asked_for(tmp_path: Path) -> None:
+    assert invoke("dataset", "import", str(FIXTURE / "de"), "--name", "de").exit_code == 0
+    assert load_dataset("de").language == "de"
+    elsewhere = tmp_path / "rows"
+    elsewhere.mkdir()
+    for split in ("test", "validation"):
+        (elsewhere / f"{split}.jsonl").write_bytes((FIXTURE / "ko" / f"{split}.jsonl").read_bytes())
+    refused = invoke("dataset", "import", str(elsewhere), "--name", "unsaid")
+    assert refused.exit_code == 1
+    assert "MMLU-ProX's (option_0 ... option_9)" in refused.output
+    assert "give --lang" in refused.output
+    wrong = invoke("dataset", "import", str(elsewhere), "--name", "x", "--lang", "kr")
+    assert "unknown language 'kr'" in wrong.output
+
+
+def test_every_language_of_the_harness_has_a_wording() -> None:
+    assert prox_languages() == PROX_LANGUAGES
+    assert len(PROX_LANGUAGES) == 29
+    korean = prox_wording("ko")
+    assert korean.stop == KOREAN_STOP
+    assert korean.forced_answer == "\n</think>\n\n답은 ("
+    assert korean.heading("computer science").startswith("다음은 컴퓨터 과학에 관한")
+
+
+@pytest.mark.parametrize(
+    ("lang", "text", "letter", "level"),
+    [
+        ("ko", "따라서 답은 (C)입니다. 하지만 the answer is (D)", "C", 1),
+        ("ko", "모르겠다. the answer is (D)", "D", 1),  # the official English as fallback
+        ("de", "Also gilt: Die Antwort ist (B).", "B", 1),
+        ("de", "Antwort: G\nAnswer: H", "G", 2),
+        ("ar", "الإجابة هي (J)", "J", 1),
+        ("ar", "لا أعرف E", "E", 3),
+    ],
+)
+def test_extraction_reads_the_language_then_the_official_patterns(
+    lang: str, text: str, letter: str, level: int
+) -> None:
+    found = extract_answer(text, wording=prox_wording(lang))
+    assert (found.letter, found.level) == (letter, level)
+
+
+def test_an_early_stop_waits_for_the_language_s_own_phrase() -> None:
+    """Stopping at an English phrase would lose a later phrase in the language, which
+    extraction prefers: only the language's phrase ends a generation early."""
+    watcher = StopWatcher(AnswerSettings(stop="Frage:", wording=prox_wording("de")))
+    assert watcher.feed("So the answer is (A). ") is None
+    assert watcher.feed("Die Antwort ist (") is None
+    assert watcher.feed("B)") == "early"
+    assert StopWatcher(AnswerSettings(stop="Frage:")).feed("x\nFrage: y") == "stop"
+
+
+def test_a_run_in_korean_is_recorded_reported_and_resumed_as_korean(tmp_path: Path) -> None:
+    assert invoke("dataset", "import", str(FIXTURE / "ko"), "--name", "ko").exit_code == 0
+    model = write_fake_model(tmp_path / "m.gguf")
+    out = tmp_path / "ko.jsonl"
+    engine = FakeEngine(lambda prompt: f"생각해 보면... 답은 (B)입니다.\n{KOREAN_STOP} 다음")
+    args = ("run", str(model), "--dataset", "ko", "--per-category", "1", "--out", str(out))
+    result = invoke_with(engine, *args, "--categories", "law,math")
+    assert result.exit_code == 0, result.output
+    assert all(p.endswith("답변: 한 단계씩 생각해 봅시다.") for p in engine.calls)
+    header, *records = lines(out)
+    identity = header["identity"]
+    assert identity["prompt"]["wording"] == "mmlu-prox-ko"
+    assert identity["generation"]["stop"] == KOREAN_STOP
+    assert header["dataset"]["language"] == "ko"
+    assert [r["pred"] for r in records] == ["B", "B"]
+    assert "estimated 'ko' score in Korean on law, math" in result.output, result.output
+    assert load_report(out).settings["language"] == "ko"
+    # the same rows under another language are another prompt: the file refuses it
+    assert (
+        invoke("dataset", "import", str(FIXTURE / "ko"), "--name", "ko", "--lang", "de").exit_code
+        == 0
+    )
+    again = invoke_with(FakeEngine(), *args, "--categories", "law,math")
+    assert again.exit_code != 0
+    assert "wording" in again.output
+
+
+def test_fetch_mmlu_prox_stores_each_language(tmp_path: Path) -> None:
+    repo = HubRepo("datasets", "li-lab/MMLU-ProX")
+    files = {}
+    for lang in ("ko", "de"):
+        for split in ("test", "validation"):
+            rows = [
+                json.loads(x)
+                for x in (FIXTURE / lang / f"{split}.jsonl").read_text("utf-8").splitlines()
+            ]
+            path = tmp_path / f"{lang}-{split}.parquet"
+            pq.write_table(pa.Table.from_pylist(rows), path)
+            files[f"{lang}/{split}-00000-of-00001.parquet"] = path
+    repo.add("c" * 40, files, "main")
+    with serve(repo) as hub:
+        env = hub_env(hub.url, tmp_path)
+        result = run_cli("dataset", "fetch", "mmlu-prox", "--lang", "ko", "--lang", "de", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "as 'mmlu-prox-ko': 28 test, 70 validation rows" in result.stdout
+        assert "as 'mmlu-prox-de'" in result.stdout
+        info = run_cli("prompt", "392", "--dataset", "mmlu-prox-de", "--json", env=env)
+        unknown = run_cli("dataset", "fetch", "mmlu-prox", "--lang", "xx", env=env)
+    assert json.loads(info.stdout)["prompt"] == golden("de")[392]
+    assert unknown.returncode != 0 and "unknown language 'xx'" in unknown.stderr
