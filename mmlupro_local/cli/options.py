@@ -187,9 +187,9 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None)
     options = load_run_config(value, names)
     defaults = {}
     for name, (key, raw) in options.items():
-        if name in ("models", "server"):  # lists arrive comma-joined
-            raw = [part.strip() for part in str(raw).split(",") if part.strip()]
         target = next(p for p in ctx.command.params if p.name == name)
+        if target.multiple or target.nargs == -1:  # lists arrive comma-joined
+            raw = [part.strip() for part in str(raw).split(",") if part.strip()]
         flag = isinstance(target, click.Option) and target.is_flag
         if isinstance(raw, bool) and not flag:  # YAML's true is no count (issue 26, case 12)
             raise ConfigError(f"{value}: {key}: {str(raw).lower()} is not a value for it")
@@ -453,19 +453,6 @@ server_options = OptionGroup(
         help="Further attempts after a transient server failure (doubling backoff from 1 s).",
     ),
 )
-
-
-def server_settings(options: dict[str, Any]) -> list[ServerSettings]:
-    """One per --server, in the order given."""
-    return [
-        ServerSettings(
-            url=url,
-            model=options["server_model"] or "",
-            timeout=options["request_timeout"],
-            retries=options["retries"],
-        )
-        for url in options["server"]
-    ]
 
 
 output_options = OptionGroup(

@@ -108,6 +108,31 @@ class LocalEngineIdentity:
     def model_key(self, model_sha256: str) -> str:
         return model_sha256
 
+    @staticmethod
+    def resumes(file: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+        """What keeps a file of this engine from resuming: any difference, but for how
+        it ran (--parallel, --lookup) under the same exact shape rule; and a file of an
+        earlier rule (or of none) whose answers this release computes otherwise."""
+        engine, engine_now = file.get("engine") or {}, now.get("engine") or {}
+        was = str(engine.get("shapes", ""))
+        if engine_now.get("shapes") and not known_rule(was):
+            why = (
+                f"whose decode shapes ({was}) computed some tokens otherwise than this "
+                f"release's ({engine_now['shapes']})"
+                if was
+                else "whose greedy answers changed with --parallel, --lookup and --batch; this "
+                "release computes every token the same way in every mode (canonical decode "
+                "shapes)"
+            )
+            return [
+                f"it was made by an earlier release, {why}, so some answers differ from that "
+                "file's. Start a new --out, and `compare` the two runs to see which"
+            ]
+        same_rule = engine.get("shapes") == engine_now.get("shapes") and exact_rule(
+            str(engine_now.get("shapes", ""))
+        )
+        return differences(file, now, ignore=HOW_IT_RAN if same_rule else frozenset())
+
     def flags(self) -> list[str]:
         """What, besides --parallel and --lookup, changes greedy answers, as flags."""
         flags = ["--no-flash-attn"] if self.flash_attn is False else []
@@ -134,6 +159,15 @@ class ServerEngineIdentity:
     def model_key(self, model_sha256: str) -> str:
         return f"{self.url} {self.model}"
 
+    @classmethod
+    def resumes(cls, file: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+        """What keeps a file of a server from resuming: the model and what the servers
+        say of it; the servers may be some of the file's (a pool that lost one)."""
+        engine, engine_now = file.get("engine") or {}, now.get("engine") or {}
+        if _engine_kind(engine_now) is not cls:
+            return differences(file, now)
+        return _servers_differ(engine, engine_now) + differences(file, now, ignore=SERVERS)
+
     def flags(self) -> list[str]:
         return []
 
@@ -141,8 +175,16 @@ class ServerEngineIdentity:
 EngineIdentity = LocalEngineIdentity | ServerEngineIdentity
 
 
-def _engine_kind(data: Mapping[str, Any]) -> type:
-    return ServerEngineIdentity if data.get("kind") == "server" else LocalEngineIdentity
+# the engine identities by the kind they record ("local": the in-process engine, which
+# records none)
+ENGINE_KINDS: dict[str, type[LocalEngineIdentity] | type[ServerEngineIdentity]] = {
+    "local": LocalEngineIdentity,
+    ServerEngineIdentity.kind: ServerEngineIdentity,
+}
+
+
+def _engine_kind(data: Mapping[str, Any]) -> type[LocalEngineIdentity] | type[ServerEngineIdentity]:
+    return ENGINE_KINDS.get(str(data.get("kind", "local")), LocalEngineIdentity)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,28 +247,10 @@ HOW_IT_RAN = frozenset({"engine.parallel", "engine.lookup"})
 
 
 def resume_differences(file: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
-    """Why a file of identity `file` cannot be resumed under `now` (JSON forms): [] if it can."""
-    engine, engine_now = file.get("engine") or {}, now.get("engine") or {}
-    local = engine.get("kind", "local") != "server"
-    was = str(engine.get("shapes", ""))
-    if local and engine_now.get("shapes") and not known_rule(was):
-        why = (
-            f"whose decode shapes ({was}) computed some tokens otherwise than this release's "
-            f"({engine_now['shapes']})"
-            if was
-            else "whose greedy answers changed with --parallel, --lookup and --batch; this "
-            "release computes every token the same way in every mode (canonical decode shapes)"
-        )
-        return [
-            f"it was made by an earlier release, {why}, so some answers differ from that "
-            "file's. Start a new --out, and `compare` the two runs to see which"
-        ]
-    if not local and engine_now.get("kind") == "server":
-        return _servers_differ(engine, engine_now) + differences(file, now, ignore=SERVERS)
-    same_rule = engine.get("shapes") == engine_now.get("shapes") and exact_rule(
-        str(engine_now.get("shapes", ""))
-    )
-    return differences(file, now, ignore=HOW_IT_RAN if same_rule else frozenset())
+    """Why a file of identity `file` cannot be resumed under `now` (JSON forms): [] if it
+    can. The file's engine kind says what may differ (its `resumes` rule)."""
+    engine = file.get("engine") or {}
+    return _engine_kind(engine).resumes(file, now)
 
 
 # which servers answered: a pooled file resumes on some of them (issue 32, case 4)

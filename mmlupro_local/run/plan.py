@@ -5,7 +5,7 @@ whose every value is concrete. The runner, the identity and the engine read the 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from mmlupro_local.datasets.dataset import Dataset
@@ -14,7 +14,7 @@ from mmlupro_local.results.records import Identity, PromptIdentity
 from mmlupro_local.run.request import RunRequest
 from mmlupro_local.run.targets import Mode, Target
 from mmlupro_local.task.settings import AnswerSettings
-from mmlupro_local.task.wording import OFFICIAL, Wording
+from mmlupro_local.task.wording import OFFICIAL
 
 
 @dataclass(frozen=True)
@@ -61,17 +61,13 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def settle(
-    request: RunRequest, target: Target, recorded: Identity | None, wording: Wording = OFFICIAL
-) -> RunPlan:
+def settle(request: RunRequest, target: Target, recorded: Identity | None) -> RunPlan:
     """Decide what the request left open: the engine mode (the target's rule, or what
     `recorded`, the identity of the file resumed, says), then the think budget (the
-    target's chat template) and with it the generation budget. `wording`: the dataset's,
-    whose stop word and answer phrase the answers are read with."""
+    target's chat template) and with it the generation budget."""
     mode: Mode = target.mode(request, recorded)
-    answer = replace(request.answer, wording=wording, stop=wording.stop)
     answer, budget, notes = request.answering.settle(
-        answer,
+        request.answer,
         think_budget=request.think_budget,
         max_tokens=request.max_tokens,
         thinks=request.prompt.style == "chat" and target.template_thinks,

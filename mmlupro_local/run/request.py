@@ -3,7 +3,7 @@ None here; run.plan.settle decides it, once, into a RunPlan."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mmlupro_local.config import PREFIX_CACHE_MAX_GB
@@ -15,6 +15,7 @@ from mmlupro_local.run.targets import TargetSpec
 from mmlupro_local.task.methods import Method, MethodName, method_named
 from mmlupro_local.task.prompt import PromptSettings
 from mmlupro_local.task.settings import AnswerSettings
+from mmlupro_local.task.wording import Wording
 
 MAX_PARALLEL = 1024  # the most any kind takes (TargetSpec.max_parallel)
 RESULTS_DIR = "mmlupro-results"
@@ -69,6 +70,11 @@ class RunRequest:
             raise RunRequestError(
                 "--precision grows a sample: give --per-category or --fraction, not --full"
             )
+
+    def worded(self, wording: Wording) -> RunRequest:
+        """The same, its answers read in `wording` (a dataset's language): its stop word,
+        answer phrase and extraction."""
+        return replace(self, answer=replace(self.answer, wording=wording, stop=wording.stop))
 
     @property
     def answering(self) -> Method:

@@ -36,7 +36,6 @@ from mmlupro_local.run.progress import progress_bar
 from mmlupro_local.run.request import RunRequest
 from mmlupro_local.run.saving import Acknowledged
 from mmlupro_local.run.targets import EngineFactory, Target
-from mmlupro_local.task.fitting import TokenCounts
 from mmlupro_local.task.methods import Fitting
 from mmlupro_local.task.prompt import Prompt
 from mmlupro_local.task.stopping import Watchers
@@ -83,10 +82,11 @@ def run(
     dataset = load_dataset(request.dataset)
     _check_dataset(dataset)
     sample = draw(dataset.test, request.sample)
+    # the dataset's wording decides the stop word, before a server is told it
+    request = request.worded(wording_for(dataset.language))
     target = request.target.open(request, engine_factory)
     try:
-        recorded = _recorded_identity(request.out)
-        plan = settle(request, target, recorded, wording_for(dataset.language))
+        plan = settle(request, target, _recorded_identity(request.out))
         for line in plan.lines:
             echo(line)
         return _run(plan, dataset, sample, target, echo, progress)
@@ -137,7 +137,7 @@ def _run(
             target.check_memory(round_ctx(ctx or plan.budget_floor), warnings, plan.parallel)
             engine = target.start(plan)
             try:
-                count = TokenCounts(target.counter(engine), target.count_many(engine))
+                count = target.counts(engine)
                 prompts, n_ctx = _prompts(plan, todo, dataset, target, ctx, count, warnings)
                 target.check_memory(n_ctx, warnings, plan.parallel)
                 target.check_cuts(max((p.text for p in prompts.values()), key=len), warnings)
@@ -160,10 +160,7 @@ def _run(
                 for text in warnings:
                     echo(f"warning: {text}")
                 jobs = [
-                    _job(
-                        prompts[q.question_id],
-                        target.job_tokens(count, prompts[q.question_id].text),
-                    )
+                    _job(prompts[q.question_id], count.checkable(prompts[q.question_id].text))
                     for q in todo
                 ]
                 # the file's answers over every category its runs sampled, as the report
@@ -191,16 +188,13 @@ def _run(
                 )
                 if cache is not None and cache.hits + cache.misses:
                     echo(_cache_summary(cache))
-                for line in target.after_run():
-                    echo(line)
                 new = [
                     writer.log.results[q.question_id]
                     for q in todo
                     if q.question_id in writer.log.results
                 ]
-                hidden = _answers_in_reasoning(new)
-                if hidden:
-                    echo(f"warning: {hidden}")
+                for line in target.after_run(new):
+                    echo(line)
                 used = target.used()
                 if used and written:
                     writer.append_end(SessionEnd(finished=_now(), written=written, used=used))
@@ -294,20 +288,6 @@ def _run_record(
         tool={"name": TOOL_NAME, "version": __version__},
         command=tuple(plan.request.command),
         warnings=tuple(warnings),
-    )
-
-
-def _answers_in_reasoning(records: list[ResultRecord]) -> str:
-    """Most answers empty but for a separate reasoning field: a server's reasoning parser
-    took the whole answer, and every question is scored as a guess (issue 26, case 27)."""
-    hidden = sum(not r.response.strip() and bool(r.reasoning.strip()) for r in records)
-    if not records or hidden * 2 <= len(records):
-        return ""
-    return (
-        f"{hidden} of {len(records)} answers came only in the server's reasoning field, "
-        "with no answer text, so they were scored as guesses: its reasoning parser took "
-        "the whole answer (vLLM --reasoning-parser, llama-server --reasoning-format); "
-        "turn it off for this model, or use --style completion"
     )
 
 

@@ -23,13 +23,23 @@ CHOICE_ALLOWANCE = 4  # tokens a letter choice may add to its prompt (the engine
 
 class TokenCounts:
     """Prompt lengths as the model counts them, each text counted once; `many` counts a
-    batch at once where the target can (a server's /tokenize, requests in parallel)."""
+    batch at once where the target can (a server's /tokenize, requests in parallel).
+    `exact` False: a rough count (a server that cannot count), never checked against a
+    context."""
 
     def __init__(
-        self, one: Callable[[str], int], many: Callable[[Sequence[str]], list[int]] | None = None
+        self,
+        one: Callable[[str], int],
+        many: Callable[[Sequence[str]], list[int]] | None = None,
+        *,
+        exact: bool = True,
     ) -> None:
-        self.one, self.bulk = one, many
+        self.one, self.bulk, self.exact = one, many, exact
         self.known: dict[str, int] = {}
+
+    def checkable(self, text: str) -> int | None:
+        """The count an engine may check a prompt against (None: not checkable)."""
+        return self(text) if self.exact else None
 
     def __call__(self, text: str) -> int:
         if text not in self.known:

@@ -150,3 +150,18 @@ def test_fetch_mmlu_prox_stores_each_language(tmp_path: Path) -> None:
         unknown = run_cli("dataset", "fetch", "mmlu-prox", "--lang", "xx", env=env)
     assert json.loads(info.stdout)["prompt"] == golden("de")[392]
     assert unknown.returncode != 0 and "unknown language 'xx'" in unknown.stderr
+
+
+def test_a_server_is_sent_the_language_s_stop_word(tmp_path: Path) -> None:
+    """The stop goes to the server with each request: the dataset's, not the English one."""
+    from fakeserver import FakeServer, serve_fake
+
+    assert invoke("dataset", "import", str(FIXTURE / "de"), "--name", "de").exit_code == 0
+    with serve_fake(FakeServer()) as fake:
+        out = tmp_path / "de.jsonl"
+        args = ("--dataset", "de", "--per-category", "1", "--categories", "law", "--out", str(out))
+        result = invoke("run", "--server", fake.url, *args, "--no-progress")
+    assert result.exit_code == 0, result.output
+    bodies = fake.completions()
+    assert [b["stop"] for b in bodies] == [["Frage:"]]
+    assert bodies[0]["prompt"].endswith("Antwort: Denken wir Schritt für Schritt nach.")

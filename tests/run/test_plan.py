@@ -3,7 +3,9 @@ plain values; the identity is composed of the task's parts and the target's engi
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,18 @@ from mmlupro_local.engine import Engine
 from mmlupro_local.results.records import Identity, ServerEngineIdentity
 from mmlupro_local.run.plan import RunPlan, settle
 from mmlupro_local.run.request import RunRequest, RunRequestError
-from mmlupro_local.run.targets import KINDS, Mode, Target, TargetSpec
+from mmlupro_local.run.targets import (
+    KINDS,
+    EngineFactory,
+    Given,
+    Mode,
+    Target,
+    TargetOptionError,
+    TargetSpec,
+    specs_from_options,
+)
 from mmlupro_local.run.targets.gguf import GgufSpec
+from mmlupro_local.task.prompt import ChatRenderer
 from mmlupro_local.task.settings import MAX_TOKENS, THINK_BUDGET
 
 
@@ -44,6 +56,21 @@ class ScriptedTarget(Target):
 
     def start(self, plan: RunPlan) -> Engine:
         return FakeEngine()(Path("x"), None)  # type: ignore[arg-type]
+
+    def record(self) -> dict[str, Any]:
+        return {"name": "scripted"}
+
+    def renderer(self) -> ChatRenderer:
+        return lambda messages: "".join(m["content"] for m in messages)
+
+
+def test_a_kind_that_leaves_a_method_out_fails_when_made_not_mid_run() -> None:
+    class Half(Target):
+        def mode(self, request: RunRequest, recorded: Identity | None) -> Mode:
+            return Mode(1)
+
+    with pytest.raises(TypeError, match="abstract methods engine_identity, record, renderer"):
+        Half()  # type: ignore[abstract]
 
 
 def request(tmp_path: Path, **changes: Any) -> RunRequest:
@@ -121,6 +148,60 @@ def test_kinds_are_registered_by_name() -> None:
     assert set(KINDS) == {"gguf", "server"}
     assert all(issubclass(kind, TargetSpec) for kind in KINDS.values())
     assert {f.name for f in fields(KINDS["server"])} == {"settings", "more"}
+
+
+def test_the_run_s_kind_is_the_registered_kind_its_options_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A new kind is its spec registered in one place: the CLI's dispatch finds it, and
+    the other kinds' options are refused with the kind's own words."""
+
+    @dataclasses.dataclass(frozen=True)
+    class EchoSpec(TargetSpec):
+        word: str = ""
+        kind = "echo"
+        own_options = ("echo",)
+
+        @classmethod
+        def claims(cls, options: Mapping[str, Any]) -> bool:
+            return bool(options.get("echo"))
+
+        @classmethod
+        def from_options(
+            cls, models: Sequence[str], options: Mapping[str, Any], given: Given
+        ) -> list[TargetSpec]:
+            return [cls(options["echo"])]
+
+        @property
+        def stem(self) -> str:
+            return self.word
+
+        def open(self, request: RunRequest, factory: EngineFactory | None) -> Target:
+            return ScriptedTarget()
+
+    monkeypatch.setitem(KINDS, "echo", EchoSpec)
+    given: dict[str, str] = {}
+
+    def shown(names: Sequence[str]) -> str | None:
+        return next((given[n] for n in names if n in given), None)
+
+    assert specs_from_options((), {"echo": "hi"}, shown) == [EchoSpec("hi")]
+    given["threads"] = "--threads"
+    with pytest.raises(TargetOptionError, match="--threads is for gguf models, not echo ones"):
+        specs_from_options((), {"echo": "hi"}, shown)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    given = {"echo": "--echo"}
+    with pytest.raises(TargetOptionError, match="--echo is for a model behind --server URL"):
+        specs_from_options((str(model),), {}, shown)
+
+
+def test_each_kind_owns_the_cli_options_it_takes() -> None:
+    from mmlupro_local.cli import options as o
+
+    in_process = {*o.engine_options.names, *o.model_options.names, "think_budget"}
+    assert set(KINDS["gguf"].own_options) == in_process
+    assert set(KINDS["server"].own_options) == set(o.server_options.names)
 
 
 def test_threads_are_part_of_the_identity(model: Path, tmp_path: Path, engine: FakeEngine) -> None:

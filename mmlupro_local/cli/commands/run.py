@@ -12,7 +12,6 @@ import click
 
 from mmlupro_local.cli import options as o
 from mmlupro_local.engine.server import redact_command
-from mmlupro_local.model.source import resolve_model
 from mmlupro_local.results.figures import category_figures, render_table
 from mmlupro_local.results.report import headline, load_report
 from mmlupro_local.run.interrupts import Terminated, signals_interrupt
@@ -20,15 +19,11 @@ from mmlupro_local.run.precision import run_to_precision
 from mmlupro_local.run.request import RunRequest, default_out
 from mmlupro_local.run.runner import run
 from mmlupro_local.run.several import check_all, share_mode, summary
-from mmlupro_local.run.targets import TargetSpec
-from mmlupro_local.run.targets.gguf import GgufSpec
-from mmlupro_local.run.targets.server import ServerSpec
+from mmlupro_local.run.targets import TargetOptionError, TargetSpec, specs_from_options
 from mmlupro_local.task.methods import method_named
 
-# what applies only to the in-process engine (a server has its own flags for these)
-IN_PROCESS_ONLY = (*o.engine_options.names, *o.model_options.names, "think_budget")
-# what is about generating, which --method logprob does not do
-GENERATION_ONLY = (*o.answer_options.names, "lookup", "parallel", "server")
+# what is about generating, which --method logprob does not do (nor a server's model)
+GENERATION_ONLY = (*o.answer_options.names, "lookup", "parallel", *o.server_options.names)
 
 
 @click.command("run")
@@ -171,68 +166,11 @@ def _refuse_contradictions(options: dict[str, Any]) -> None:
 
 
 def _targets(models: tuple[str, ...], options: dict[str, Any]) -> list[TargetSpec]:
-    """What the run evaluates: the server's model, or each MODEL as a local file (hub
-    references downloaded), with its hub reference."""
-    if options["server"]:
-        if models:
-            raise click.UsageError(f"give MODEL ({models[0]}) or --server, not both")
-        if o.first_given(("think_budget",)):
-            raise click.UsageError(
-                "--think-budget is applied by the in-process engine; with --server, set the "
-                "server's own: llama-server --reasoning-budget N (vLLM and SGLang have none: "
-                "cap the whole answer with --max-tokens)"
-            )
-        given = o.first_given(IN_PROCESS_ONLY)
-        if given:
-            raise click.UsageError(
-                f"{given} applies to the in-process engine; with --server, set it on the server "
-                "(its own flags decide threads, offload and batching)"
-            )
-        first, *more = o.server_settings(options)
-        return [ServerSpec(first, tuple(more))]
-    if options["server_model"]:
-        raise click.UsageError("--server-model names a model of --server; give --server URL")
-    return [_gguf(path, source, options) for path, source in _model_files(models, options)]
-
-
-def _gguf(path: Path, source: str, options: dict[str, Any]) -> GgufSpec:
-    return GgufSpec(
-        path=path,
-        source=source,
-        chat_template=options["chat_template"],
-        threads=options["threads"],
-        lookup=options["lookup"],
-        gpu_layers=options["gpu_layers"],
-        flash_attn=options["flash_attn"],
-        kv_type=options["kv_type"],
-        memory_check=options["memory_check"],
-    )
-
-
-def _model_files(models: tuple[str, ...], options: dict[str, Any]) -> list[tuple[Path, str]]:
-    hf_repo, hf_file = options["hf_repo"], options["hf_file"]
-    if hf_repo or hf_file or len(models) <= 1:
-        model = models[0] if models else None
-        if len(models) > 1:
-            raise click.UsageError("--hf-repo/--hf-file name one model; give hf:// references")
-        path = resolve_model(model, hf_repo, hf_file)
-        if path is None:
-            raise click.UsageError(
-                "give MODEL (a .gguf file or hf://OWNER/REPO/FILE.gguf), here or as 'model:' in "
-                "--config, or --hf-repo and --hf-file, or --server URL"
-            )
-        source = (
-            model
-            if model and model.startswith("hf://")
-            else (f"hf://{hf_repo}/{hf_file}" if hf_repo else "")
-        )
-        return [(path, source)]
-    found = []
-    for model in models:
-        path = resolve_model(model, None, None)
-        assert path is not None
-        found.append((path, model if model.startswith("hf://") else ""))
-    return found
+    """What the run evaluates: the registered kind its options name (run.targets)."""
+    try:
+        return specs_from_options(models, options, o.first_given)
+    except TargetOptionError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _run_one(request: RunRequest, progress: bool) -> None:

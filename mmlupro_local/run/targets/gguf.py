@@ -3,6 +3,7 @@ against this machine's memory, its engine mode chosen by the rule (engine.mode).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,11 +15,14 @@ from mmlupro_local.model.fingerprint import model_record, model_sha256
 from mmlupro_local.model.gguf import GgufInfo, read_gguf
 from mmlupro_local.model.hardware import default_flash_attn, default_gpu_layers, physical_cores
 from mmlupro_local.model.memory import check_fits, check_gpu_fits, estimate, machine_memory
+from mmlupro_local.model.source import resolve_model
 from mmlupro_local.results.records import Identity, LocalEngineIdentity
 from mmlupro_local.run.targets import (
     EngineFactory,
+    Given,
     Mode,
     Target,
+    TargetOptionError,
     TargetSpec,
     kind,
     read_template,
@@ -36,6 +40,12 @@ if TYPE_CHECKING:
 class GgufSpec(TargetSpec):
     # sequences one llama.cpp context holds (each with its own slot of the KV cache)
     max_parallel = 64
+    default = True
+    # the in-process engine's and the model file's options (a server has its own flags)
+    own_options = (
+        "think_budget", "threads", "gpu_layers", "batch", "flash_attn", "kv_type", "lookup",
+        "prefix_cache", "memory_check", "chat_template", "hf_repo", "hf_file",
+    )  # fmt: skip
 
     path: Path
     source: str = ""  # the hub reference it was downloaded from, if any
@@ -91,8 +101,58 @@ class GgufSpec(TargetSpec):
     def check(self) -> None:
         read_gguf(self.path)  # a missing, foreign or truncated file, named now
 
+    @classmethod
+    def from_options(
+        cls, models: Sequence[str], options: Mapping[str, Any], given: Given
+    ) -> list[TargetSpec]:
+        """Each MODEL as a local file (hub references downloaded), with its hub reference."""
+        return [
+            cls(
+                path=path,
+                source=source,
+                chat_template=options.get("chat_template"),
+                threads=options.get("threads"),
+                lookup=options.get("lookup"),
+                gpu_layers=options.get("gpu_layers"),
+                flash_attn=options.get("flash_attn"),
+                kv_type=options.get("kv_type", EngineSettings.kv_type),
+                memory_check=options.get("memory_check", True),
+            )
+            for path, source in _model_files(models, options)
+        ]
+
+    @classmethod
+    def refuse(cls, name: str, shown: str, other: type[TargetSpec]) -> str:
+        return f"{shown} is for a model behind --server URL; give --server, or leave it out"
+
     def open(self, request: RunRequest, factory: EngineFactory | None) -> Target:
         return LocalModel(self, factory or _llama_engine)
+
+
+def _model_files(models: Sequence[str], options: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    hf_repo, hf_file = options.get("hf_repo"), options.get("hf_file")
+    if hf_repo or hf_file or len(models) <= 1:
+        model = models[0] if models else None
+        if len(models) > 1:
+            raise TargetOptionError("--hf-repo/--hf-file name one model; give hf:// references")
+        path = resolve_model(model, hf_repo, hf_file)
+        if path is None:
+            raise TargetOptionError(
+                "give MODEL (a .gguf file or hf://OWNER/REPO/FILE.gguf), here or as 'model:' in "
+                "--config, or --hf-repo and --hf-file, or --server URL"
+            )
+        source = (
+            model
+            if model and model.startswith("hf://")
+            else (f"hf://{hf_repo}/{hf_file}" if hf_repo else "")
+        )
+        return [(path, source)]
+    found = []
+    for model in models:
+        path = resolve_model(model, None, None)
+        assert path is not None
+        found.append((path, model if model.startswith("hf://") else ""))
+    return found
 
 
 def _llama_engine(model: Path, settings: EngineSettings) -> Engine:

@@ -4,15 +4,24 @@ server's business; what it tells of itself sizes the run."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mmlupro_local.engine import Engine, EngineError
 from mmlupro_local.engine.server import ServerSettings
 from mmlupro_local.engine.server.descriptors import RESERVE, connection_room
-from mmlupro_local.results.records import Identity, ServerEngineIdentity
-from mmlupro_local.run.targets import EngineFactory, Mode, Target, TargetSpec, kind
+from mmlupro_local.results.records import Identity, ResultRecord, ServerEngineIdentity
+from mmlupro_local.run.targets import (
+    EngineFactory,
+    Given,
+    Mode,
+    Target,
+    TargetOptionError,
+    TargetSpec,
+    kind,
+)
+from mmlupro_local.task.fitting import TokenCounts
 from mmlupro_local.task.prompt import ChatRenderer
 
 if TYPE_CHECKING:
@@ -35,6 +44,42 @@ class ServerSpec(TargetSpec):
     more: tuple[ServerSettings, ...] = ()
     # servers differ in whether and how they return prompt log-probabilities
     scores_choices = False
+    own_options = ("server", "server_model", "request_timeout", "retries")
+
+    @classmethod
+    def claims(cls, options: Mapping[str, Any]) -> bool:
+        return bool(options.get("server"))
+
+    @classmethod
+    def from_options(
+        cls, models: Sequence[str], options: Mapping[str, Any], given: Given
+    ) -> list[TargetSpec]:
+        """One spec for the --server URLs given (the first, and its replicas)."""
+        if models:
+            raise TargetOptionError(f"give MODEL ({models[0]}) or --server, not both")
+        first, *more = (
+            ServerSettings(
+                url=url,
+                model=options.get("server_model") or "",
+                timeout=options.get("request_timeout", ServerSettings.timeout),
+                retries=options.get("retries", ServerSettings.retries),
+            )
+            for url in options["server"]
+        )
+        return [cls(first, tuple(more))]
+
+    @classmethod
+    def refuse(cls, name: str, shown: str, other: type[TargetSpec]) -> str:
+        if name == "think_budget":
+            return (
+                f"{shown} is applied by the in-process engine; with --server, set the "
+                "server's own: llama-server --reasoning-budget N (vLLM and SGLang have none: "
+                "cap the whole answer with --max-tokens)"
+            )
+        return (
+            f"{shown} applies to the in-process engine; with --server, set it on the server "
+            "(its own flags decide threads, offload and batching)"
+        )
 
     @property
     def stem(self) -> str:
@@ -139,14 +184,11 @@ class ServedModel(Target):
             )
         return ctx or self.fixed_ctx
 
-    def counter(self, engine: Engine) -> Any:
-        return engine.count_tokens if self.exact_counts else _estimate_tokens
-
-    def count_many(self, engine: Engine) -> Callable[[Sequence[str]], list[int]] | None:
-        return self.engine.count_many if self.exact_counts else None
-
-    def job_tokens(self, count: Any, text: str) -> int | None:
-        return count(text) if self.exact_counts else None
+    def counts(self, engine: Engine) -> TokenCounts:
+        """The server's own counts, many at once; a rough count where it cannot count."""
+        if self.exact_counts:
+            return TokenCounts(engine.count_tokens, self.engine.count_many)
+        return TokenCounts(_estimate_tokens, exact=False)
 
     def check_cuts(self, longest: str, warnings: list[str]) -> None:
         """A server that cannot count tokens is probed for quietly cut prompts."""
@@ -159,9 +201,9 @@ class ServedModel(Target):
                 "with the longest prompt sent twice); questions it cuts will be errors"
             )
 
-    def after_run(self) -> list[str]:
+    def after_run(self, answered: list[ResultRecord]) -> list[str]:
         members = self.engine.members
-        said = []
+        said = _answers_in_reasoning(answered)
         for member in members:
             window, root = member.window, member.settings.root
             who = "the server" if len(members) == 1 else root
@@ -211,6 +253,20 @@ class ServedModel(Target):
 
     def close(self) -> None:
         self.engine.close()
+
+
+def _answers_in_reasoning(records: list[ResultRecord]) -> list[str]:
+    """Most answers empty but for a separate reasoning field: a server's reasoning parser
+    took the whole answer, and every question is scored as a guess (issue 26, case 27)."""
+    hidden = sum(not r.response.strip() and bool(r.reasoning.strip()) for r in records)
+    if not records or hidden * 2 <= len(records):
+        return []
+    return [
+        f"warning: {hidden} of {len(records)} answers came only in the server's reasoning field, "
+        "with no answer text, so they were scored as guesses: its reasoning parser took "
+        "the whole answer (vLLM --reasoning-parser, llama-server --reasoning-format); "
+        "turn it off for this model, or use --style completion"
+    ]
 
 
 def _estimate_tokens(text: str) -> int:
