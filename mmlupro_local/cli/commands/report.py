@@ -8,6 +8,7 @@ import click
 
 from mmlupro_local.files import output_text
 from mmlupro_local.results.compare import compare, render_comparison, render_flips
+from mmlupro_local.results.eee import write_eee
 from mmlupro_local.results.html_report import render_html
 from mmlupro_local.results.report import (
     FORMATS,
@@ -30,14 +31,29 @@ def _write_text(path: Path, text: str) -> None:
 
 @click.command("report")
 @results_argument
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice([*FORMATS, "eee"]),
+    default="table",
+    show_default=True,
+    help="eee: the Every Eval Ever schema (0.3.0), an aggregate JSON and a per-sample JSONL "
+    "per run, written under --eee-dir in its datastore's layout.",
+)
+@click.option(
+    "--eee-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("eee"),
+    show_default=True,
+    help="Where --format eee writes (data/<benchmark>/<developer>/<model>/ under it).",
+)
 @click.option(
     "--html",
     "html_out",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write a self-contained HTML report here ('-': print it in place of the table).",
 )
-def report_cmd(results: tuple[Path, ...], fmt: str, html_out: Path | None) -> None:
+def report_cmd(results: tuple[Path, ...], fmt: str, eee_dir: Path, html_out: Path | None) -> None:
     """Per-category accuracy with 95 % intervals, extraction and cost, for RESULTS files.
 
     Several files give one column per run.
@@ -47,6 +63,7 @@ def report_cmd(results: tuple[Path, ...], fmt: str, html_out: Path | None) -> No
       mmlupro-local report run.jsonl
       mmlupro-local report q4.jsonl q8.jsonl --format markdown
       mmlupro-local report q4.jsonl q8.jsonl --html report.html
+      mmlupro-local report run.jsonl --format eee --eee-dir for-eee
     """
     reports = [
         load_report(path, label=label)
@@ -55,6 +72,13 @@ def report_cmd(results: tuple[Path, ...], fmt: str, html_out: Path | None) -> No
     for report in reports:
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)
+    if fmt == "eee":
+        for report in reports:
+            written = write_eee(report, eee_dir)
+            click.echo(
+                f"{report.label}: wrote {written.aggregate} and {written.rows} samples in {written.samples}"
+            )
+        return
     html_to_stdout = html_out is not None and str(html_out) == "-"
     if fmt == "table" and not html_to_stdout:
         for report in reports:
