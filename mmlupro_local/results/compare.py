@@ -8,7 +8,7 @@ from typing import Any
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.results.estimates import PairedEstimate, paired, strict
 from mmlupro_local.results.records import ResultRecord
-from mmlupro_local.results.report import RunReport
+from mmlupro_local.results.report import RunReport, shared_questions
 from mmlupro_local.results.stats import (
     Z80,
     PairedDifference,
@@ -107,6 +107,7 @@ class Comparison:
     modes: tuple[str, str] = ("", "")  # each run's engine mode
     methods: tuple[str, str] = ("cot", "cot")  # each run's --method
     unpaired: tuple[int, int] = (0, 0)  # questions of A, and of B, the other did not answer
+    languages: tuple[str, str] = ("en", "en")  # each run's dataset's language
     same_file: bool = False
     # B's estimated full score minus A's (categories weighted by size), when the dataset
     # is at hand; the verdict rests on it and its stratified test
@@ -223,13 +224,18 @@ def _p(p: float) -> str:
 
 
 def _shared(a: RunReport, b: RunReport) -> list[tuple[ResultRecord, ResultRecord]]:
-    if a.dataset_sha256 != b.dataset_sha256:
+    """The questions both answered. Runs on two datasets pair only when one is a
+    translation (MMLU-ProX keeps MMLU-Pro's question ids), on the ids both have under
+    the same category."""
+    languages = (a.settings["language"], b.settings["language"])
+    if a.dataset_sha256 != b.dataset_sha256 and languages[0] == languages[1]:
         raise MmluProError(
             f"{a.path} and {b.path} were run on different datasets "
             f"({a.dataset_sha256[:12]} vs {b.dataset_sha256[:12]}); their questions are not comparable"
         )
+    ids = shared_questions([a, b])
     a_by_id = {r.question_id: r for r in a.records}
-    shared = [(a_by_id[r.question_id], r) for r in b.records if r.question_id in a_by_id]
+    shared = [(a_by_id[r.question_id], r) for r in b.records if r.question_id in ids]
     return sorted(shared, key=lambda pair: pair[0].question_id)
 
 
@@ -300,6 +306,7 @@ def compare(a: RunReport, b: RunReport, noise: RunReport | None = None) -> Compa
         methods=(a.method, b.method),
         difference=difference,
         unpaired=(len(a.records) - len(shared), len(b.records) - len(shared)),
+        languages=(a.settings["language"], b.settings["language"]),
         same_file=a.path.resolve() == b.path.resolve(),
     )
 
@@ -348,6 +355,12 @@ def render_comparison(c: Comparison) -> str:
         lines.append(
             f"Not compared: {c.unpaired[0]} of A's and {c.unpaired[1]} of B's questions, "
             "which the other run did not answer (the runs' samples differ)."
+        )
+    if c.languages[0] != c.languages[1]:
+        lines.append(
+            f"The runs are in different languages (A {c.languages[0]}, B {c.languages[1]}): "
+            "paired on the questions both translations have; the difference measures the "
+            "language as much as the model."
         )
     if c.methods[0] != c.methods[1]:
         lines.append(

@@ -382,6 +382,30 @@ def _provisos(report: RunReport, answered: list[str]) -> list[str]:
     return said
 
 
+def shared_questions(reports: Sequence[RunReport]) -> set[int]:
+    """The questions every run answered, each under the same category: runs in several
+    languages pair on them (MMLU-ProX's translations keep MMLU-Pro's question ids)."""
+    if not reports:
+        return set()
+    category = {r.question_id: r.category for r in reports[0].records}
+    ids = set(category)
+    for report in reports[1:]:
+        ids &= {r.question_id for r in report.records if category.get(r.question_id) == r.category}
+    return ids
+
+
+def _shared_rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
+    """Runs in several languages: each one's accuracy on the questions all of them
+    answered, so that their columns compare the same questions."""
+    if len({r.settings["language"] for r in reports}) < 2:
+        return []
+    ids = shared_questions(reports)
+    cells = [
+        _cell(figures("shared", [x for x in r.records if x.question_id in ids])) for r in reports
+    ]
+    return [(f"on the {len(ids)} questions all answered", cells)]
+
+
 def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
     names = sorted({f.name for r in reports for f in r.categories})
     rows = _estimate_rows(reports)
@@ -439,8 +463,11 @@ def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
         )
     rows.append(("whitespace-leak questions", [_cell(r.leak) for r in reports]))
     rows.append(("other questions", [_cell(r.rest) for r in reports]))
+    rows += _shared_rows(reports)
     settings = [r.settings for r in reports]
-    for key in ("model", "quantization", "method", "style", "shots", "max_tokens", "sample"):
+    keys: tuple[str, ...] = ("model", "quantization", "method", "style", "shots", "max_tokens")
+    keys = (*(("language",) if len({s["language"] for s in settings}) > 1 else ()), *keys, "sample")
+    for key in keys:
         rows.append((key, [str(s[key]) for s in settings]))
     rows.append(("engine mode", [r.mode for r in reports]))
     rows.append(

@@ -165,3 +165,47 @@ def test_a_server_is_sent_the_language_s_stop_word(tmp_path: Path) -> None:
     bodies = fake.completions()
     assert [b["stop"] for b in bodies] == [["Frage:"]]
     assert bodies[0]["prompt"].endswith("Antwort: Denken wir Schritt für Schritt nach.")
+
+
+def test_languages_compare_side_by_side_on_the_questions_they_share(tmp_path: Path) -> None:
+    """The same model in Korean and German: one report with both columns and their
+    accuracy on the questions both answered; compare pairs them by question id."""
+    model = write_fake_model(tmp_path / "m.gguf")
+    korean_right = {"law", "math"}
+
+    def respond(prompt: str) -> str:
+        """Korean: right in law and math; German: always (A)."""
+        if prompt.endswith("생각해 봅시다."):
+            question = next(q for q in load_dataset("ko").test if q.question in prompt)
+            letter = question.answer if question.category in korean_right else "J"
+            return f"답은 ({letter})입니다"
+        return "Die Antwort ist (A)."
+
+    outs = {}
+    for lang, per in (("ko", "2"), ("de", "1")):
+        assert invoke("dataset", "import", str(FIXTURE / lang), "--name", lang).exit_code == 0
+        outs[lang] = tmp_path / f"{lang}.jsonl"
+        args = (
+            "run",
+            str(model),
+            "--dataset",
+            lang,
+            "--per-category",
+            per,
+            "--out",
+            str(outs[lang]),
+        )
+        assert (
+            invoke_with(FakeEngine(respond), *args, "--categories", "law,math,history").exit_code
+            == 0
+        )
+    shown = invoke("report", str(outs["ko"]), str(outs["de"]))
+    assert shown.exit_code == 0, shown.output
+    rows = {line.split("  ")[0]: line for line in shown.output.splitlines()}
+    assert rows["language"].split()[1:] == ["ko", "de"]
+    shared = rows["on the 3 questions all answered"].split()
+    assert shared[6] == "66.7%"  # Korean: the law and math questions of the three
+    compared = invoke("compare", str(outs["ko"]), str(outs["de"]))
+    assert compared.exit_code == 0, compared.output
+    assert "different languages (A ko, B de)" in compared.output
+    assert "Not compared: 3 of A's and 0 of B's questions" in compared.output
