@@ -10,13 +10,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mmlupro_local.config import CACHE_ENV
 from mmlupro_local.datasets.sampling import SampleSpec
-from mmlupro_local.engine import EngineSettings, KvType
-from mmlupro_local.engine.mode import EngineMode
 from mmlupro_local.engine.server import ServerSettings
 from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.run.request import RunRequest
@@ -103,20 +101,17 @@ def private_cache() -> Iterator[Path]:
 
 
 def throughput(
-    model: Path,
-    threads: int,
-    widths: tuple[int, ...] = (1, 2, 4, 8),
-    kv_type: KvType = "f16",
-    guesses: int = 16,
+    spec: GgufSpec, widths: tuple[int, ...] = (1, 2, 4, 8), guesses: int = 16
 ) -> list[Throughput]:
     """Figures with flash attention on and off (on only for a quantized KV cache, which
-    needs it): which is faster depends on the backend and on how many tokens a step holds."""
+    needs it): which is faster depends on the backend and on how many tokens a step holds.
+    The engine's other settings are the spec's, as `run` would have them."""
     from mmlupro_local.engine.llama import LlamaEngine
 
     found = []
-    for flash in (True, False) if kv_type == "f16" else (True,):
-        settings = EngineSettings(threads=threads, flash_attn=flash, kv_type=kv_type)
-        with LlamaEngine(model, settings) as engine:
+    for flash in (True, False) if spec.kv_type == "f16" else (True,):
+        settings = replace(spec, flash_attn=flash).engine_settings()
+        with LlamaEngine(spec.path, settings) as engine:
             engine.open_context(2048, max(*widths, 2))  # what one stream reaches
             prompt_rate, rates, checking = engine.measure_throughput(widths, guesses)
         found.append(Throughput(flash, prompt_rate, rates, checking))
@@ -153,21 +148,21 @@ def best_attention(measured: list[Throughput], rate: Callable[[Throughput], floa
 
 
 def timed_runs(
-    model: Path,
-    threads: int,
+    model: GgufSpec,
     parallel: int,
     spec: SampleSpec,
     budget: int,
-    kv_type: KvType = "f16",
     lookup: int = 0,
     flash_attn: bool = True,
-    defaults: EngineMode | None = None,
+    defaults: bool = True,
 ) -> list[TimedRun]:
     """--parallel 1 without the prefix cache (the reference mode), then `parallel` with
-    `kv_type` and `flash_attn`, a cold and a warm one, in a private, empty cache; with
-    `lookup`, once more warm with prompt-lookup decoding (same attention mode: the cache
-    holds prefixes per mode, so another would be cold); then `defaults`, the mode `run`
-    chooses, in a cache of its own (cold)."""
+    the model's KV type and `flash_attn`, a cold and a warm one, in a private, empty
+    cache; with `lookup`, once more warm with prompt-lookup decoding (same attention
+    mode: the cache holds prefixes per mode, so another would be cold); then with
+    `defaults`, the model as `run` would run it given nothing (its rule's mode and this
+    machine's defaults), in a cache of its own (cold)."""
+    kv_type = model.kv_type
     flags = f" --kv-type {kv_type}" if kv_type != "f16" else ""
     flags += "" if flash_attn else " --no-flash-attn"
     plans = [  # name, parallel, prefix cache, warm, KV type, lookup, flash attention
@@ -198,9 +193,7 @@ def timed_runs(
     runs: list[TimedRun] = []
     with private_cache() as tmp:
         for name, width, cache, warm, kind, guesses, flash in plans:
-            target = GgufSpec(
-                path=model, threads=threads, kv_type=kind, lookup=guesses, flash_attn=flash
-            )
+            target = replace(model, kv_type=kind, lookup=guesses, flash_attn=flash)
             request = RunRequest(
                 target=target,
                 out=tmp / f"{len(runs)}.jsonl",
@@ -210,17 +203,14 @@ def timed_runs(
                 prefix_cache=cache,
             )
             runs.append(timed_run(name, request, warm=warm))
-    if defaults is not None:
+    if defaults:
         with private_cache() as tmp:
-            target = GgufSpec(path=model, threads=threads, lookup=defaults.lookup)
+            target = GgufSpec(path=model.path, threads=model.threads)
+            rule = target.rule_mode()
             request = RunRequest(
-                target=target,
-                out=tmp / "defaults.jsonl",
-                sample=spec,
-                max_tokens=budget,
-                parallel=defaults.parallel,
+                target=target, out=tmp / "defaults.jsonl", sample=spec, max_tokens=budget
             )
-            runs.append(timed_run(f"run's defaults ({defaults.flags}), cold cache", request))
+            runs.append(timed_run(f"run's defaults ({rule.flags}), cold cache", request))
     return runs
 
 
@@ -230,7 +220,7 @@ def server_runs(
     spec: SampleSpec,
     budget: int,
     model: Path | None = None,
-    threads: int = 1,
+    threads: int | None = None,
 ) -> list[TimedRun]:
     """The in-process engine at its defaults on `model` (cold prefix cache) when given,
     then the same questions through each server at each concurrency. A server keeps

@@ -182,3 +182,22 @@ def test_the_sed_hint_and_peak_memory_are_right_on_macos(monkeypatch: pytest.Mon
     monkeypatch.setattr(sys, "platform", "linux")
     assert delete_line(7, Path("/r.jsonl")) == "sed -i '7d' /r.jsonl"
     assert bench.peak_memory_mib() == 300 * 1024  # KiB on Linux
+
+
+@pytest.mark.parametrize(
+    ("machine", "layers", "mode", "reason"),
+    [("x86_64", 0, (4, 0), "auto: CPU"), ("arm64", -1, (8, 16), "auto: metal")],
+)
+def test_run_bench_and_divergence_take_one_engine_setting(
+    monkeypatch: pytest.MonkeyPatch, machine: str, layers: int, mode: tuple[int, int], reason: str
+) -> None:
+    """Issue 33: on an Intel Mac `bench` timed the GPU rule (--parallel 8 --lookup 16) as
+    "run's defaults" while `run` used --gpu-layers 0 and the CPU rule. Now all three ask
+    the model's spec, which decides layers, attention, threads and the rule once."""
+    mac(monkeypatch, machine)
+    monkeypatch.setattr(handles.L, "llama_supports_gpu_offload", lambda: True)
+    spec = GgufSpec(path=Path("m.gguf"), threads=4, rule_bytes=500 * 2**20)
+    rule = spec.rule_mode()
+    assert ((rule.parallel, rule.lookup), rule.reason.startswith(reason)) == (mode, True)
+    settings = spec.engine_settings()
+    assert (settings.threads, settings.gpu_layers, settings.flash_attn) == (4, layers, True)

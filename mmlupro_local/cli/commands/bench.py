@@ -7,12 +7,12 @@ import click
 from mmlupro_local.cli.options import NumberOrAuto
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import KV_TYPES, MAX_LOOKUP, EngineSettings, KvType
-from mmlupro_local.engine.mode import AUTO_LOOKUP, auto_mode
+from mmlupro_local.engine.mode import AUTO_LOOKUP
 from mmlupro_local.engine.server import ServerSettings
-from mmlupro_local.model.hardware import physical_cores
 from mmlupro_local.model.source import model_path
 from mmlupro_local.results.figures import NO_FIGURE
 from mmlupro_local.run.request import MAX_PARALLEL
+from mmlupro_local.run.targets.gguf import GgufSpec
 from mmlupro_local.studies.bench import (
     TIMED_BUDGET,
     TimedRun,
@@ -105,11 +105,12 @@ def bench_cmd(
         raise click.UsageError("give MODEL (a GGUF file), or --server URL")
     path = model_path(model)
     read_gguf(path)  # a clear error for a wrong file before anything loads
-    threads = threads or physical_cores()
-    click.echo(f"{path.name}, {threads} threads")
+    # the engine settings `run` would use here (GPU layers, attention, threads): one place
+    target = GgufSpec(path=path, threads=threads, kv_type=kv_type)
+    click.echo(f"{path.name}, {target.cores} threads, --gpu-layers {target.layers}")
     click.echo("raw llama_decode throughput, tokens/s, 1,300-token shared prefix:")
     guesses = lookup or AUTO_LOOKUP
-    measured = throughput(path, threads, kv_type=kv_type, guesses=guesses)
+    measured = throughput(target, guesses=guesses)
     click.echo(
         f"  {'flash attention':<40}" + "".join(f"{_onoff(t.flash_attn):>8}" for t in measured)
     )
@@ -133,10 +134,8 @@ def bench_cmd(
         return
     spec = SampleSpec(per_category=per_category)
     click.echo(f"timed runs: {per_category} per category (seed 0), budget {max_tokens}, early stop")
-    from mmlupro_local.engine.handles import backend
-
-    defaults = auto_mode(backend(-1), threads, path.stat().st_size)
-    runs = timed_runs(path, threads, best, spec, max_tokens, kv_type, lookup, flash, defaults)
+    defaults = target.rule_mode()
+    runs = timed_runs(target, best, spec, max_tokens, lookup, flash)
     _table(runs, "--parallel 1")
     click.echo(f"peak resident memory: {peak_memory_mib():.0f} MiB")
     # against the runs that also began with an empty prefix cache
@@ -199,7 +198,7 @@ def _bench_servers(
     settings = [ServerSettings(url=url) for url in servers]
     spec = SampleSpec(per_category=per_category)
     click.echo(f"timed runs: {per_category} per category (seed 0), budget {max_tokens}, early stop")
-    runs = server_runs(settings, widths, spec, max_tokens, path, threads or physical_cores())
+    runs = server_runs(settings, widths, spec, max_tokens, path, threads)
     _table(runs, runs[0].name)
     click.echo(f"  {'':<50}{'q/s':>8}{'gen tokens/s':>14}{'client CPU ms/q':>17}")
     for r in runs:

@@ -11,9 +11,7 @@ from typing import Any
 import click
 
 from mmlupro_local.cli import options as o
-from mmlupro_local.engine import EngineSettings
 from mmlupro_local.engine.server import redact_command
-from mmlupro_local.model.hardware import physical_cores
 from mmlupro_local.model.source import model_path
 from mmlupro_local.run.request import RunRequest, default_out
 from mmlupro_local.run.targets.gguf import GgufSpec
@@ -94,7 +92,7 @@ def divergence_cmd(reference: str, model: str, **options: Any) -> None:
     )
     echo, progress = (lambda t: click.echo(t, err=True)), o.show_progress(options)
     texts = reference_texts(ref_path, request, options["results"], echo=echo, progress=progress)
-    settings = EngineSettings(threads=threads or physical_cores(), gpu_layers=target.layers)
+    settings = target.engine_settings()
     report = measure(ref_path, model_file, texts, settings, k=options["top_k"], progress=progress)
     if options["fmt"] == "json":
         click.echo(json.dumps(report.to_json(), indent=2))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmlupro_local.engine import Engine, EngineSettings, KvType
-from mmlupro_local.engine.mode import auto_mode
+from mmlupro_local.engine.mode import EngineMode, auto_mode
 from mmlupro_local.engine.shapes import ShapeRule, rule_for
 from mmlupro_local.model.fingerprint import model_record, model_sha256
 from mmlupro_local.model.gguf import GgufInfo, read_gguf
@@ -82,6 +82,30 @@ class GgufSpec(TargetSpec):
     @property
     def attention(self) -> bool | None:
         return default_flash_attn(self.layers) if self.flash_attn is None else self.flash_attn
+
+    @property
+    def cores(self) -> int:
+        """The CPU threads: --threads, else this machine's physical cores."""
+        return self.threads or physical_cores()
+
+    def rule_mode(self) -> EngineMode:
+        """The engine mode the rule chooses for this model on this machine (what `run`
+        does when nothing is given or recorded; `bench` times the same)."""
+        from mmlupro_local.engine.handles import backend
+
+        return auto_mode(backend(self.layers), self.cores, self.rule_size)
+
+    def engine_settings(self, *, threads: int | None = None, lookup: int = 0) -> EngineSettings:
+        """The in-process engine's settings, decided here for `run`, `bench` and
+        `divergence` alike: GPU layers, flash attention and KV type as given or by this
+        machine's defaults."""
+        return EngineSettings(
+            threads=threads or self.cores,
+            gpu_layers=self.layers,
+            flash_attn=self.attention,
+            kv_type=self.kv_type,
+            lookup=lookup,
+        )
 
     @property
     def stem(self) -> str:
@@ -178,12 +202,9 @@ class LocalModel(Target):
         spec = self.spec
         alone = request.answering.one_at_a_time
         if alone:  # one question at a time, nothing generated
-            return Mode(1, 0, spec.threads or physical_cores(), alone)
-        from mmlupro_local.engine.handles import backend
-
-        cores = spec.threads or physical_cores()
-        size = spec.rule_size
-        rule = auto_mode(backend(spec.layers), cores, size)
+            return Mode(1, 0, spec.cores, alone)
+        cores = spec.cores
+        rule = spec.rule_mode()
         engine = recorded.engine if recorded is not None else None
         threads = cores
         if spec.threads is None and isinstance(engine, LocalEngineIdentity) and engine.threads:
@@ -204,14 +225,7 @@ class LocalModel(Target):
         return Mode(parallel, lookup, threads, rule.reason, line)
 
     def settings(self, plan: RunPlan) -> EngineSettings:
-        s = self.spec
-        return EngineSettings(
-            threads=plan.threads,
-            gpu_layers=s.layers,
-            flash_attn=s.attention,
-            kv_type=s.kv_type,
-            lookup=plan.lookup,
-        )
+        return self.spec.engine_settings(threads=plan.threads, lookup=plan.lookup)
 
     def engine_identity(self, plan: RunPlan) -> LocalEngineIdentity:
         s = self.settings(plan)
