@@ -209,3 +209,11 @@ def test_languages_compare_side_by_side_on_the_questions_they_share(tmp_path: Pa
     assert compared.exit_code == 0, compared.output
     assert "different languages (A ko, B de)" in compared.output
     assert "Not compared: 3 of A's and 0 of B's questions" in compared.output
+
+
+def test_a_think_budget_closes_into_the_language_s_answer_phrase() -> None:
+    settings = AnswerSettings(stop="Frage:", think_budget=2, wording=prox_wording("de"))
+    watcher = StopWatcher(settings, started_thinking=True)
+    assert watcher.feed("hmm") is None and watcher.take_forced() == ""
+    assert watcher.feed(" so") is None
+    assert watcher.take_forced() == "\n</think>\n\nDie Antwort ist ("
