@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server test-models demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-exact bench-peer bench-dataset bench-extract dataset-check fit-items study-estimates bench-client bench-storm bench-html bench-abort clean
+.PHONY: install llama-server test-models demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-exact bench-peer bench-dataset bench-extract dataset-check fit-items study-estimates prox-golden bench-client bench-storm bench-html bench-abort clean
 
 install: $(STAMP)
 
@@ -133,6 +133,15 @@ fit-items: install
 # 200 seeds, at 70, 140, 560 and 1,400 questions (about 3 minutes).
 study-estimates: install
 	$(BIN)/python scripts/study_estimates.py --seeds 200
+
+# MMLU-ProX: the fixture rows, then lm-evaluation-harness's own rendering of their
+# prompts and its language tables, from lm-eval in an environment of its own (.venv-lmeval)
+LM_EVAL_VERSION := 0.4.13
+prox-golden: install
+	$(BIN)/python scripts/prox_fixture.py
+	@test -x .venv-lmeval/bin/python || "$$(scripts/find_python.sh "$(PYTHON)")" -m venv .venv-lmeval
+	.venv-lmeval/bin/python -m pip install --quiet "lm-eval==$(LM_EVAL_VERSION)"
+	.venv-lmeval/bin/python scripts/prox_golden.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -87,6 +87,7 @@ def _settings(reports: list[RunReport]) -> str:
         "seed",
         "sample",
         "dataset",
+        "language",
         "dataset_sha256",
         "tool_version",
     )

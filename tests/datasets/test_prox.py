@@ -117,6 +117,9 @@ def test_a_run_in_korean_is_recorded_reported_and_resumed_as_korean(tmp_path: Pa
     assert [r["pred"] for r in records] == ["B", "B"]
     assert "estimated 'ko' score in Korean on law, math" in result.output, result.output
     assert load_report(out).settings["language"] == "ko"
+    page = tmp_path / "ko.html"
+    assert invoke("report", str(out), "--html", str(page)).exit_code == 0
+    assert "<tr><th>language</th><td>ko</td></tr>" in page.read_text(encoding="utf-8")
     # the same rows under another language are another prompt: the file refuses it
     assert (
         invoke("dataset", "import", str(FIXTURE / "ko"), "--name", "ko", "--lang", "de").exit_code
