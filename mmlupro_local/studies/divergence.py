@@ -35,6 +35,7 @@ from mmlupro_local.results.store import read_results
 from mmlupro_local.run.request import RunRequest
 from mmlupro_local.run.runner import run
 from mmlupro_local.task.prompt import ChatRenderer, build_prompt
+from mmlupro_local.task.wording import wording_for
 
 TOP_K = 64
 Echo = Callable[[str], None]
@@ -292,7 +293,12 @@ def reference_texts(
     for q in sorted(sample, key=lambda q: (q.category, q.question_id)):  # shared prefixes
         record = records[q.question_id]
         prompt = build_prompt(
-            q, dataset.validation, request.prompt, shots=record.shots, render_chat=render
+            q,
+            dataset.validation,
+            request.prompt,
+            shots=record.shots,
+            render_chat=render,
+            wording=wording_for(dataset.language),
         )
         texts.append(Text(q.category, prompt.text, record.response))
     return texts

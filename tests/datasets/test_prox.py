@@ -220,3 +220,26 @@ def test_a_think_budget_closes_into_the_language_s_answer_phrase() -> None:
     assert watcher.feed("hmm") is None and watcher.take_forced() == ""
     assert watcher.feed(" so") is None
     assert watcher.take_forced() == "\n</think>\n\nDie Antwort ist ("
+
+
+def test_divergence_feeds_the_prompts_the_run_sent(tmp_path: Path) -> None:
+    """Teacher forcing rebuilds each prompt: in the dataset's language, as the run sent it."""
+    from mmlupro_local.datasets.sampling import SampleSpec
+    from mmlupro_local.run.request import RunRequest
+    from mmlupro_local.run.targets.gguf import GgufSpec
+    from mmlupro_local.studies.divergence import reference_texts
+
+    assert invoke("dataset", "import", str(FIXTURE / "ar"), "--name", "ar").exit_code == 0
+    model = write_fake_model(tmp_path / "m.gguf")
+    out = tmp_path / "ar.jsonl"
+    engine = FakeEngine(lambda prompt: "الإجابة هي (A)")
+    args = ("run", str(model), "--dataset", "ar", "--per-category", "1", "--categories", "law")
+    assert invoke_with(engine, *args, "--out", str(out)).exit_code == 0
+    request = RunRequest(
+        target=GgufSpec(path=model),
+        out=tmp_path / "unused.jsonl",
+        dataset="ar",
+        sample=SampleSpec(per_category=1, categories=("law",)),
+    )
+    (text,) = reference_texts(model, request, out, echo=lambda _: None, progress=False)
+    assert [text.prompt] == engine.calls
