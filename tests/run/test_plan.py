@@ -35,6 +35,7 @@ from mmlupro_local.run.targets import (
     Target,
     TargetOptionError,
     TargetSpec,
+    kind,
     specs_from_options,
 )
 from mmlupro_local.run.targets.gguf import GgufSpec
@@ -180,6 +181,13 @@ def test_the_run_s_kind_is_the_registered_kind_its_options_name(
             return ScriptedTarget()
 
     monkeypatch.setitem(KINDS, "echo", EchoSpec)
+
+    class Unfinished(TargetSpec):  # no stem, open or from_options
+        pass
+
+    with pytest.raises(TypeError, match="kind 'half' leaves out from_options, open, stem"):
+        kind("half")(Unfinished)
+    assert "half" not in KINDS
     given: dict[str, str] = {}
 
     def shown(names: Sequence[str]) -> str | None:

@@ -34,9 +34,13 @@ S = TypeVar("S", bound="type[TargetSpec]")
 
 
 def kind(name: str) -> Callable[[S], S]:
-    """Register a TargetSpec class under `name`."""
+    """Register a TargetSpec class under `name`; one that leaves an abstract method out
+    fails here, when its module is imported."""
 
     def register(cls: S) -> S:
+        missing = sorted(getattr(cls, "__abstractmethods__", ()))
+        if missing:
+            raise TypeError(f"target kind {name!r} leaves out {', '.join(missing)}")
         cls.kind = name
         KINDS[name] = cls
         return cls
