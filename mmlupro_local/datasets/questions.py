@@ -61,8 +61,15 @@ def prox_options(row: Mapping[str, Any]) -> Mapping[str, Any]:
     if "options" in row or PROX_OPTIONS[0] not in row:
         return row
     options = [row.get(name) for name in PROX_OPTIONS]
+    given = [o for o in options if o is not None]
+    if options[: len(given)] != given:  # the harness letters option_i as the i-th letter
+        gap = options.index(None)
+        raise RowError(
+            PROX_OPTIONS[gap],
+            f"null before a later option: its letters would not be A-{LETTERS[len(given) - 1]}",
+        )
     rest = {k: v for k, v in row.items() if k not in PROX_OPTIONS}
-    return {**rest, "options": [o for o in options if o is not None]}
+    return {**rest, "options": given}
 
 
 def parse_row(row: Mapping[str, Any], split: str) -> Question:

@@ -243,3 +243,18 @@ def test_divergence_feeds_the_prompts_the_run_sent(tmp_path: Path) -> None:
     )
     (text,) = reference_texts(model, request, out, echo=lambda _: None, progress=False)
     assert [text.prompt] == engine.calls
+
+
+def test_a_row_with_a_null_option_before_a_given_one_is_refused(tmp_path: Path) -> None:
+    """The harness letters option_i as the i-th letter: compacting the options past a
+    null would shift every later letter, so such a row is named rather than read."""
+    rows = (FIXTURE / "de" / "test.jsonl").read_text(encoding="utf-8").splitlines()
+    broken = json.loads(rows[3])
+    broken["option_2"] = None
+    folder = tmp_path / "de"
+    folder.mkdir()
+    (folder / "test.jsonl").write_text("\n".join([*rows[:3], json.dumps(broken), *rows[4:]]) + "\n")
+    (folder / "validation.jsonl").write_bytes((FIXTURE / "de" / "validation.jsonl").read_bytes())
+    result = invoke("dataset", "import", str(folder), "--name", "gap")
+    assert result.exit_code == 1
+    assert "test.jsonl line 4: field 'option_2': null before a later option" in result.output
