@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server test-models demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-exact bench-peer bench-dataset bench-extract dataset-check fit-items study-estimates prox-golden bench-client bench-storm bench-html bench-abort clean
+.PHONY: install llama-server llama-quantize test-models demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-exact bench-peer bench-dataset bench-extract dataset-check fit-items study-estimates prox-golden bench-client bench-storm bench-html bench-abort clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ $(STAMP): pyproject.toml scripts/llama_wheel.sh scripts/llama_cmake_args.sh scri
 # same CMake flags, cached beside the wheel (7 m 37 s on 2 cores here, once); prints its path.
 llama-server: install
 	@scripts/llama_server.sh $(BIN)/python $(LLAMA_CPP_VERSION)
+
+# llama.cpp's llama-quantize, built the same way (issue 34: lower quants of the test models)
+llama-quantize: install
+	@scripts/llama_tool.sh $(BIN)/python $(LLAMA_CPP_VERSION) llama-quantize
 
 # A small real evaluation: SmolLM2-135M, 1 question per category (14), budget 256 tokens
 # (the official budget is 2048), a few minutes on 2 cores. Rerun to see it resume.

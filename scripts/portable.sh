@@ -88,12 +88,16 @@ python_arch() {
   echo "$arch"
 }
 
-# wheel_key PYTHON VERSION ARGS / server_key VERSION ARGS: the build caches' keys.
+# wheel_key PYTHON VERSION ARGS / tool_key VERSION ARGS PROGRAM: the build caches' keys
+# (server_key: llama-server's, as it always was).
 wheel_key() {
   pytag=$("$1" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
   arch=$(python_arch "$1")
   printf '%s|%s|%s|%s-%s' "$2" "$3" "$pytag" "$(uname -s)" "$arch" | sha256_16
 }
+tool_key() {
+  printf '%s|%s|%s|%s-%s' "$1" "$2" "$3" "$(uname -s)" "$(uname -m)" | sha256_16
+}
 server_key() {
-  printf '%s|%s|llama-server|%s-%s' "$1" "$2" "$(uname -s)" "$(uname -m)" | sha256_16
+  tool_key "$1" "$2" llama-server
 }
