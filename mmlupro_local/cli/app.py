@@ -13,6 +13,7 @@ from mmlupro_local.cli.commands.dataset import dataset
 from mmlupro_local.cli.commands.divergence import divergence_cmd
 from mmlupro_local.cli.commands.model import model
 from mmlupro_local.cli.commands.prompt import prompt
+from mmlupro_local.cli.commands.quants import quants_cmd
 from mmlupro_local.cli.commands.report import compare_cmd, report_cmd
 from mmlupro_local.cli.commands.run import run_cmd
 from mmlupro_local.engine import EngineError
@@ -76,6 +77,7 @@ for command in (
     report_cmd,
     compare_cmd,
     divergence_cmd,
+    quants_cmd,
     cache,
     bench_cmd,
 ):

@@ -6,6 +6,7 @@ llama.cpp sees it, and read the chat template, architecture and sizes from metad
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,13 @@ class GgufInfo:
     metadata: dict[str, Any] = field(repr=False)
     tensor_count: int
     data_end: int  # where the last tensor ends; a smaller file is truncated
+    parameters: int = 0  # the weights' elements, every tensor's together
+
+    @property
+    def bits_per_weight(self) -> float | None:
+        """The file's bits over its weights (metadata and vocabulary included, as
+        llama.cpp's own figure counts the file)."""
+        return self.size * 8 / self.parameters if self.parameters else None
 
     @property
     def architecture(self) -> str:
@@ -207,7 +215,8 @@ def _parse(handle: IO[bytes], path: Path, size: int) -> GgufInfo:
             f"{path} is truncated: {size:,} bytes, but its tensors need {data_end:,}. "
             "The download was probably interrupted; download the model again."
         )
-    return GgufInfo(path, version, size, metadata, tensor_count, data_end)
+    parameters = sum(math.prod(dims) for dims, _, _ in tensors)
+    return GgufInfo(path, version, size, metadata, tensor_count, data_end, parameters)
 
 
 def _check_vocabulary(tokens: Any, path: Path) -> None:

@@ -415,6 +415,8 @@ class ResultRecord:
     option_logprobs: Mapping[str, float] = field(
         default_factory=dict, metadata=OMIT_DEFAULT
     )  # --method logprob
+    # the part of decode_seconds spent reading the prompt (0: not recorded, or all cached)
+    prompt_seconds: float = field(default=0.0, metadata=OMIT_DEFAULT)
     # keys of later releases, kept as they were
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, metadata=SKIP)
 

@@ -4,8 +4,6 @@ sample with and without parallel decoding and the prefix cache."""
 from __future__ import annotations
 
 import os
-import resource
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +19,7 @@ from mmlupro_local.run.request import RunRequest
 from mmlupro_local.run.runner import run
 from mmlupro_local.run.targets.gguf import GgufSpec
 from mmlupro_local.run.targets.server import ServerSpec
+from mmlupro_local.studies.peak import peak_rss_bytes
 
 Echo = Callable[[str], None]
 TIMED_BUDGET = 512  # the timed runs' budget: most answers end before it, loops stop at it
@@ -249,6 +248,5 @@ def server_runs(
 
 
 def peak_memory_mib() -> float:
-    """This process's peak resident memory: ru_maxrss counts KiB on Linux, bytes on macOS."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    """This process's peak resident memory (studies.peak)."""
+    return peak_rss_bytes() / 2**20

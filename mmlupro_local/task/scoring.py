@@ -51,6 +51,7 @@ def result_record(
         generated_tokens=generation.generated_tokens,
         seconds=round(generation.seconds, 4),
         decode_seconds=round(generation.decode_seconds, 4),
+        prompt_seconds=round(generation.prompt_seconds, 4),
         stop_reason=generation.stop_reason,
         guessed_tokens=generation.guessed_tokens,
         reasoning=generation.reasoning,

@@ -171,10 +171,10 @@ def test_model_info_shows_ram_and_metals_budget(
 
 def test_the_sed_hint_and_peak_memory_are_right_on_macos(monkeypatch: pytest.MonkeyPatch) -> None:
     from mmlupro_local.results.store import delete_line
-    from mmlupro_local.studies import bench
+    from mmlupro_local.studies import bench, peak
 
     monkeypatch.setattr(
-        bench.resource, "getrusage", lambda who: type("R", (), {"ru_maxrss": 300 * 2**20})
+        peak.resource, "getrusage", lambda who: type("R", (), {"ru_maxrss": 300 * 2**20})
     )
     monkeypatch.setattr(sys, "platform", "darwin")
     assert delete_line(7, Path("/r s.jsonl")) == "sed -i '' '7d' '/r s.jsonl'"

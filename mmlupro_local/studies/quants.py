@@ -1,0 +1,305 @@
+"""Which quantization to run: every figure that answers it, for each model against the
+first (the reference), in one resumable pass, one model in memory at a time.
+
+Order: every model is checked (file, memory) before anything runs; the reference
+answers the first sample; each other model's teacher-forced divergence along those
+answers is measured (cheap, and it stands whatever accuracy settles); then each model
+answers the same sample. The sample then doubles (nested, seeded) for the models whose
+verdict is not settled, until all are or --max-questions is reached. Each look's
+intervals are widened for the number of looks planned (equivalence.look_z), so that
+stopping when a verdict looks settled does not make it settled by chance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmlupro_local.datasets.sampling import SampleSpec
+from mmlupro_local.engine import round_ctx
+from mmlupro_local.errors import MmluProError
+from mmlupro_local.model.gguf import read_gguf
+from mmlupro_local.results.equivalence import Settled, look_z, predicted, settle
+from mmlupro_local.results.estimates import paired, strict
+from mmlupro_local.results.report import RunReport, load_report
+from mmlupro_local.run.request import RunRequest
+from mmlupro_local.run.runner import run
+from mmlupro_local.run.targets.gguf import GgufSpec
+from mmlupro_local.studies.divergence import (
+    DivergenceError,
+    check_pair,
+    measure,
+    reference_texts,
+)
+from mmlupro_local.studies.peak import memory_peak
+
+Echo = Callable[[str], None]
+CATEGORIES = 14
+
+
+@dataclass(frozen=True)
+class Interval:
+    value: float
+    low: float
+    high: float
+
+    def to_json(self) -> dict[str, float]:
+        return {"value": self.value, "low": self.low, "high": self.high}
+
+
+@dataclass
+class QuantRow:
+    """One model's figures (fractions of 1 for scores, nats for KL)."""
+
+    name: str
+    path: Path
+    reference: bool
+    size_bytes: int
+    quant_type: str
+    bits_per_weight: float | None
+    prompt_tokens_per_s: float = 0.0
+    gen_tokens_per_s: float = 0.0
+    peak_memory_bytes: int | None = None
+    kl_mean: float | None = None
+    kl_p99: float | None = None
+    top1_agreement: float | None = None
+    divergence_note: str = ""  # why there is no divergence figure
+    estimate: Interval | None = None
+    estimator: str = ""  # "own" or "reference as predictor"
+    difference: Interval | None = None
+    settled: Settled = field(default_factory=lambda: Settled("unsettled", 0))
+    questions: int = 0
+    out: Path | None = None
+
+    @property
+    def verdict(self) -> str:
+        return "equivalent" if self.reference else self.settled.verdict
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "reference": self.reference,
+            "size_bytes": self.size_bytes,
+            "quant_type": self.quant_type,
+            "bits_per_weight": self.bits_per_weight,
+            "prompt_tokens_per_s": self.prompt_tokens_per_s,
+            "gen_tokens_per_s": self.gen_tokens_per_s,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "kl_mean": self.kl_mean,
+            "kl_p99": self.kl_p99,
+            "top1_agreement": self.top1_agreement,
+            "divergence_note": self.divergence_note or None,
+            "estimate": self.estimate.to_json() if self.estimate else None,
+            "estimator": self.estimator,
+            "difference": self.difference.to_json() if self.difference else None,
+            "verdict": self.verdict,
+            "more_questions": 0 if self.reference else self.settled.more_questions,
+            "questions": self.questions,
+            "results": str(self.out) if self.out else None,
+        }
+
+
+@dataclass(frozen=True)
+class QuantsPlan:
+    models: list[Path]  # the reference first
+    out_dir: Path
+    margin: float  # fraction of 1
+    start: int  # questions per category in the first round
+    max_questions: int  # the most any model answers
+    seed: int = 0
+    max_tokens: int | None = None
+    threads: int | None = None
+    gpu_layers: int | None = None
+    dataset: str = "mmlu-pro"
+    reference_results: Path | None = None
+
+    @property
+    def rounds(self) -> list[int]:
+        """Questions per category at each look: doubling from `start` up to the cap."""
+        cap = max(self.start, self.max_questions // CATEGORIES)
+        sizes, n = [], self.start
+        while n < cap:
+            sizes.append(n)
+            n *= 2
+        return [*sizes, cap]
+
+
+def evaluate(plan: QuantsPlan, *, echo: Echo, progress: bool) -> list[QuantRow]:
+    specs = [
+        GgufSpec(path=p, threads=plan.threads, gpu_layers=plan.gpu_layers) for p in plan.models
+    ]
+    rows = [_row(spec, index == 0) for index, spec in enumerate(specs)]
+    _check_memory(specs, plan)
+    if plan.reference_results is not None:
+        check_nested(plan.reference_results, plan)
+        rows[0].out = plan.reference_results
+    z = look_z(len(plan.rounds))
+    reference = rows[0]
+    for looks, per_category in enumerate(plan.rounds, start=1):
+        sample = SampleSpec(per_category=per_category, seed=plan.seed)
+        echo(f"quants: look {looks} of at most {len(plan.rounds)}, {per_category} per category")
+        ref_request = _request(specs[0], plan, sample)
+        if plan.reference_results is None:
+            _answer(reference, ref_request, echo, progress)
+        if looks == 1:
+            for row, spec in zip(rows[1:], specs[1:], strict=True):
+                _diverge(row, spec, ref_request, plan, echo, progress)
+        for row, spec in zip(rows[1:], specs[1:], strict=True):
+            if row.verdict == "unsettled":
+                _answer(row, _request(spec, plan, sample), echo, progress)
+        ref_report = load_report(plan.reference_results or ref_request.out)
+        reference.estimate = _own(ref_report)
+        reference.estimator = "own"
+        for row in rows[1:]:
+            _figures(row, ref_report, plan, z)
+        if all(r.verdict != "unsettled" for r in rows[1:]):
+            break
+    return rows
+
+
+def _row(spec: GgufSpec, reference: bool) -> QuantRow:
+    info = read_gguf(spec.path)  # a missing, foreign or truncated file, named now
+    return QuantRow(
+        name=spec.path.name,
+        path=spec.path,
+        reference=reference,
+        size_bytes=info.size,
+        quant_type=info.quantization,
+        bits_per_weight=info.bits_per_weight,
+    )
+
+
+def _check_memory(specs: list[GgufSpec], plan: QuantsPlan) -> None:
+    """Every model against this machine's memory before the first runs (issue 34: not
+    after the others)."""
+    from mmlupro_local.run.targets.gguf import LocalModel
+
+    budget = plan.max_tokens or 2048
+    for spec in specs:
+        target = LocalModel(spec, lambda *_: None)  # type: ignore[arg-type]
+        warnings: list[str] = []
+        target.check_memory(round_ctx(budget + 2048), warnings, 1)
+
+
+def _request(spec: GgufSpec, plan: QuantsPlan, sample: SampleSpec) -> RunRequest:
+    stem = spec.path.name.removesuffix(".gguf")
+    return RunRequest(
+        target=spec,
+        out=plan.out_dir / f"{stem}.seed{plan.seed}.jsonl",
+        dataset=plan.dataset,
+        sample=sample,
+        max_tokens=plan.max_tokens,
+    )
+
+
+def _answer(row: QuantRow, request: RunRequest, echo: Echo, progress: bool) -> None:
+    """The model answers the sample (resuming its file), its peak memory measured."""
+    with memory_peak() as peak:
+        outcome = run(request, echo=echo, progress=progress)
+    row.out = outcome.path
+    if peak.bytes is not None:
+        row.peak_memory_bytes = max(row.peak_memory_bytes or 0, peak.bytes)
+    if outcome.interrupted:
+        raise KeyboardInterrupt
+    rates = _rates(load_report(outcome.path))
+    row.prompt_tokens_per_s, row.gen_tokens_per_s = rates
+
+
+def _rates(report: RunReport) -> tuple[float, float]:
+    """Prompt and generation tokens/s as the engine measured them on this run's answers
+    (time inside llama_decode, the prompt's part apart)."""
+    records = report.records
+    prompt = sum(r.decoded_prompt_tokens for r in records)
+    prompt_s = sum(r.prompt_seconds for r in records)
+    generated = sum(r.generated_tokens for r in records)
+    gen_s = sum(r.decode_seconds - r.prompt_seconds for r in records)
+    return (prompt / prompt_s if prompt_s > 0 else 0.0, generated / gen_s if gen_s > 0 else 0.0)
+
+
+def _diverge(
+    row: QuantRow,
+    spec: GgufSpec,
+    ref_request: RunRequest,
+    plan: QuantsPlan,
+    echo: Echo,
+    progress: bool,
+) -> None:
+    """KL and top-token agreement along the reference's answers; a model of another
+    vocabulary gets every other figure and says why it has none of these."""
+    reference = plan.models[0]
+    try:
+        check_pair(reference, spec.path)
+    except DivergenceError as exc:
+        row.divergence_note = str(exc)
+        return
+    texts = reference_texts(
+        reference, ref_request, plan.reference_results, echo=echo, progress=progress
+    )
+    with memory_peak() as peak:
+        found = measure(reference, spec.path, texts, spec.engine_settings(), progress=progress)
+    if peak.bytes is not None:
+        row.peak_memory_bytes = max(row.peak_memory_bytes or 0, peak.bytes)
+    row.kl_mean, row.kl_p99 = found.overall.mean_kl, found.overall.p99_kl
+    row.top1_agreement = found.overall.same_top
+
+
+def _own(report: RunReport) -> Interval | None:
+    score = report.score
+    if score is None:
+        return None
+    e = score.strict
+    return Interval(e.value, e.low, e.high)
+
+
+def _figures(row: QuantRow, ref_report: RunReport, plan: QuantsPlan, z: float) -> None:
+    if row.out is None:
+        return
+    mine = load_report(row.out)
+    row.questions = len(mine.records)
+    ref_by_id = {r.question_id: r for r in ref_report.records}
+    pairs = [(ref_by_id[r.question_id], r) for r in mine.records if r.question_id in ref_by_id]
+    sizes = mine.sizes or {}
+    diff = paired(pairs, sizes, strict) if sizes else None
+    own = _own(mine)
+    row.estimate, row.estimator = own, "own"
+    if diff is None:
+        return
+    half = z * math.sqrt(diff.variance)
+    low, high = max(-1.0, diff.value - half), min(1.0, diff.value + half)
+    row.difference = Interval(diff.value, low, high)
+    row.settled = settle(diff.value, low, high, plan.margin, diff.questions, diff.population)
+    by_category: dict[str, list[bool]] = {}
+    for r in ref_report.records:
+        by_category.setdefault(r.category, []).append(r.correct)
+    outcomes: dict[str, list[tuple[bool, bool]]] = {}
+    for x, y in pairs:
+        outcomes.setdefault(x.category, []).append((x.correct, y.correct))
+    guess = predicted(by_category, outcomes, {h: n for h, n in sizes.items() if h in outcomes})
+    if guess is None:
+        return
+    low_p, high_p = guess.interval(z)
+    if own is None or (high_p - low_p) < (own.high - own.low):
+        row.estimate, row.estimator = Interval(guess.value, low_p, high_p), "reference as predictor"
+
+
+class QuantsError(MmluProError):
+    """Models that cannot be compared as asked."""
+
+
+def check_nested(reference_results: Path, plan: QuantsPlan) -> None:
+    """A reference's results file predicts only when the quants' samples lie inside its
+    own: the same seed, and at least as many questions per category."""
+    report = load_report(reference_results)
+    sample = report.latest.sample
+    wanted = plan.rounds[-1]
+    inside = sample.per_category is None and sample.fraction is None  # a full run
+    inside = inside or (sample.seed == plan.seed and (sample.per_category or 0) >= wanted)
+    if not inside:
+        raise QuantsError(
+            f"{reference_results} holds {sample.description}; the quants' samples must lie "
+            f"inside it (seed {plan.seed}, up to {wanted} per category): run the reference "
+            "with those, or in full"
+        )

@@ -1,0 +1,41 @@
+"""`quants` without a model: its rounds, its refusals, and the peak memory it reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fakes import invoke, write_fake_model
+from mmlupro_local.studies.peak import memory_peak
+from mmlupro_local.studies.quants import QuantsPlan
+
+
+@pytest.mark.parametrize(
+    ("start", "most", "rounds"),
+    [(5, 1400, [5, 10, 20, 40, 80, 100]), (1, 14, [1]), (10, 280, [10, 20]), (3, 14, [3])],
+)
+def test_the_sample_doubles_up_to_the_cap(start: int, most: int, rounds: list[int]) -> None:
+    plan = QuantsPlan(models=[], out_dir=Path("."), margin=0.01, start=start, max_questions=most)
+    assert plan.rounds == rounds
+
+
+def test_a_model_given_twice_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    model = write_fake_model(tmp_path / "m.gguf")
+    result = invoke("quants", str(model), str(model))
+    assert result.exit_code == 2
+    assert "m is given twice" in result.output and "a copy under another name" in result.output
+
+
+def test_the_peak_is_the_block_s_where_the_kernel_resets_it(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "clear_refs").write_text("")
+    (proc / "status").write_text("Name:\tpython\nVmHWM:\t  204800 kB\nVmRSS:\t1 kB\n")
+    with memory_peak(proc) as peak:
+        pass
+    assert (proc / "clear_refs").read_text() == "5"
+    assert (peak.bytes, peak.whole_process) == (200 * 2**20, False)
+    with memory_peak(tmp_path / "no-proc") as whole:
+        pass
+    assert whole.whole_process and whole.bytes is not None and whole.bytes > 0

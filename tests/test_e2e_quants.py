@@ -1,0 +1,48 @@
+"""End to end with SmolLM2-135M: `quants` on the model, a copy of it under another name
+and a requantization (Q4_0 through gguf-py), one look of 14 questions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parent.parent
+KEYS = {"size_bytes", "bits_per_weight", "prompt_tokens_per_s", "gen_tokens_per_s",
+        "peak_memory_bytes", "kl_mean", "kl_p99", "top1_agreement", "estimate",
+        "difference", "verdict"}  # fmt: skip
+
+
+def test_one_table_of_every_figure_for_each_model(smollm2: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.gguf"
+    shutil.copyfile(smollm2, copy)
+    q4_0 = tmp_path / "q4_0.gguf"
+    made = subprocess.run([sys.executable, str(ROOT / "scripts" / "requantize.py"), str(smollm2),
+                           str(q4_0), "Q4_0"], capture_output=True, text=True)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    args = [sys.executable, "-m", "mmlupro_local", "quants", str(smollm2), str(copy), str(q4_0),
+            "--per-category", "1", "--max-questions", "14", "--max-tokens", "32",
+            "--out-dir", str(tmp_path / "out"), "--no-progress", "--format", "json"]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr
+    reference, same, lower = json.loads(done.stdout)["models"]
+    for row in (reference, same, lower):
+        assert row.keys() >= KEYS
+        assert row["peak_memory_bytes"] > row["size_bytes"]
+        assert row["prompt_tokens_per_s"] > 0 and row["gen_tokens_per_s"] > 0
+    assert reference["reference"] and reference["verdict"] == "equivalent"
+    assert reference["quant_type"] == "Q4_1" and lower["quant_type"] == "Q4_0"
+    assert lower["bits_per_weight"] < reference["bits_per_weight"]
+    # a copy answers exactly as its reference: no divergence, no difference
+    assert (same["kl_mean"], same["kl_p99"], same["top1_agreement"]) == (0.0, 0.0, 1.0)
+    assert same["difference"]["value"] == 0.0
+    assert same["estimator"] == "reference as predictor"
+    assert lower["kl_mean"] > 0.01 and lower["top1_agreement"] < 1.0
+    # 14 questions settle nothing at a 1-point margin: each says how many more it needs
+    assert same["verdict"] == lower["verdict"] == "unsettled"
+    assert same["more_questions"] > 0 and lower["more_questions"] > 0
