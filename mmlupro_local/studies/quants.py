@@ -25,6 +25,7 @@ from mmlupro_local.model.gguf import read_gguf
 from mmlupro_local.results.equivalence import Settled, look_z, predicted, settle
 from mmlupro_local.results.estimates import paired, strict
 from mmlupro_local.results.report import RunReport, load_report
+from mmlupro_local.results.stats import Z95
 from mmlupro_local.run.request import RunRequest
 from mmlupro_local.run.runner import run
 from mmlupro_local.run.targets.gguf import GgufSpec
@@ -69,6 +70,8 @@ class QuantRow:
     divergence_note: str = ""  # why there is no divergence figure
     estimate: Interval | None = None
     estimator: str = ""  # "own" or "reference as predictor"
+    own: Interval | None = None  # the model's own estimate (the two, for comparing widths)
+    predicted: Interval | None = None  # the reference's estimate plus the difference
     difference: Interval | None = None
     settled: Settled = field(default_factory=lambda: Settled("unsettled", 0))
     questions: int = 0
@@ -94,6 +97,8 @@ class QuantRow:
             "divergence_note": self.divergence_note or None,
             "estimate": self.estimate.to_json() if self.estimate else None,
             "estimator": self.estimator,
+            "estimate_own": self.own.to_json() if self.own else None,
+            "estimate_from_reference": self.predicted.to_json() if self.predicted else None,
             "difference": self.difference.to_json() if self.difference else None,
             "verdict": self.verdict,
             "more_questions": 0 if self.reference else self.settled.more_questions,
@@ -151,7 +156,7 @@ def evaluate(plan: QuantsPlan, *, echo: Echo, progress: bool) -> list[QuantRow]:
             if row.verdict == "unsettled":
                 _answer(row, _request(spec, plan, sample), echo, progress)
         ref_report = load_report(plan.reference_results or ref_request.out)
-        reference.estimate = _own(ref_report)
+        reference.estimate = _own(ref_report, z)
         reference.estimator = "own"
         for row in rows[1:]:
             _figures(row, ref_report, plan, z)
@@ -246,12 +251,14 @@ def _diverge(
     row.top1_agreement = found.overall.same_top
 
 
-def _own(report: RunReport) -> Interval | None:
+def _own(report: RunReport, z: float) -> Interval | None:
+    """The run's own estimate, its interval widened from 95 % to `z` on each side."""
     score = report.score
     if score is None:
         return None
-    e = score.strict
-    return Interval(e.value, e.low, e.high)
+    e, scale = score.strict, z / Z95
+    low, high = e.value - (e.value - e.low) * scale, e.value + (e.high - e.value) * scale
+    return Interval(e.value, max(0.0, low), min(1.0, high))
 
 
 def _figures(row: QuantRow, ref_report: RunReport, plan: QuantsPlan, z: float) -> None:
@@ -263,8 +270,8 @@ def _figures(row: QuantRow, ref_report: RunReport, plan: QuantsPlan, z: float) -
     pairs = [(ref_by_id[r.question_id], r) for r in mine.records if r.question_id in ref_by_id]
     sizes = mine.sizes or {}
     diff = paired(pairs, sizes, strict) if sizes else None
-    own = _own(mine)
-    row.estimate, row.estimator = own, "own"
+    own = _own(mine, z)
+    row.estimate, row.estimator, row.own = own, "own", own
     if diff is None:
         return
     half = z * math.sqrt(diff.variance)
@@ -281,8 +288,9 @@ def _figures(row: QuantRow, ref_report: RunReport, plan: QuantsPlan, z: float) -
     if guess is None:
         return
     low_p, high_p = guess.interval(z)
+    row.predicted = Interval(guess.value, low_p, high_p)
     if own is None or (high_p - low_p) < (own.high - own.low):
-        row.estimate, row.estimator = Interval(guess.value, low_p, high_p), "reference as predictor"
+        row.estimate, row.estimator = row.predicted, "reference as predictor"
 
 
 class QuantsError(MmluProError):
