@@ -455,6 +455,15 @@ server_options = OptionGroup(
 )
 
 
+progress_option = opt(
+    "--progress/--no-progress",
+    default=None,
+    help="Show the progress bars [default: when stderr is a terminal].",
+)
+table_or_json_option = opt(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+
 output_options = OptionGroup(
     opt("--out", help="Results JSONL file (one model)."),
     opt(
@@ -464,9 +473,5 @@ output_options = OptionGroup(
         show_default=True,
         help="Where results files are named after their model, when --out is not given.",
     ),
-    opt(
-        "--progress/--no-progress",
-        default=None,
-        help="Show the progress bar [default: when stderr is a terminal].",
-    ),
+    progress_option,
 )

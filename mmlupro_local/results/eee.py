@@ -26,14 +26,14 @@ from mmlupro_local.datasets.dataset import EMBEDDED_NAME, Dataset, load_dataset
 from mmlupro_local.datasets.questions import Question
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.files import OutputError, output_text
+from mmlupro_local.hub import DEFAULT_REPO, PROX_REPO
 from mmlupro_local.results.figures import Figures
 from mmlupro_local.results.records import TOOL_NAME, ResultRecord, ServerEngineIdentity
 from mmlupro_local.results.report import RunReport
 from mmlupro_local.results.stats import Z95
 
 SCHEMA_VERSION = "0.3.0"
-HF_REPOS = {EMBEDDED_NAME: "TIGER-Lab/MMLU-Pro"}
-PROX_REPO = "li-lab/MMLU-ProX"
+HF_REPOS = {EMBEDDED_NAME: DEFAULT_REPO}
 
 
 @dataclass(frozen=True)

@@ -31,14 +31,17 @@ from mmlupro_local.run.runner import run
 from mmlupro_local.run.targets.gguf import GgufSpec
 from mmlupro_local.studies.divergence import (
     DivergenceError,
+    Text,
     check_pair,
     measure,
     reference_texts,
 )
 from mmlupro_local.studies.peak import memory_peak
+from mmlupro_local.task.settings import MAX_TOKENS
 
 Echo = Callable[[str], None]
 CATEGORIES = 14
+PROMPT_ALLOWANCE = 2048  # tokens a 5-shot prompt may take, for the memory check before runs
 
 
 @dataclass(frozen=True)
@@ -150,12 +153,13 @@ def evaluate(plan: QuantsPlan, *, echo: Echo, progress: bool) -> list[QuantRow]:
         if plan.reference_results is None:
             _answer(reference, ref_request, echo, progress)
         if looks == 1:
-            for row, spec in zip(rows[1:], specs[1:], strict=True):
-                _diverge(row, spec, ref_request, plan, echo, progress)
+            _diverge_all(rows, specs, ref_request, plan, echo, progress)
         for row, spec in zip(rows[1:], specs[1:], strict=True):
             if row.verdict == "unsettled":
                 _answer(row, _request(spec, plan, sample), echo, progress)
         ref_report = load_report(plan.reference_results or ref_request.out)
+        if plan.reference_results is None:
+            reference.prompt_tokens_per_s, reference.gen_tokens_per_s = _rates(ref_report)
         reference.estimate = _own(ref_report, z)
         reference.estimator = "own"
         for row in rows[1:]:
@@ -182,11 +186,11 @@ def _check_memory(specs: list[GgufSpec], plan: QuantsPlan) -> None:
     after the others)."""
     from mmlupro_local.run.targets.gguf import LocalModel
 
-    budget = plan.max_tokens or 2048
+    budget = plan.max_tokens or MAX_TOKENS
     for spec in specs:
         target = LocalModel(spec, lambda *_: None)  # type: ignore[arg-type]
         warnings: list[str] = []
-        target.check_memory(round_ctx(budget + 2048), warnings, 1)
+        target.check_memory(round_ctx(budget + PROMPT_ALLOWANCE), warnings, 1)
 
 
 def _request(spec: GgufSpec, plan: QuantsPlan, sample: SampleSpec) -> RunRequest:
@@ -209,8 +213,6 @@ def _answer(row: QuantRow, request: RunRequest, echo: Echo, progress: bool) -> N
         row.peak_memory_bytes = max(row.peak_memory_bytes or 0, peak.bytes)
     if outcome.interrupted:
         raise KeyboardInterrupt
-    rates = _rates(load_report(outcome.path))
-    row.prompt_tokens_per_s, row.gen_tokens_per_s = rates
 
 
 def _rates(report: RunReport) -> tuple[float, float]:
@@ -224,31 +226,35 @@ def _rates(report: RunReport) -> tuple[float, float]:
     return (prompt / prompt_s if prompt_s > 0 else 0.0, generated / gen_s if gen_s > 0 else 0.0)
 
 
-def _diverge(
-    row: QuantRow,
-    spec: GgufSpec,
+def _diverge_all(
+    rows: list[QuantRow],
+    specs: list[GgufSpec],
     ref_request: RunRequest,
     plan: QuantsPlan,
     echo: Echo,
     progress: bool,
 ) -> None:
-    """KL and top-token agreement along the reference's answers; a model of another
-    vocabulary gets every other figure and says why it has none of these."""
+    """KL and top-token agreement along the reference's answers (read once for all);
+    a model of another vocabulary gets every other figure and says why it has none of
+    these."""
     reference = plan.models[0]
-    try:
-        check_pair(reference, spec.path)
-    except DivergenceError as exc:
-        row.divergence_note = str(exc)
-        return
-    texts = reference_texts(
-        reference, ref_request, plan.reference_results, echo=echo, progress=progress
-    )
-    with memory_peak() as peak:
-        found = measure(reference, spec.path, texts, spec.engine_settings(), progress=progress)
-    if peak.bytes is not None:
-        row.peak_memory_bytes = max(row.peak_memory_bytes or 0, peak.bytes)
-    row.kl_mean, row.kl_p99 = found.overall.mean_kl, found.overall.p99_kl
-    row.top1_agreement = found.overall.same_top
+    texts: list[Text] | None = None
+    for row, spec in zip(rows[1:], specs[1:], strict=True):
+        try:
+            check_pair(reference, spec.path)
+        except DivergenceError as exc:
+            row.divergence_note = str(exc)
+            continue
+        if texts is None:
+            texts = reference_texts(
+                reference, ref_request, plan.reference_results, echo=echo, progress=progress
+            )
+        with memory_peak() as peak:
+            found = measure(reference, spec.path, texts, spec.engine_settings(), progress=progress)
+        if peak.bytes is not None:
+            row.peak_memory_bytes = max(row.peak_memory_bytes or 0, peak.bytes)
+        row.kl_mean, row.kl_p99 = found.overall.mean_kl, found.overall.p99_kl
+        row.top1_agreement = found.overall.same_top
 
 
 def _own(report: RunReport, z: float) -> Interval | None:
@@ -266,6 +272,7 @@ def _figures(row: QuantRow, ref_report: RunReport, plan: QuantsPlan, z: float) -
         return
     mine = load_report(row.out)
     row.questions = len(mine.records)
+    row.prompt_tokens_per_s, row.gen_tokens_per_s = _rates(mine)
     ref_by_id = {r.question_id: r for r in ref_report.records}
     pairs = [(ref_by_id[r.question_id], r) for r in mine.records if r.question_id in ref_by_id]
     sizes = mine.sizes or {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import ClassVar, Literal, get_args
 
 from mmlupro_local.datasets.questions import Question
@@ -32,31 +32,24 @@ Answers = Iterator[tuple[int, Generation]]
 Counter = Callable[[str], int]
 
 
+@dataclass(frozen=True, kw_only=True)
 class Fitting:
     """What fitting prompts into a context needs to know, besides the questions."""
 
-    def __init__(
-        self,
-        *,
-        budget: int,
-        ctx: int | None,
-        asked_ctx: int | None,
-        render: ChatRenderer | None,
-        trained_ctx: int | None,
-        count: Counter,
-        warnings: list[str],
-        pad: bool,
-        ctx_name: str,
-    ) -> None:
-        self.budget, self.ctx, self.asked_ctx = budget, ctx, asked_ctx
-        self.render, self.trained_ctx, self.count = render, trained_ctx, count
-        self.warnings, self.pad, self.ctx_name = warnings, pad, ctx_name
+    budget: int
+    ctx: int | None  # the context to fit (None: fit it to the prompts)
+    asked_ctx: int | None  # --ctx as given
+    render: ChatRenderer | None
+    trained_ctx: int | None
+    count: Counter
+    warnings: list[str]  # appended to
+    pad: bool
+    ctx_name: str
 
 
 class Method(ABC):
     name: ClassVar[MethodName]
     generates: ClassVar[bool]  # writes an answer (False: scores given continuations)
-    label: ClassVar[str]  # how a headline names it ("" for the official method)
     # in-process and one question at a time, whatever the engine mode rule says
     one_at_a_time: ClassVar[str] = ""
     # what tells a default results file of this method apart ("": the official)
@@ -148,7 +141,6 @@ class Method(ABC):
 class ChainOfThought(Method):
     name = "cot"
     generates = True
-    label = ""
 
     def settle(
         self,
@@ -261,7 +253,6 @@ def _think_note(*, raised: bool) -> str:
 class LetterChoice(Method):
     name = "logprob"
     generates = False
-    label = "letter choice (--method logprob)"
     one_at_a_time = "--method logprob scores one question at a time"
     file_infix = "logprob."
 

@@ -42,10 +42,6 @@ class Wording:
     subjects: tuple[tuple[str, str], ...] = ()
     drops_padding: bool = True  # "N/A" options left out, as the official script does
 
-    @property
-    def official(self) -> bool:
-        return self == OFFICIAL
-
     def subject(self, category: str) -> str:
         return dict(self.subjects).get(category.replace(" ", "_"), category)
 
@@ -137,12 +133,3 @@ def split_label(text: str) -> tuple[str, str]:
 def wording_for(language: str | None) -> Wording:
     """The wording of a dataset: the official English unless it carries a language."""
     return OFFICIAL if language is None else prox_wording(language)
-
-
-def wording_named(name: str) -> Wording:
-    """The wording a results file names ("" or "mmlu-pro": the official)."""
-    if name in ("", OFFICIAL.name):
-        return OFFICIAL
-    if not name.startswith(PROX_PREFIX):
-        raise WordingError(f"unknown prompt wording {name!r}")
-    return prox_wording(name.removeprefix(PROX_PREFIX))

@@ -34,6 +34,7 @@ from mmlupro_local.datasets.summary import (
 )
 from mmlupro_local.datasets.verify import verify
 from mmlupro_local.files import output_text
+from mmlupro_local.hub import DEFAULT_REPO, PROX_REPO
 
 
 @click.group()
@@ -194,7 +195,7 @@ def fetch_cmd(
     if benchmark == "mmlu-pro":
         if languages:
             raise click.UsageError("--lang is for mmlu-prox: dataset fetch mmlu-prox --lang ko")
-        fetched = [fetch(revision=revision, name=name, repo=repo or "TIGER-Lab/MMLU-Pro")]
+        fetched = [fetch(revision=revision, name=name, repo=repo or DEFAULT_REPO)]
     else:
         if not languages:
             raise click.UsageError(f"give one --lang or more ({', '.join(PROX_LANGUAGES)})")
@@ -203,7 +204,7 @@ def fetch_cmd(
                 f"MMLU-ProX is stored as {prox_name(languages[0])}: leave out --name"
             )
         fetched = [
-            fetch_prox(language=lang, revision=revision, **({"repo": repo} if repo else {}))
+            fetch_prox(language=lang, revision=revision, repo=repo or PROX_REPO)
             for lang in dict.fromkeys(languages)
         ]
     for data in fetched:

@@ -47,14 +47,7 @@ from mmlupro_local.studies.divergence import TOP_K, check_pair, measure, referen
     show_default=True,
     help="Reference tokens kept per position (the rest count as one).",
 )
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Show the progress bars [default: when stderr is a terminal].",
-)
+@o.OptionGroup(o.table_or_json_option, o.progress_option)
 @o.dataset_option
 def divergence_cmd(reference: str, model: str, **options: Any) -> None:
     """How far MODEL's next-token distributions are from REFERENCE's, far more sensitive

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,14 +58,7 @@ NO_FIGURE = "-"
     show_default=True,
     help="Where each model's results file is kept (each resumable).",
 )
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Show the progress bars [default: when stderr is a terminal].",
-)
+@o.OptionGroup(o.table_or_json_option, o.progress_option)
 @o.dataset_option
 def quants_cmd(models: tuple[str, ...], **options: Any) -> None:
     """Compare quantizations of one model with the first (REFERENCE): one table of size,
@@ -103,8 +97,7 @@ def quants_cmd(models: tuple[str, ...], **options: Any) -> None:
         dataset=options["dataset_name"],
         reference_results=options["reference_results"],
     )
-    echo = lambda text: click.echo(text, err=True)  # noqa: E731
-    rows = evaluate(plan, echo=echo, progress=o.show_progress(options))
+    rows = evaluate(plan, echo=partial(click.echo, err=True), progress=o.show_progress(options))
     if options["fmt"] == "json":
         payload = {"margin_points": options["margin"], "models": [r.to_json() for r in rows]}
         click.echo(json.dumps(payload, indent=2))
@@ -124,8 +117,21 @@ def _number(value: float | None, spec: str) -> str:
 
 
 def render(rows: list[QuantRow], margin: float) -> str:
-    head = ("model", "type", "MiB", "bpw", "peak MiB", "prompt t/s", "gen t/s", "KL mean",
-            "KL p99", "same top", "score %", "vs ref, points", "verdict")  # fmt: skip
+    head = (
+        "model",
+        "type",
+        "MiB",
+        "bpw",
+        "peak MiB",
+        "prompt t/s",
+        "gen t/s",
+        "KL mean",
+        "KL p99",
+        "same top",
+        "score %",
+        "vs ref, points",
+        "verdict",
+    )
     table = [head]
     for r in rows:
         verdict = (

@@ -43,9 +43,19 @@ class GgufSpec(TargetSpec):
     default = True
     # the in-process engine's and the model file's options (a server has its own flags)
     own_options = (
-        "think_budget", "threads", "gpu_layers", "batch", "flash_attn", "kv_type", "lookup",
-        "prefix_cache", "memory_check", "chat_template", "hf_repo", "hf_file",
-    )  # fmt: skip
+        "think_budget",
+        "threads",
+        "gpu_layers",
+        "batch",
+        "flash_attn",
+        "kv_type",
+        "lookup",
+        "prefix_cache",
+        "memory_check",
+        "chat_template",
+        "hf_repo",
+        "hf_file",
+    )
 
     path: Path
     source: str = ""  # the hub reference it was downloaded from, if any
