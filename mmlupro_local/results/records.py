@@ -382,6 +382,11 @@ class SessionEnd:
         return to_json(self)
 
 
+# what computing an answer cost: the clock and the prompt tokens decoded (a warm prefix
+# cache decodes fewer); they may differ between reruns that give the same answers
+COST_FIELDS = frozenset({"seconds", "decode_seconds", "prompt_seconds", "decoded_prompt_tokens"})
+
+
 @dataclass(frozen=True, kw_only=True)
 class ResultRecord:
     """One question's result. The fields without a default must be in every record; the
