@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server llama-quantize test-models demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-exact bench-peer bench-dataset bench-extract dataset-check fit-items study-estimates prox-golden bench-client bench-storm bench-html bench-abort clean
+.PHONY: install llama-server llama-quantize test-models demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-exact bench-peer bench-dataset bench-extract dataset-check fit-items study-estimates prox-golden letter-golden bench-client bench-storm bench-html bench-abort clean
 
 install: $(STAMP)
 
@@ -146,6 +146,13 @@ prox-golden: install
 	@test -x .venv-lmeval/bin/python || "$$(scripts/find_python.sh "$(PYTHON)")" -m venv .venv-lmeval
 	.venv-lmeval/bin/python -m pip install --quiet "lm-eval==$(LM_EVAL_VERSION)"
 	.venv-lmeval/bin/python scripts/prox_golden.py
+
+# The letter-choice prompts (--method logprob) as the harness's leaderboard_mmlu_pro task
+# renders them from ../shared/data/mmlu-pro's parquet files
+letter-golden: install
+	@test -x .venv-lmeval/bin/python || "$$(scripts/find_python.sh "$(PYTHON)")" -m venv .venv-lmeval
+	.venv-lmeval/bin/python -m pip install --quiet "lm-eval==$(LM_EVAL_VERSION)"
+	.venv-lmeval/bin/python scripts/letter_golden.py ../shared/data/mmlu-pro
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -68,7 +68,7 @@ def direct_log_probs(
         for letter in letters:
             whole = llm.tokenize((text + letter).encode(), add_bos=True, special=True)
             assert whole[: len(context)] == context and len(whole) == len(context) + 1
-            scores[letter] = float(log_probs[whole[-1]])
+            scores[letter.strip()] = float(log_probs[whole[-1]])
         return scores
     finally:
         llm.close()

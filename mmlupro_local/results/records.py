@@ -57,6 +57,9 @@ class PromptIdentity:
     )
     # the prompt's wording when not MMLU-Pro's official English: "mmlu-prox-ko"...
     wording: str = field(default="", metadata=OMIT_DEFAULT)
+    # --method logprob: what stands between "Answer:" and a letter ("Answer: A"); absent in
+    # files of the releases that wrote "Answer:A" against the harness
+    target_delimiter: str = field(default="", metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -239,7 +242,7 @@ class Identity:
 # say what it used), and the run record it gets now says what this session used
 ADDED_LATER = frozenset({"engine.threads", "engine.served"})
 # what an absent key means, for saying what differs (issue 26, case 28)
-ABSENT = {"method": "cot"}
+ABSENT = {"method": "cot", "prompt.target_delimiter": "none"}
 
 
 # how a question was computed, not what: under the same exact shape rule they change no answer

@@ -49,6 +49,7 @@ class RunPlan:
                 strip_options=request.prompt.strip_options,
                 chat_template=_file_sha256(template) if template else "",
                 wording="" if answer.wording == OFFICIAL else answer.wording.name,
+                target_delimiter=request.answering.target_delimiter(request.prompt.style),
             ),
             extraction=extraction,
             generation=generation,

@@ -19,7 +19,7 @@ from mmlupro_local.engine import Engine, Generation, Job, NewWatcher
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.results.records import ExtractionIdentity, GenerationIdentity, ResultRecord
 from mmlupro_local.task.fitting import prepare_letter_prompts, prepare_prompts
-from mmlupro_local.task.letter_prompt import build_letter_prompt
+from mmlupro_local.task.letter_prompt import build_letter_prompt, target_delimiter
 from mmlupro_local.task.prompt import ChatRenderer, Prompt, PromptSettings, build_prompt, fit_prompt
 from mmlupro_local.task.scoring import result_record
 from mmlupro_local.task.settings import MAX_TOKENS, THINK_BUDGET, AnswerSettings
@@ -57,6 +57,10 @@ class Method(ABC):
 
     def refusal(self, *, parallel: int | None, scores_choices: bool, target: str) -> str:
         """Why a run of these settings cannot use this method ("": it can)."""
+        return ""
+
+    def target_delimiter(self, style: str) -> str:
+        """What stands between the prompt and a scored choice ("": none, or no choices)."""
         return ""
 
     @abstractmethod
@@ -262,6 +266,9 @@ class LetterChoice(Method):
         if not scores_choices:
             return f"--method logprob scores choices in-process, which {target} cannot"
         return ""
+
+    def target_delimiter(self, style: str) -> str:
+        return target_delimiter(style)
 
     def settle(
         self,

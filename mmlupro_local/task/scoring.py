@@ -61,7 +61,9 @@ def result_record(
 
 
 def _scored_record(question: Question, prompt: Prompt, generation: Generation) -> ResultRecord:
-    scores = dict(zip(prompt.choices, generation.choice_logprobs, strict=True))
+    # keyed by letter: the continuations scored may carry the delimiter (" A")
+    letters = (choice.strip() for choice in prompt.choices)
+    scores = dict(zip(letters, generation.choice_logprobs, strict=True))
     pred = max(scores, key=scores.__getitem__)  # the first of equal scores, as argmax does
     return ResultRecord(
         question_id=question.question_id,
@@ -72,7 +74,7 @@ def _scored_record(question: Question, prompt: Prompt, generation: Generation) -
         correct=pred == question.answer,
         guess=None,
         guess_correct=False,
-        n_options=len(question.choices),
+        n_options=len(prompt.choices),  # the "N/A" padding is scored too
         shots=prompt.shots,
         response="",
         prompt_tokens=generation.prompt_tokens,

@@ -49,6 +49,7 @@ def test_logprob_records_every_letter_and_predicts_the_highest(model: Path, tmp_
     header, *records = lines(out)
     assert header["identity"]["method"] == "logprob"
     assert header["identity"]["generation"]["max_tokens"] == 0
+    assert header["identity"]["prompt"]["target_delimiter"] == " "  # "Answer: A"
     assert engine.parallel == 1 and len(records) == 2
     for record in records:
         scores = record["option_logprobs"]
@@ -77,6 +78,22 @@ def test_a_logprob_run_never_resumes_a_cot_file_nor_the_reverse(
     with pytest.raises(StoreError, match='method: "logprob" in the file, "cot" now'):
         run(reference_request(model, out=other, sample=SAMPLE), echo=lambda _: None,
             engine_factory=FakeEngine(), progress=False)  # fmt: skip
+
+
+def test_a_logprob_file_of_the_releases_that_glued_the_letter_is_not_resumed(
+    model: Path, tmp_path: Path
+) -> None:
+    """Before the harness's delimiter was followed, shots read "Answer:A" and "A" was
+    scored: such a file (no target_delimiter) is refused, untouched."""
+    out = tmp_path / "lp.jsonl"
+    run(reference_request(model, out=out, sample=SAMPLE, method="logprob"), echo=lambda _: None,
+        engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    out.write_text(out.read_text().replace(', "target_delimiter": " "', ""))
+    before = out.read_bytes()
+    with pytest.raises(StoreError, match='prompt.target_delimiter: "none" in the file, " " now'):
+        run(reference_request(model, out=out, sample=SAMPLE, method="logprob"),
+            echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    assert out.read_bytes() == before
 
 
 def test_report_and_compare_name_the_method(model: Path, tmp_path: Path) -> None:
@@ -119,7 +136,7 @@ def test_prompt_prints_the_scored_text(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["prompt", "70", "--method", "logprob", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert data["prompt"].endswith("\nAnswer:") and data["choices"][0] == "A"
+    assert data["prompt"].endswith("\nAnswer:") and data["choices"][0] == " A"
     assert data["prompt"].count("\nAnswer:") == 6  # five shots, then the question
 
 
