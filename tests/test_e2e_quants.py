@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from browser import browser_or_skip, headless
+
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
 KEYS = {"size_bytes", "bits_per_weight", "prompt_tokens_per_s", "gen_tokens_per_s",
         "peak_memory_bytes", "kl_mean", "kl_p99", "top1_agreement", "estimate",
         "difference", "verdict"}  # fmt: skip
@@ -27,7 +30,8 @@ def test_one_table_of_every_figure_for_each_model(smollm2: Path, tmp_path: Path)
     assert made.returncode == 0, made.stderr
     args = [sys.executable, "-m", "mmlupro_local", "quants", str(smollm2), str(copy), str(q4_0),
             "--per-category", "1", "--max-questions", "14", "--max-tokens", "32",
-            "--out-dir", str(tmp_path / "out"), "--no-progress", "--format", "json"]  # fmt: skip
+            "--out-dir", str(tmp_path / "out"), "--no-progress", "--format", "json",
+            "--html", str(tmp_path / "quants.html")]  # fmt: skip
     done = subprocess.run(args, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr
     reference, same, lower = json.loads(done.stdout)["models"]
@@ -46,3 +50,16 @@ def test_one_table_of_every_figure_for_each_model(smollm2: Path, tmp_path: Path)
     # 14 questions settle nothing at a 1-point margin: each says how many more it needs
     assert same["verdict"] == lower["verdict"] == "unsettled"
     assert same["more_questions"] > 0 and lower["more_questions"] > 0
+    # the page, rendered in a real browser: the table, and both plots with every model
+    browser = browser_or_skip()
+    flags = headless(browser, tmp_path / "profile")
+    page = (tmp_path / "quants.html").as_uri()
+    dom = subprocess.run([*flags, "--dump-dom", page], capture_output=True, text=True,
+                         timeout=120).stdout  # fmt: skip
+    assert dom.count('<svg class="scatter"') == 2 and dom.count("<circle") == 6
+    assert dom.count("<tr>") == 4 and "Q4_0" in dom
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "quants.png"
+    subprocess.run([*flags, f"--screenshot={shot}", page], capture_output=True, timeout=120,
+                   check=True)  # fmt: skip
+    assert shot.stat().st_size > 10_000

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from browser import browser_or_skip
+from browser import browser_or_skip, headless
 from fakes import gguf_bytes
 from mmlupro_local.datasets.dataset import load_dataset
 from mmlupro_local.engine.mode import auto_mode
@@ -227,9 +227,7 @@ def test_html_report_renders_in_chromium(first_run: Path, tmp_path: Path) -> Non
     page = tmp_path / "report.html"
     done = cli("report", str(first_run), "--html", str(page))
     assert done.returncode == 0, done.stderr
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1400"]  # fmt: skip
+    flags = headless(browser, tmp_path / "profile")
     dom = subprocess.run(
         [*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
     ).stdout

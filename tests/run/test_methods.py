@@ -4,6 +4,7 @@ leaderboard's letter choice (--method logprob) and think budgets."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,9 @@ def test_a_logprob_file_of_the_releases_that_glued_the_letter_is_not_resumed(
         engine_factory=FakeEngine(), progress=False)  # fmt: skip
     out.write_text(out.read_text().replace(', "target_delimiter": " "', ""))
     before = out.read_bytes()
-    with pytest.raises(StoreError, match='prompt.target_delimiter: "none" in the file, " " now'):
+    with pytest.raises(
+        StoreError, match=re.escape('prompt.target_delimiter: "none" in the file, " " now')
+    ):
         run(reference_request(model, out=out, sample=SAMPLE, method="logprob"),
             echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
     assert out.read_bytes() == before

@@ -10,11 +10,11 @@ from typing import Any
 import click
 
 from mmlupro_local.cli import options as o
+from mmlupro_local.files import output_text
 from mmlupro_local.model.source import model_path
 from mmlupro_local.run.request import RESULTS_DIR
-from mmlupro_local.studies.quants import Interval, QuantRow, QuantsPlan, evaluate
-
-NO_FIGURE = "-"
+from mmlupro_local.studies.quants import QuantsPlan, evaluate
+from mmlupro_local.studies.quants_view import render_page, render_table
 
 
 @click.command("quants")
@@ -58,6 +58,13 @@ NO_FIGURE = "-"
     show_default=True,
     help="Where each model's results file is kept (each resumable).",
 )
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a self-contained page: the table, and the difference from the "
+    "reference against file size and against speed, the Pareto front marked.",
+)
 @o.OptionGroup(o.table_or_json_option, o.progress_option)
 @o.dataset_option
 def quants_cmd(models: tuple[str, ...], **options: Any) -> None:
@@ -97,74 +104,20 @@ def quants_cmd(models: tuple[str, ...], **options: Any) -> None:
         dataset=options["dataset_name"],
         reference_results=options["reference_results"],
     )
+    page = options["html_path"]
+    if page is not None and not page.absolute().parent.is_dir():
+        # named now, not after the models have run
+        raise click.BadParameter(
+            f"{page.parent} is not a folder: create it, or give the page another path",
+            param_hint="--html",
+        )
     rows = evaluate(plan, echo=partial(click.echo, err=True), progress=o.show_progress(options))
+    if page is not None:
+        with output_text(page) as handle:
+            handle.write(render_page(rows, plan.margin))
+        click.echo(f"quants: the page is {page}", err=True)
     if options["fmt"] == "json":
         payload = {"margin_points": options["margin"], "models": [r.to_json() for r in rows]}
         click.echo(json.dumps(payload, indent=2))
     else:
-        click.echo(render(rows, plan.margin))
-
-
-def _points(i: Interval | None, signed: bool = False) -> str:
-    if i is None:
-        return NO_FIGURE
-    sign = "+" if signed else ""
-    return f"{i.value * 100:{sign}.1f} [{i.low * 100:{sign}.1f}, {i.high * 100:{sign}.1f}]"
-
-
-def _number(value: float | None, spec: str) -> str:
-    return NO_FIGURE if value is None else format(value, spec)
-
-
-def render(rows: list[QuantRow], margin: float) -> str:
-    head = (
-        "model",
-        "type",
-        "MiB",
-        "bpw",
-        "peak MiB",
-        "prompt t/s",
-        "gen t/s",
-        "KL mean",
-        "KL p99",
-        "same top",
-        "score %",
-        "vs ref, points",
-        "verdict",
-    )
-    table = [head]
-    for r in rows:
-        verdict = (
-            "the reference"
-            if r.reference
-            else r.settled.sentence(r.difference.value if r.difference else 0.0, margin)
-        )
-        peak = None if r.peak_memory_bytes is None else r.peak_memory_bytes / 2**20
-        table.append(
-            (
-                r.name,
-                r.quant_type,
-                f"{r.size_bytes / 2**20:,.0f}",
-                _number(r.bits_per_weight, ".2f"),
-                _number(peak, ",.0f"),
-                _number(r.prompt_tokens_per_s or None, ".1f"),
-                _number(r.gen_tokens_per_s or None, ".1f"),
-                _number(r.kl_mean, ".4f"),
-                _number(r.kl_p99, ".3f"),
-                _number(r.top1_agreement, ".1%"),
-                _points(r.estimate)
-                + (" (ref.)" if r.estimator == "reference as predictor" else ""),
-                NO_FIGURE if r.reference else _points(r.difference, signed=True),
-                verdict,
-            )
-        )
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in table]
-    notes = [r for r in rows if r.divergence_note]
-    lines += [f"{r.name}: no divergence figures: {r.divergence_note}" for r in notes]
-    lines.append(
-        "score: estimated full score with its 95 % interval, widened for the looks taken; "
-        "(ref.): the reference's estimate plus the paired difference, narrower than the "
-        "model's own; KL in nats per answer token along the reference's answers"
-    )
-    return "\n".join(lines)
+        click.echo(render_table(rows, plan.margin))
