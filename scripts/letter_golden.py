@@ -29,10 +29,27 @@ QUESTIONS = (70, 3544, 4784, 1335, 10413, 12000)
 
 def _task(data: Path) -> Any:
     manager = TaskManager()
-    files = {split: sorted(str(p) for p in data.glob(f"{split}-*.parquet")) for split in ("test", "validation")}  # noqa: E501
-    overrides = {"dataset_path": "parquet", "dataset_name": None, "dataset_kwargs": {"data_files": files}}  # noqa: E501
+    files = {
+        split: sorted(str(p) for p in data.glob(f"{split}-*.parquet"))
+        for split in ("test", "validation")
+    }
+    overrides = {
+        "dataset_path": "parquet",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": files},
+    }
     entry = manager.task_index["leaderboard_mmlu_pro"]
     return manager._factory.build(entry, overrides=overrides, registry=manager.task_index)
+
+
+def _keeper(messages: list[dict[str, str]]) -> Any:
+    """A chat template that keeps the messages the harness gives it."""
+
+    def keep(turns: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        messages.extend(turns)
+        return "<chat>"
+
+    return keep
 
 
 def render(data: Path) -> list[dict[str, Any]]:
@@ -44,13 +61,13 @@ def render(data: Path) -> list[dict[str, Any]]:
         context = task.fewshot_context(doc, SHOTS)
         requests = task.construct_requests(doc, context, metadata=("", 0, 1))
         messages: list[dict[str, str]] = []
-
-        def keep(turns: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-            messages.extend(turns)
-            return "<chat>"
-
-        chat = task.fewshot_context(doc, SHOTS, apply_chat_template=True, fewshot_as_multiturn=True, chat_template=keep)  # noqa: E501
-        chat_requests = task.construct_requests(doc, chat, metadata=("", 0, 1), apply_chat_template=True)  # noqa: E501
+        keep = _keeper(messages)
+        chat = task.fewshot_context(
+            doc, SHOTS, apply_chat_template=True, fewshot_as_multiturn=True, chat_template=keep
+        )
+        chat_requests = task.construct_requests(
+            doc, chat, metadata=("", 0, 1), apply_chat_template=True
+        )
         rows.append(
             {
                 "question_id": qid,

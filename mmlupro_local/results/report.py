@@ -166,7 +166,7 @@ def load_report(path: Path, *, label: str | None = None) -> RunReport:
     leak, rest = _leak_split(records, dataset) if dataset else (None, None)
     sampled = sampled_categories(log.runs)
     sizes = population_sizes(dataset.test, sampled) if dataset else None
-    score = _full_score(records, dataset, sizes) if dataset and sizes else None
+    score = estimate_full_score(records, dataset, sizes) if dataset and sizes else None
     return RunReport(
         path,
         label or path.stem,
@@ -251,7 +251,7 @@ def _dataset_of(header: RunHeader, warnings: list[str]) -> Dataset | None:
     return dataset
 
 
-def _full_score(
+def estimate_full_score(
     records: list[ResultRecord], dataset: Dataset, sizes: dict[str, int]
 ) -> FullScore | None:
     """Weighted by the category sizes of the dataset, over the categories the sample

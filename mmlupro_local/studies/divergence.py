@@ -34,7 +34,7 @@ from mmlupro_local.results.records import ResultRecord
 from mmlupro_local.results.store import read_results
 from mmlupro_local.run.request import RunRequest
 from mmlupro_local.run.runner import run
-from mmlupro_local.task.prompt import ChatRenderer, build_prompt
+from mmlupro_local.task.prompt import ChatRenderer
 from mmlupro_local.task.wording import wording_for
 
 TOP_K = 64
@@ -290,17 +290,13 @@ def reference_texts(
 
         render = chat_renderer(read_gguf(reference))
     texts = []
+    method, wording = request.answering, wording_for(dataset.language)
     for q in sorted(sample, key=lambda q: (q.category, q.question_id)):  # shared prefixes
         record = records[q.question_id]
-        prompt = build_prompt(
-            q,
-            dataset.validation,
-            request.prompt,
-            shots=record.shots,
-            render_chat=render,
-            wording=wording_for(dataset.language),
+        prompt, answer = method.forced(
+            q, record, dataset.validation, request.prompt, wording=wording, render=render
         )
-        texts.append(Text(q.category, prompt.text, record.response))
+        texts.append(Text(q.category, prompt, answer))
     return texts
 
 
@@ -324,6 +320,7 @@ def _finished(
     asked = {
         "--shots": (ident.prompt.shots, request.prompt.shots),
         "--strip-options": (ident.prompt.strip_options, request.prompt.strip_options),
+        "--method": (ident.method, request.method),
     }
     if request.max_tokens is not None:
         asked["--max-tokens"] = (ident.generation.max_tokens, request.max_tokens)

@@ -37,6 +37,7 @@ from mmlupro_local.studies.divergence import (
     reference_texts,
 )
 from mmlupro_local.studies.peak import memory_peak
+from mmlupro_local.task.methods import MethodName, method_named
 from mmlupro_local.task.settings import MAX_TOKENS
 
 Echo = Callable[[str], None]
@@ -123,6 +124,7 @@ class QuantsPlan:
     gpu_layers: int | None = None
     dataset: str = "mmlu-pro"
     reference_results: Path | None = None
+    method: MethodName = "cot"
 
     @property
     def rounds(self) -> list[int]:
@@ -197,10 +199,11 @@ def _request(spec: GgufSpec, plan: QuantsPlan, sample: SampleSpec) -> RunRequest
     stem = spec.path.name.removesuffix(".gguf")
     return RunRequest(
         target=spec,
-        out=plan.out_dir / f"{stem}.seed{plan.seed}.jsonl",
+        out=plan.out_dir / f"{stem}.{method_named(plan.method).file_infix}seed{plan.seed}.jsonl",
         dataset=plan.dataset,
         sample=sample,
         max_tokens=plan.max_tokens,
+        method=plan.method,
     )
 
 
@@ -308,6 +311,12 @@ def check_nested(reference_results: Path, plan: QuantsPlan) -> None:
     """A reference's results file predicts only when the quants' samples lie inside its
     own: the same seed, and at least as many questions per category."""
     report = load_report(reference_results)
+    method = report.latest.identity.method
+    if method != plan.method:
+        raise QuantsError(
+            f"{reference_results} was answered with --method {method}; the quants are asked "
+            f"with --method {plan.method}: give that, or another results file"
+        )
     sample = report.latest.sample
     wanted = plan.rounds[-1]
     inside = sample.per_category is None and sample.fraction is None  # a full run

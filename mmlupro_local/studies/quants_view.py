@@ -271,10 +271,14 @@ def render_page(rows: Sequence[QuantRow], margin: float) -> str:
         margin_points=margin_points,
         smaller_is_better=True,
     )
+    # letter choice generates nothing: its speed is the prompt's
+    generated = any(r.gen_tokens_per_s for r in rows)
     by_speed = scatter(
-        plot_points(rows, lambda r: r.gen_tokens_per_s or None),
+        plot_points(
+            rows, lambda r: (r.gen_tokens_per_s if generated else r.prompt_tokens_per_s) or None
+        ),
         name="by-speed",
-        x_label="generation speed on this machine (tokens/s)",
+        x_label=f"{'generation' if generated else 'prompt'} speed on this machine (tokens/s)",
         margin_points=margin_points,
         smaller_is_better=False,
     )

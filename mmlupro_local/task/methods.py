@@ -97,6 +97,20 @@ class Method(ABC):
         to `limit` tokens where the method can drop exemplars."""
 
     @abstractmethod
+    def forced(
+        self,
+        question: Question,
+        record: ResultRecord,
+        validation: Sequence[Question],
+        settings: PromptSettings,
+        *,
+        wording: Wording,
+        render: ChatRenderer | None,
+    ) -> tuple[str, str]:
+        """The prompt a recorded answer followed and the text it answered with, for
+        teacher forcing another model along it (`divergence`, `quants`)."""
+
+    @abstractmethod
     def prepare(
         self,
         todo: list[Question],
@@ -204,6 +218,22 @@ class ChainOfThought(Method):
             )
         return build_prompt(question, validation, settings, render_chat=render, wording=wording)
 
+    def forced(
+        self,
+        question: Question,
+        record: ResultRecord,
+        validation: Sequence[Question],
+        settings: PromptSettings,
+        *,
+        wording: Wording,
+        render: ChatRenderer | None,
+    ) -> tuple[str, str]:
+        # the exemplars the run kept (a prompt fitted to a small context drops some)
+        prompt = build_prompt(
+            question, validation, settings, shots=record.shots, render_chat=render, wording=wording
+        )
+        return prompt.text, record.response
+
     def prepare(
         self,
         todo: list[Question],
@@ -307,6 +337,21 @@ class LetterChoice(Method):
         return build_letter_prompt(
             question, validation, settings, render_chat=render, wording=wording
         )
+
+    def forced(
+        self,
+        question: Question,
+        record: ResultRecord,
+        validation: Sequence[Question],
+        settings: PromptSettings,
+        *,
+        wording: Wording,
+        render: ChatRenderer | None,
+    ) -> tuple[str, str]:
+        # the answer is the continuation chosen: one position, the letter's distribution
+        prompt = self.build(question, validation, settings, wording=wording, render=render)
+        chosen = next(c for c in prompt.choices if c.strip() == record.pred)
+        return prompt.text, chosen
 
     def prepare(
         self,

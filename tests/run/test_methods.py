@@ -14,14 +14,17 @@ from click.testing import CliRunner
 from fakes import FakeEngine, reference_request
 from mmlupro_local.cli import main
 from mmlupro_local.cli.options import CliState
+from mmlupro_local.datasets.dataset import load_dataset
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.results.compare import compare, noise_floor, render_comparison
 from mmlupro_local.results.report import load_report, render
 from mmlupro_local.results.store import StoreError
 from mmlupro_local.run.request import RunRequestError
 from mmlupro_local.run.runner import run
+from mmlupro_local.task.methods import method_named
 from mmlupro_local.task.prompt import PromptSettings
 from mmlupro_local.task.settings import FORCED_ANSWER
+from mmlupro_local.task.wording import OFFICIAL
 
 SAMPLE = SampleSpec(per_category=1, categories=("law", "history"))
 THINKING_TEMPLATE = (
@@ -216,3 +219,25 @@ def test_chat_template_errors(model: Path, tmp_path: Path) -> None:
                  "--out", str(tmp_path / "r.jsonl"))  # fmt: skip
     assert result.exit_code == 1 and "is empty; give a Jinja template file" in result.output
     assert PromptSettings().style == "completion"
+
+
+def test_teacher_forcing_follows_each_method_s_own_answer(model: Path, tmp_path: Path) -> None:
+    """divergence and quants force another model along the recorded answer: the chain
+    of thought after the CoT prompt, or the chosen letter's continuation after the
+    letter prompt (one position: the distribution the letter was chosen from)."""
+    data = load_dataset()
+    for method in ("cot", "logprob"):
+        out = tmp_path / f"{method}.jsonl"
+        run(reference_request(model, out=out, sample=SAMPLE, method=method),  # type: ignore[arg-type]
+            echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
+        record = load_report(out).records[0]
+        question = next(q for q in data.test if q.question_id == record.question_id)
+        prompt, answer = method_named(method).forced(  # type: ignore[arg-type]
+            question, record, data.validation, PromptSettings(), wording=OFFICIAL, render=None
+        )
+        if method == "cot":
+            assert answer == record.response and prompt.endswith(
+                "Answer: Let's think step by step."
+            )
+        else:
+            assert (answer, record.pred) == (" C", "C") and prompt.endswith("\nAnswer:")

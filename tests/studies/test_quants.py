@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from fakes import invoke, write_fake_model
+from fakes import FakeEngine, invoke, reference_request, write_fake_model
+from mmlupro_local.datasets.sampling import SampleSpec
+from mmlupro_local.run.runner import run
 from mmlupro_local.studies.peak import memory_peak
-from mmlupro_local.studies.quants import QuantsPlan
+from mmlupro_local.studies.quants import QuantsError, QuantsPlan, check_nested
 
 
 @pytest.mark.parametrize(
@@ -39,3 +42,17 @@ def test_the_peak_is_the_block_s_where_the_kernel_resets_it(tmp_path: Path) -> N
     with memory_peak(tmp_path / "no-proc") as whole:
         pass
     assert whole.whole_process and whole.bytes is not None and whole.bytes > 0
+
+
+def test_a_reference_file_of_another_method_is_refused(tmp_path: Path) -> None:
+    """Its answers would be paired with answers of another method: a difference of
+    methods, not of quantizations."""
+    model = write_fake_model(tmp_path / "m.gguf")
+    out = tmp_path / "ref.jsonl"
+    sample = SampleSpec(per_category=1, seed=0)
+    run(reference_request(model, out=out, sample=sample), echo=lambda _: None,
+        engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    plan = QuantsPlan(models=[model], out_dir=tmp_path, margin=0.01, start=1, max_questions=14)
+    check_nested(out, plan)  # the same method and sample: it predicts
+    with pytest.raises(QuantsError, match="answered with --method cot; the quants are asked"):
+        check_nested(out, replace(plan, method="logprob"))

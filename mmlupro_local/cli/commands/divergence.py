@@ -23,6 +23,7 @@ from mmlupro_local.studies.divergence import TOP_K, check_pair, measure, referen
 @click.argument("model")
 @o.sample_options
 @o.prompt_options
+@o.method_option
 @click.option(
     "--max-tokens",
     type=click.IntRange(1),
@@ -55,6 +56,8 @@ def divergence_cmd(reference: str, model: str, **options: Any) -> None:
     from --results) are fed through both models, and per category and overall this
     prints the mean KL divergence KL(REFERENCE || MODEL) per answer token and the share
     of positions where both put the same token on top. Both must share a vocabulary.
+    With --method logprob the answers are the reference's chosen letters: one position
+    per question, the distribution the letter was chosen from.
 
     \b
     Examples:
@@ -75,10 +78,14 @@ def divergence_cmd(reference: str, model: str, **options: Any) -> None:
     )
     request = RunRequest(
         target=target,
-        out=options["out"] or default_out(ref_path.stem, prompt.style, prompt.shots, sample.seed),
+        out=options["out"]
+        or default_out(
+            ref_path.stem, prompt.style, prompt.shots, sample.seed, method=options["method"]
+        ),
         dataset=options["dataset_name"],
         sample=sample,
         prompt=prompt,
+        method=options["method"],
         max_tokens=options["max_tokens"],
         parallel=options["parallel"],
         command=redact_command(sys.argv),

@@ -43,6 +43,7 @@ from mmlupro_local.studies.quants_view import render_page, render_table
     help="The most questions any model answers (the sample stops growing there).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="The sample's seed.")
+@o.method_option
 @click.option("--max-tokens", type=click.IntRange(1), help="Generation budget [default: as run's].")
 @o.OptionGroup(o.threads_option, o.gpu_layers_option)
 @click.option(
@@ -80,6 +81,7 @@ def quants_cmd(models: tuple[str, ...], **options: Any) -> None:
     Examples:
       mmlupro-local quants q8_0.gguf q4_k_m.gguf q2_k.gguf
       mmlupro-local quants q8_0.gguf q4_k_m.gguf --margin 2 --format json
+      mmlupro-local quants q4_k_m.gguf q2_k.gguf --method logprob --html quants.html
     """
     if len(models) < 2:
         raise click.UsageError("give the reference and at least one other model")
@@ -103,6 +105,7 @@ def quants_cmd(models: tuple[str, ...], **options: Any) -> None:
         gpu_layers=options["gpu_layers"],
         dataset=options["dataset_name"],
         reference_results=options["reference_results"],
+        method=options["method"],
     )
     page = options["html_path"]
     if page is not None and not page.absolute().parent.is_dir():
