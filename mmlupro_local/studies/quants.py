@@ -36,7 +36,7 @@ from mmlupro_local.studies.divergence import (
     measure,
     reference_texts,
 )
-from mmlupro_local.studies.peak import memory_peak
+from mmlupro_local.studies.peak import Peak, memory_peak
 from mmlupro_local.task.methods import MethodName, method_named
 from mmlupro_local.task.settings import MAX_TOKENS
 
@@ -68,6 +68,8 @@ class QuantRow:
     prompt_tokens_per_s: float = 0.0
     gen_tokens_per_s: float = 0.0
     peak_memory_bytes: int | None = None
+    # the process's peak so far, not this model's alone (no reset where it ran: macOS)
+    peak_upper_bound: bool = False
     kl_mean: float | None = None
     kl_p99: float | None = None
     top1_agreement: float | None = None
@@ -95,6 +97,7 @@ class QuantRow:
             "prompt_tokens_per_s": self.prompt_tokens_per_s,
             "gen_tokens_per_s": self.gen_tokens_per_s,
             "peak_memory_bytes": self.peak_memory_bytes,
+            "peak_memory_upper_bound": self.peak_upper_bound,
             "kl_mean": self.kl_mean,
             "kl_p99": self.kl_p99,
             "top1_agreement": self.top1_agreement,
@@ -212,10 +215,15 @@ def _answer(row: QuantRow, request: RunRequest, echo: Echo, progress: bool) -> N
     with memory_peak() as peak:
         outcome = run(request, echo=echo, progress=progress)
     row.out = outcome.path
-    if peak.bytes is not None:
-        row.peak_memory_bytes = max(row.peak_memory_bytes or 0, peak.bytes)
+    _note_peak(row, peak)
     if outcome.interrupted:
         raise KeyboardInterrupt
+
+
+def _note_peak(row: QuantRow, peak: Peak) -> None:
+    if peak.bytes is not None:
+        row.peak_memory_bytes = max(row.peak_memory_bytes or 0, peak.bytes)
+        row.peak_upper_bound = row.peak_upper_bound or peak.whole_process
 
 
 def _rates(report: RunReport) -> tuple[float, float]:
@@ -254,8 +262,7 @@ def _diverge_all(
             )
         with memory_peak() as peak:
             found = measure(reference, spec.path, texts, spec.engine_settings(), progress=progress)
-        if peak.bytes is not None:
-            row.peak_memory_bytes = max(row.peak_memory_bytes or 0, peak.bytes)
+        _note_peak(row, peak)
         row.kl_mean, row.kl_p99 = found.overall.mean_kl, found.overall.p99_kl
         row.top1_agreement = found.overall.same_top
 

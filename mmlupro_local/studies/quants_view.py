@@ -70,7 +70,7 @@ def cells(rows: Sequence[QuantRow], margin: float) -> list[tuple[str, ...]]:
                 r.quant_type,
                 f"{r.size_bytes / 2**20:,.0f}",
                 _number(r.bits_per_weight, ".2f"),
-                _number(peak, ",.0f"),
+                ("<=" if r.peak_upper_bound else "") + _number(peak, ",.0f"),
                 _number(r.prompt_tokens_per_s or None, ".1f"),
                 _number(r.gen_tokens_per_s or None, ".1f"),
                 _number(r.kl_mean, ".4f"),
@@ -85,9 +85,15 @@ def cells(rows: Sequence[QuantRow], margin: float) -> list[tuple[str, ...]]:
 
 
 def _notes(rows: Sequence[QuantRow]) -> list[str]:
-    return [
+    notes = [
         f"{r.name}: no divergence figures: {r.divergence_note}" for r in rows if r.divergence_note
     ]
+    if any(r.peak_upper_bound for r in rows):
+        notes.append(
+            "peak <=: the process's peak so far (this system cannot reset it between "
+            "models), an upper bound of the model's own"
+        )
+    return notes
 
 
 def render_table(rows: Sequence[QuantRow], margin: float) -> str:

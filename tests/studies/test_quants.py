@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from fakes import FakeEngine, invoke, reference_request, write_fake_model
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.run.runner import run
-from mmlupro_local.studies.peak import memory_peak
+from mmlupro_local.studies.peak import memory_peak, peak_rss_bytes
 from mmlupro_local.studies.quants import QuantsError, QuantsPlan, check_nested
 
 
@@ -56,3 +57,16 @@ def test_a_reference_file_of_another_method_is_refused(tmp_path: Path) -> None:
     check_nested(out, plan)  # the same method and sample: it predicts
     with pytest.raises(QuantsError, match="answered with --method cot; the quants are asked"):
         check_nested(out, replace(plan, method="logprob"))
+
+
+@pytest.mark.parametrize(("platform", "factor"), [("darwin", 1), ("linux", 1024)])
+def test_the_process_peak_is_read_in_each_system_s_unit(
+    monkeypatch: pytest.MonkeyPatch, platform: str, factor: int
+) -> None:
+    """ru_maxrss counts bytes on macOS and KiB on Linux."""
+    import resource
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.setattr(resource, "getrusage", lambda _: SimpleNamespace(ru_maxrss=5000))
+    assert peak_rss_bytes() == 5000 * factor

@@ -4,6 +4,7 @@ the page's escaping."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from fakes import invoke, write_fake_model
@@ -85,6 +86,16 @@ def test_the_page_has_the_table_two_plots_and_escapes_what_it_shows() -> None:
     assert "loses 6.0 points" in page and "http" not in page.replace("http://www.w3.org", "")
     text = render_table(ROWS, 0.01)
     assert text.splitlines()[1].startswith("q4_k_m") and "the reference" in text
+    assert "peak <=" not in text
+
+
+def test_a_peak_that_could_not_be_reset_is_shown_as_an_upper_bound() -> None:
+    """On macOS the process's high-water mark cannot be reset between models, so a
+    later model's figure may be an earlier one's (studies.peak)."""
+    rows = [replace(ROWS[0], peak_memory_bytes=900 * 2**20, peak_upper_bound=True), ROWS[1]]
+    text = render_table(rows, 0.01)
+    assert "<=900" in text.splitlines()[1] and "peak <=: the process's peak so far" in text
+    assert rows[0].to_json()["peak_memory_upper_bound"] is True
 
 
 def test_a_page_into_a_missing_folder_is_refused_before_any_model_runs(tmp_path: Path) -> None:
