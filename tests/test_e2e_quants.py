@@ -1,5 +1,6 @@
 """End to end with SmolLM2-135M: `quants` on the model, a copy of it under another name
-and a requantization (Q4_0 through gguf-py), one look of 14 questions."""
+and a requantization (Q4_0 through gguf-py), one look of 14 questions; its page in a
+real browser; a rerun that measures no divergence again."""
 
 from __future__ import annotations
 
@@ -42,7 +43,10 @@ def test_one_table_of_every_figure_for_each_model(smollm2: Path, tmp_path: Path)
     assert reference["reference"] and reference["verdict"] == "equivalent"
     assert reference["quant_type"] == "Q4_1" and lower["quant_type"] == "Q4_0"
     assert lower["bits_per_weight"] < reference["bits_per_weight"]
-    # a copy answers exactly as its reference: no divergence, no difference
+    # a copy is the reference's weights (its sha256): its answers are the reference's,
+    # not made again; no divergence, no difference
+    assert same["same_weights_as_reference"] and not lower["same_weights_as_reference"]
+    assert same["results"] == reference["results"] != lower["results"]
     assert (same["kl_mean"], same["kl_p99"], same["top1_agreement"]) == (0.0, 0.0, 1.0)
     assert same["difference"]["value"] == 0.0
     assert same["estimator"] == "reference as predictor"
@@ -63,3 +67,11 @@ def test_one_table_of_every_figure_for_each_model(smollm2: Path, tmp_path: Path)
     subprocess.run([*flags, f"--screenshot={shot}", page], capture_output=True, timeout=120,
                    check=True)  # fmt: skip
     assert shot.stat().st_size > 10_000
+    # a rerun resumes every file and keeps the divergence measured: the same figures
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "q4_0.gguf's divergence as measured before" in again.stderr
+    rows = json.loads(again.stdout)["models"]
+    assert [r["kl_mean"] for r in rows] == [reference["kl_mean"], 0.0, lower["kl_mean"]]
+    assert [r["difference"] for r in rows] == [reference["difference"], same["difference"],
+                                               lower["difference"]]  # fmt: skip

@@ -21,6 +21,7 @@ from typing import Any
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import round_ctx
 from mmlupro_local.errors import MmluProError
+from mmlupro_local.model.fingerprint import model_sha256
 from mmlupro_local.model.gguf import read_gguf
 from mmlupro_local.results.equivalence import Settled, look_z, predicted, settle
 from mmlupro_local.results.estimates import paired, strict
@@ -29,7 +30,9 @@ from mmlupro_local.results.stats import Z95
 from mmlupro_local.run.request import RunRequest
 from mmlupro_local.run.runner import run
 from mmlupro_local.run.targets.gguf import GgufSpec
+from mmlupro_local.studies import divergence_cache
 from mmlupro_local.studies.divergence import (
+    TOP_K,
     DivergenceError,
     Text,
     check_pair,
@@ -74,6 +77,9 @@ class QuantRow:
     kl_p99: float | None = None
     top1_agreement: float | None = None
     divergence_note: str = ""  # why there is no divergence figure
+    # the reference's very file under another name (sha256): a result is a function of
+    # the weights and the settings, so its answers are the reference's, not made again
+    same_weights: bool = False
     estimate: Interval | None = None
     estimator: str = ""  # "own" or "reference as predictor"
     own: Interval | None = None  # the model's own estimate (the two, for comparing widths)
@@ -102,6 +108,7 @@ class QuantRow:
             "kl_p99": self.kl_p99,
             "top1_agreement": self.top1_agreement,
             "divergence_note": self.divergence_note or None,
+            "same_weights_as_reference": self.same_weights,
             "estimate": self.estimate.to_json() if self.estimate else None,
             "estimator": self.estimator,
             "estimate_own": self.own.to_json() if self.own else None,
@@ -146,6 +153,9 @@ def evaluate(plan: QuantsPlan, *, echo: Echo, progress: bool) -> list[QuantRow]:
     ]
     rows = [_row(spec, index == 0) for index, spec in enumerate(specs)]
     _check_memory(specs, plan)
+    weights = model_sha256(plan.models[0])
+    for row in rows[1:]:
+        row.same_weights = model_sha256(row.path) == weights
     if plan.reference_results is not None:
         check_nested(plan.reference_results, plan)
         rows[0].out = plan.reference_results
@@ -160,7 +170,9 @@ def evaluate(plan: QuantsPlan, *, echo: Echo, progress: bool) -> list[QuantRow]:
         if looks == 1:
             _diverge_all(rows, specs, ref_request, plan, echo, progress)
         for row, spec in zip(rows[1:], specs[1:], strict=True):
-            if row.verdict == "unsettled":
+            if row.same_weights:
+                row.out = plan.reference_results or ref_request.out
+            elif row.verdict == "unsettled":
                 _answer(row, _request(spec, plan, sample), echo, progress)
         ref_report = load_report(plan.reference_results or ref_request.out)
         if plan.reference_results is None:
@@ -169,6 +181,9 @@ def evaluate(plan: QuantsPlan, *, echo: Echo, progress: bool) -> list[QuantRow]:
         reference.estimator = "own"
         for row in rows[1:]:
             _figures(row, ref_report, plan, z)
+            if row.same_weights:
+                row.peak_memory_bytes = reference.peak_memory_bytes
+                row.peak_upper_bound = reference.peak_upper_bound
         if all(r.verdict != "unsettled" for r in rows[1:]):
             break
     return rows
@@ -251,20 +266,48 @@ def _diverge_all(
     reference = plan.models[0]
     texts: list[Text] | None = None
     for row, spec in zip(rows[1:], specs[1:], strict=True):
+        if row.same_weights:  # the same distributions, by construction
+            row.kl_mean, row.kl_p99, row.top1_agreement = 0.0, 0.0, 1.0
+            continue
         try:
             check_pair(reference, spec.path)
         except DivergenceError as exc:
             row.divergence_note = str(exc)
             continue
-        if texts is None:
-            texts = reference_texts(
-                reference, ref_request, plan.reference_results, echo=echo, progress=progress
-            )
-        with memory_peak() as peak:
-            found = measure(reference, spec.path, texts, spec.engine_settings(), progress=progress)
-        _note_peak(row, peak)
-        row.kl_mean, row.kl_p99 = found.overall.mean_kl, found.overall.p99_kl
-        row.top1_agreement = found.overall.same_top
+        path = ref_request.out.parent / f"{spec.path.name.removesuffix('.gguf')}.divergence.json"
+        key = {
+            "reference_sha256": model_sha256(reference),
+            "model_sha256": model_sha256(spec.path),
+            "sample": ref_request.sample.describe(),
+            "method": plan.method,
+            "max_tokens": plan.max_tokens,
+            "dataset": plan.dataset,
+            "reference_results": str(plan.reference_results or ""),
+            "top_k": TOP_K,
+        }
+        figures = divergence_cache.cached(path, key)
+        if figures is None:
+            if texts is None:
+                texts = reference_texts(
+                    reference, ref_request, plan.reference_results, echo=echo, progress=progress
+                )
+            with memory_peak() as peak:
+                found = measure(
+                    reference, spec.path, texts, spec.engine_settings(), progress=progress
+                )
+            figures = {
+                "kl_mean": found.overall.mean_kl,
+                "kl_p99": found.overall.p99_kl,
+                "top1_agreement": found.overall.same_top,
+                "peak_memory_bytes": peak.bytes,
+                "peak_upper_bound": peak.whole_process,
+            }
+            divergence_cache.keep(path, key, figures)
+        else:
+            echo(f"quants: {spec.path.name}'s divergence as measured before ({path})")
+        _note_peak(row, Peak(figures["peak_memory_bytes"], figures["peak_upper_bound"]))
+        row.kl_mean, row.kl_p99 = figures["kl_mean"], figures["kl_p99"]
+        row.top1_agreement = figures["top1_agreement"]
 
 
 def _own(report: RunReport, z: float) -> Interval | None:

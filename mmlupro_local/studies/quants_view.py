@@ -88,6 +88,12 @@ def _notes(rows: Sequence[QuantRow]) -> list[str]:
     notes = [
         f"{r.name}: no divergence figures: {r.divergence_note}" for r in rows if r.divergence_note
     ]
+    notes += [
+        f"{r.name}: the reference's own weights (the same sha256): not run again, its "
+        "answers and figures are the reference's"
+        for r in rows
+        if r.same_weights
+    ]
     if any(r.peak_upper_bound for r in rows):
         notes.append(
             "peak <=: the process's peak so far (this system cannot reset it between "

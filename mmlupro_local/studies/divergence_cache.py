@@ -1,0 +1,35 @@
+"""`quants` keeps each model's divergence figures beside its results file, so a rerun
+(after an interrupt, or to grow the sample) does not measure them again. The figures
+stand only for the settings they were measured under: the key holds both models'
+sha256, the sample, the method, the budget and the dataset."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mmlupro_local.files import output_text
+
+VERSION = 1
+
+
+def cached(path: Path, key: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The figures kept at `path` under this key; None when there are none, they were
+    measured otherwise, or the file cannot be read (then they are measured again)."""
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(kept, dict) or kept.get("version") != VERSION or kept.get("key") != key:
+        return None
+    figures = kept.get("figures")
+    return dict(figures) if isinstance(figures, dict) else None
+
+
+def keep(path: Path, key: Mapping[str, Any], figures: Mapping[str, Any]) -> None:
+    """Written whole or not at all (a killed write leaves the old file or none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with output_text(path) as handle:
+        json.dump({"version": VERSION, "key": dict(key), "figures": dict(figures)}, handle)
