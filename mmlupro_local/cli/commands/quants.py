@@ -75,7 +75,12 @@ def quants_cmd(models: tuple[str, ...], **options: Any) -> None:
 
     The teacher-forced divergence runs first, on the reference's answers; then every
     model answers the same seeded sample, which grows (nested) until each verdict is
-    settled or --max-questions is reached. Interrupt and rerun: it resumes.
+    settled or --max-questions is reached. Interrupt and rerun: it resumes, and the
+    divergence is not measured again. A model with the reference's sha256 is the
+    reference's weights: its answers are the reference's, not made again.
+
+    --method logprob reaches a verdict far sooner (one forward pass per question,
+    nothing generated), on the letter-choice score rather than the chain of thought's.
 
     \b
     Examples:
