@@ -18,13 +18,14 @@ from mmlupro_local.config import ConfigError, load_run_config
 from mmlupro_local.datasets.dataset import EMBEDDED_NAME
 from mmlupro_local.datasets.sampling import SampleSpec
 from mmlupro_local.engine import KV_TYPES, MAX_LOOKUP, EngineSettings
+from mmlupro_local.engine.chat import THINKING
 from mmlupro_local.engine.server import ServerSettings
 from mmlupro_local.run.request import MAX_PARALLEL, RESULTS_DIR, RunRequest
 from mmlupro_local.run.targets import EngineFactory
 from mmlupro_local.run.targets.gguf import GgufSpec
 from mmlupro_local.task.extract import EXTRACT_MODES
 from mmlupro_local.task.methods import METHOD_NAMES
-from mmlupro_local.task.prompt import MAX_SHOTS, STYLES, PromptSettings
+from mmlupro_local.task.prompt import MAX_SHOTS, STYLES, PromptError, PromptSettings
 from mmlupro_local.task.settings import MAX_TOKENS, THINK_BUDGET, AnswerSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -286,13 +287,26 @@ prompt_options = OptionGroup(
         show_default=True,
         help="Strip whitespace around options (hides the answer leak; not official).",
     ),
+    opt(
+        "--thinking",
+        type=click.Choice(THINKING),
+        help="--style chat: set the chat template's thinking switch (on, off) or effort "
+        "(low, medium, high), as its own variables (enable_thinking, reasoning_effort...); "
+        "refused where the template has no such switch [default: the template's own].",
+    ),
 )
 
 
 def prompt_settings(options: dict[str, Any]) -> PromptSettings:
-    return PromptSettings(
-        style=options["style"], shots=options["shots"], strip_options=options["strip_options"]
-    )
+    try:
+        return PromptSettings(
+            style=options["style"],
+            shots=options["shots"],
+            strip_options=options["strip_options"],
+            thinking=options["thinking"],
+        )
+    except PromptError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 answer_options = OptionGroup(

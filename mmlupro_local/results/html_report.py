@@ -79,6 +79,7 @@ def _settings(reports: list[RunReport]) -> str:
         "quantization",
         "architecture",
         "style",
+        "thinking",
         "shots",
         "strip_options",
         "extract",

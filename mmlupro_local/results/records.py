@@ -60,6 +60,8 @@ class PromptIdentity:
     # --method logprob: what stands between "Answer:" and a letter ("Answer: A"); absent in
     # files of the releases that wrote "Answer:A" against the harness
     target_delimiter: str = field(default="", metadata=OMIT_DEFAULT)
+    # --thinking: the chat template's switch or effort ("": the template's own default)
+    thinking: str = field(default="", metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,9 @@ class RunReport:
             "language": self.first.dataset.get("language") or "en",
             "dataset_sha256": ident.dataset_sha256,
             "style": ident.prompt.style,
+            # --thinking as set in the chat template ("": the template's own default)
+            "thinking": ident.prompt.thinking
+            or ("template default" if ident.prompt.style == "chat" else ""),
             "shots": ident.prompt.shots,
             "strip_options": ident.prompt.strip_options,
             "extract": ident.extraction.mode,
@@ -454,6 +457,15 @@ def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
         )
         rows.append(
             (
+                "thinking tokens per question",
+                [
+                    f"{r.overall.thinking_tokens / r.overall.n:,.0f}" if r.overall.n else "-"
+                    for r in reports
+                ],
+            )
+        )
+        rows.append(
+            (
                 "think blocks cut by the budget",
                 [
                     f"{r.overall.think_cut} (budget {r.identity.generation.think_budget or 'none'})"
@@ -466,6 +478,8 @@ def _rows(reports: list[RunReport]) -> list[tuple[str, list[str]]]:
     rows += _shared_rows(reports)
     settings = [r.settings for r in reports]
     keys: tuple[str, ...] = ("model", "quantization", "method", "style", "shots", "max_tokens")
+    if any(s["thinking"] for s in settings):
+        keys = (*keys[:4], "thinking", *keys[4:])
     keys = (*(("language",) if len({s["language"] for s in settings}) > 1 else ()), *keys, "sample")
     for key in keys:
         rows.append((key, [str(s[key]) for s in settings]))

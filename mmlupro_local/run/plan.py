@@ -50,6 +50,7 @@ class RunPlan:
                 chat_template=_file_sha256(template) if template else "",
                 wording="" if answer.wording == OFFICIAL else answer.wording.name,
                 target_delimiter=request.answering.target_delimiter(request.prompt.style),
+                thinking=request.prompt.thinking or "",
             ),
             extraction=extraction,
             generation=generation,

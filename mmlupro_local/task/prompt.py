@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from mmlupro_local.datasets.questions import LETTERS, Question
+from mmlupro_local.engine.chat import Thinking
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.task.wording import OFFICIAL, Wording, split_label
 
@@ -37,10 +38,16 @@ class PromptSettings:
     style: Style = "completion"
     shots: int = MAX_SHOTS
     strip_options: bool = False
+    # chat style: the template's thinking switch or effort (None: the template's default)
+    thinking: Thinking | None = None
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
             raise PromptError(f"style must be one of {', '.join(STYLES)}, not {self.style!r}")
+        if self.thinking is not None and self.style != "chat":
+            raise PromptError(
+                f"--thinking {self.thinking} is a chat template's setting: add --style chat"
+            )
         if not 0 <= self.shots <= MAX_SHOTS:
             raise PromptError(f"shots must be between 0 and {MAX_SHOTS}, not {self.shots}")
 

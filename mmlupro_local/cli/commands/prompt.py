@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
-from mmlupro_local.cli.options import dataset_option, prompt_options
+from mmlupro_local.cli.options import dataset_option, prompt_options, prompt_settings
 from mmlupro_local.datasets.dataset import load_dataset
+from mmlupro_local.engine.chat import Thinking
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.model.source import model_path
 from mmlupro_local.run.request import RunRequest
 from mmlupro_local.task.methods import METHOD_NAMES, MethodName, method_named
-from mmlupro_local.task.prompt import ChatRenderer, PromptSettings, Style
+from mmlupro_local.task.prompt import ChatRenderer, Style
 from mmlupro_local.task.settings import MAX_TOKENS
 from mmlupro_local.task.wording import wording_for
 
@@ -31,6 +33,12 @@ from mmlupro_local.task.wording import wording_for
     "--model",
     "model_ref",
     help="GGUF model (a path or hf://OWNER/REPO/FILE.gguf): its chat template and tokenizer.",
+)
+@click.option(
+    "--chat-template",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A Jinja chat template file to use instead of the model's (--style chat), as run "
+    "takes it.",
 )
 @click.option(
     "--ctx",
@@ -54,7 +62,9 @@ def prompt(
     style: Style,
     shots: int,
     strip_options: bool,
+    thinking: Thinking | None,
     model_ref: str | None,
+    chat_template: Path | None,
     ctx: int | None,
     max_tokens: int,
     as_json: bool,
@@ -68,6 +78,7 @@ def prompt(
       mmlupro-local prompt 70 71 --json
       mmlupro-local prompt 70 --style chat --model SmolLM2-135M-Instruct.Q4_1.gguf
       mmlupro-local prompt 70 --method logprob --json
+      mmlupro-local prompt 70 --style chat --model M.gguf --chat-template t.jinja --thinking off
     """
     model = model_path(model_ref) if model_ref else None
     data = load_dataset(dataset_name)
@@ -77,13 +88,21 @@ def prompt(
         raise MmluProError(
             f"no test question with id {', '.join(map(str, missing))} in {data.name!r}"
         )
-    settings = PromptSettings(style=style, shots=shots, strip_options=strip_options)
+    settings = prompt_settings(
+        {"style": style, "shots": shots, "strip_options": strip_options, "thinking": thinking}
+    )
+    if (chat_template or thinking) and model is None:
+        raise click.UsageError("--chat-template and --thinking need --model (the chat's model)")
     render: ChatRenderer | None = None
     if model is not None and style == "chat":
+        # the renderer a run would use: the same template and variables, the same refusals
         from mmlupro_local.engine.chat import chat_renderer
         from mmlupro_local.model.gguf import read_gguf
+        from mmlupro_local.run.targets.gguf import model_chat
 
-        render = chat_renderer(read_gguf(model))
+        info = read_gguf(model)
+        template, variables = model_chat(info, chat_template, thinking)
+        render = chat_renderer(info, template, variables)
     answering = method_named(method)
     if not answering.generates and ctx is not None:
         raise click.UsageError("--ctx is for --method cot: letter-choice prompts are never cut")

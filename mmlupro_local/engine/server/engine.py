@@ -6,7 +6,7 @@ import asyncio
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -59,6 +59,10 @@ class ServerEngine:
         self.cut_at: int | None = None  # a server that cuts long prompts keeps about this many
         self.checked_connections = 0  # completion connections the last identity check covers
         self._checking = asyncio.Lock()
+        self.template_kwargs: dict[str, Any] = {}  # the chat template's variables (--thinking)
+
+    def use_template_kwargs(self, kwargs: Mapping[str, Any]) -> None:
+        self.template_kwargs = dict(kwargs)
 
     def find_cut(self, text: str) -> int | None:
         """For a server that cannot count tokens: send `text` and `text` twice (one token
@@ -120,7 +124,10 @@ class ServerEngine:
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         """The server's own chat template applied to messages (llama-server)."""
-        data = self.client.post("/apply-template", {"messages": messages}) or {}
+        body: Json = {"messages": messages}
+        if self.template_kwargs:
+            body["chat_template_kwargs"] = dict(self.template_kwargs)
+        data = self.client.post("/apply-template", body) or {}
         if not isinstance(data.get("prompt"), str):
             raise ServerError(f"{self.client.root}/apply-template gave no prompt")
         return str(data["prompt"])
@@ -254,6 +261,8 @@ class ServerEngine:
         if sampling.stop:
             body["stop"] = [sampling.stop]
         if job.messages:
+            if self.template_kwargs:  # --thinking, as vLLM, SGLang and llama-server take it
+                body["chat_template_kwargs"] = dict(self.template_kwargs)
             return "/v1/chat/completions", {**body, "messages": list(job.messages)}
         return "/v1/completions", {**body, "prompt": job.text}
 

@@ -16,7 +16,7 @@ import functools
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mmlupro_local.engine import Generation, Job, NewWatcher, never_stop
@@ -228,7 +228,12 @@ class ServerPool:
                 )
         self.info = first.info
 
+    def use_template_kwargs(self, kwargs: Mapping[str, Any]) -> None:
+        for member in self.members:
+            member.use_template_kwargs(kwargs)
+
     # the Engine, as one server's, answered by the first where one suffices
+
     def count_tokens(self, text: str) -> int:
         return self.members[0].count_tokens(text)
 

@@ -21,6 +21,7 @@ class ServerInfo:
     tokenize: str | None  # "llama-server" or "vllm": how /tokenize is called; None: absent
     chat_template: bool  # /apply-template renders the server's chat template
     details: dict[str, Any] = field(default_factory=dict)
+    template_text: str = ""  # the chat template's source, where the server shows it (/props)
 
     @property
     def served(self) -> dict[str, Any]:
@@ -78,6 +79,7 @@ def probe(client: ServerClient, wanted: str) -> ServerInfo:
         tokenize,
         template,
         details,
+        props["chat_template"] if isinstance(props.get("chat_template"), str) else "",
     )
 
 

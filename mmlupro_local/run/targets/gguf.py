@@ -8,7 +8,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmlupro_local.engine import Engine, EngineSettings, KvType
+from mmlupro_local.engine import Engine, EngineError, EngineSettings, KvType
+from mmlupro_local.engine.chat import Thinking, template_switches
 from mmlupro_local.engine.mode import EngineMode, auto_mode
 from mmlupro_local.engine.shapes import ShapeRule, rule_for
 from mmlupro_local.model.fingerprint import model_record, model_sha256
@@ -160,7 +161,7 @@ class GgufSpec(TargetSpec):
         return f"{shown} is for a model behind --server URL; give --server, or leave it out"
 
     def open(self, request: RunRequest, factory: EngineFactory | None) -> Target:
-        return LocalModel(self, factory or _llama_engine)
+        return LocalModel(self, factory or _llama_engine, request.prompt.thinking)
 
 
 def _model_files(models: Sequence[str], options: Mapping[str, Any]) -> list[tuple[Path, str]]:
@@ -195,14 +196,32 @@ def _llama_engine(model: Path, settings: EngineSettings) -> Engine:
     return LlamaEngine(model, settings)
 
 
+def model_chat(
+    info: GgufInfo, template_file: Path | None, thinking: Thinking | None
+) -> tuple[str | None, dict[str, Any]]:
+    """The chat template a run renders with (a --chat-template file, else the model's)
+    and the variables --thinking sets in it; refused now, before any weights load, where
+    the template cannot do what is asked."""
+    template = (read_template(template_file) if template_file else None) or info.chat_template
+    if thinking is None:
+        return template, {}
+    if not template:
+        raise EngineError(
+            f"{info.path.name} has no chat template: --thinking needs one (--chat-template FILE)",
+            setting="thinking",
+        )
+    return template, template_switches(template).variables(thinking, info.path.name)
+
+
 class LocalModel(Target):
-    def __init__(self, spec: GgufSpec, factory: EngineFactory) -> None:
+    def __init__(
+        self, spec: GgufSpec, factory: EngineFactory, thinking: Thinking | None = None
+    ) -> None:
         self.spec, self.factory = spec, factory
         self.info: GgufInfo = read_gguf(spec.path)
         self.template_file = spec.chat_template
-        self.template = read_template(spec.chat_template) if spec.chat_template else None
-        self.template = self.template or self.info.chat_template
-        self.template_thinks = template_thinks(self.template)
+        self.template, self.template_variables = model_chat(self.info, spec.chat_template, thinking)
+        self.template_thinks = thinking != "off" and template_thinks(self.template)
         self.key = model_sha256(spec.path)  # the identity's model_sha256, the prefix cache's key
         self.trained_ctx = self.info.get_int("context_length")
 
@@ -253,6 +272,8 @@ class LocalModel(Target):
         record = {**model_record(self.info, self.key), "source": self.spec.source or None}
         if self.spec.chat_template is not None:
             record["chat_template"] = str(self.spec.chat_template)
+        if self.template_variables:  # what --thinking set in the template
+            record["chat_template_variables"] = self.template_variables
         return record
 
     def check_memory(self, n_ctx: int, warnings: list[str], parallel: int = 1) -> None:
@@ -276,7 +297,7 @@ class LocalModel(Target):
     def renderer(self) -> ChatRenderer:
         from mmlupro_local.engine.chat import chat_renderer
 
-        return chat_renderer(self.info, self.template)
+        return chat_renderer(self.info, self.template, self.template_variables)
 
     @property
     def uses_prefix_cache(self) -> bool:

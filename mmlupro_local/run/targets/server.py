@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mmlupro_local.engine import Engine, EngineError
+from mmlupro_local.engine.chat import served_variables
 from mmlupro_local.engine.server import ServerSettings
 from mmlupro_local.engine.server.descriptors import RESERVE, connection_room
 from mmlupro_local.results.records import Identity, ResultRecord, ServerEngineIdentity
@@ -107,6 +108,11 @@ class ServedModel(Target):
         )
         self.chat = request.prompt.style == "chat"
         info = self.engine.info
+        name = f"the model {info.model!r} at {self.root}"
+        self.template_variables = served_variables(
+            request.prompt.thinking, info.template_text, name
+        )
+        self.engine.use_template_kwargs(self.template_variables)
         self.fixed_ctx = info.n_ctx  # each request's context, as the server reports it
         # counts are the server's only when it tokenizes the very text it is sent
         self.exact_counts = info.tokenize is not None and bool(info.chat_template or not self.chat)
@@ -158,6 +164,8 @@ class ServedModel(Target):
         }
         if self.chat:  # the official chat form, rendered by the server's own template
             record["chat_template"] = "the server's"
+        if self.template_variables:  # sent as chat_template_kwargs (--thinking)
+            record["chat_template_variables"] = self.template_variables
         return record
 
     def start(self, plan: RunPlan) -> Engine:
