@@ -28,6 +28,7 @@ class RunPlan:
     mode_reason: str = ""  # how the mode was chosen, recorded ("": as given)
     notes: tuple[str, ...] = ()  # what settling found worth a warning
     lines: tuple[str, ...] = ()  # what the run says about its choices
+    thinks: bool = False  # the chat template opens think blocks (and --thinking is not off)
 
     @property
     def budget_floor(self) -> int:
@@ -68,11 +69,12 @@ def settle(request: RunRequest, target: Target, recorded: Identity | None) -> Ru
     `recorded`, the identity of the file resumed, says), then the think budget (the
     target's chat template) and with it the generation budget."""
     mode: Mode = target.mode(request, recorded)
+    thinks = request.prompt.style == "chat" and target.template_thinks
     answer, budget, notes = request.answering.settle(
         request.answer,
         think_budget=request.think_budget,
         max_tokens=request.max_tokens,
-        thinks=request.prompt.style == "chat" and target.template_thinks,
+        thinks=thinks,
     )
     return RunPlan(
         request=request,
@@ -84,4 +86,5 @@ def settle(request: RunRequest, target: Target, recorded: Identity | None) -> Ru
         mode_reason=mode.reason,
         notes=tuple(notes),
         lines=(mode.line,) if mode.line else (),
+        thinks=thinks and request.answering.generates,
     )

@@ -4,6 +4,7 @@ plan -> prompts -> engine -> score -> store."""
 from __future__ import annotations
 
 import shlex
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -36,6 +37,7 @@ from mmlupro_local.run.progress import progress_bar
 from mmlupro_local.run.request import RunRequest
 from mmlupro_local.run.saving import Acknowledged
 from mmlupro_local.run.targets import EngineFactory, Target
+from mmlupro_local.run.thinking_cost import ThinkingCost
 from mmlupro_local.task.methods import Fitting
 from mmlupro_local.task.prompt import Prompt
 from mmlupro_local.task.stopping import Watchers
@@ -323,6 +325,9 @@ def _generate_all(
         Acknowledged(writer, bar, sizes, counts) as saved,
     ):
         method = plan.request.answering
+        cost = None
+        if plan.thinks:  # said above the bar, on stderr with the rest
+            cost = ThinkingCost(len(todo), plan.parallel, lambda t: bar.write(t, file=sys.stderr))
         answers = method.ask(
             engine, jobs, budget=plan.budget, watchers=watchers, should_stop=stop.is_set
         )
@@ -343,6 +348,8 @@ def _generate_all(
                     watcher=watcher,
                 )
                 saved.add(record, generation)
+                if cost is not None:
+                    cost.add(record)
                 if stop.is_set():
                     saved.flush()
                     return saved.written, stop.signum, failed

@@ -141,3 +141,23 @@ def test_a_server_gets_the_mode_as_chat_template_kwargs(tmp_path: Path) -> None:
     header = lines(tmp_path / "r.jsonl")[0]
     assert header["identity"]["prompt"]["thinking"] == "off"
     assert header["model"]["chat_template_variables"] == {"enable_thinking": False}
+
+
+def test_a_thinking_run_says_what_the_rest_will_cost_after_its_first_answers(
+    tmp_path: Path,
+) -> None:
+    model = write_fake_model(tmp_path / "m.gguf")
+    engine = FakeEngine(lambda prompt: "hmm hmm hmm hmm</think> The answer is (A).")
+    args = ["run", str(model), "--style", "chat", "--chat-template", str(SWITCH),
+            "--per-category", "2", "--categories", "law,history", "--parallel", "1",
+            "--lookup", "0", "--no-progress"]  # fmt: skip
+    result = invoke(*args, "--thinking", "on", "--out", str(tmp_path / "on.jsonl"), engine=engine)
+    assert result.exit_code == 0, result.output
+    said = re.search(r"thinking: (\d+) tokens per question over the first 3 answers; "
+                     r"the 1 left would think about (\d+) tokens", result.output)  # fmt: skip
+    assert said is not None, result.output
+    records = lines(tmp_path / "on.jsonl")[1:4]
+    per = sum(r["thinking_tokens"] for r in records) / 3
+    assert per > 0 and said.groups() == (f"{per:,.0f}", f"{per:,.0f}")
+    off = invoke(*args, "--thinking", "off", "--out", str(tmp_path / "off.jsonl"), engine=engine)
+    assert off.exit_code == 0 and "tokens per question over the first" not in off.output
