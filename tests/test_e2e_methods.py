@@ -125,3 +125,32 @@ def test_a_think_budget_closes_the_block_and_forces_the_answer(
     # the batched decoder forces the same way
     assert [(r["thinking_tokens"], r["think_cut"]) for r in runs["2"]] == [(24, True)] * 2
     assert [r["pred"] for r in runs["2"]] == [r["pred"] for r in runs["1"]]
+
+
+def test_thinking_off_and_on_through_the_template_s_own_switch(
+    smollm2: Path, tmp_path: Path
+) -> None:
+    """Issue 35 with a real model: SmolLM2 under a template with Qwen3's switch
+    (tests/data/templates/switch-thinking.jinja; no thinking GGUF is at hand). Off: the
+    template writes an empty block and nothing is thought; on: the block stays open and
+    the budget cuts it. The two files' identities differ in the mode alone."""
+    template = Path(__file__).parent / "data" / "templates" / "switch-thinking.jinja"
+    base = ["run", str(smollm2), "--style", "chat", "--chat-template", str(template),
+            "--per-category", "1", "--categories", "law", "--max-tokens", "48",
+            "--no-progress"]  # fmt: skip
+    off, on = tmp_path / "off.jsonl", tmp_path / "on.jsonl"
+    done = cli(*base, "--thinking", "off", "--out", str(off))
+    assert done.returncode == 0, done.stderr
+    done = cli(*base, "--thinking", "on", "--think-budget", "16", "--out", str(on))
+    assert done.returncode == 0, done.stderr
+    headers = [json.loads(p.read_text().splitlines()[0]) for p in (off, on)]
+    assert [h["identity"]["prompt"]["thinking"] for h in headers] == ["off", "on"]
+    assert [h["model"]["chat_template_variables"] for h in headers] == [
+        {"enable_thinking": False}, {"enable_thinking": True}]  # fmt: skip
+    (quiet,), (thought,) = results(off), results(on)
+    assert quiet["thinking_tokens"] == 0 and not quiet.get("think_cut")
+    assert thought["thinking_tokens"] == 16 and thought["think_cut"] is True
+    printed = [cli("prompt", str(quiet["question_id"]), "--style", "chat", "--model", str(smollm2),
+                   "--chat-template", str(template), "--thinking", mode).stdout
+               for mode in ("off", "on")]  # fmt: skip
+    assert printed[0].endswith("<think>\n\n</think>\n\n\n") and printed[1].endswith("<think>\n\n")
