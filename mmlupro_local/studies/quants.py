@@ -184,9 +184,18 @@ def evaluate(plan: QuantsPlan, *, echo: Echo, progress: bool) -> list[QuantRow]:
             if row.same_weights:
                 row.peak_memory_bytes = reference.peak_memory_bytes
                 row.peak_upper_bound = reference.peak_upper_bound
+            echo(f"quants: {row.name} after {row.questions} questions: {_progress(row, plan)}")
         if all(r.verdict != "unsettled" for r in rows[1:]):
             break
     return rows
+
+
+def _progress(row: QuantRow, plan: QuantsPlan) -> str:
+    d = row.difference
+    if d is None:
+        return "no paired questions yet"
+    said = row.settled.sentence(d.value, plan.margin)
+    return f"{d.value * 100:+.1f} points [{d.low * 100:+.1f}, {d.high * 100:+.1f}], {said}"
 
 
 def _row(spec: GgufSpec, reference: bool) -> QuantRow:
