@@ -25,20 +25,31 @@ def main(reference_path: Path, quant_path: Path) -> None:
     dataset = load_dataset(reference.first.dataset.get("name"))
     sizes = reference.sizes or {}
     seed = reference.latest.sample.seed
-    by_category: dict[str, list[bool]] = {}
-    for r in reference.records:
-        by_category.setdefault(r.category, []).append(r.correct)
-    most = min(len(v) for v in by_category.values())
     ref_by_id = {r.question_id: r for r in reference.records}
+
+    def nested(k: int) -> list[int]:
+        return sorted(
+            q.question_id for q in draw(dataset.test, SampleSpec(per_category=k, seed=seed))
+        )
+
+    # the reference's largest complete nested sample: its estimate stands on that
+    most = 1
+    while all(i in ref_by_id for i in nested(most + 1)):
+        most += 1
+    by_category: dict[str, list[bool]] = {}
+    for i in nested(most):
+        by_category.setdefault(ref_by_id[i].category, []).append(ref_by_id[i].correct)
     quant_by_id = {r.question_id: r for r in quant.records}
-    print(f"reference: {reference.label}, {len(reference.records)} questions")
+    print(
+        f"reference: {reference.label}, {most} per category ({most * len(by_category)} questions)"
+    )
     print(f"quant:     {quant.label}")
     print(f"{'k/cat':>5} {'n':>5}  {'own estimate':<22} {'width':>6}  "
           f"{'reference as predictor':<22} {'width':>6}  {'ratio':>5}")  # fmt: skip
     k = 5
     while k <= most:
-        ids = {q.question_id for q in draw(dataset.test, SampleSpec(per_category=k, seed=seed))}
-        mine = [quant_by_id[i] for i in sorted(ids) if i in quant_by_id]
+        ids = nested(k)
+        mine = [quant_by_id[i] for i in ids if i in quant_by_id]
         if len(mine) < len(ids):
             break  # the quant's file stops short of this sample
         score = estimate_full_score(mine, dataset, sizes)
@@ -59,9 +70,7 @@ def main(reference_path: Path, quant_path: Path) -> None:
             f"{pred_w * 100:5.1f}  {pred_w / own_w:5.2f}"
         )
         k *= 2
-    print(
-        f"own: {own.method}; widths in points; the reference on {len(reference.records)} questions"
-    )
+    print(f"own: {own.method}; widths in points, of 95 % intervals")
 
 
 if __name__ == "__main__":
