@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server llama-quantize test-models demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-exact bench-peer bench-dataset bench-extract dataset-check fit-items study-estimates prox-golden letter-golden bench-client bench-storm bench-html bench-abort clean
+.PHONY: install llama-server llama-quantize test-models demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-exact bench-peer bench-dataset bench-extract dataset-check fit-items study-estimates study-quants-width prox-golden letter-golden bench-client bench-storm bench-html bench-abort clean
 
 install: $(STAMP)
 
@@ -137,6 +137,13 @@ fit-items: install
 # 200 seeds, at 70, 140, 560 and 1,400 questions (about 3 minutes).
 study-estimates: install
 	$(BIN)/python scripts/study_estimates.py --seeds 200
+
+# A quant's interval by questions, its own against the reference as predictor (issue 34),
+# from two results files quants wrote:
+#   make study-quants-width REF=dir/ref.logprob.seed0.jsonl QUANT=dir/q2_k.logprob.seed0.jsonl
+study-quants-width: install
+	@test -n "$(REF)" -a -n "$(QUANT)" || { echo "give REF=FILE QUANT=FILE (two quants results files)"; exit 2; }
+	$(BIN)/python scripts/study_quants_width.py "$(REF)" "$(QUANT)"
 
 # MMLU-ProX: the fixture rows, then lm-evaluation-harness's own rendering of their
 # prompts and its language tables, from lm-eval in an environment of its own (.venv-lmeval)
