@@ -418,6 +418,13 @@ engine_options = OptionGroup(
         "'auto': the same rule as --parallel.",
     ),
     opt(
+        "--draft",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        help="Speculative decoding: a smaller GGUF of the same vocabulary proposes the next "
+        "tokens in place of prompt lookup (up to --lookup a step, else 8); the model checks "
+        "them as it checks lookup's, so every answer is the same as without it.",
+    ),
+    opt(
         "--prefix-cache/--no-prefix-cache",
         default=RunRequest.prefix_cache,
         show_default=True,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol, get_args
 
 from mmlupro_local.engine.prefix_cache import PrefixCache
@@ -51,6 +52,8 @@ class EngineSettings:
     flash_attn: bool | None = True
     kv_type: KvType = "f16"  # quantized V needs flash attention
     lookup: int = 0  # most guessed tokens checked per step (prompt-lookup decoding); 0: off
+    # a smaller model of the same vocabulary whose greedy guesses replace prompt lookup's
+    draft: Path | None = None
 
     def __post_init__(self) -> None:
         if self.kv_type not in KV_TYPES:

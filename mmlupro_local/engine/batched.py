@@ -6,7 +6,7 @@ stream; each question's stream starts as a copy of it (llama_memory_seq_cp copie
 cells, in order) and reads its own suffix as it is admitted, then decodes one token per
 step alongside the others. A finished question leaves and the next takes its slot at
 once, whatever its category. With `lookup`, a generating question also decodes guessed next tokens
-(engine.lookup) and keeps those greedy decoding confirms. Every call is laid out
+(engine.lookup, or a draft model's: engine.draft) and keeps those greedy decoding confirms. Every call is laid out
 canonically (engine.shapes), so each token is computed exactly as it would be alone.
 """
 
@@ -28,8 +28,9 @@ from mmlupro_local.engine import (
     StopReason,
     Watcher,
 )
+from mmlupro_local.engine.draft import DRAFT_MAX, DraftModel
 from mmlupro_local.engine.handles import LlamaContext, LlamaModel
-from mmlupro_local.engine.lookup import Drafter
+from mmlupro_local.engine.lookup import Drafter, Guesser
 from mmlupro_local.engine.prefixes import SavedPrefixes
 from mmlupro_local.engine.shapes import Entry
 
@@ -49,7 +50,7 @@ class _Slot:
     pending: list[int]  # to decode each step: the next token and any guesses
     pos: int
     began: float
-    drafter: Drafter | None = None
+    drafter: Guesser | None = None
     utf8: Any = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )
@@ -73,7 +74,9 @@ class BatchedDecoder:
         settings: EngineSettings,
         prefixes: SavedPrefixes,
         parallel: int,
+        draft: DraftModel | None = None,
     ) -> None:
+        self.draft = draft
         self.model = model
         self.ctx = ctx
         self.settings = settings
@@ -235,7 +238,10 @@ class BatchedDecoder:
         except EngineError:
             self._release(slot)
             raise
-        if self.settings.lookup:
+        if self.draft is not None:
+            limit = self.settings.lookup or DRAFT_MAX
+            slot.drafter = self.draft.drafter(seq, job.tokens, job.boundary, limit)
+        elif self.settings.lookup:
             slot.drafter = Drafter(job.tokens, self.settings.lookup)
         slot.prefix_decoded = prefix_decoded
         slot.spent = slot.prompt_spent = self.decode_seconds - before
@@ -289,7 +295,9 @@ class BatchedDecoder:
             slot.drafter.accepted(len(guesses), kept)
             slot.drafter.extend([*guesses[:kept], token])
             if not slot.forcing:
+                drafting = time.perf_counter()  # a draft model's decoding is the answer's cost
                 slot.pending += slot.drafter.draft(max_tokens - slot.generated)
+                slot.spent += time.perf_counter() - drafting
         return None
 
     def _result(self, slot: _Slot, reason: StopReason) -> Generation:

@@ -30,6 +30,7 @@ from mmlupro_local.engine import (
     never_stop,
 )
 from mmlupro_local.engine.batched import BatchedDecoder
+from mmlupro_local.engine.draft import DraftModel, check_vocabulary
 from mmlupro_local.engine.handles import (
     LlamaContext,
     LlamaModel,
@@ -64,6 +65,9 @@ class LlamaEngine:
         self._kv: list[int] = []  # tokens whose keys and values are in sequence 0's cells
         self.reach = 0  # what one question may reach, as open_context was asked
         self.prefixes = SavedPrefixes(None, "", settings, self.rule)
+        self.draft: DraftModel | None = None
+        if settings.draft is not None:  # a wrong file or vocabulary, before any decoding
+            check_vocabulary(self.info, read_gguf(settings.draft))
 
     def open_context(self, n_ctx: int, parallel: int = 1) -> None:
         """A context in which one question may reach n_ctx tokens: a KV stream of that
@@ -77,7 +81,13 @@ class LlamaEngine:
         self._parallel = parallel
         self.ctx = LlamaContext(self.model, self.settings, streams(parallel), self.rule)
         self._kv = []
-        self._batched = BatchedDecoder(self.model, self.ctx, self.settings, self.prefixes, parallel)
+        if self.settings.draft is not None:
+            if self.draft is not None:
+                self.draft.close()
+            self.draft = DraftModel(self.settings.draft, self.settings, parallel, self.rule)
+        self._batched = BatchedDecoder(
+            self.model, self.ctx, self.settings, self.prefixes, parallel, self.draft
+        )
 
     def _context(self) -> LlamaContext:
         if self.ctx is None:
@@ -265,12 +275,21 @@ class LlamaEngine:
             "parallel": self._parallel,
             "lookup": self.settings.lookup,
             "n_ctx_train": self.model.n_ctx_train,
+            **({"draft": str(self.settings.draft)} if self.settings.draft else {}),
         }
+
+    def draft_counts(self) -> tuple[int, int, float]:
+        """(tokens the draft proposed, of them kept, seconds it spent), this engine's life."""
+        d = self.draft
+        return (d.proposed, d.kept, d.seconds) if d is not None else (0, 0, 0.0)
 
     def close(self) -> None:
         if self.ctx is not None:
             self.ctx.close()
             self.ctx = None
+        if self.draft is not None:
+            self.draft.close()
+            self.draft = None
         self.model.close()
 
     def __enter__(self) -> LlamaEngine:

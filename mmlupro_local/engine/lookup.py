@@ -11,9 +11,20 @@ in long answers, which such guesses predict almost perfectly.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 NGRAM_SIZES = (4, 3, 2)  # longest first: a longer match predicts better
 FIRST_DRAFT = 4
+
+
+class Guesser(Protocol):
+    """What proposes a question's next tokens: prompt lookup, or a draft model."""
+
+    def extend(self, tokens: Iterable[int]) -> None: ...
+
+    def draft(self, room: int) -> list[int]: ...
+
+    def accepted(self, drafted: int, kept: int) -> None: ...
 
 
 class Drafter:

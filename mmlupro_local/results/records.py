@@ -91,8 +91,8 @@ EARLIER_BATCH = 512
 @dataclass(frozen=True, kw_only=True)
 class LocalEngineIdentity:
     """The in-process engine. Under an exact shape rule (engine.shapes) every token is
-    computed the same way whatever --parallel and --lookup, so those two only say how it
-    ran; before it (a file with no `shapes`), batching changed the arithmetic, and with
+    computed the same way whatever --parallel, --lookup and --draft, so those only say
+    how it ran; before it (a file with no `shapes`), batching changed the arithmetic, and with
     it some greedy answers."""
 
     batch: int = field(default=0, metadata=OMIT_DEFAULT)  # the prompt batch before rules
@@ -105,6 +105,8 @@ class LocalEngineIdentity:
     threads: int | None = field(default=None, metadata=OMIT_DEFAULT)
     parallel: int = 1
     lookup: int = field(default=0, metadata=OMIT_DEFAULT)  # absent: off
+    # the draft model whose guesses were checked (--draft): its file name and sha256
+    draft: str = field(default="", metadata=OMIT_DEFAULT)
 
     @property
     def exact(self) -> bool:
@@ -116,7 +118,7 @@ class LocalEngineIdentity:
     @staticmethod
     def resumes(file: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
         """What keeps a file of this engine from resuming: any difference, but for how
-        it ran (--parallel, --lookup) under the same exact shape rule; and a file of an
+        it ran (--parallel, --lookup, --draft) under the same exact shape rule; and a file of an
         earlier rule (or of none) whose answers this release computes otherwise."""
         engine, engine_now = file.get("engine") or {}, now.get("engine") or {}
         was = str(engine.get("shapes", ""))
@@ -248,7 +250,7 @@ ABSENT = {"method": "cot", "prompt.target_delimiter": "none"}
 
 
 # how a question was computed, not what: under the same exact shape rule they change no answer
-HOW_IT_RAN = frozenset({"engine.parallel", "engine.lookup"})
+HOW_IT_RAN = frozenset({"engine.parallel", "engine.lookup", "engine.draft"})
 
 
 def resume_differences(file: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,20 @@ def test_the_advice_names_the_budgets(smollm2: Path) -> None:
     need = estimate(info, 1_000_000, "f16")  # a think budget of a million tokens
     with pytest.raises(MemoryTooSmallError, match="--max-tokens or --think-budget"):
         check_fits(info, need, MachineMemory(total=8 * GIB, available=8 * GIB))
+
+
+def test_a_draft_model_counts_in_what_must_fit(
+    smollm2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--draft: the draft's weights and its KV streams are held beside the model's."""
+    from mmlupro_local.run.targets import gguf
+
+    spec = gguf.GgufSpec(path=smollm2, gpu_layers=0)
+    alone = estimate(read_gguf(smollm2), spec.rule.kv_cells(4096, 1))
+    # room for the model alone, not for it and a draft as large
+    room = MachineMemory(total=alone.total + GIB // 20, available=alone.total + GIB // 20)
+    monkeypatch.setattr(gguf, "machine_memory", lambda: room)
+    gguf.LocalModel(spec, lambda *_: None).check_memory(4096, [], 1)  # type: ignore[arg-type]
+    drafted = gguf.LocalModel(replace(spec, draft=smollm2), lambda *_: None)  # type: ignore[arg-type]
+    with pytest.raises(MemoryTooSmallError):
+        drafted.check_memory(4096, [], 1)

@@ -17,7 +17,7 @@ from mmlupro_local.model.gguf import GgufInfo, read_gguf
 from mmlupro_local.model.hardware import default_flash_attn, default_gpu_layers, physical_cores
 from mmlupro_local.model.memory import check_fits, check_gpu_fits, estimate, machine_memory
 from mmlupro_local.model.source import resolve_model
-from mmlupro_local.results.records import Identity, LocalEngineIdentity
+from mmlupro_local.results.records import Identity, LocalEngineIdentity, ResultRecord
 from mmlupro_local.run.targets import (
     EngineFactory,
     Given,
@@ -51,6 +51,7 @@ class GgufSpec(TargetSpec):
         "flash_attn",
         "kv_type",
         "lookup",
+        "draft",
         "prefix_cache",
         "memory_check",
         "chat_template",
@@ -68,6 +69,7 @@ class GgufSpec(TargetSpec):
     flash_attn: bool | None = None  # None: hardware.default_flash_attn
     kv_type: KvType = EngineSettings.kv_type
     memory_check: bool = True  # refuse a model and context larger than this machine's memory
+    draft: Path | None = None  # a smaller model of the same vocabulary that guesses (issue 35)
     rule_bytes: int = 0  # the model size the rule reads (several models: the largest); 0: this
 
     def __post_init__(self) -> None:
@@ -106,7 +108,9 @@ class GgufSpec(TargetSpec):
 
         return auto_mode(backend(self.layers), self.cores, self.rule_size)
 
-    def engine_settings(self, *, threads: int | None = None, lookup: int = 0) -> EngineSettings:
+    def engine_settings(
+        self, *, threads: int | None = None, lookup: int = 0, draft: Path | None = None
+    ) -> EngineSettings:
         """The in-process engine's settings, decided here for `run`, `bench` and
         `divergence` alike: GPU layers, flash attention and KV type as given or by this
         machine's defaults."""
@@ -116,6 +120,7 @@ class GgufSpec(TargetSpec):
             flash_attn=self.attention,
             kv_type=self.kv_type,
             lookup=lookup,
+            draft=draft,
         )
 
     @property
@@ -152,6 +157,7 @@ class GgufSpec(TargetSpec):
                 flash_attn=options.get("flash_attn"),
                 kv_type=options.get("kv_type", EngineSettings.kv_type),
                 memory_check=options.get("memory_check", True),
+                draft=options.get("draft"),
             )
             for path, source in _model_files(models, options)
         ]
@@ -223,6 +229,10 @@ class LocalModel(Target):
         self.template, self.template_variables = model_chat(self.info, spec.chat_template, thinking)
         self.template_thinks = thinking != "off" and template_thinks(self.template)
         self.key = model_sha256(spec.path)  # the identity's model_sha256, the prefix cache's key
+        self.draft_key = ""  # the draft's name and sha256, as the identity says how it ran
+        if spec.draft is not None:
+            self.draft_key = f"{spec.draft.name} sha256:{model_sha256(spec.draft)}"
+        self.engine: Engine | None = None
         self.trained_ctx = self.info.get_int("context_length")
 
     def mode(self, request: RunRequest, recorded: Identity | None) -> Mode:
@@ -254,7 +264,9 @@ class LocalModel(Target):
         return Mode(parallel, lookup, threads, rule.reason, line)
 
     def settings(self, plan: RunPlan) -> EngineSettings:
-        return self.spec.engine_settings(threads=plan.threads, lookup=plan.lookup)
+        return self.spec.engine_settings(
+            threads=plan.threads, lookup=plan.lookup, draft=self.spec.draft
+        )
 
     def engine_identity(self, plan: RunPlan) -> LocalEngineIdentity:
         s = self.settings(plan)
@@ -266,6 +278,7 @@ class LocalModel(Target):
             threads=s.threads,
             parallel=plan.parallel,
             lookup=s.lookup,
+            draft=self.draft_key,
         )
 
     def record(self) -> dict[str, Any]:
@@ -279,7 +292,13 @@ class LocalModel(Target):
     def check_memory(self, n_ctx: int, warnings: list[str], parallel: int = 1) -> None:
         if not self.spec.memory_check:
             return
-        need = estimate(self.info, self.spec.rule.kv_cells(n_ctx, parallel), self.spec.kv_type)
+        cells = self.spec.rule.kv_cells(n_ctx, parallel)
+        need = estimate(self.info, cells, self.spec.kv_type)
+        if self.spec.draft is not None:  # its weights and its streams, one more for the prefix
+            extra = estimate(read_gguf(self.spec.draft), cells + n_ctx, self.spec.kv_type)
+            need = replace(
+                need, weights=need.weights + extra.weights, kv_cache=need.kv_cache + extra.kv_cache
+            )
         machine = machine_memory()
         warning = check_fits(self.info, need, machine)
         from mmlupro_local.engine.devices import gpu_memory
@@ -292,7 +311,26 @@ class LocalModel(Target):
             warnings.append(warning)
 
     def start(self, plan: RunPlan) -> Engine:
-        return self.factory(self.spec.path, self.settings(plan))
+        self.engine = self.factory(self.spec.path, self.settings(plan))
+        return self.engine
+
+    def after_run(self, answered: Sequence[ResultRecord]) -> list[str]:
+        counts = getattr(self.engine, "draft_counts", None)
+        if self.spec.draft is None or counts is None:
+            return []
+        proposed, kept, seconds = counts()
+        share = f"{kept / proposed:.1%}" if proposed else "-"
+        return [
+            f"draft {self.spec.draft.name}: {kept:,} of {proposed:,} proposed tokens kept "
+            f"({share}), {seconds:.1f} s drafting"
+        ]
+
+    def used(self) -> dict[str, Any]:
+        counts = getattr(self.engine, "draft_counts", None)
+        if self.spec.draft is None or counts is None:
+            return {}
+        proposed, kept, seconds = counts()
+        return {"draft": {"proposed": proposed, "kept": kept, "seconds": round(seconds, 3)}}
 
     def renderer(self) -> ChatRenderer:
         from mmlupro_local.engine.chat import chat_renderer
