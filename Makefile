@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := 0.3.36
 STAMP := $(VENV)/.installed
 
-.PHONY: install llama-server llama-quantize test-models demo test test-fast lint format bench bench-parallel bench-methods bench-defaults bench-exact bench-peer bench-dataset bench-extract dataset-check fit-items study-estimates study-quants-width prox-golden letter-golden bench-client bench-storm bench-html bench-abort clean
+.PHONY: install llama-server llama-quantize test-models demo test test-fast lint format bench bench-parallel bench-methods bench-draft bench-defaults bench-exact bench-peer bench-dataset bench-extract dataset-check fit-items study-estimates study-quants-width prox-golden letter-golden bench-client bench-storm bench-html bench-abort clean
 
 install: $(STAMP)
 
@@ -83,6 +83,12 @@ bench-parallel: install
 # full-run time and accuracy of each.
 bench-methods: install
 	$(BIN)/python scripts/bench_methods.py
+
+# Speculative decoding (issue 35): Qwen2.5-Coder-1.5B with and without its 0.5B sibling as
+# the draft, 2 per category (28 questions), one invocation
+bench-draft: install
+	$(BIN)/python scripts/bench_draft.py "$$(scripts/test_model.sh $(BIN)/python qwen-1.5b)" \
+	  "$$(scripts/test_model.sh $(BIN)/python qwen-0.5b)" --per-category 2 --max-tokens 512
 
 # run's defaults against --reference and --parallel 4/8 with and without --lookup 16:
 # 70 questions (5 per category, seed 7), budget 512, cold cache each.

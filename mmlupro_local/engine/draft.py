@@ -6,7 +6,8 @@ decode shapes each token is computed as it would be alone. So the draft changes 
 fast an answer comes, never what it is.
 
 The draft model keeps a KV stream per question slot, beside one holding the category
-prefix, which each slot copies when its question starts (as the evaluated model does).
+prefix, which each slot copies when its question starts (as the evaluated model does);
+the prefix is saved to and loaded from the prefix cache under the draft's own hash.
 Its own arithmetic needs no canonical shapes: it only guesses.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from mmlupro_local.engine import EngineError, EngineSettings
 from mmlupro_local.engine.handles import LlamaContext, LlamaModel, common_prefix
 from mmlupro_local.engine.lookup import FIRST_DRAFT
+from mmlupro_local.engine.prefixes import SavedPrefixes
 from mmlupro_local.engine.shapes import ShapeRule
 from mmlupro_local.model.gguf import GgufInfo, read_gguf
 
@@ -51,8 +53,11 @@ class DraftModel:
             rule=rule,
         )
         self.template = parallel
-        self.ctx = LlamaContext(self.model, replace(settings, lookup=0), parallel + 1, rule)
+        self.settings = replace(settings, lookup=0, draft=None)
+        self.ctx = LlamaContext(self.model, self.settings, parallel + 1, rule)
         self.template_tokens: list[int] = []
+        # its category prefixes in the prefix cache too (LlamaEngine.use_prefix_cache)
+        self.prefixes = SavedPrefixes(None, "", self.settings, rule)
         self.seconds = 0.0  # spent drafting, all slots
         self.proposed = self.kept = 0
 
@@ -64,8 +69,9 @@ class DraftModel:
         if self.template_tokens != prefix:
             self.ctx.remove(self.template)
             self.template_tokens = []
-            if prefix:
+            if prefix and not self.prefixes.load(self.ctx, prefix, self.template):
                 self.ctx.read([(t, i, self.template, False) for i, t in enumerate(prefix)])
+                self.prefixes.save(self.ctx, prefix, self.template)
             self.template_tokens = list(prefix)
         self.ctx.remove(seq)
         if prefix:

@@ -42,6 +42,7 @@ from mmlupro_local.engine.handles import (
 from mmlupro_local.engine.prefix_cache import PrefixCache
 from mmlupro_local.engine.prefixes import SavedPrefixes
 from mmlupro_local.engine.shapes import rule_for, streams
+from mmlupro_local.model.fingerprint import model_sha256
 from mmlupro_local.model.gguf import read_gguf
 
 
@@ -85,6 +86,8 @@ class LlamaEngine:
             if self.draft is not None:
                 self.draft.close()
             self.draft = DraftModel(self.settings.draft, self.settings, parallel, self.rule)
+            if self.prefixes.cache is not None:  # a context opened again keeps the cache
+                self.use_prefix_cache(self.prefixes.cache, self.prefixes.identity)
         self._batched = BatchedDecoder(
             self.model, self.ctx, self.settings, self.prefixes, parallel, self.draft
         )
@@ -156,6 +159,9 @@ class LlamaEngine:
         them besides the tokens (model file, engine settings, build)."""
         self.prefixes.cache = cache
         self.prefixes.identity = identity
+        if self.draft is not None and self.settings.draft is not None:
+            self.draft.prefixes.cache = cache
+            self.draft.prefixes.identity = model_sha256(self.settings.draft)
 
     def generate(
         self,
