@@ -53,6 +53,9 @@ def test_a_draft_model_changes_no_response(smollm2: Path, tmp_path: Path) -> Non
         # a guess confirmed where the answer stopped counts in the record, not as kept
         guessed = sum(r.get("guessed_tokens", 0) for r in records[1:-1])
         assert drafted["kept"] <= guessed <= drafted["proposed"]
+    shown = cli("report", str(tmp_path / "two.jsonl"), "--format", "json")
+    mode = json.loads(shown.stdout)["runs"][0]["settings"]["mode"]
+    assert mode == "--parallel 2 --lookup 4 --draft SmolLM2-135M-Instruct.Q4_1.gguf --threads 2"
     # how it ran, not what it computed: a file begun with a draft goes on without one
     begun = tmp_path / "begun.jsonl"
     run(smollm2, begun, "--parallel", "1", "--draft", str(smollm2), "--categories", "law")

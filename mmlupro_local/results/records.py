@@ -216,6 +216,8 @@ class Identity:
         """The engine mode as flags."""
         flags = [f"--parallel {self.engine.parallel}"]
         flags += [f"--lookup {self.engine.lookup}"] if self.engine.lookup else []
+        draft = getattr(self.engine, "draft", "")
+        flags += [f"--draft {draft.split(' ')[0]}"] if draft else []
         return " ".join(flags + self.engine.flags())
 
     @property
