@@ -18,19 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmlupro_local.datasets.sampling import SampleSpec
+from mmlupro_local.datasets.dataset import Dataset, load_dataset
+from mmlupro_local.datasets.sampling import SampleSpec, draw
 from mmlupro_local.engine import round_ctx
 from mmlupro_local.errors import MmluProError
 from mmlupro_local.model.fingerprint import model_sha256
 from mmlupro_local.model.gguf import read_gguf
 from mmlupro_local.results.equivalence import Settled, look_z, predicted, settle
 from mmlupro_local.results.estimates import paired, strict
-from mmlupro_local.results.report import RunReport, load_report
+from mmlupro_local.results.records import ResultRecord
+from mmlupro_local.results.report import RunReport, estimate_full_score, load_report
 from mmlupro_local.results.stats import Z95
 from mmlupro_local.run.request import RunRequest
 from mmlupro_local.run.runner import run
 from mmlupro_local.run.targets.gguf import GgufSpec
-from mmlupro_local.studies import divergence_cache
+from mmlupro_local.studies import kept_figures
 from mmlupro_local.studies.divergence import (
     TOP_K,
     DivergenceError,
@@ -161,8 +163,12 @@ def evaluate(plan: QuantsPlan, *, echo: Echo, progress: bool) -> list[QuantRow]:
         rows[0].out = plan.reference_results
     z = look_z(len(plan.rounds))
     reference = rows[0]
+    dataset = load_dataset(plan.dataset)
     for looks, per_category in enumerate(plan.rounds, start=1):
         sample = SampleSpec(per_category=per_category, seed=plan.seed)
+        # each look stands on its own sample, whatever more the files hold (a rerun with
+        # another plan, an interrupted later look)
+        look = Look(dataset, {q.question_id for q in draw(dataset.test, sample)}, z)
         echo(f"quants: look {looks} of at most {len(plan.rounds)}, {per_category} per category")
         ref_request = _request(specs[0], plan, sample)
         if plan.reference_results is None:
@@ -175,12 +181,18 @@ def evaluate(plan: QuantsPlan, *, echo: Echo, progress: bool) -> list[QuantRow]:
             elif row.verdict == "unsettled":
                 _answer(row, _request(spec, plan, sample), echo, progress)
         ref_report = load_report(plan.reference_results or ref_request.out)
+        # the reference's answers: all of a given finished run (its larger sample is what
+        # makes it a predictor), else this look's
+        ref_records = ref_report.records
         if plan.reference_results is None:
             reference.prompt_tokens_per_s, reference.gen_tokens_per_s = _rates(ref_report)
-        reference.estimate = _own(ref_report, z)
+            ref_records = look.of(ref_records)
+        sizes = ref_report.sizes or {}
+        reference.estimate = look.own(ref_records, sizes)
+        reference.questions = len(ref_records)
         reference.estimator = "own"
         for row in rows[1:]:
-            _figures(row, ref_report, plan, z)
+            _figures(row, ref_records, sizes, look, plan)
             if row.same_weights:
                 row.peak_memory_bytes = reference.peak_memory_bytes
                 row.peak_upper_bound = reference.peak_upper_bound
@@ -239,7 +251,19 @@ def _answer(row: QuantRow, request: RunRequest, echo: Echo, progress: bool) -> N
     with memory_peak() as peak:
         outcome = run(request, echo=echo, progress=progress)
     row.out = outcome.path
-    _note_peak(row, peak)
+    # the peak of a session that answered (a resumed file with nothing to do loads no
+    # weights), kept beside the file for the sessions after it
+    kept = outcome.path.with_suffix(".peak.json")
+    key = {"model_sha256": model_sha256(row.path), "method": request.method}
+    before = kept_figures.cached(kept, key) or {}
+    if outcome.written and peak.bytes is not None:
+        before = {
+            "peak_memory_bytes": max(peak.bytes, before.get("peak_memory_bytes") or 0),
+            "peak_upper_bound": peak.whole_process or bool(before.get("peak_upper_bound")),
+        }
+        kept_figures.keep(kept, key, before)
+    if before:
+        _note_peak(row, Peak(before["peak_memory_bytes"], before["peak_upper_bound"]))
     if outcome.interrupted:
         raise KeyboardInterrupt
 
@@ -255,7 +279,10 @@ def _rates(report: RunReport) -> tuple[float, float]:
     (time inside llama_decode, the prompt's part apart)."""
     records = report.records
     prompt = sum(r.decoded_prompt_tokens for r in records)
-    prompt_s = sum(r.prompt_seconds for r in records)
+    # a scored choice's decoding is all prompt (files before prompt_seconds was kept for it)
+    prompt_s = sum(
+        r.prompt_seconds or (r.decode_seconds * (not r.generated_tokens)) for r in records
+    )
     generated = sum(r.generated_tokens for r in records)
     gen_s = sum(r.decode_seconds - r.prompt_seconds for r in records)
     return (prompt / prompt_s if prompt_s > 0 else 0.0, generated / gen_s if gen_s > 0 else 0.0)
@@ -294,52 +321,65 @@ def _diverge_all(
             "reference_results": str(plan.reference_results or ""),
             "top_k": TOP_K,
         }
-        figures = divergence_cache.cached(path, key)
+        figures = kept_figures.cached(path, key)
         if figures is None:
             if texts is None:
                 texts = reference_texts(
                     reference, ref_request, plan.reference_results, echo=echo, progress=progress
                 )
-            with memory_peak() as peak:
-                found = measure(
-                    reference, spec.path, texts, spec.engine_settings(), progress=progress
-                )
+            # no peak here: the pass holds the reference and the model one after the other
+            found = measure(reference, spec.path, texts, spec.engine_settings(), progress=progress)
             figures = {
                 "kl_mean": found.overall.mean_kl,
                 "kl_p99": found.overall.p99_kl,
                 "top1_agreement": found.overall.same_top,
-                "peak_memory_bytes": peak.bytes,
-                "peak_upper_bound": peak.whole_process,
             }
-            divergence_cache.keep(path, key, figures)
+            kept_figures.keep(path, key, figures)
         else:
             echo(f"quants: {spec.path.name}'s divergence as measured before ({path})")
-        _note_peak(row, Peak(figures["peak_memory_bytes"], figures["peak_upper_bound"]))
         row.kl_mean, row.kl_p99 = figures["kl_mean"], figures["kl_p99"]
         row.top1_agreement = figures["top1_agreement"]
 
 
-def _own(report: RunReport, z: float) -> Interval | None:
-    """The run's own estimate, its interval widened from 95 % to `z` on each side."""
-    score = report.score
-    if score is None:
-        return None
-    e, scale = score.strict, z / Z95
-    low, high = e.value - (e.value - e.low) * scale, e.value + (e.high - e.value) * scale
-    return Interval(e.value, max(0.0, low), min(1.0, high))
+@dataclass(frozen=True)
+class Look:
+    """One look's sample (question ids) and the z its intervals are widened to."""
+
+    dataset: Dataset
+    ids: set[int]
+    z: float
+
+    def of(self, records: list[ResultRecord]) -> list[ResultRecord]:
+        return [r for r in records if r.question_id in self.ids]
+
+    def own(self, records: list[ResultRecord], sizes: dict[str, int]) -> Interval | None:
+        """The estimate from these answers alone, its interval widened from 95 % to z."""
+        score = estimate_full_score(records, self.dataset, sizes) if records and sizes else None
+        if score is None:
+            return None
+        e, scale = score.strict, self.z / Z95
+        low, high = e.value - (e.value - e.low) * scale, e.value + (e.high - e.value) * scale
+        return Interval(e.value, max(0.0, low), min(1.0, high))
 
 
-def _figures(row: QuantRow, ref_report: RunReport, plan: QuantsPlan, z: float) -> None:
+def _figures(
+    row: QuantRow,
+    ref_records: list[ResultRecord],
+    sizes: dict[str, int],
+    look: Look,
+    plan: QuantsPlan,
+) -> None:
     if row.out is None:
         return
-    mine = load_report(row.out)
-    row.questions = len(mine.records)
-    row.prompt_tokens_per_s, row.gen_tokens_per_s = _rates(mine)
-    ref_by_id = {r.question_id: r for r in ref_report.records}
-    pairs = [(ref_by_id[r.question_id], r) for r in mine.records if r.question_id in ref_by_id]
-    sizes = mine.sizes or {}
+    report = load_report(row.out)
+    row.prompt_tokens_per_s, row.gen_tokens_per_s = _rates(report)
+    mine = look.of(report.records)
+    row.questions = len(mine)
+    z = look.z
+    ref_by_id = {r.question_id: r for r in ref_records}
+    pairs = [(ref_by_id[r.question_id], r) for r in mine if r.question_id in ref_by_id]
     diff = paired(pairs, sizes, strict) if sizes else None
-    own = _own(mine, z)
+    own = look.own(mine, sizes)
     row.estimate, row.estimator, row.own = own, "own", own
     if diff is None:
         return
@@ -348,7 +388,7 @@ def _figures(row: QuantRow, ref_report: RunReport, plan: QuantsPlan, z: float) -
     row.difference = Interval(diff.value, low, high)
     row.settled = settle(diff.value, low, high, plan.margin, diff.questions, diff.population)
     by_category: dict[str, list[bool]] = {}
-    for r in ref_report.records:
+    for r in ref_records:
         by_category.setdefault(r.category, []).append(r.correct)
     outcomes: dict[str, list[tuple[bool, bool]]] = {}
     for x, y in pairs:

@@ -81,6 +81,7 @@ def _scored_record(question: Question, prompt: Prompt, generation: Generation) -
         decoded_prompt_tokens=generation.decoded_prompt_tokens,
         seconds=round(generation.seconds, 4),
         decode_seconds=round(generation.decode_seconds, 4),
+        prompt_seconds=round(generation.prompt_seconds, 4),
         stop_reason=generation.stop_reason,
         option_logprobs=scores,
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeEngine, invoke, reference_request, write_fake_model
-from mmlupro_local.datasets.sampling import SampleSpec
+from mmlupro_local.datasets.sampling import SampleSpec, draw
 from mmlupro_local.run.runner import run
 from mmlupro_local.studies.peak import memory_peak, peak_rss_bytes
 from mmlupro_local.studies.quants import QuantsError, QuantsPlan, check_nested
@@ -70,3 +70,35 @@ def test_the_process_peak_is_read_in_each_system_s_unit(
     monkeypatch.setattr(sys, "platform", platform)
     monkeypatch.setattr(resource, "getrusage", lambda _: SimpleNamespace(ru_maxrss=5000))
     assert peak_rss_bytes() == 5000 * factor
+
+
+def test_a_look_stands_on_its_own_sample_whatever_more_the_files_hold(tmp_path: Path) -> None:
+    """A rerun with a smaller plan, or after an interrupted later look, finds files holding
+    more answers than the look's sample: its figures are the sample's alone."""
+    from mmlupro_local.datasets.dataset import load_dataset
+    from mmlupro_local.results.estimates import paired, strict
+    from mmlupro_local.results.report import load_report
+    from mmlupro_local.studies.quants import Look, QuantRow, _figures
+
+    model = write_fake_model(tmp_path / "m.gguf")
+    wide = SampleSpec(per_category=2, seed=0)
+    files = []
+    for name, letter in (("ref", "C"), ("quant", "D")):
+        out = tmp_path / f"{name}.jsonl"
+        engine = FakeEngine(lambda p, letter=letter: f"The answer is ({letter}).")  # type: ignore[misc]
+        run(reference_request(model, out=out, sample=wide), echo=lambda _: None,
+            engine_factory=engine, progress=False)  # fmt: skip
+        files.append(load_report(out))
+    dataset = load_dataset()
+    narrow = {q.question_id for q in draw(dataset.test, SampleSpec(per_category=1, seed=0))}
+    look = Look(dataset, narrow, 2.0)
+    ref_records = look.of(files[0].records)
+    row = QuantRow(name="quant", path=model, reference=False, size_bytes=1, quant_type="F32",
+                   bits_per_weight=None, out=tmp_path / "quant.jsonl")  # fmt: skip
+    plan = QuantsPlan(models=[model], out_dir=tmp_path, margin=0.01, start=1, max_questions=14)
+    _figures(row, ref_records, files[0].sizes or {}, look, plan)
+    assert len(files[1].records) == 28 and row.questions == len(ref_records) == 14
+    pairs = [(x, y) for x, y in zip(ref_records, look.of(files[1].records), strict=True)]
+    expected = paired(pairs, files[0].sizes or {}, strict)
+    assert expected is not None and row.difference is not None
+    assert row.difference.value == expected.value

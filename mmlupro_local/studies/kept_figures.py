@@ -1,7 +1,8 @@
-"""`quants` keeps each model's divergence figures beside its results file, so a rerun
-(after an interrupt, or to grow the sample) does not measure them again. The figures
-stand only for the settings they were measured under: the key holds both models'
-sha256, the sample, the method, the budget and the dataset."""
+"""Figures `quants` keeps beside a model's results file, so that a rerun (after an
+interrupt, or to grow the sample) neither measures them again nor loses them: the
+divergence from the reference, and the peak memory of the sessions that answered. They
+stand only for the settings they were measured under, which the key holds (both models'
+sha256, the sample, method, budget and dataset for a divergence)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""quants' kept divergence figures: used only under the key they were measured with."""
+"""quants' kept figures: used only under the key they were measured with."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from mmlupro_local.studies.divergence_cache import cached, keep
+from mmlupro_local.studies.kept_figures import cached, keep
 
 KEY = {"reference_sha256": "a" * 64, "model_sha256": "b" * 64, "sample": "5 per category, seed 0"}
 FIGURES = {"kl_mean": 0.03, "kl_p99": 0.4, "top1_agreement": 0.95, "peak_memory_bytes": 10}
