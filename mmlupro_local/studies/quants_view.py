@@ -8,6 +8,7 @@ text in it goes through html.escape.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -37,7 +38,7 @@ FOOTNOTE = (
     "model's own; KL in nats per answer token along the reference's answers"
 )
 # the plots' frame, in pixels
-PLOT_W, PLOT_H, PAD_L, PAD_R, PAD_T, PAD_B = 520, 330, 58, 20, 16, 44
+PLOT_W, PLOT_H, PAD_L, PAD_R, PAD_T, PAD_B = 640, 330, 58, 150, 16, 44
 FRONT, OTHER, REFERENCE, BAND = "#3b6fb6", "#9a9a9a", "#d9822b", "#e8f2e4"
 
 
@@ -135,19 +136,21 @@ def pareto_front(points: Sequence[Point], *, smaller_is_better: bool) -> set[int
 
 
 def plot_points(rows: Sequence[QuantRow], x: Callable[[QuantRow], float | None]) -> list[Point]:
-    """The models that have the figure: the reference at a difference of 0."""
+    """The models that have the figure: the reference at a difference of 0; each
+    labelled by its quant type, or by its file where another has the same type."""
+    types = [r.quant_type for r in rows]
     out = []
     for r in rows:
+        label = r.quant_type if r.quant_type and types.count(r.quant_type) == 1 else r.name
+        label = label.removesuffix(".gguf")
         value = x(r)
         if value is None or value <= 0:
             continue
         if r.reference:
-            out.append(Point(r.quant_type or r.name, value, 0.0, 0.0, 0.0, reference=True))
+            out.append(Point(label, value, 0.0, 0.0, 0.0, reference=True))
         elif r.difference is not None:
             d = r.difference
-            out.append(
-                Point(r.quant_type or r.name, value, d.value * 100, d.low * 100, d.high * 100)
-            )
+            out.append(Point(label, value, d.value * 100, d.low * 100, d.high * 100))
     return out
 
 
@@ -158,9 +161,14 @@ def _scale(low: float, high: float, size: float, flip: bool = False) -> Callable
     return lambda v: (v - low) / span * size
 
 
-def _ticks(low: float, high: float, count: int = 5) -> list[float]:
-    step = (high - low) / count
-    return [low + i * step for i in range(count + 1)]
+def _ticks(low: float, high: float, count: int = 6) -> list[float]:
+    """Round values inside [low, high], about `count` steps apart (1, 2 or 5 times a
+    power of ten)."""
+    rough = (high - low) / count or 1.0
+    power = 10 ** math.floor(math.log10(rough))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
+    first = math.ceil(low / step) * step
+    return [round(first + i * step, 10) for i in range(int((high - first) / step + 1e-9) + 1)]
 
 
 def scatter(
@@ -203,9 +211,10 @@ def scatter(
     for tick in _ticks(y_lo, y_hi):
         _, y = at(x_lo, tick)
         svg.append(f'<line x1="{PAD_L}" x2="{PAD_L + width}" y1="{y}" y2="{y}" stroke="#eee"/>')
+        mark = f"{tick:+g}" if tick else "0"
         svg.append(
             f'<text x="{PAD_L - 6}" y="{y}" font-size="11" text-anchor="end" '
-            f'dominant-baseline="middle">{tick:+.1f}</text>'
+            f'dominant-baseline="middle">{mark}</text>'
         )
     for tick in _ticks(x_lo, x_hi):
         x, _ = at(tick, y_lo)
@@ -232,7 +241,9 @@ def scatter(
             f'<polyline class="front" points="{path}" fill="none" stroke="{FRONT}" '
             'stroke-dasharray="5,3"/>'
         )
-    for i, p in enumerate(points):
+    labels: dict[tuple[str, str], int] = {}  # labels at one place go one under another
+    # the reference last, on top of a model at its very place (a copy of it)
+    for i, p in sorted(enumerate(points), key=lambda item: item[1].reference):
         x, y = at(p.x, p.y)
         on = i in front
         what = "the reference" if p.reference else f"{p.y:+.1f} [{p.low:+.1f}, {p.high:+.1f}]"
@@ -253,9 +264,12 @@ def scatter(
             f'<circle class="{css}" cx="{x}" cy="{y}" r="5.5" fill="{fill}" stroke="{color}" '
             f'stroke-width="2"><title>{tip}</title></circle>'
         )
+        stacked = labels.get((x, y), 0)
+        labels[(x, y)] = stacked + 1
+        name = p.label + (" (reference)" if p.reference else "")
         svg.append(
-            f'<text x="{float(x) + 8:.1f}" y="{float(y) - 8:.1f}" font-size="11">'
-            f"{escape(p.label)}</text>"
+            f'<text x="{float(x) + 8:.1f}" y="{float(y) - 8 + 13 * stacked:.1f}" '
+            f'font-size="11">{escape(name)}</text>'
         )
     svg.append("</svg>")
     return "".join(svg)

@@ -7,11 +7,14 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from fakes import invoke, write_fake_model
 from mmlupro_local.results.equivalence import Settled
 from mmlupro_local.studies.quants import Interval, QuantRow
 from mmlupro_local.studies.quants_view import (
     Point,
+    _ticks,
     pareto_front,
     plot_points,
     render_page,
@@ -103,3 +106,12 @@ def test_a_page_into_a_missing_folder_is_refused_before_any_model_runs(tmp_path:
     result = invoke("quants", str(a), str(b), "--html", str(tmp_path / "no" / "page.html"))
     assert result.exit_code == 2
     assert "is not a folder" in result.output and "--html" in result.output
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "ticks"),
+    [(-3.9, 1.4, [-3, -2, -1, 0, 1]), (0, 525, [0, 100, 200, 300, 400, 500]),
+     (-0.5, 0.5, [-0.4, -0.2, 0.0, 0.2, 0.4])],
+)  # fmt: skip
+def test_the_axes_are_marked_at_round_values(low: float, high: float, ticks: list[float]) -> None:
+    assert _ticks(low, high) == ticks
