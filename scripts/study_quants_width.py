@@ -11,13 +11,18 @@ per category, for each k, and prints both 95 % intervals and the ratio of their 
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 from mmlupro_local.datasets.dataset import load_dataset
 from mmlupro_local.datasets.sampling import SampleSpec, draw
-from mmlupro_local.results.equivalence import predicted
+from mmlupro_local.results.equivalence import predicted, settle
+from mmlupro_local.results.estimates import paired, strict
 from mmlupro_local.results.report import estimate_full_score, load_report
+from mmlupro_local.results.stats import Z95
+
+MARGIN = 0.01  # quants' default equivalence margin
 
 
 def main(reference_path: Path, quant_path: Path) -> None:
@@ -71,6 +76,26 @@ def main(reference_path: Path, quant_path: Path) -> None:
         )
         k *= 2
     print(f"own: {own.method}; widths in points, of 95 % intervals")
+    # the difference: at which nested size one look, planned alone, would settle it
+    settled = None
+    for k in range(1, most + 1):
+        ids = nested(k)
+        pairs = [(ref_by_id[i], quant_by_id[i]) for i in ids if i in quant_by_id]
+        if len(pairs) < len(ids):
+            break
+        diff = paired(pairs, sizes, strict)
+        assert diff is not None
+        half = Z95 * math.sqrt(diff.variance)
+        verdict = settle(diff.value, diff.value - half, diff.value + half, MARGIN, len(pairs), 1)
+        if verdict.verdict != "unsettled":
+            settled = (k, len(pairs), verdict.verdict, diff.value)
+            break
+    if settled is None:
+        print(f"one look planned alone settles no verdict within {most} per category")
+    else:
+        k, n, verdict, value = settled
+        print(f"one look planned alone settles it at {k} per category ({n} questions): "
+              f"{verdict}, {value * 100:+.1f} points (margin +/-{MARGIN * 100:g})")  # fmt: skip
 
 
 if __name__ == "__main__":
