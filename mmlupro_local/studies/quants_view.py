@@ -141,7 +141,8 @@ def plot_points(rows: Sequence[QuantRow], x: Callable[[QuantRow], float | None])
     types = [r.quant_type for r in rows]
     out = []
     for r in rows:
-        label = r.quant_type if r.quant_type and types.count(r.quant_type) == 1 else r.name
+        unique = r.reference or types.count(r.quant_type) == 1  # the reference is named so
+        label = r.quant_type if r.quant_type and unique else r.name
         label = label.removesuffix(".gguf")
         value = x(r)
         if value is None or value <= 0:
