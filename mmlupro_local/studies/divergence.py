@@ -284,11 +284,14 @@ def reference_texts(
             f"{results or request.out}; {said}"
         )
     render: ChatRenderer | None = None
-    if request.prompt.style == "chat":
+    if request.prompt.style == "chat":  # rendered as the run rendered it (--thinking too)
         from mmlupro_local.engine.chat import chat_renderer
         from mmlupro_local.model.gguf import read_gguf
+        from mmlupro_local.run.targets.gguf import model_chat
 
-        render = chat_renderer(read_gguf(reference))
+        info = read_gguf(reference)
+        template, variables = model_chat(info, None, request.prompt.thinking)
+        render = chat_renderer(info, template, variables)
     texts = []
     method, wording = request.answering, wording_for(dataset.language)
     for q in sorted(sample, key=lambda q: (q.category, q.question_id)):  # shared prefixes
