@@ -30,8 +30,7 @@ DRAFT_MAX = 8  # most tokens a draft proposes per step, when --lookup does not s
 
 def check_vocabulary(model: GgufInfo, draft: GgufInfo) -> None:
     """The draft must propose the evaluated model's tokens: the same token list."""
-    mine, theirs = (i.metadata.get("tokenizer.ggml.tokens") for i in (model, draft))
-    if not mine or mine != theirs:
+    if not model.tokens or not model.shares_vocabulary(draft):
         raise EngineError(
             f"the draft {draft.path.name} does not share {model.path.name}'s vocabulary "
             "(their token lists differ): give a smaller model of the same family",

@@ -148,9 +148,18 @@ class GgufInfo:
         value = self.metadata.get(f"{self.architecture}.{suffix}")
         return value if isinstance(value, int) else None
 
+    @property
+    def tokens(self) -> Any:
+        """The vocabulary's token texts, as the file lists them (None: no list)."""
+        return self.metadata.get("tokenizer.ggml.tokens")
+
+    def shares_vocabulary(self, other: GgufInfo) -> bool:
+        """The two files list the same tokens, so one's token ids mean the other's."""
+        return bool(self.tokens == other.tokens)
+
     def token(self, key: str) -> str:
         """The text of a special token named in metadata (bos/eos), or ''."""
-        tokens = self.metadata.get("tokenizer.ggml.tokens")
+        tokens = self.tokens
         index = self.metadata.get(f"tokenizer.ggml.{key}_token_id")
         if isinstance(tokens, list) and isinstance(index, int) and 0 <= index < len(tokens):
             return str(tokens[index])

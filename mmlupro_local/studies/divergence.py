@@ -172,8 +172,7 @@ def check_pair(reference: Path, model: Path) -> None:
     """Both files are GGUF models with one vocabulary, read from their headers before
     the reference pass spends its time (issue 32, case 16); ModelFileError or
     DivergenceError saying which."""
-    tokens = [read_gguf(path).metadata.get("tokenizer.ggml.tokens") for path in (reference, model)]
-    if tokens[0] != tokens[1]:
+    if not read_gguf(reference).shares_vocabulary(read_gguf(model)):
         raise DivergenceError(
             f"{model.name} and {reference.name} do not share a vocabulary (their tokens "
             "differ), so their next-token distributions cannot be compared"
@@ -285,13 +284,9 @@ def reference_texts(
         )
     render: ChatRenderer | None = None
     if request.prompt.style == "chat":  # rendered as the run rendered it (--thinking too)
-        from mmlupro_local.engine.chat import chat_renderer
-        from mmlupro_local.model.gguf import read_gguf
-        from mmlupro_local.run.targets.gguf import model_chat
+        from mmlupro_local.run.targets.gguf import run_renderer
 
-        info = read_gguf(reference)
-        template, variables = model_chat(info, None, request.prompt.thinking)
-        render = chat_renderer(info, template, variables)
+        render = run_renderer(reference, None, request.prompt.thinking)
     texts = []
     method, wording = request.answering, wording_for(dataset.language)
     for q in sorted(sample, key=lambda q: (q.category, q.question_id)):  # shared prefixes

@@ -95,14 +95,9 @@ def prompt(
         raise click.UsageError("--chat-template and --thinking need --model (the chat's model)")
     render: ChatRenderer | None = None
     if model is not None and style == "chat":
-        # the renderer a run would use: the same template and variables, the same refusals
-        from mmlupro_local.engine.chat import chat_renderer
-        from mmlupro_local.model.gguf import read_gguf
-        from mmlupro_local.run.targets.gguf import model_chat
+        from mmlupro_local.run.targets.gguf import run_renderer
 
-        info = read_gguf(model)
-        template, variables = model_chat(info, chat_template, thinking)
-        render = chat_renderer(info, template, variables)
+        render = run_renderer(model, chat_template, thinking)
     answering = method_named(method)
     if not answering.generates and ctx is not None:
         raise click.UsageError("--ctx is for --method cot: letter-choice prompts are never cut")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmlupro_local.engine import Engine, EngineError, EngineSettings, KvType
-from mmlupro_local.engine.chat import Thinking, template_switches
+from mmlupro_local.engine.chat import Thinking, chat_renderer, template_switches
 from mmlupro_local.engine.mode import EngineMode, auto_mode
 from mmlupro_local.engine.shapes import ShapeRule, rule_for
 from mmlupro_local.model.fingerprint import model_record, model_sha256
@@ -219,6 +219,16 @@ def model_chat(
     return template, template_switches(template).variables(thinking, info.path.name)
 
 
+def run_renderer(
+    model: Path, template_file: Path | None, thinking: Thinking | None
+) -> ChatRenderer:
+    """The chat renderer a run of `model` uses (for `prompt`, and for `divergence`'s
+    reference prompts), with the same template, variables and refusals."""
+    info = read_gguf(model)
+    template, variables = model_chat(info, template_file, thinking)
+    return chat_renderer(info, template, variables)
+
+
 class LocalModel(Target):
     def __init__(
         self, spec: GgufSpec, factory: EngineFactory, thinking: Thinking | None = None
@@ -314,11 +324,16 @@ class LocalModel(Target):
         self.engine = self.factory(self.spec.path, self.settings(plan))
         return self.engine
 
-    def after_run(self, answered: Sequence[ResultRecord]) -> list[str]:
+    def _draft_counts(self) -> tuple[int, int, float] | None:
+        """(proposed, kept, seconds) of the draft, where one ran (a scripted engine has none)."""
         counts = getattr(self.engine, "draft_counts", None)
-        if self.spec.draft is None or counts is None:
+        return counts() if self.spec.draft is not None and counts is not None else None
+
+    def after_run(self, answered: Sequence[ResultRecord]) -> list[str]:
+        counts = self._draft_counts()
+        if counts is None or self.spec.draft is None:
             return []
-        proposed, kept, seconds = counts()
+        proposed, kept, seconds = counts
         share = f"{kept / proposed:.1%}" if proposed else "-"
         return [
             f"draft {self.spec.draft.name}: {kept:,} of {proposed:,} proposed tokens kept "
@@ -326,15 +341,13 @@ class LocalModel(Target):
         ]
 
     def used(self) -> dict[str, Any]:
-        counts = getattr(self.engine, "draft_counts", None)
-        if self.spec.draft is None or counts is None:
+        counts = self._draft_counts()
+        if counts is None:
             return {}
-        proposed, kept, seconds = counts()
+        proposed, kept, seconds = counts
         return {"draft": {"proposed": proposed, "kept": kept, "seconds": round(seconds, 3)}}
 
     def renderer(self) -> ChatRenderer:
-        from mmlupro_local.engine.chat import chat_renderer
-
         return chat_renderer(self.info, self.template, self.template_variables)
 
     @property
