@@ -28,7 +28,7 @@ from mmlupro_local.errors import MmluProError
 from mmlupro_local.files import OutputError, output_text
 from mmlupro_local.hub import DEFAULT_REPO, PROX_REPO
 from mmlupro_local.results.figures import Figures
-from mmlupro_local.results.records import TOOL_NAME, ResultRecord, ServerEngineIdentity
+from mmlupro_local.results.records import TOOL_NAME, ResultRecord
 from mmlupro_local.results.report import RunReport
 from mmlupro_local.results.stats import Z95
 
@@ -137,16 +137,8 @@ def _strings(data: dict[str, Any]) -> dict[str, str]:
 
 
 def _engine(report: RunReport) -> dict[str, str]:
-    engine = report.first.engine
-    if isinstance(report.identity.engine, ServerEngineIdentity):
-        return {
-            "name": str(engine.get("kind") or "server"),
-            "version": str(engine.get("version") or "unknown"),
-        }
-    return {
-        "name": "llama.cpp (llama-cpp-python)",
-        "version": str(engine.get("llama_cpp_python") or "unknown"),
-    }
+    name, version = report.identity.engine.engine_name(report.first.engine)
+    return {"name": name, "version": version}
 
 
 def _aggregate(
@@ -158,7 +150,7 @@ def _aggregate(
     dataset: Dataset,
 ) -> dict[str, Any]:
     ident, model = report.identity, report.first.model
-    served = isinstance(ident.engine, ServerEngineIdentity)
+    platform = ident.engine.platform
     source_data = _source_data(report, dataset)
     results = [_overall(report, source_data, benchmark)]
     results += [_category(report, f, source_data, benchmark) for f in report.categories]
@@ -189,11 +181,12 @@ def _aggregate(
             "name": str(model.get("model_name") or model.get("name") or model_id),
             "id": model_id,
             "developer": developer,
-            "inference_platform": "server" if served else "local",
+            "inference_platform": platform,
             "inference_engine": _engine(report),
             "additional_details": {
                 "deployment_type": "self_deployed",
-                "model_availability": "open_weights" if not served else "unknown",
+                # a server's weights are its operator's to name
+                "model_availability": "open_weights" if ident.model_sha256 else "unknown",
                 **_strings(
                     {
                         "model_sha256": ident.model_sha256 or None,

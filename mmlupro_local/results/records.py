@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from mmlupro_local.engine.shapes import exact_rule, known_rule
 from mmlupro_local.errors import MmluProError
@@ -140,6 +140,12 @@ class LocalEngineIdentity:
         )
         return differences(file, now, ignore=HOW_IT_RAN if same_rule else frozenset())
 
+    platform: ClassVar[str] = "local"  # where the model ran, as evaluation schemas name it
+
+    def engine_name(self, engine: Mapping[str, Any]) -> tuple[str, str]:
+        """The inference engine and its version, from the run's engine record."""
+        return "llama.cpp (llama-cpp-python)", str(engine.get("llama_cpp_python") or "unknown")
+
     def flags(self) -> list[str]:
         """What, besides --parallel and --lookup, changes greedy answers, as flags."""
         flags = ["--no-flash-attn"] if self.flash_attn is False else []
@@ -174,6 +180,12 @@ class ServerEngineIdentity:
         if _engine_kind(engine_now) is not cls:
             return differences(file, now)
         return _servers_differ(engine, engine_now) + differences(file, now, ignore=SERVERS)
+
+    platform: ClassVar[str] = "server"
+
+    def engine_name(self, engine: Mapping[str, Any]) -> tuple[str, str]:
+        """The server's software (vLLM, llama-server...) as its probe named it."""
+        return str(engine.get("kind") or self.kind), str(engine.get("version") or "unknown")
 
     def flags(self) -> list[str]:
         return []

@@ -77,6 +77,8 @@ def test_a_run_in_the_every_eval_ever_schema_validates(tmp_path: Path) -> None:
     assert uncertainty["num_samples"] == 6 and uncertainty["standard_error"]["value"] > 0
     engine_info = aggregate["model_info"]["inference_engine"]
     assert engine_info == {"name": "llama.cpp (llama-cpp-python)", "version": "unknown"}
+    assert aggregate["model_info"]["inference_platform"] == "local"
+    assert aggregate["model_info"]["additional_details"]["model_availability"] == "open_weights"
     assert [s["evaluation"]["is_correct"] for s in samples].count(True) == sum(
         c["score_details"]["score"] * c["score_details"]["uncertainty"]["num_samples"]
         for c in categories
@@ -111,3 +113,16 @@ def test_a_translated_run_names_its_language_and_dataset(tmp_path: Path) -> None
     assert source["hf_repo"] == "li-lab/MMLU-ProX" and source["dataset_name"] == "MMLU-ProX (ar)"
     assert samples[0]["answer_attribution"][0]["extraction_method"] == "official extraction level 1"
     assert samples[0]["input"]["raw"].startswith("أجب عن السؤال التالي.")
+
+
+def test_a_server_run_names_the_server_s_software(tmp_path: Path) -> None:
+    """The pinned schema-1 file of a llama-server run: its engine is the server's, its
+    weights are not ours to call open."""
+    pinned = EEE.parent / "schema1-release-2006866-server.jsonl"
+    out = invoke("report", str(pinned), "--format", "eee", "--eee-dir", str(tmp_path))
+    assert out.exit_code == 0, out.output
+    aggregate, _, _ = validate(tmp_path)
+    info = aggregate["model_info"]
+    assert info["inference_platform"] == "server"
+    assert info["inference_engine"] == {"name": "llama-server", "version": "fake-1"}
+    assert info["additional_details"]["model_availability"] == "unknown"
