@@ -74,7 +74,7 @@ class ExtractionIdentity:
 class GenerationIdentity:
     decoding: str  # "greedy", or "none: each choice scored"
     max_tokens: int
-    stop: str
+    stop: str | tuple[str, ...]  # one stop string as itself (files of schema 1 keep their bytes)
     early_stop: bool
     think_budget: int = field(default=0, metadata=OMIT_DEFAULT)  # 0: think blocks never cut
 

@@ -190,7 +190,7 @@ class ChainOfThought(Method):
         ), GenerationIdentity(
             decoding="greedy",
             max_tokens=budget,
-            stop=answer.stop,
+            stop=answer.stop[0] if len(answer.stop) == 1 else answer.stop,
             early_stop=answer.early_stop,
             think_budget=answer.think_budget,
         )

@@ -22,7 +22,7 @@ FORCED_ANSWER = OFFICIAL.forced_answer
 
 @dataclass(frozen=True)
 class AnswerSettings:
-    stop: str = STOP
+    stop: tuple[str, ...] = STOP
     early_stop: bool = True  # end once extraction level 1 has matched (lossless)
     extract_mode: ExtractMode = "first"
     strip_thinking: bool = True  # think blocks are neither searched nor stopped in

@@ -1,7 +1,7 @@
 """Deciding when a generation ends, from the text streamed so far.
 
-Shared by every engine so they stop for the same reasons: the official stop string
-(never inside a think block), and the lossless early stop once extraction level 1 has
+Shared by every engine so they stop for the same reasons: the wording's stop strings
+(the first found ends the text; never inside a think block), and the lossless early stop once extraction level 1 has
 matched in "first" mode (the first match of a prefix is the first match of the whole).
 It also counts the tokens spent thinking and, past a think budget, hands the engine the
 text that closes the block and leads into the answer. In-process engines feed one
@@ -40,15 +40,25 @@ class StopWatcher:
         old = len(self.text)
         self.text += piece
         self._track_thinking(old)
-        stop = self.settings.stop
-        if stop:
-            at = self.text.find(stop, max(0, old - len(stop) + 1))
-            if at >= 0 and not self._thinking_at(at):
-                self.text = self.text[:at]
-                return "stop"
+        at = self._stop_at(old)
+        if at is not None:
+            self.text = self.text[:at]
+            return "stop"
         if self._early and self._level1_matched(old):
             return "early"
         return None
+
+    def _stop_at(self, old: int) -> int | None:
+        """Where the first stop string outside a think block starts, if one has begun in
+        the text since `old` (a stop may straddle the previous piece's end)."""
+        found = []
+        for stop in self.settings.stop:
+            at = self.text.find(stop, max(0, old - len(stop) + 1))
+            while at >= 0 and self._thinking_at(at):
+                at = self.text.find(stop, at + 1)
+            if at >= 0:
+                found.append(at)
+        return min(found, default=None)
 
     def _track_thinking(self, old: int) -> None:
         # the last tag decides; a tag may straddle the previous piece's end

@@ -37,7 +37,7 @@ class Wording:
     answer_phrase: str  # "the answer is ({})"
     answer_regex: str  # extraction level 1, the phrase with its letter as group 1
     answer_label: str  # extraction level 2: the label the letter follows ("Answer:")
-    stop: str  # the model starts a next question
+    stop: tuple[str, ...]  # where a generation ends: the model starts a next question
     # categories in their own words (absent: the category's own name)
     subjects: tuple[tuple[str, str], ...] = ()
     drops_padding: bool = True  # "N/A" options left out, as the official script does
@@ -77,7 +77,7 @@ OFFICIAL = Wording(
     answer_phrase="The answer is ({})",
     answer_regex=r"answer is \(?([A-J])\)?",
     answer_label="nswer:",
-    stop="Question:",
+    stop=("Question:",),
 )
 
 
@@ -116,7 +116,7 @@ def prox_wording(language: str) -> Wording:
         answer_phrase=phrase,
         answer_regex=str(row["answer_regex"]),
         answer_label=split_label(question_end)[0].rstrip(),
-        stop=question_label,
+        stop=tuple(str(s) for s in row["until"]),  # type: ignore[attr-defined]
         subjects=tuple(dict(row["subjects"]).items()),  # type: ignore[call-overload]
         drops_padding=False,  # the harness shows every option that is not null
     )

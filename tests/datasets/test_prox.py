@@ -26,7 +26,10 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 FIXTURE = DATA / "mmlu-prox"
 GOLDEN = DATA / "mmlu-prox-prompts"
 LANGUAGES = ("ko", "de", "ar")
-KOREAN_STOP = "질문\uff1a"  # Korean's question label ends in a full-width colon
+KOREAN_LABEL = "질문\uff1a"  # Korean's question label ends in a full-width colon
+# the harness's stop words for Korean (its task's generation_kwargs.until), in its order
+KOREAN_STOP = ("</s>", "Q:", KOREAN_LABEL, "<|im_end|>")
+GERMAN_STOP = ("</s>", "Q:", "Frage:", "<|im_end|>")
 
 
 def golden(lang: str) -> dict[int, str]:
@@ -93,18 +96,30 @@ def test_extraction_reads_the_language_then_the_official_patterns(
 def test_an_early_stop_waits_for_the_language_s_own_phrase() -> None:
     """Stopping at an English phrase would lose a later phrase in the language, which
     extraction prefers: only the language's phrase ends a generation early."""
-    watcher = StopWatcher(AnswerSettings(stop="Frage:", wording=prox_wording("de")))
+    watcher = StopWatcher(AnswerSettings(stop=GERMAN_STOP, wording=prox_wording("de")))
     assert watcher.feed("So the answer is (A). ") is None
     assert watcher.feed("Die Antwort ist (") is None
     assert watcher.feed("B)") == "early"
-    assert StopWatcher(AnswerSettings(stop="Frage:")).feed("x\nFrage: y") == "stop"
+    assert StopWatcher(AnswerSettings(stop=GERMAN_STOP)).feed("x\nFrage: y") == "stop"
+
+
+def test_a_generation_ends_at_the_first_of_the_harness_s_stop_words() -> None:
+    """The harness ends a Korean generation at "Q:" as well as at its question label:
+    what follows the first of them is never read, so an answer after it is not found."""
+    watcher = StopWatcher(AnswerSettings(stop=KOREAN_STOP, wording=prox_wording("ko")))
+    assert watcher.feed("생각해 보면 Q") is None
+    assert watcher.feed(": 다음 질문\uff1a 답은 (C)입니다") == "stop"
+    assert watcher.text == "생각해 보면 "
+    inside = StopWatcher(AnswerSettings(stop=KOREAN_STOP), started_thinking=True)
+    assert inside.feed("Q: 생각 </think> 그러니 Q: 끝") == "stop"
+    assert inside.text == "Q: 생각 </think> 그러니 "
 
 
 def test_a_run_in_korean_is_recorded_reported_and_resumed_as_korean(tmp_path: Path) -> None:
     assert invoke("dataset", "import", str(FIXTURE / "ko"), "--name", "ko").exit_code == 0
     model = write_fake_model(tmp_path / "m.gguf")
     out = tmp_path / "ko.jsonl"
-    engine = FakeEngine(lambda prompt: f"생각해 보면... 답은 (B)입니다.\n{KOREAN_STOP} 다음")
+    engine = FakeEngine(lambda prompt: f"생각해 보면... 답은 (B)입니다.\n{KOREAN_LABEL} 다음")
     args = ("run", str(model), "--dataset", "ko", "--per-category", "1", "--out", str(out))
     result = invoke_with(engine, *args, "--categories", "law,math")
     assert result.exit_code == 0, result.output
@@ -112,7 +127,7 @@ def test_a_run_in_korean_is_recorded_reported_and_resumed_as_korean(tmp_path: Pa
     header, *records = lines(out)
     identity = header["identity"]
     assert identity["prompt"]["wording"] == "mmlu-prox-ko"
-    assert identity["generation"]["stop"] == KOREAN_STOP
+    assert identity["generation"]["stop"] == list(KOREAN_STOP)
     assert header["dataset"]["language"] == "ko"
     assert [r["pred"] for r in records] == ["B", "B"]
     assert "estimated 'ko' score in Korean on law, math" in result.output, result.output
@@ -166,7 +181,7 @@ def test_a_server_is_sent_the_language_s_stop_word(tmp_path: Path) -> None:
         result = invoke("run", "--server", fake.url, *args, "--no-progress")
     assert result.exit_code == 0, result.output
     bodies = fake.completions()
-    assert [b["stop"] for b in bodies] == [["Frage:"]]
+    assert [b["stop"] for b in bodies] == [list(GERMAN_STOP)]
     assert bodies[0]["prompt"].endswith("Antwort: Denken wir Schritt für Schritt nach.")
 
 
@@ -215,7 +230,7 @@ def test_languages_compare_side_by_side_on_the_questions_they_share(tmp_path: Pa
 
 
 def test_a_think_budget_closes_into_the_language_s_answer_phrase() -> None:
-    settings = AnswerSettings(stop="Frage:", think_budget=2, wording=prox_wording("de"))
+    settings = AnswerSettings(stop=GERMAN_STOP, think_budget=2, wording=prox_wording("de"))
     watcher = StopWatcher(settings, started_thinking=True)
     assert watcher.feed("hmm") is None and watcher.take_forced() == ""
     assert watcher.feed(" so") is None

@@ -89,7 +89,7 @@ def test_the_client_keeps_the_budget_when_the_server_does_not() -> None:
     fake = FakeVllm(ignore_budget=True)
     fake.answer = lambda prompt: [" word"] * 500  # type: ignore[method-assign]
     with serve(fake):
-        engine = ServerEngine(ServerSettings(url=url(fake)), seed=0, stop="Question:")
+        engine = ServerEngine(ServerSettings(url=url(fake)), seed=0, stop=("Question:",))
         try:
             engine.open_context(8192, 2)
             jobs = [Job("Question: x\nAnswer:", 0)]
@@ -103,7 +103,7 @@ def test_the_client_keeps_the_budget_when_the_server_does_not() -> None:
 
 def test_prompts_are_counted_concurrently(tmp_path: Path) -> None:
     with serve() as fake:
-        engine = ServerEngine(ServerSettings(url=url(fake)), seed=0, stop="")
+        engine = ServerEngine(ServerSettings(url=url(fake)), seed=0, stop=())
         try:
             texts = [f"text {i} " * (i + 1) for i in range(200)]
             assert engine.count_many(texts) == [len(t) // 4 + 1 for t in texts]

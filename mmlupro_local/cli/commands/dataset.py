@@ -152,7 +152,7 @@ def import_cmd(paths: tuple[Path, ...], name: str, language: str | None) -> None
     (test-*.parquet, validation-*.parquet). Parquet needs the 'hub' extra.
     MMLU-ProX rows (option_0 ... option_9) take their language from --lang or
     from the folder they sit in (ko/test-*.parquet), and are then evaluated
-    with that language's prompt, stop word and answer extraction.
+    with that language's prompt, stop words and answer extraction.
 
     \b
     Examples:

@@ -88,7 +88,7 @@ class ServerSettings:
 
 
 def server_engine(
-    settings: Sequence[ServerSettings], *, seed: int, stop: str
+    settings: Sequence[ServerSettings], *, seed: int, stop: tuple[str, ...]
 ) -> ServerEngine | ServerPool:
     """The engine, connected and probed: one server's, or a pool's over several of the
     same model; aiohttp is an optional extra, so imported here."""

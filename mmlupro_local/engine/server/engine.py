@@ -34,13 +34,18 @@ CHARS_PER_TOKEN = 32
 @dataclass(frozen=True)
 class Sampling:
     max_tokens: int
-    stop: str
+    stop: tuple[str, ...]  # where the server ends a generation (also watched here)
     seed: int
 
 
 class ServerEngine:
     def __init__(
-        self, settings: ServerSettings, *, seed: int, stop: str, loop: Loop | None = None
+        self,
+        settings: ServerSettings,
+        *,
+        seed: int,
+        stop: tuple[str, ...],
+        loop: Loop | None = None,
     ) -> None:
         self.settings = settings
         self.cancelled = threading.Event()
@@ -259,7 +264,7 @@ class ServerEngine:
             "timings_per_token": True,
         }
         if sampling.stop:
-            body["stop"] = [sampling.stop]
+            body["stop"] = list(sampling.stop)
         if job.messages:
             if self.template_kwargs:  # --thinking, as vLLM, SGLang and llama-server take it
                 body["chat_template_kwargs"] = dict(self.template_kwargs)

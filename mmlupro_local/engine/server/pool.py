@@ -197,7 +197,9 @@ async def _finished(
 class ServerPool:
     """The Engine over several servers of one model, on one event loop."""
 
-    def __init__(self, settings: Sequence[ServerSettings], *, seed: int, stop: str) -> None:
+    def __init__(
+        self, settings: Sequence[ServerSettings], *, seed: int, stop: tuple[str, ...]
+    ) -> None:
         from mmlupro_local.engine.server.engine import ServerEngine
 
         self.loop = Loop()
