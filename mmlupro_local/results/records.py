@@ -112,6 +112,11 @@ class LocalEngineIdentity:
     def exact(self) -> bool:
         return exact_rule(self.shapes)
 
+    def arithmetic(self) -> str | None:
+        """Under an exact shape rule, what changes greedy answers besides the model (not
+        --parallel, --lookup or --draft); None without one."""
+        return " ".join([f"shapes {self.shapes}", *self.flags()]) if self.exact else None
+
     def model_key(self, model_sha256: str) -> str:
         return model_sha256
 
@@ -182,6 +187,10 @@ class ServerEngineIdentity:
         return _servers_differ(engine, engine_now) + differences(file, now, ignore=SERVERS)
 
     platform: ClassVar[str] = "server"
+    exact: ClassVar[bool] = False  # its batching is the server's: no shape rule holds
+
+    def arithmetic(self) -> str | None:
+        return None
 
     def engine_name(self, engine: Mapping[str, Any]) -> tuple[str, str]:
         """The server's software (vLLM, llama-server...) as its probe named it."""
@@ -235,15 +244,12 @@ class Identity:
     @property
     def exact(self) -> bool:
         """Computed under an exact shape rule: --parallel and --lookup changed nothing."""
-        return isinstance(self.engine, LocalEngineIdentity) and self.engine.exact
+        return self.engine.exact
 
     def arithmetic(self) -> str:
         """What, besides the model, changes greedy answers: the engine mode, except that
         under an exact shape rule --parallel and --lookup change nothing."""
-        engine = self.engine
-        if isinstance(engine, LocalEngineIdentity) and engine.exact:
-            return " ".join([f"shapes {engine.shapes}", *engine.flags()])
-        return self.mode()
+        return self.engine.arithmetic() or self.mode()
 
     def to_json(self) -> dict[str, Any]:
         return to_json(self)
