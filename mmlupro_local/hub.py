@@ -77,6 +77,7 @@ def download_dataset_files(*, repo: str, revision: str | None) -> tuple[list[Pat
 
 
 PROX_REPO = "li-lab/MMLU-ProX"
+PROX_LITE_REPO = "li-lab/MMLU-ProX-Lite"  # 658 of the questions per language, same layout
 _DATA_SUFFIXES = (".parquet", ".jsonl", ".json")
 
 

@@ -43,11 +43,13 @@ class DatasetMeta:
     source_files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     # an MMLU-ProX translation's ISO 639-1 code; None: MMLU-Pro in its official English
     language: str | None = None
+    repo: str | None = None  # the hub repository it was fetched from, if it was
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        if data["language"] is None:  # English copies keep the meta.json they always had
-            del data["language"]
+        for key in ("language", "repo"):  # datasets stored before keep their meta.json
+            if data[key] is None:
+                del data[key]
         return data
 
 
@@ -90,6 +92,7 @@ def build_dataset(
     revision: str | None = None,
     source_files: dict[str, str] | None = None,
     language: str | None = None,
+    repo: str | None = None,
 ) -> Dataset:
     """Order the questions canonically, hash them, and check both splits are there."""
     ordered = sorted(questions, key=_canonical_order)
@@ -111,6 +114,7 @@ def build_dataset(
         content_sha256=hashlib.sha256(data).hexdigest(),
         source_files=dict(source_files or {}),
         language=language,
+        repo=repo,
     )
     return Dataset(meta=meta, test=test, validation=validation)
 

@@ -16,7 +16,7 @@ from mmlupro_local.datasets.dataset import (
 )
 from mmlupro_local.datasets.formats import Sources, read_sources
 from mmlupro_local.errors import DatasetError
-from mmlupro_local.hub import DEFAULT_REPO, PROX_REPO, download_dataset_files
+from mmlupro_local.hub import DEFAULT_REPO, PROX_LITE_REPO, PROX_REPO, download_dataset_files
 from mmlupro_local.hub import download_dataset_folder as download_folder
 
 # MMLU-ProX's languages (lm-evaluation-harness's mmlu_prox tasks; the wordings are in
@@ -110,27 +110,38 @@ def fetch(*, revision: str | None, name: str | None, repo: str = DEFAULT_REPO) -
         source=f"{repo} (hub)",
         revision=commit,
         source_files=sources.hashes,
+        repo=repo,
     )
     write_dataset(dataset, dataset_dir(final_name))
     return dataset
 
 
-def prox_name(language: str) -> str:
-    return f"mmlu-prox-{language}"
+# the translations on the hub, by the name a user fetches them with (the harness's
+# mmlu_prox and mmlu_prox_lite tasks); each is stored as <name>-<language>
+PROX_SETS = {"mmlu-prox": PROX_REPO, "mmlu-prox-lite": PROX_LITE_REPO}
 
 
-def fetch_prox(*, language: str, revision: str | None, repo: str = PROX_REPO) -> Dataset:
-    """Download MMLU-ProX in `language` and store it as mmlu-prox-<language>."""
+def prox_name(language: str, benchmark: str = "mmlu-prox") -> str:
+    return f"{benchmark}-{language}"
+
+
+def fetch_prox(
+    *, language: str, revision: str | None, benchmark: str = "mmlu-prox", repo: str | None = None
+) -> Dataset:
+    """Download MMLU-ProX (or its Lite subset) in `language`; stored as
+    <benchmark>-<language>."""
     check_language(language)
+    repo = repo or PROX_SETS[benchmark]
     files, commit = download_folder(repo=repo, folder=language, revision=revision)
     sources = read_sources(files)
     dataset = build_dataset(
         sources.questions,
-        name=prox_name(language),
+        name=prox_name(language, benchmark),
         source=f"{repo} (hub), {language}",
         revision=commit,
         source_files=sources.hashes,
         language=language,
+        repo=repo,
     )
     write_dataset(dataset, dataset_dir(dataset.name))
     return dataset

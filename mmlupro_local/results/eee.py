@@ -202,9 +202,17 @@ def _aggregate(
     }
 
 
+def _dataset_name(repo: str | None, language: str | None) -> str:
+    """ "MMLU-ProX (ko)", "MMLU-ProX-Lite (ko)": the repository's own name for a
+    translation; MMLU-Pro otherwise (a copy imported by hand is still MMLU-Pro)."""
+    if not language:
+        return "MMLU-Pro"
+    return f"{(repo or PROX_REPO).rsplit('/', 1)[-1]} ({language})"
+
+
 def _source_data(report: RunReport, dataset: Dataset) -> dict[str, Any]:
     language = dataset.language
-    repo = PROX_REPO if language else HF_REPOS.get(dataset.name)
+    repo = dataset.meta.repo or (PROX_REPO if language else HF_REPOS.get(dataset.name))
     details = _strings(
         {
             "dataset_sha256": dataset.sha256,
@@ -214,7 +222,7 @@ def _source_data(report: RunReport, dataset: Dataset) -> dict[str, Any]:
         }
     )
     data: dict[str, Any] = {
-        "dataset_name": f"MMLU-ProX ({language})" if language else "MMLU-Pro",
+        "dataset_name": _dataset_name(repo, language),
         "source_type": "hf_dataset",
         "hf_split": "test",
         "samples_number": len(report.records),

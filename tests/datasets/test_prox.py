@@ -145,10 +145,12 @@ def test_a_run_in_korean_is_recorded_reported_and_resumed_as_korean(tmp_path: Pa
     assert "wording" in again.output
 
 
-def test_fetch_mmlu_prox_stores_each_language(tmp_path: Path) -> None:
-    repo = HubRepo("datasets", "li-lab/MMLU-ProX")
+def hub_repo(name: str, tmp_path: Path, languages: tuple[str, ...]) -> HubRepo:
+    """A dataset repository with the fixture's languages as MMLU-ProX lays them out: a
+    folder per language, a parquet file per split."""
+    repo = HubRepo("datasets", name)
     files = {}
-    for lang in ("ko", "de"):
+    for lang in languages:
         for split in ("test", "validation"):
             rows = [
                 json.loads(x)
@@ -158,6 +160,11 @@ def test_fetch_mmlu_prox_stores_each_language(tmp_path: Path) -> None:
             pq.write_table(pa.Table.from_pylist(rows), path)
             files[f"{lang}/{split}-00000-of-00001.parquet"] = path
     repo.add("c" * 40, files, "main")
+    return repo
+
+
+def test_fetch_mmlu_prox_stores_each_language(tmp_path: Path) -> None:
+    repo = hub_repo("li-lab/MMLU-ProX", tmp_path, ("ko", "de"))
     with serve(repo) as hub:
         env = hub_env(hub.url, tmp_path)
         result = run_cli("dataset", "fetch", "mmlu-prox", "--lang", "ko", "--lang", "de", env=env)
@@ -168,6 +175,35 @@ def test_fetch_mmlu_prox_stores_each_language(tmp_path: Path) -> None:
         unknown = run_cli("dataset", "fetch", "mmlu-prox", "--lang", "xx", env=env)
     assert json.loads(info.stdout)["prompt"] == golden("de")[392]
     assert unknown.returncode != 0 and "unknown language 'xx'" in unknown.stderr
+
+
+def test_fetch_mmlu_prox_lite_is_stored_and_exported_under_its_own_name(tmp_path: Path) -> None:
+    """The Lite subset (the harness's mmlu_prox_lite tasks) is its own dataset, named as
+    its repository names it wherever results are pooled."""
+    with serve(hub_repo("li-lab/MMLU-ProX-Lite", tmp_path, ("ar",))) as hub:
+        env = hub_env(hub.url, tmp_path)
+        result = run_cli("dataset", "fetch", "mmlu-prox-lite", "--lang", "ar", env=env)
+        named = run_cli(
+            "dataset", "fetch", "mmlu-prox-lite", "--lang", "ar", "--name", "x", env=env
+        )
+    assert result.returncode == 0, result.stderr
+    assert "li-lab/MMLU-ProX-Lite (hub), ar" in result.stdout
+    assert "as 'mmlu-prox-lite-ar': 28 test, 70 validation rows" in result.stdout
+    assert "stored as mmlu-prox-lite-ar: leave out --name" in named.stderr
+    model = write_fake_model(tmp_path / "m.gguf")
+    out = tmp_path / "lite.jsonl"
+    run = ("run", str(model), "--dataset", "mmlu-prox-lite-ar", "--per-category", "1")
+    engine = FakeEngine(lambda prompt: "الإجابة هي (A)")
+    with pytest.MonkeyPatch.context() as mp:  # the cache the subprocess stored it in
+        mp.setenv("MMLUPRO_LOCAL_CACHE", env["MMLUPRO_LOCAL_CACHE"])
+        ran = invoke_with(engine, *run, "--categories", "math", "--out", str(out))
+        assert ran.exit_code == 0, ran.output
+        eee = invoke("report", str(out), "--format", "eee", "--eee-dir", str(tmp_path / "e"))
+    assert eee.exit_code == 0, eee.output
+    (aggregate,) = (tmp_path / "e").rglob("*.json")
+    source = json.loads(aggregate.read_text("utf-8"))["evaluation_results"][0]["source_data"]
+    assert source["hf_repo"] == "li-lab/MMLU-ProX-Lite"
+    assert source["dataset_name"] == "MMLU-ProX-Lite (ar)"
 
 
 def test_a_server_is_sent_the_language_s_stop_word(tmp_path: Path) -> None:

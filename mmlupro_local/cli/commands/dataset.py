@@ -20,6 +20,7 @@ from mmlupro_local.datasets.dataset import (
 from mmlupro_local.datasets.formats import write_jsonl
 from mmlupro_local.datasets.library import (
     PROX_LANGUAGES,
+    PROX_SETS,
     diff_datasets,
     fetch,
     fetch_prox,
@@ -34,7 +35,7 @@ from mmlupro_local.datasets.summary import (
 )
 from mmlupro_local.datasets.verify import verify
 from mmlupro_local.files import output_text
-from mmlupro_local.hub import DEFAULT_REPO, PROX_REPO
+from mmlupro_local.hub import DEFAULT_REPO
 
 
 @click.group()
@@ -169,7 +170,7 @@ def import_cmd(paths: tuple[Path, ...], name: str, language: str | None) -> None
 
 
 @dataset.command("fetch")
-@click.argument("benchmark", type=click.Choice(["mmlu-pro", "mmlu-prox"]), default="mmlu-pro")
+@click.argument("benchmark", type=click.Choice(["mmlu-pro", *PROX_SETS]), default="mmlu-pro")
 @click.option("--lang", "languages", multiple=True, help=LANG_HELP + " Repeat for several.")
 @click.option("--revision", default=None, help="Branch, tag or commit (default: latest).")
 @click.option("--name", default=None, help="Name to store it under (default: hub-<commit>).")
@@ -184,13 +185,16 @@ def fetch_cmd(
     """Download MMLU-Pro, or MMLU-ProX in some languages, into the user cache.
 
     MMLU-ProX (li-lab/MMLU-ProX) is stored as mmlu-prox-<lang>: run it with
-    --dataset mmlu-prox-ko. Honours HF_ENDPOINT, HF_HUB_OFFLINE, HF_TOKEN and
+    --dataset mmlu-prox-ko. mmlu-prox-lite (li-lab/MMLU-ProX-Lite, 658 of its
+    questions per language, lm-evaluation-harness's mmlu_prox_lite tasks) is
+    stored as mmlu-prox-lite-<lang>. Honours HF_ENDPOINT, HF_HUB_OFFLINE, HF_TOKEN and
     HF_HOME. Offline, use 'dataset import' with files carried over instead.
 
     \b
     Examples:
       mmlupro-local dataset fetch
       mmlupro-local dataset fetch mmlu-prox --lang ko --lang de
+      mmlupro-local dataset fetch mmlu-prox-lite --lang ko
     """
     if benchmark == "mmlu-pro":
         if languages:
@@ -201,10 +205,10 @@ def fetch_cmd(
             raise click.UsageError(f"give one --lang or more ({', '.join(PROX_LANGUAGES)})")
         if name is not None:
             raise click.UsageError(
-                f"MMLU-ProX is stored as {prox_name(languages[0])}: leave out --name"
+                f"{benchmark} is stored as {prox_name(languages[0], benchmark)}: leave out --name"
             )
         fetched = [
-            fetch_prox(language=lang, revision=revision, repo=repo or PROX_REPO)
+            fetch_prox(language=lang, revision=revision, benchmark=benchmark, repo=repo)
             for lang in dict.fromkeys(languages)
         ]
     for data in fetched:
