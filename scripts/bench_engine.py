@@ -46,13 +46,9 @@ def main() -> None:
     def engine_run(lookup: int) -> TimedRun:
         with private_cache() as tmp:
             target = GgufSpec(path=model, threads=threads, lookup=lookup)
-            request = RunRequest(
-                target=target,
-                out=tmp / "r.jsonl",
-                parallel=1,
-                sample=SampleSpec(per_category=args.per_category),
-                max_tokens=args.max_tokens,
-            )
+            request = RunRequest(target=target, out=tmp / "r.jsonl", parallel=1,
+                                 sample=SampleSpec(per_category=args.per_category),
+                                 max_tokens=args.max_tokens)  # fmt: skip
             return timed_run("engine", request)
 
     engine = engine_run(0)
@@ -72,28 +68,16 @@ def main() -> None:
     if args.lookup:
         guessing = engine_run(args.lookup)
         lookup_seconds = guessing.wall
-        row(
-            f"engine --lookup {args.lookup} (cold cache)",
-            lookup_seconds,
-            guessing.generated,
-            [r.pred for r in guessing.records],
-        )
+        row(f"engine --lookup {args.lookup} (cold cache)", lookup_seconds, guessing.generated,
+            [r.pred for r in guessing.records])  # fmt: skip
     import llama_cpp
 
     from mmlupro_local.engine import llamalog
 
     llamalog.install()
     for flash in (False, True):
-        llm = llama_cpp.Llama(
-            model_path=str(model),
-            n_ctx=n_ctx,
-            n_threads=threads,
-            n_threads_batch=threads,
-            n_batch=512,
-            n_gpu_layers=-1,
-            flash_attn=flash,
-            verbose=False,
-        )
+        llm = llama_cpp.Llama(model_path=str(model), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                              n_batch=512, n_gpu_layers=-1, flash_attn=flash, verbose=False)  # fmt: skip
         began = time.perf_counter()
         tokens = 0
         preds = []

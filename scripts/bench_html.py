@@ -46,14 +46,8 @@ def write_run(path: Path, pick: int, looping: bool) -> None:
         by_category.setdefault(row["category"], []).append(row["text"])
     chooser = random.Random(pick)
     header = json.loads(HEADER.read_text().splitlines()[0])
-    header["sample"] = {
-        "seed": 0,
-        "per_category": None,
-        "fraction": None,
-        "categories": [],
-        "description": "all test questions",
-        "size": 12032,
-    }
+    header["sample"] = {"seed": 0, "per_category": None, "fraction": None, "categories": [],
+                        "description": "all test questions", "size": 12032}  # fmt: skip
     lines = [json.dumps(header)]
     for q in load_dataset().test:
         texts = by_question.get(q.question_id) or [chooser.choice(by_category[q.category])]
@@ -63,32 +57,14 @@ def write_run(path: Path, pick: int, looping: bool) -> None:
         got = extract_answer(text, strip_thinking=True)
         letters = "ABCDEFGHIJ"[: len(q.options)]
         guess = None if got.letter else chooser.choice(letters)
-        lines.append(
-            json.dumps(
-                {
-                    "type": "result",
-                    "question_id": q.question_id,
-                    "category": q.category,
-                    "answer": q.answer,
-                    "pred": got.letter,
-                    "level": got.level,
-                    "correct": got.letter == q.answer,
-                    "guess": guess,
-                    "guess_correct": guess == q.answer,
-                    "n_options": len(q.options),
-                    "shots": 5,
-                    "response": text,
-                    "thinking_chars": 0,
-                    "prompt_tokens": 2000,
-                    "decoded_prompt_tokens": 300,
-                    "generated_tokens": len(text) // 4,
-                    "seconds": 1.0,
-                    "decode_seconds": 0.9,
-                    "stop_reason": "eos",
-                    "guessed_tokens": 0,
-                }
-            )
-        )
+        lines.append(json.dumps({
+            "type": "result", "question_id": q.question_id, "category": q.category,
+            "answer": q.answer, "pred": got.letter, "level": got.level,
+            "correct": got.letter == q.answer, "guess": guess, "guess_correct": guess == q.answer,
+            "n_options": len(q.options), "shots": 5, "response": text, "thinking_chars": 0,
+            "prompt_tokens": 2000, "decoded_prompt_tokens": 300, "generated_tokens": len(text) // 4,
+            "seconds": 1.0, "decode_seconds": 0.9, "stop_reason": "eos", "guessed_tokens": 0,
+        }))  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -124,20 +100,16 @@ def bench(looping: bool) -> None:
         write_run(b, 1, looping)
         size = sum(len(json.loads(line).get("response", "")) for line in a.open())
         kind = f"every answer {LOOPING:,} characters" if looping else "the released responses"
-        print(
-            f"\n{kind}: results files {a.stat().st_size / 2**20:.1f} MB and "
-            f"{b.stat().st_size / 2**20:.1f} MB; a run's responses {size / 2**20:.1f} M characters"
-        )
+        print(f"\n{kind}: results files {a.stat().st_size / 2**20:.1f} MB and "
+              f"{b.stat().st_size / 2**20:.1f} MB; a run's responses {size / 2**20:.1f} M characters")  # fmt: skip
         print(f"{'page':<22} {'size':>9} {'seconds':>8} {'peak memory':>12}")
         for name, files in (("one run", [a]), ("two, with comparison", [a, b])):
             page = Path(folder) / "page.html"
             seconds, peak = measure("report", *map(str, files), "--html", str(page))
             text = page.read_text()
             flips = len(re.findall(r"<tr data-flip", text))
-            print(
-                f"{name:<22} {page.stat().st_size / 2**20:>7.1f} MB {seconds:>8.1f} "
-                f"{peak:>9.0f} MB" + (f"  ({flips} flips listed)" if len(files) > 1 else "")
-            )
+            print(f"{name:<22} {page.stat().st_size / 2**20:>7.1f} MB {seconds:>8.1f} "
+                  f"{peak:>9.0f} MB" + (f"  ({flips} flips listed)" if len(files) > 1 else ""))  # fmt: skip
 
 
 if __name__ == "__main__":

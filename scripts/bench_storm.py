@@ -38,29 +38,15 @@ def main() -> None:
             out = Path(scratch) / f"storm-{parallel}.jsonl"
             with serve(FakeVllm(refuse_for=args.storm)) as fake:
                 began = time.monotonic()
-                result = CliRunner().invoke(
-                    cli,
-                    [
-                        "run",
-                        "--server",
-                        url(fake),
-                        "--per-category",
-                        str(per),
-                        "--parallel",
-                        str(parallel),
-                        "--no-progress",
-                        "--out",
-                        str(out),
-                    ],
-                )
+                result = CliRunner().invoke(cli, ["run", "--server", url(fake), "--per-category",
+                                                  str(per), "--parallel", str(parallel),
+                                                  "--no-progress", "--out", str(out)])  # fmt: skip
                 took = time.monotonic() - began
             if result.exit_code != 0:
                 sys.exit(result.output)
             window = json.loads(out.read_text().splitlines()[-1])["used"]["servers"][0]["parallel"]
-            print(
-                f"{per * 14:>9} {parallel:>8} {took:>8.1f} {fake.refused:>8}  lowest "
-                f"{window['lowest']}, final {window['final']} of {window['limit']}"
-            )
+            print(f"{per * 14:>9} {parallel:>8} {took:>8.1f} {fake.refused:>8}  lowest "
+                  f"{window['lowest']}, final {window['final']} of {window['limit']}")  # fmt: skip
         print(f"(the storm lasted {args.storm:g} s; the answers after it are instant)")
 
 

@@ -40,16 +40,6 @@ def browser_or_skip(apps: tuple[str, ...] = APPS) -> str:
 
 def headless(browser: str, profile: Path) -> list[str]:
     """The command that renders a page offline, with nothing of the user's profile."""
-    return [
-        browser,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--window-size=1200,1400",
-    ]
+    return [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={profile}", "--window-size=1200,1400"]  # fmt: skip

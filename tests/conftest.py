@@ -17,10 +17,8 @@ from mmlupro_local.datasets.dataset import Dataset, load_dataset
 REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"
 SAMPLE_DATA = REPO / "sample_data"
-PARQUET_NAMES = {
-    "test": "test-00000-of-00001.parquet",
-    "validation": "validation-00000-of-00001.parquet",
-}
+PARQUET_NAMES = {"test": "test-00000-of-00001.parquet",
+                 "validation": "validation-00000-of-00001.parquet"}  # fmt: skip
 # Module- and session-scoped fixtures run before the per-test cache below is set:
 # give them a throwaway cache too, so no test ever reads or fills the user's own.
 USER_CACHE = os.environ.get("MMLUPRO_LOCAL_CACHE")  # where builds and test models are kept
@@ -82,12 +80,8 @@ def test_model(name: str) -> Path:
     env.update({"MMLUPRO_LOCAL_CACHE": USER_CACHE} if USER_CACHE else {})
     out = subprocess.run(
         [str(REPO / "scripts" / "test_model.sh"), sys.executable, name],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1800,
-        env=env,
-    )
+        capture_output=True, text=True, check=True, timeout=1800, env=env,
+    )  # fmt: skip
     return Path(out.stdout.strip().splitlines()[-1])
 
 
@@ -108,21 +102,10 @@ def test_data() -> Path:
 def reference_counts() -> dict[str, int]:
     """Test questions per category, as REFERENCE.md states them."""
     return {
-        "math": 1351,
-        "physics": 1299,
-        "chemistry": 1132,
-        "law": 1101,
-        "engineering": 969,
-        "other": 924,
-        "economics": 844,
-        "health": 818,
-        "psychology": 798,
-        "business": 789,
-        "biology": 717,
-        "philosophy": 499,
-        "computer science": 410,
-        "history": 381,
-    }
+        "math": 1351, "physics": 1299, "chemistry": 1132, "law": 1101, "engineering": 969,
+        "other": 924, "economics": 844, "health": 818, "psychology": 798, "business": 789,
+        "biology": 717, "philosophy": 499, "computer science": 410, "history": 381,
+    }  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -151,18 +134,10 @@ def parquet_dir(embedded: Dataset, tmp_path_factory: pytest.TempPathFactory) -> 
     import pyarrow.parquet as pq
 
     directory = tmp_path_factory.mktemp("parquet")
-    schema = pa.schema(
-        [
-            ("question_id", pa.int64()),
-            ("question", pa.string()),
-            ("options", pa.list_(pa.string())),
-            ("answer", pa.string()),
-            ("answer_index", pa.int64()),
-            ("cot_content", pa.string()),
-            ("category", pa.string()),
-            ("src", pa.string()),
-        ]
-    )
+    schema = pa.schema([("question_id", pa.int64()), ("question", pa.string()),
+                        ("options", pa.list_(pa.string())), ("answer", pa.string()),
+                        ("answer_index", pa.int64()), ("cot_content", pa.string()),
+                        ("category", pa.string()), ("src", pa.string())])  # fmt: skip
     for split, rows in (("test", embedded.test), ("validation", embedded.validation)):
         columns = {name: [q.as_row()[name] for q in rows] for name in schema.names}
         pq.write_table(pa.table(columns, schema=schema), directory / PARQUET_NAMES[split])

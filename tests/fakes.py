@@ -117,56 +117,31 @@ class FakeEngine:
         self.n_ctx = n_ctx
         self.parallel = parallel
 
-    def generate_many(
-        self,
-        jobs: Sequence[Job],
-        *,
-        max_tokens: int,
-        new_watcher: NewWatcher,
-        should_stop: Callable[[], bool] = lambda: False,
-    ) -> Iterator[tuple[int, Generation]]:
+    def generate_many(self, jobs: Sequence[Job], *, max_tokens: int, new_watcher: NewWatcher,
+                      should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, Generation]]:  # fmt: skip
         for index, job in enumerate(jobs):
-            generation = self.generate(
-                job.text, job.prefix_chars, new_watcher(index), should_stop, max_tokens=max_tokens
-            )
+            generation = self.generate(job.text, job.prefix_chars, new_watcher(index), should_stop,
+                                       max_tokens=max_tokens)  # fmt: skip
             if generation.stop_reason == "interrupted":
                 return
             yield index, generation
 
-    def score_many(
-        self, jobs: Sequence[Job], *, should_stop: Callable[[], bool] = lambda: False
-    ) -> Iterator[tuple[int, Generation]]:
+    def score_many(self, jobs: Sequence[Job], *,
+                   should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, Generation]]:  # fmt: skip
         for index, job in enumerate(jobs):
             if should_stop():
                 return
             self.calls.append(job.text)
             scores = tuple(self.score(job.text, job.choices))
-            yield (
-                index,
-                Generation(
-                    "",
-                    self.count_tokens(job.text),
-                    self.count_tokens(job.text[job.prefix_chars :]),
-                    0,
-                    0.01,
-                    0.009,
-                    "scored",
-                    choice_logprobs=scores,
-                ),
-            )
+            yield index, Generation("", self.count_tokens(job.text), self.count_tokens(job.text[job.prefix_chars:]),
+                                    0, 0.01, 0.009, "scored", choice_logprobs=scores)  # fmt: skip
 
     def use_prefix_cache(self, cache: object, identity: str) -> None:
         self.prefix_cache = cache
 
-    def generate(
-        self,
-        prompt: str,
-        prefix_chars: int,
-        watcher: Watcher,
-        should_stop: Callable[[], bool] = lambda: False,
-        *,
-        max_tokens: int = 10**9,
-    ) -> Generation:
+    def generate(self, prompt: str, prefix_chars: int, watcher: Watcher,
+                 should_stop: Callable[[], bool] = lambda: False, *,
+                 max_tokens: int = 10**9) -> Generation:  # fmt: skip
         """Each word of the scripted response is a token; text the watcher forces is fed
         as one token, followed by `after_forced`'s words instead of the rest."""
         self.calls.append(prompt)
@@ -191,15 +166,8 @@ class FakeEngine:
             text = watcher.take_forced()
             if text:
                 pieces = [text, *_pieces(self.after_forced)]
-        return Generation(
-            watcher.text,
-            self.count_tokens(prompt),
-            self.count_tokens(prompt[prefix_chars:]),
-            generated,
-            0.01,
-            0.009,
-            reason,
-        )
+        return Generation(watcher.text, self.count_tokens(prompt), self.count_tokens(prompt[prefix_chars:]),
+                          generated, 0.01, 0.009, reason)  # fmt: skip
 
     def describe(self) -> dict[str, object]:
         return {"engine": "fake", "n_ctx": self.n_ctx}

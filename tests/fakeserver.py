@@ -74,16 +74,8 @@ def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
             seen = self.headers.get("Authorization", "")
             fake.headers.append(seen)
             if fake.api_key and seen != f"Bearer {fake.api_key}":
-                self._json(
-                    401,
-                    {
-                        "error": {
-                            "code": 401,
-                            "message": "Invalid API Key",
-                            "type": "authentication_error",
-                        }
-                    },
-                )
+                self._json(401, {"error": {"code": 401, "message": "Invalid API Key",
+                                           "type": "authentication_error"}})  # fmt: skip
                 return False
             return True
 
@@ -94,15 +86,9 @@ def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                 data = [{"id": m, "object": "model", "owned_by": "fake"} for m in fake.models]
                 self._json(200, {"object": "list", "data": data})
             elif self.path == "/props":
-                self._json(
-                    200,
-                    {
-                        "default_generation_settings": {"n_ctx": fake.n_ctx},
-                        "total_slots": fake.slots,
-                        "build_info": "fake-1",
-                        "model_path": fake.model_path,
-                    },
-                )
+                self._json(200, {"default_generation_settings": {"n_ctx": fake.n_ctx},
+                                 "total_slots": fake.slots, "build_info": "fake-1",
+                                 "model_path": fake.model_path})  # fmt: skip
             else:
                 self._json(404, {"error": {"message": "File Not Found"}})
 
@@ -138,23 +124,16 @@ def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                 return
             chat = "messages" in body
             prompt = (
-                "".join(f"<{m['role']}> {m['content']}\n" for m in body["messages"])
-                + "<assistant> "
-                if chat
-                else body["prompt"]
-            )
+                "".join(f"<{m['role']}> {m['content']}\n" for m in body["messages"]) + "<assistant> "
+                if chat else body["prompt"]
+            )  # fmt: skip
             prompt_n = _count(prompt) - fake.cut_tokens
             if fake.keep_tokens:
                 prompt_n = min(prompt_n, fake.keep_tokens)
             if not body.get("stream"):
                 usage = {"prompt_tokens": prompt_n, "completion_tokens": 1}
-                self._json(
-                    200,
-                    {
-                        "choices": [{"index": 0, "text": "x", "finish_reason": "length"}],
-                        "usage": usage,
-                    },
-                )
+                self._json(200, {"choices": [{"index": 0, "text": "x", "finish_reason": "length"}],
+                                 "usage": usage})  # fmt: skip
                 return
             text = fake.answer(prompt)
             stop = (body.get("stop") or [None])[0]
@@ -181,19 +160,13 @@ def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
             fake.chunks_sent.append(sent)
             self.close_connection = True
 
-        def _events(
-            self, chat: bool, pieces: list[str], finish: str, prompt_n: int, broken: bool
-        ) -> Iterator[str]:
+        def _events(self, chat: bool, pieces: list[str], finish: str, prompt_n: int,
+                    broken: bool) -> Iterator[str]:  # fmt: skip
             def event(choice: dict[str, Any], n: int, **extra: Any) -> str:
                 data: dict[str, Any] = {"choices": [choice] if choice else [], **extra}
                 if fake.timings:
-                    data["timings"] = {
-                        "cache_n": 0,
-                        "prompt_n": prompt_n,
-                        "predicted_n": n,
-                        "prompt_ms": 1.0,
-                        "predicted_ms": float(n),
-                    }
+                    data["timings"] = {"cache_n": 0, "prompt_n": prompt_n, "predicted_n": n,
+                                       "prompt_ms": 1.0, "predicted_ms": float(n)}  # fmt: skip
                 return f"data: {json.dumps(data)}\n\n"
 
             if chat and fake.reasoning:

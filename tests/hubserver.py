@@ -100,15 +100,9 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                     if files is None:
                         self._send(404, b"", {"X-Error-Code": "RevisionNotFound"})
                         return
-                    listing = [
-                        {
-                            "type": "file",
-                            "oid": hashlib.sha1(path.read_bytes()).hexdigest(),
-                            "size": path.stat().st_size,
-                            "path": name,
-                        }
-                        for name, path in sorted(files.items())
-                    ]
+                    listing = [{"type": "file", "oid": hashlib.sha1(path.read_bytes()).hexdigest(),
+                                "size": path.stat().st_size, "path": name}
+                               for name, path in sorted(files.items())]  # fmt: skip
                     self._send(
                         200, json.dumps(listing).encode(), {"Content-Type": "application/json"}
                     )
@@ -159,22 +153,13 @@ def serve(*repos: HubRepo) -> Iterator[FakeHub]:
 
 def hub_env(url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
     """Environment for a CLI run against the hub at `url`, with private caches."""
-    return {
-        "HF_ENDPOINT": url,
-        "HF_HOME": str(tmp_path / "hf"),
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_ETAG_TIMEOUT": "5",
-        "MMLUPRO_LOCAL_CACHE": str(tmp_path / "cache"),
-        **extra,
-    }
+    return {"HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_ETAG_TIMEOUT": "5", "MMLUPRO_LOCAL_CACHE": str(tmp_path / "cache"), **extra}  # fmt: skip
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """The real CLI in a subprocess: huggingface_hub reads HF_* variables at import."""
     return subprocess.run(
         [sys.executable, "-m", "mmlupro_local", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=300,
-    )
+        capture_output=True, text=True, env={**os.environ, **env}, timeout=300,
+    )  # fmt: skip

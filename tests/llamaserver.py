@@ -27,11 +27,8 @@ def server_binary() -> Path:
     python = ROOT / ".venv" / "bin" / "python"
     out = subprocess.run(
         [str(ROOT / "scripts" / "llama_server.sh"), str(python), LLAMA_CPP_VERSION],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1800,
-    )
+        capture_output=True, text=True, check=True, timeout=1800,
+    )  # fmt: skip
     return Path(out.stdout.strip().splitlines()[-1])
 
 
@@ -59,28 +56,11 @@ class LlamaServer:
         log = Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-server-{self.port}.log"
         with log.open("ab") as sink:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
-                [
-                    str(self.binary),
-                    "-m",
-                    str(self.model),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "-np",
-                    str(self.slots),
-                    "-c",
-                    str(self.ctx),
-                    "--threads",
-                    "2",
-                    "--seed",
-                    "0",
-                    "--api-key",
-                    self.api_key,
-                ],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
+                [str(self.binary), "-m", str(self.model), "--host", "127.0.0.1",
+                 "--port", str(self.port), "-np", str(self.slots), "-c", str(self.ctx),
+                 "--threads", "2", "--seed", "0", "--api-key", self.api_key],
+                stdout=sink, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -16,27 +16,18 @@ import pytest
 from fakes import write_fake_model
 
 pytestmark = pytest.mark.e2e
-SAMPLE = [
-    "--categories",
-    "biology,law,math,history",
-    "--seed",
-    "3",
-    "--max-tokens",
-    "128",
-    "--no-progress",
-]
+SAMPLE = ["--categories", "biology,law,math,history", "--seed", "3", "--max-tokens", "128",
+          "--no-progress"]  # fmt: skip
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mmlupro_local", *args], capture_output=True, text=True, timeout=1200
-    )
+    return subprocess.run([sys.executable, "-m", "mmlupro_local", *args],
+                          capture_output=True, text=True, timeout=1200)  # fmt: skip
 
 
 def run(model: Path, out: Path, *flags: str, per_category: int = 1) -> list[dict[str, Any]]:
-    done = cli(
-        "run", str(model), *SAMPLE, "--per-category", str(per_category), *flags, "--out", str(out)
-    )
+    done = cli("run", str(model), *SAMPLE, "--per-category", str(per_category), *flags,
+               "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in out.read_text().splitlines()]
 
@@ -48,9 +39,8 @@ def responses(records: list[dict[str, Any]]) -> dict[int, str]:
 def test_a_draft_model_changes_no_response(smollm2: Path, tmp_path: Path) -> None:
     plain = run(smollm2, tmp_path / "plain.jsonl", "--parallel", "1", "--lookup", "0")
     one = run(smollm2, tmp_path / "one.jsonl", "--parallel", "1", "--draft", str(smollm2))
-    two = run(
-        smollm2, tmp_path / "two.jsonl", "--parallel", "2", "--lookup", "4", "--draft", str(smollm2)
-    )
+    two = run(smollm2, tmp_path / "two.jsonl", "--parallel", "2", "--lookup", "4",
+              "--draft", str(smollm2))  # fmt: skip
     assert len(responses(plain)) == 4
     assert responses(one) == responses(plain) == responses(two)
     for records in (one, two):
@@ -77,17 +67,8 @@ def test_a_draft_of_another_vocabulary_is_refused_before_decoding(
     smollm2: Path, tmp_path: Path
 ) -> None:
     stranger = write_fake_model(tmp_path / "stranger.gguf")
-    done = cli(
-        "run",
-        str(smollm2),
-        *SAMPLE,
-        "--per-category",
-        "1",
-        "--draft",
-        str(stranger),
-        "--out",
-        str(tmp_path / "r.jsonl"),
-    )
+    done = cli("run", str(smollm2), *SAMPLE, "--per-category", "1", "--draft", str(stranger),
+               "--out", str(tmp_path / "r.jsonl"))  # fmt: skip
     assert done.returncode == 1
     assert (
         "the draft stranger.gguf does not share SmolLM2-135M-Instruct.Q4_1.gguf's vocabulary"

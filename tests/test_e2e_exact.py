@@ -15,15 +15,8 @@ from typing import Any
 import pytest
 
 pytestmark = pytest.mark.e2e
-SAMPLE = [
-    "--categories",
-    "biology,law,math,history",
-    "--seed",
-    "3",
-    "--max-tokens",
-    "192",
-    "--no-progress",
-]
+SAMPLE = ["--categories", "biology,law,math,history", "--seed", "3", "--max-tokens", "192",
+          "--no-progress"]  # fmt: skip
 # what each model answers on this sample (question id: letter), as the reference gives it
 PREDICTIONS = {
     "smollm2": {
@@ -50,15 +43,13 @@ PREDICTIONS = {
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mmlupro_local", *args], capture_output=True, text=True, timeout=1200
-    )
+    return subprocess.run([sys.executable, "-m", "mmlupro_local", *args],
+                          capture_output=True, text=True, timeout=1200)  # fmt: skip
 
 
 def run(model: Path, out: Path, *flags: str, per_category: int = 2) -> dict[int, dict[str, Any]]:
-    done = cli(
-        "run", str(model), *SAMPLE, "--per-category", str(per_category), *flags, "--out", str(out)
-    )
+    done = cli("run", str(model), *SAMPLE, "--per-category", str(per_category), *flags,
+               "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     return {r["question_id"]: r for r in records if r["type"] == "result"}

@@ -28,9 +28,8 @@ THINKING_CHATML = (
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mmlupro_local", *args], capture_output=True, text=True, timeout=900
-    )
+    return subprocess.run([sys.executable, "-m", "mmlupro_local", *args], capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
 
 
 def results(path: Path) -> list[dict[str, Any]]:
@@ -52,15 +51,8 @@ def direct_log_probs(
 
     os.environ.update(GGML_ENV)  # the engine's kernels, if nothing in this process set them
     rows = CPU_RULE.prompt_rows
-    llm = llama_cpp.Llama(
-        model_path=str(model),
-        n_ctx=2048,
-        n_batch=rows,
-        n_ubatch=rows,
-        n_threads=2,
-        flash_attn=True,
-        verbose=False,
-    )
+    llm = llama_cpp.Llama(model_path=str(model), n_ctx=2048, n_batch=rows, n_ubatch=rows,
+                          n_threads=2, flash_attn=True, verbose=False)  # fmt: skip
     try:
         context = llm.tokenize(text.encode(), add_bos=True, special=True)
         # the prefix's tokens as far as they agree with the whole text's (a tokenizer may
@@ -84,19 +76,8 @@ def direct_log_probs(
 
 def test_logprob_scores_are_the_models_own_log_probabilities(smollm2: Path, tmp_path: Path) -> None:
     out = tmp_path / "lp.jsonl"
-    done = cli(
-        "run",
-        str(smollm2),
-        "--method",
-        "logprob",
-        "--per-category",
-        "1",
-        "--categories",
-        "history,law,math",
-        "--out",
-        str(out),
-        "--no-progress",
-    )
+    done = cli("run", str(smollm2), "--method", "logprob", "--per-category", "1",
+               "--categories", "history,law,math", "--out", str(out), "--no-progress")  # fmt: skip
     assert done.returncode == 0, done.stderr
     records = results(out)
     data = load_dataset()
@@ -115,22 +96,9 @@ def test_logprob_scores_are_the_models_own_log_probabilities(smollm2: Path, tmp_
     assert records[1]["decoded_prompt_tokens"] < records[1]["prompt_tokens"] - 500
     # a rerun reproduces the file's answers exactly, from the prefix cache
     again = tmp_path / "again.jsonl"
-    assert (
-        cli(
-            "run",
-            str(smollm2),
-            "--method",
-            "logprob",
-            "--per-category",
-            "1",
-            "--categories",
-            "history,law,math",
-            "--out",
-            str(again),
-            "--no-progress",
-        ).returncode
-        == 0
-    )
+    assert cli("run", str(smollm2), "--method", "logprob", "--per-category", "1",
+               "--categories", "history,law,math", "--out", str(again),
+               "--no-progress").returncode == 0  # fmt: skip
     assert [r["option_logprobs"] for r in results(again)] == [r["option_logprobs"] for r in records]
 
 
@@ -142,27 +110,10 @@ def test_a_think_budget_closes_the_block_and_forces_the_answer(
     runs = {}
     for parallel in ("1", "2"):
         out = tmp_path / f"p{parallel}.jsonl"
-        done = cli(
-            "run",
-            str(smollm2),
-            "--style",
-            "chat",
-            "--chat-template",
-            str(template),
-            "--think-budget",
-            "24",
-            "--max-tokens",
-            "64",
-            "--per-category",
-            "1",
-            "--categories",
-            "history,law",
-            "--parallel",
-            parallel,
-            "--out",
-            str(out),
-            "--no-progress",
-        )
+        done = cli("run", str(smollm2), "--style", "chat", "--chat-template", str(template),
+                   "--think-budget", "24", "--max-tokens", "64", "--per-category", "1",
+                   "--categories", "history,law", "--parallel", parallel, "--out", str(out),
+                   "--no-progress")  # fmt: skip
         assert done.returncode == 0, done.stderr
         runs[parallel] = results(out)
     for record in runs["1"]:
@@ -184,21 +135,9 @@ def test_thinking_off_and_on_through_the_template_s_own_switch(
     template writes an empty block and nothing is thought; on: the block stays open and
     the budget cuts it. The two files' identities differ in the mode alone."""
     template = Path(__file__).parent / "data" / "templates" / "switch-thinking.jinja"
-    base = [
-        "run",
-        str(smollm2),
-        "--style",
-        "chat",
-        "--chat-template",
-        str(template),
-        "--per-category",
-        "1",
-        "--categories",
-        "law",
-        "--max-tokens",
-        "48",
-        "--no-progress",
-    ]
+    base = ["run", str(smollm2), "--style", "chat", "--chat-template", str(template),
+            "--per-category", "1", "--categories", "law", "--max-tokens", "48",
+            "--no-progress"]  # fmt: skip
     off, on = tmp_path / "off.jsonl", tmp_path / "on.jsonl"
     done = cli(*base, "--thinking", "off", "--out", str(off))
     assert done.returncode == 0, done.stderr
@@ -207,25 +146,11 @@ def test_thinking_off_and_on_through_the_template_s_own_switch(
     headers = [json.loads(p.read_text().splitlines()[0]) for p in (off, on)]
     assert [h["identity"]["prompt"]["thinking"] for h in headers] == ["off", "on"]
     assert [h["model"]["chat_template_variables"] for h in headers] == [
-        {"enable_thinking": False},
-        {"enable_thinking": True},
-    ]
+        {"enable_thinking": False}, {"enable_thinking": True}]  # fmt: skip
     (quiet,), (thought,) = results(off), results(on)
     assert quiet.get("thinking_tokens", 0) == 0 and not quiet.get("think_cut")
     assert thought["thinking_tokens"] == 16 and thought["think_cut"] is True
-    printed = [
-        cli(
-            "prompt",
-            str(quiet["question_id"]),
-            "--style",
-            "chat",
-            "--model",
-            str(smollm2),
-            "--chat-template",
-            str(template),
-            "--thinking",
-            mode,
-        ).stdout
-        for mode in ("off", "on")
-    ]
+    printed = [cli("prompt", str(quiet["question_id"]), "--style", "chat", "--model", str(smollm2),
+                   "--chat-template", str(template), "--thinking", mode).stdout
+               for mode in ("off", "on")]  # fmt: skip
     assert printed[0].endswith("<think>\n\n</think>\n\n\n") and printed[1].endswith("<think>\n\n")

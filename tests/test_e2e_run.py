@@ -55,11 +55,8 @@ def results(path: Path) -> list[dict[str, Any]]:
 
 
 def start_cli(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mmlupro_local", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return subprocess.Popen([sys.executable, "-m", "mmlupro_local", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
 def kill_once_saved(args: list[str], out: Path, saved: int) -> list[dict[str, Any]]:
@@ -170,21 +167,8 @@ def test_early_stop_gives_the_same_predictions(smollm2: Path, tmp_path: Path) ->
 
 def test_sigkill_then_resume_gives_one_record_per_question(smollm2: Path, tmp_path: Path) -> None:
     out = tmp_path / "k.jsonl"
-    args = [
-        "run",
-        str(smollm2),
-        "--per-category",
-        "3",
-        "--categories",
-        "history,psychology",
-        "--shots",
-        "1",
-        "--max-tokens",
-        "48",
-        "--no-progress",
-        "--out",
-        str(out),
-    ]
+    args = ["run", str(smollm2), "--per-category", "3", "--categories", "history,psychology",
+            "--shots", "1", "--max-tokens", "48", "--no-progress", "--out", str(out)]  # fmt: skip
     before = kill_once_saved(args, out, 2)
     assert 2 <= len(before) < 6
     done = cli(*args)
@@ -197,23 +181,8 @@ def test_sigkill_then_resume_gives_one_record_per_question(smollm2: Path, tmp_pa
 
 def test_chat_style_with_the_models_template(smollm2: Path, tmp_path: Path) -> None:
     out = tmp_path / "chat.jsonl"
-    done = cli(
-        "run",
-        str(smollm2),
-        "--per-category",
-        "1",
-        "--categories",
-        "history",
-        "--style",
-        "chat",
-        "--shots",
-        "1",
-        "--max-tokens",
-        "32",
-        "--no-progress",
-        "--out",
-        str(out),
-    )
+    done = cli("run", str(smollm2), "--per-category", "1", "--categories", "history", "--style", "chat",
+               "--shots", "1", "--max-tokens", "32", "--no-progress", "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert len(results(out)) == 1
 
@@ -268,16 +237,10 @@ def test_html_report_renders_in_chromium(first_run: Path, tmp_path: Path) -> Non
     # a link to one answer opens it, unpacked from the page's compressed responses
     record = results(first_run)[2]
     opened = subprocess.run(
-        [
-            *flags,
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            f"{page.as_uri()}#open=0:{record['question_id']}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
+        [*flags, "--virtual-time-budget=10000", "--dump-dom",
+         f"{page.as_uri()}#open=0:{record['question_id']}"],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
     shown = re.search(r'<pre class="filled">(.*?)</pre>', opened, re.S)
     assert shown and html.unescape(shown.group(1)) == record["response"]
     ARTIFACTS.mkdir(exist_ok=True)
@@ -368,12 +331,8 @@ def test_parallel_run_agrees_with_sequential_and_resumes_after_sigkill(
         "--no-progress",
     ]
     seq, par = tmp_path / "seq.jsonl", tmp_path / "par.jsonl"
-    assert (
-        cli(
-            "run", str(smollm2), *args, "--no-prefix-cache", "--reference", "--out", str(seq)
-        ).returncode
-        == 0
-    )
+    assert cli("run", str(smollm2), *args, "--no-prefix-cache", "--reference",
+               "--out", str(seq)).returncode == 0  # fmt: skip
     command = ["run", str(smollm2), *args, "--parallel", "4", "--lookup", "0", "--out", str(par)]
     before = kill_once_saved(command, par, 1)
     done = cli(*command)
@@ -383,14 +342,8 @@ def test_parallel_run_agrees_with_sequential_and_resumes_after_sigkill(
     assert after[: len(before)] == before
     header = json.loads(par.read_text().splitlines()[0])
     assert header["identity"]["engine"]["parallel"] == 4 and header["engine"]["flash_attn"] is True
-    agree = sum(
-        a["pred"] == b["pred"]
-        for a, b in zip(
-            sorted(results(seq), key=lambda r: r["question_id"]),
-            sorted(after, key=lambda r: r["question_id"]),
-            strict=True,
-        )
-    )
+    agree = sum(a["pred"] == b["pred"] for a, b in zip(sorted(results(seq), key=lambda r: r["question_id"]),
+                                                      sorted(after, key=lambda r: r["question_id"]), strict=True))  # fmt: skip
     assert agree == 4  # what this model and seed give here; batching may flip one elsewhere
 
 
@@ -421,20 +374,9 @@ def test_ten_random_sigkills_lose_nothing_and_change_nothing(smollm2: Path, tmp_
     seed = int(os.environ.get("FAULT_SEED", time.time_ns() % 10_000))
     print(f"fault injection seed {seed} (rerun with FAULT_SEED={seed})")
     rng = random.Random(seed)
-    base = [
-        "run",
-        str(smollm2),
-        "--per-category",
-        "2",
-        "--categories",
-        "law,history,biology,economics,philosophy,math",
-        "--shots",
-        "1",
-        "--max-tokens",
-        "32",
-        "--no-progress",
-        "--reference",
-    ]
+    base = ["run", str(smollm2), "--per-category", "2", "--categories",
+            "law,history,biology,economics,philosophy,math", "--shots", "1",
+            "--max-tokens", "32", "--no-progress", "--reference"]  # fmt: skip
     reference = tmp_path / "reference.jsonl"
     assert cli(*base, "--out", str(reference)).returncode == 0
     out = tmp_path / "killed.jsonl"
@@ -470,25 +412,9 @@ def test_more_parallel_questions_than_a_streams_call_holds(smollm2: Path, tmp_pa
     rows a stream's own call may, and an output row each (llama.cpp once aborted on too
     few output rows); --batch is gone and says so."""
     out = tmp_path / "wide.jsonl"
-    done = cli(
-        "run",
-        str(smollm2),
-        "--per-category",
-        "34",
-        "--categories",
-        "law",
-        "--shots",
-        "0",
-        "--max-tokens",
-        "4",
-        "--parallel",
-        "34",
-        "--lookup",
-        "0",
-        "--no-progress",
-        "--out",
-        str(out),
-    )
+    done = cli("run", str(smollm2), "--per-category", "34", "--categories", "law",
+               "--shots", "0", "--max-tokens", "4", "--parallel", "34", "--lookup", "0",
+               "--no-progress", "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert len({r["question_id"] for r in results(out)}) == len(results(out)) == 34
     gone = cli("run", str(smollm2), "--per-category", "1", "--batch", "32", "--out", str(out))
@@ -501,26 +427,9 @@ def test_ctx_is_what_each_parallel_question_may_reach(smollm2: Path, tmp_path: P
     releases ran out and shed questions)."""
     out = tmp_path / "full.jsonl"
     budget, n_ctx = 64, 2560
-    done = cli(
-        "run",
-        str(smollm2),
-        "--per-category",
-        "4",
-        "--categories",
-        "history",
-        "--max-tokens",
-        str(budget),
-        "--parallel",
-        "4",
-        "--lookup",
-        "0",
-        "--ctx",
-        str(n_ctx),
-        "--no-prefix-cache",
-        "--no-progress",
-        "--out",
-        str(out),
-    )
+    done = cli("run", str(smollm2), "--per-category", "4", "--categories", "history",
+               "--max-tokens", str(budget), "--parallel", "4", "--lookup", "0", "--ctx", str(n_ctx),
+               "--no-prefix-cache", "--no-progress", "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     records = results(out)
     assert len({r["question_id"] for r in records}) == len(records) == 4
@@ -534,26 +443,11 @@ def test_lookup_decoding_confirms_guesses_and_reproduces(smollm2: Path, tmp_path
     """--lookup 16: question 1335 (law) makes SmolLM2 repeat itself, which guesses
     predict; reruns give the same responses, sequential and with --parallel 2, and so
     does --lookup 0, which resumes a file written with it."""
-    base = [
-        "run",
-        str(smollm2),
-        "--per-category",
-        "2",
-        "--categories",
-        "law",
-        "--max-tokens",
-        "128",
-        "--no-progress",
-        "--lookup",
-        "16",
-    ]
+    base = ["run", str(smollm2), "--per-category", "2", "--categories", "law",
+            "--max-tokens", "128", "--no-progress", "--lookup", "16"]  # fmt: skip
     runs = {}
-    for name, extra in (
-        ("a", ["--parallel", "1"]),
-        ("b", ["--parallel", "1"]),
-        ("p", ["--parallel", "2"]),
-        ("q", ["--parallel", "2"]),
-    ):
+    for name, extra in (("a", ["--parallel", "1"]), ("b", ["--parallel", "1"]),
+                        ("p", ["--parallel", "2"]), ("q", ["--parallel", "2"])):  # fmt: skip
         out = tmp_path / f"{name}.jsonl"
         done = cli(*base, *extra, "--out", str(out))
         assert done.returncode == 0, done.stderr
@@ -583,17 +477,8 @@ def test_the_default_command_reruns_byte_identically(smollm2: Path, tmp_path: Pa
     differ is cost: the clock, and the prompt tokens decoded (the second run loads the
     prefix from the cache the first one filled)."""
     # question 1335 (law) loops to the budget, where lookup guesses well
-    args = [
-        "run",
-        str(smollm2),
-        "--per-category",
-        "2",
-        "--categories",
-        "history,law",
-        "--max-tokens",
-        "128",
-        "--no-progress",
-    ]
+    args = ["run", str(smollm2), "--per-category", "2", "--categories", "history,law",
+            "--max-tokens", "128", "--no-progress"]  # fmt: skip
     outs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     expected = auto_mode("cpu", physical_cores(), smollm2.stat().st_size)
     assert (expected.parallel, expected.lookup) == (8, 16)  # this machine: 2 cores

@@ -20,15 +20,8 @@ from llamaserver import LlamaServer, llama_server
 
 pytestmark = pytest.mark.e2e
 # one question in each of four categories; budget 64 (about 30 s each way here)
-SAMPLE = [
-    "--per-category",
-    "1",
-    "--categories",
-    "history,law,biology,economics",
-    "--max-tokens",
-    "64",
-    "--no-progress",
-]
+SAMPLE = ["--per-category", "1", "--categories", "history,law,biology,economics",
+          "--max-tokens", "64", "--no-progress"]  # fmt: skip
 
 
 ENV = {**os.environ, "MMLUPRO_API_KEY": API_KEY}  # every llama-server here wants it
@@ -37,13 +30,8 @@ ENV = {**os.environ, "MMLUPRO_API_KEY": API_KEY}  # every llama-server here want
 def cli(
     *args: str, timeout: float = 600, env: dict[str, str] = ENV
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mmlupro_local", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    return subprocess.run([sys.executable, "-m", "mmlupro_local", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)  # fmt: skip
 
 
 Answers = dict[int, dict[str, Any]]
@@ -69,9 +57,8 @@ def server_and_local(url: str, model: Path, folder: Path, *args: str) -> tuple[A
     served = cli("run", "--server", url, *args, *one, "--out", str(folder / "server.jsonl"))
     assert served.returncode == 0, served.stderr
     # in-process without lookup (the mode these pins were taken in)
-    local = cli(
-        "run", str(model), *args, *one, "--lookup", "0", "--out", str(folder / "local.jsonl")
-    )
+    local = cli("run", str(model), *args, *one, "--lookup", "0",
+                "--out", str(folder / "local.jsonl"))  # fmt: skip
     assert local.returncode == 0, local.stderr
     a = {r["question_id"]: r for r in results(folder / "server.jsonl")}
     b = {r["question_id"]: r for r in results(folder / "local.jsonl")}
@@ -107,16 +94,8 @@ def test_a_run_through_the_server_agrees_with_the_in_process_engine(
     assert header["engine"]["n_ctx"] == 4096 and header["identity"]["engine"]["parallel"] == 1
     report = cli("compare", str(tmp_path / "local.jsonl"), str(tmp_path / "server.jsonl"))
     assert report.returncode == 0, report.stderr
-    keyless = cli(
-        "run",
-        "--server",
-        server.url,
-        *SAMPLE,
-        "--out",
-        str(tmp_path / "keyless.jsonl"),
-        timeout=120,
-        env={**ENV, "MMLUPRO_API_KEY": ""},
-    )
+    keyless = cli("run", "--server", server.url, *SAMPLE, "--out", str(tmp_path / "keyless.jsonl"),
+                  timeout=120, env={**ENV, "MMLUPRO_API_KEY": ""})  # fmt: skip
     assert keyless.returncode == 1 and "MMLUPRO_API_KEY" in keyless.stderr  # the key is used
 
 
@@ -125,13 +104,8 @@ def test_a_client_killed_with_sigkill_resumes_to_one_record_per_question(
 ) -> None:
     out = tmp_path / "r.jsonl"
     args = ["run", "--server", server.url, *SAMPLE, "--out", str(out), "--parallel", "2"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mmlupro_local", *args],
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=ENV,
-    )
+    proc = subprocess.Popen([sys.executable, "-m", "mmlupro_local", *args], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)  # fmt: skip
     wait_for_results(out, 1, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
@@ -148,13 +122,8 @@ def test_a_server_killed_mid_run_stops_it_cleanly_and_the_rerun_completes(
     out = tmp_path / "r.jsonl"
     with llama_server(smollm2, slots=1) as dying:
         args = ["run", "--server", dying.url, *SAMPLE, "--out", str(out), "--retries", "1"]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mmlupro_local", *args],
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=ENV,
-        )
+        proc = subprocess.Popen([sys.executable, "-m", "mmlupro_local", *args], text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)  # fmt: skip
         wait_for_results(out, 1, proc)
         dying.kill()
         _, stderr = proc.communicate(timeout=120)
@@ -193,18 +162,8 @@ def test_two_llama_servers_share_one_run_and_answer_as_one_does(
     on each, every answer is what a single server gives one at a time."""
     with llama_server(smollm2, slots=1) as a, llama_server(smollm2, slots=1) as b:
         pair = tmp_path / "pair.jsonl"
-        done = cli(
-            "run",
-            "--server",
-            a.url,
-            "--server",
-            b.url,
-            *SAMPLE,
-            "--parallel",
-            "1",
-            "--out",
-            str(pair),
-        )
+        done = cli("run", "--server", a.url, "--server", b.url, *SAMPLE, "--parallel", "1",
+                   "--out", str(pair))  # fmt: skip
         assert done.returncode == 0, done.stderr
         single = tmp_path / "single.jsonl"
         alone = cli("run", "--server", a.url, *SAMPLE, "--parallel", "1", "--out", str(single))

@@ -40,10 +40,8 @@ def records(path: Path) -> list[dict[str, Any]]:
 
 
 def models(tmp_path: Path) -> tuple[Path, Path]:
-    return (
-        write_fake_model(tmp_path / "q8.gguf", data_bytes=64),
-        write_fake_model(tmp_path / "q4.gguf", data_bytes=128),
-    )
+    return (write_fake_model(tmp_path / "q8.gguf", data_bytes=64),
+            write_fake_model(tmp_path / "q4.gguf", data_bytes=128))  # fmt: skip
 
 
 def test_several_models_run_one_after_another_with_one_report(tmp_path: Path) -> None:
@@ -94,9 +92,8 @@ def test_compare_lists_flips_and_sets_a_difference_against_the_noise_floor(tmp_p
         assert run.exit_code == 0
     noisy = invoke(letters, "run", str(q8), *LAW3, "--threads", "1", "--out", str(paths["a8"]))
     assert noisy.exit_code == 0
-    result = CliRunner().invoke(
-        main, ["compare", str(paths["a"]), str(paths["b"]), "--flips", "--noise", str(paths["a8"])]
-    )
+    result = CliRunner().invoke(main, ["compare", str(paths["a"]), str(paths["b"]), "--flips",
+                                       "--noise", str(paths["a8"])])  # fmt: skip
     assert result.exit_code == 0, result.output
     a = records(paths["a"])
     for r in a:  # every question flipped from A to B
@@ -104,40 +101,23 @@ def test_compare_lists_flips_and_sets_a_difference_against_the_noise_floor(tmp_p
             f"{r['question_id']:>6} {r['category']:<18} {r['answer']:>6}    A    B" in result.output
         )
     assert "A's own model changes 0.0% between --parallel 1 --threads" in result.output
-    data = json.loads(
-        CliRunner()
-        .invoke(
-            main,
-            ["compare", str(paths["a"]), str(paths["b"]), "--json", "--noise", str(paths["a8"])],
-        )
-        .output
-    )
-    assert data["agreement"] == {
-        "n": 6,
-        "same": 0,
-        "rate": 0.0,
-        "ci_low": 0.0,
-        "ci_high": data["agreement"]["ci_high"],
-    }
+    data = json.loads(CliRunner().invoke(main, ["compare", str(paths["a"]), str(paths["b"]),
+                                                "--json", "--noise", str(paths["a8"])]).output)  # fmt: skip
+    assert data["agreement"] == {"n": 6, "same": 0, "rate": 0.0, "ci_low": 0.0,
+                                 "ci_high": data["agreement"]["ci_high"]}  # fmt: skip
     z2 = 1.959964**2  # Wilson's upper bound for 0 of n is z^2 / (n + z^2)
     assert abs(data["agreement"]["ci_high"] - z2 / (6 + z2)) < 1e-6
     assert len(data["flips"]) == 6 and data["within_noise_floor"] is False
     assert data["noise_floor"]["agreement"]["same"] == 6
-    same_mode = CliRunner().invoke(
-        main, ["compare", str(paths["a"]), str(paths["b"]), "--noise", str(paths["a"])]
-    )
+    same_mode = CliRunner().invoke(main, ["compare", str(paths["a"]), str(paths["b"]),
+                                          "--noise", str(paths["a"])])  # fmt: skip
     assert same_mode.exit_code == 1 and "noise floor is zero" in same_mode.output
-    other_model = CliRunner().invoke(
-        main, ["compare", str(paths["a"]), str(paths["b"]), "--noise", str(paths["b"])]
-    )
+    other_model = CliRunner().invoke(main, ["compare", str(paths["a"]), str(paths["b"]),
+                                            "--noise", str(paths["b"])])  # fmt: skip
     assert other_model.exit_code == 1 and "is not a run of" in other_model.output
     html = tmp_path / "r.html"
-    assert (
-        CliRunner()
-        .invoke(main, ["report", str(paths["a"]), str(paths["b"]), "--html", str(html)])
-        .exit_code
-        == 0
-    )
+    assert CliRunner().invoke(main, ["report", str(paths["a"]), str(paths["b"]),
+                                     "--html", str(html)]).exit_code == 0  # fmt: skip
     assert "Flipped predictions (6)" in html.read_text()
 
 
@@ -159,22 +139,9 @@ def test_a_wrong_second_model_is_named_before_the_first_runs(tmp_path: Path) -> 
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"not a gguf at all")
     engine = FakeEngine()
-    result = CliRunner().invoke(
-        main,
-        [
-            "run",
-            str(good),
-            str(broken),
-            "--per-category",
-            "1",
-            "--categories",
-            "law",
-            "--no-progress",
-            "--out-dir",
-            str(tmp_path / "o"),
-        ],
-        obj=CliState(engine_factory=engine),
-    )
+    result = CliRunner().invoke(main, ["run", str(good), str(broken), "--per-category", "1",
+                                       "--categories", "law", "--no-progress", "--out-dir",
+                                       str(tmp_path / "o")], obj=CliState(engine_factory=engine))  # fmt: skip
     assert result.exit_code == 1 and "broken.gguf" in result.output
     assert engine.calls == [] and not (tmp_path / "o").exists()
 
@@ -196,20 +163,7 @@ def test_a_read_only_out_dir_with_several_models_advises_out_dir(
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(os, "open", denied)
-    result = CliRunner().invoke(
-        main,
-        [
-            "run",
-            str(a),
-            str(b),
-            "--per-category",
-            "1",
-            "--categories",
-            "law",
-            "--no-progress",
-            "--out-dir",
-            str(folder),
-        ],
-        obj=CliState(engine_factory=FakeEngine()),
-    )
+    result = CliRunner().invoke(main, ["run", str(a), str(b), "--per-category", "1",
+                                       "--categories", "law", "--no-progress", "--out-dir",
+                                       str(folder)], obj=CliState(engine_factory=FakeEngine()))  # fmt: skip
     assert result.exit_code == 1 and "--out-dir" in result.output, result.output

@@ -86,30 +86,11 @@ def test_resume_messages_name_what_to_do(model: Path, tmp_path: Path, engine: Fa
 def test_the_progress_bar_is_drawn_only_on_a_terminal(model: Path, tmp_path: Path) -> None:
     """Issue 26, case 26: a non-tty stderr (a log file) got a log full of bar frames."""
     out = tmp_path / "r.jsonl"
-    quiet = invoke_with(
-        FakeEngine(),
-        "run",
-        str(model),
-        "--per-category",
-        "2",
-        "--categories",
-        "law",
-        "--out",
-        str(out),
-    )
+    quiet = invoke_with(FakeEngine(), "run", str(model), "--per-category", "2",
+                        "--categories", "law", "--out", str(out))  # fmt: skip
     assert quiet.exit_code == 0 and "\r" not in quiet.output and "q/min" not in quiet.output
-    shown = invoke_with(
-        FakeEngine(),
-        "run",
-        str(model),
-        "--per-category",
-        "3",
-        "--categories",
-        "law",
-        "--out",
-        str(out),
-        "--progress",
-    )
+    shown = invoke_with(FakeEngine(), "run", str(model), "--per-category", "3",
+                        "--categories", "law", "--out", str(out), "--progress")  # fmt: skip
     assert shown.exit_code == 0 and "\r" in shown.output
 
 
@@ -162,18 +143,8 @@ def test_the_bars_last_estimate_is_the_headlines(model: Path, tmp_path: Path) ->
     out = tmp_path / "r.jsonl"
     first = invoke_with(FakeEngine(), "run", str(model), "--per-category", "2", "--out", str(out))
     assert first.exit_code == 0, first.output
-    shown = invoke_with(
-        FakeEngine(),
-        "run",
-        str(model),
-        "--per-category",
-        "3",
-        "--categories",
-        "law",
-        "--out",
-        str(out),
-        "--progress",
-    )
+    shown = invoke_with(FakeEngine(), "run", str(model), "--per-category", "3", "--categories",
+                        "law", "--out", str(out), "--progress")  # fmt: skip
     assert shown.exit_code == 0, shown.output
     score = load_report(out).score
     assert score is not None

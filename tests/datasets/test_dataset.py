@@ -21,15 +21,8 @@ def test_embedded_matches_reference(embedded: Dataset, reference_counts: dict[st
     assert round(chance_level(embedded.test), 4) == 0.1109
     assert embedded.test[0].question_id == 70
     assert Counter(len(q.choices) for q in embedded.test) == {
-        10: 9982,
-        9: 801,
-        8: 320,
-        7: 158,
-        6: 92,
-        5: 52,
-        4: 607,
-        3: 20,
-    }
+        10: 9982, 9: 801, 8: 320, 7: 158, 6: 92, 5: 52, 4: 607, 3: 20,
+    }  # fmt: skip
 
 
 def test_embedded_records_source_hashes(embedded: Dataset) -> None:

@@ -98,31 +98,16 @@ def test_a_utf8_file_with_a_bom_imports_and_utf16_is_named(
     ("change", "expected"),
     [
         (lambda r: r.pop("question"), "line 2: field 'question': missing"),
-        (
-            lambda r: r.update(answer="K"),
-            "line 2: field 'answer': 'K' is not a letter of the 10 options",
-        ),
-        (
-            lambda r: r.update(answer="J", options=r["options"][:4]),
-            "field 'answer': 'J' is not a letter of the 4 options (A-D)",
-        ),
-        (
-            lambda r: r.update(question_id="70"),
-            "field 'question_id': expected an integer, got str '70'",
-        ),
-        (
-            lambda r: r.update(options="A, B"),
-            "field 'options': expected a non-empty list of strings",
-        ),
+        (lambda r: r.update(answer="K"), "line 2: field 'answer': 'K' is not a letter of the 10 options"),
+        (lambda r: r.update(answer="J", options=r["options"][:4]), "field 'answer': 'J' is not a letter of the 4 options (A-D)"),
+        (lambda r: r.update(question_id="70"), "field 'question_id': expected an integer, got str '70'"),
+        (lambda r: r.update(options="A, B"), "field 'options': expected a non-empty list of strings"),
         (lambda r: r.update(options=["a", 2]), "field 'options': every option must be a string"),
         (lambda r: r.update(answer_index=12), "field 'answer_index': 12 is outside the 10 options"),
         (lambda r: r.update(category=""), "field 'category': empty"),
-        (
-            lambda r: r.update(split="train"),
-            "field 'split': 'train' is not one of test, validation",
-        ),
+        (lambda r: r.update(split="train"), "field 'split': 'train' is not one of test, validation"),
     ],
-)
+)  # fmt: skip
 def test_malformed_row_names_file_line_and_field(
     embedded: Dataset, tmp_path: Path, change, expected
 ) -> None:  # type: ignore[no-untyped-def]

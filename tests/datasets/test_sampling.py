@@ -132,19 +132,7 @@ def test_samples_that_mean_everything_are_refused(
         )
         assert result.exit_code == 2 and "names no category" in result.output, empty
     assert engine.calls == [] and not Path(out).exists()
-    some = invoke_with(
-        engine,
-        "run",
-        str(model),
-        "--per-category",
-        "400",
-        "--categories",
-        "history,law",
-        "--max-tokens",
-        "8",
-        "--out",
-        out,
-        "--no-progress",
-    )
+    some = invoke_with(engine, "run", str(model), "--per-category", "400", "--categories", "history,law",
+                  "--max-tokens", "8", "--out", out, "--no-progress")  # fmt: skip
     assert some.exit_code == 0, some.output
     assert "1 categories hold fewer and are taken whole: history (381)" in some.output

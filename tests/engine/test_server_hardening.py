@@ -36,11 +36,7 @@ def test_credentials_in_the_url_are_used_but_never_recorded_or_printed(
     assert PASSWORD not in out.read_text() and PASSWORD not in result.output
     assert "***@127.0.0.1" in out.read_text()  # the command, as recorded
     assert redact_command(["run", "--server", "https://u:p@h/v1", "x.gguf"]) == (
-        "run",
-        "--server",
-        "https://***@h/v1",
-        "x.gguf",
-    )
+        "run", "--server", "https://***@h/v1", "x.gguf")  # fmt: skip
     query = CliRunner().invoke(
         main, ["run", "--server", f"http://h:1/v1?api_key={PASSWORD}", *SAMPLE]
     )
@@ -71,18 +67,9 @@ def test_an_api_key_a_header_cannot_carry_is_refused_once_and_never_shown(
 ) -> None:
     """Issue 26, case 2."""
     with serve(FakeVllm()) as fake:
-        result = CliRunner().invoke(
-            main,
-            [
-                "run",
-                "--server",
-                f"http://127.0.0.1:{fake.port}/v1",
-                *SAMPLE,
-                "--out",
-                str(tmp_path / "r.jsonl"),
-            ],
-            env={"MMLUPRO_API_KEY": key},
-        )
+        result = CliRunner().invoke(main, ["run", "--server", f"http://127.0.0.1:{fake.port}/v1",
+                                           *SAMPLE, "--out", str(tmp_path / "r.jsonl")],
+                                    env={"MMLUPRO_API_KEY": key})  # fmt: skip
     assert result.exit_code == 1 and "MMLUPRO_API_KEY holds a character" in result.output
     assert key.split()[0] not in result.output and "Traceback" not in result.output
     assert fake.asked == 0  # refused before any request
@@ -92,21 +79,9 @@ def test_a_stream_of_keep_alive_comments_times_out(tmp_path: Path) -> None:
     """Issue 26, case 3: bytes keep arriving, but no answer."""
     with serve(FakeVllm(pings=40)) as fake:
         began = time.monotonic()
-        result = CliRunner().invoke(
-            main,
-            [
-                "run",
-                "--server",
-                f"http://127.0.0.1:{fake.port}/v1",
-                *SAMPLE,
-                "--out",
-                str(tmp_path / "r.jsonl"),
-                "--request-timeout",
-                "0.5",
-                "--retries",
-                "0",
-            ],
-        )
+        result = CliRunner().invoke(main, ["run", "--server", f"http://127.0.0.1:{fake.port}/v1",
+                                           *SAMPLE, "--out", str(tmp_path / "r.jsonl"),
+                                           "--request-timeout", "0.5", "--retries", "0"])  # fmt: skip
     assert result.exit_code == 1 and "only keep-alive comments" in result.output
     assert time.monotonic() - began < 3.5  # 40 pings would take 4 s
 
@@ -117,19 +92,8 @@ def test_a_stop_cancels_the_requests_in_flight_and_their_retries(tmp_path: Path)
     with serve(FakeVllm(pings=100)) as fake:  # every answer would take 10 s
         interrupt_when(lambda: fake.asked >= 2)
         began = time.monotonic()
-        result = CliRunner().invoke(
-            main,
-            [
-                "run",
-                "--server",
-                f"http://127.0.0.1:{fake.port}/v1",
-                *SAMPLE,
-                "--out",
-                str(out),
-                "--parallel",
-                "2",
-            ],
-        )
+        result = CliRunner().invoke(main, ["run", "--server", f"http://127.0.0.1:{fake.port}/v1",
+                                           *SAMPLE, "--out", str(out), "--parallel", "2"])  # fmt: skip
     assert result.exit_code == 130, result.output
     assert time.monotonic() - began < 5 and fake.asked == 2  # no retry after the stop
     assert "Interrupted" in result.output
@@ -151,21 +115,9 @@ def test_another_model_behind_the_same_id_does_not_resume_the_file(tmp_path: Pat
         first = CliRunner().invoke(main, ["run", "--server", fake.url, *SAMPLE, "--out", str(out)])
         assert first.exit_code == 0, first.output
         fake.model_path = "/models/another-q8.gguf"  # restarted with another file, same id
-        again = CliRunner().invoke(
-            main,
-            [
-                "run",
-                "--server",
-                fake.url,
-                "--per-category",
-                "2",
-                "--categories",
-                "law,history",
-                "--no-progress",
-                "--out",
-                str(out),
-            ],
-        )
+        again = CliRunner().invoke(main, ["run", "--server", fake.url, "--per-category", "2",
+                                          "--categories", "law,history", "--no-progress",
+                                          "--out", str(out)])  # fmt: skip
     assert again.exit_code == 1 and "cannot be resumed" in again.output
     assert 'engine.served.model_path: "/models/fake-q4.gguf" in the file' in again.output
 
@@ -176,19 +128,8 @@ def test_an_answer_beyond_the_budget_is_cut_and_said(tmp_path: Path) -> None:
     fake = FakeVllm(ignore_budget=True)
     fake.answer = lambda prompt: ["x" * 100_000] * 3  # type: ignore[method-assign]
     with serve(fake):
-        result = CliRunner().invoke(
-            main,
-            [
-                "run",
-                "--server",
-                f"http://127.0.0.1:{fake.port}/v1",
-                *SAMPLE,
-                "--out",
-                str(out),
-                "--max-tokens",
-                "32",
-            ],
-        )
+        result = CliRunner().invoke(main, ["run", "--server", f"http://127.0.0.1:{fake.port}/v1",
+                                           *SAMPLE, "--out", str(out), "--max-tokens", "32"])  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     answers = [r for r in rows if r["type"] == "result"]
@@ -199,7 +140,6 @@ def test_an_answer_beyond_the_budget_is_cut_and_said(tmp_path: Path) -> None:
 
 def test_a_think_budget_with_a_server_names_the_servers_own_flag() -> None:
     """Issue 26, case 28."""
-    result = CliRunner().invoke(
-        main, ["run", "--server", "http://127.0.0.1:9/v1", *SAMPLE, "--think-budget", "100"]
-    )
+    result = CliRunner().invoke(main, ["run", "--server", "http://127.0.0.1:9/v1", *SAMPLE,
+                                       "--think-budget", "100"])  # fmt: skip
     assert result.exit_code == 2 and "llama-server --reasoning-budget N" in result.output

@@ -110,15 +110,11 @@ def test_split_model_downloads_every_part(repo: HubRepo, tmp_path: Path) -> None
         (f"hf://{REPO}/tiny-Q8_0.gguf", {"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set"),
         (f"hf://{REPO}/*Q8_0.gguf", {"HF_HUB_OFFLINE": "1"}, "not in the local Hugging Face cache"),
         (f"hf://{REPO}/tiny-Q8_0.gguf", {"HF_ENDPOINT": "http://127.0.0.1:9"}, "cannot be reached"),
-        (
-            "hf://someone/Missing-GGUF/m.gguf",
-            {},
-            "repository not found on the hub (or it is private: set HF_TOKEN)",
-        ),
+        ("hf://someone/Missing-GGUF/m.gguf", {}, "repository not found on the hub (or it is private: set HF_TOKEN)"),
         (f"hf://{REPO}/nothing.gguf", {}, "no such file in the repository"),
         (f"hf://{REPO}", {}, "is not a hub reference; write hf://OWNER/REPO/FILE.gguf"),
     ],
-)
+)  # fmt: skip
 def test_hub_failures_are_one_clear_line(
     repo: HubRepo, tmp_path: Path, ref: str, extra: dict[str, str], message: str
 ) -> None:
@@ -143,25 +139,10 @@ def test_run_by_hub_reference_records_its_source(smollm2: Path, tmp_path: Path) 
     real.add(COMMIT, {"SmolLM2-135M-Instruct.Q4_1.gguf": smollm2}, "main")
     out = tmp_path / "hub.jsonl"
     with serve(real) as hub:
-        done = run_cli(
-            "run",
-            "--hf-repo",
-            "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF",
-            "--hf-file",
-            "*q4_1.gguf",
-            "--per-category",
-            "1",
-            "--categories",
-            "math",
-            "--shots",
-            "1",
-            "--max-tokens",
-            "8",
-            "--no-progress",
-            "--out",
-            str(out),
-            env=hub_env(hub.url, tmp_path),
-        )
+        done = run_cli("run", "--hf-repo", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF",
+                       "--hf-file", "*q4_1.gguf", "--per-category", "1", "--categories", "math",
+                       "--shots", "1", "--max-tokens", "8", "--no-progress", "--out", str(out),
+                       env=hub_env(hub.url, tmp_path))  # fmt: skip
     assert done.returncode == 0, done.stderr
     header = json.loads(out.read_text().splitlines()[0])
     model = header["model"]
@@ -172,13 +153,9 @@ def test_run_by_hub_reference_records_its_source(smollm2: Path, tmp_path: Path) 
 
 def huge_model(path: Path) -> Path:
     """A valid GGUF header declaring a 70B-class llama: 80 layers, 8,192 wide, no GQA."""
-    meta = {
-        "general.architecture": "llama",
-        "llama.block_count": 80,
-        "llama.embedding_length": 8192,
-        "llama.attention.head_count": 64,
-        "llama.context_length": 131072,
-    }
+    meta = {"general.architecture": "llama", "llama.block_count": 80,
+            "llama.embedding_length": 8192, "llama.attention.head_count": 64,
+            "llama.context_length": 131072}  # fmt: skip
     path.write_bytes(gguf_bytes(meta))
     return path
 
@@ -186,19 +163,8 @@ def huge_model(path: Path) -> Path:
 def test_a_model_too_large_for_memory_is_refused_before_loading(tmp_path: Path) -> None:
     model = huge_model(tmp_path / "huge.gguf")
     out = tmp_path / "r.jsonl"
-    done = run_cli(
-        "run",
-        str(model),
-        "--per-category",
-        "1",
-        "--ctx",
-        "131072",
-        "--parallel",
-        "1",
-        "--out",
-        str(out),
-        env={"MMLUPRO_LOCAL_CACHE": str(tmp_path / "cache")},
-    )
+    done = run_cli("run", str(model), "--per-category", "1", "--ctx", "131072", "--parallel", "1",
+                   "--out", str(out), env={"MMLUPRO_LOCAL_CACHE": str(tmp_path / "cache")})  # fmt: skip
     assert done.returncode == 1
     # what one question reaches and a call's padding (engine.shapes), one stream at --parallel 1
     assert "huge.gguf needs about" in done.stderr
@@ -213,17 +179,8 @@ def test_a_model_too_large_for_memory_is_refused_before_loading(tmp_path: Path) 
 def test_an_unreadable_model_is_one_clear_line(tmp_path: Path) -> None:
     model = write_fake_model(tmp_path / "locked.gguf")
     model.chmod(0)
-    command = [
-        sys.executable,
-        "-m",
-        "mmlupro_local",
-        "run",
-        str(model),
-        "--per-category",
-        "1",
-        "--out",
-        str(tmp_path / "r.jsonl"),
-    ]
+    command = [sys.executable, "-m", "mmlupro_local", "run", str(model), "--per-category", "1",
+               "--out", str(tmp_path / "r.jsonl")]  # fmt: skip
     if os.geteuid() == 0:  # root reads anything: drop the capabilities that let it
         setpriv = shutil.which("setpriv")
         assert setpriv, "running as root, this test needs setpriv (util-linux)"
@@ -244,12 +201,8 @@ def test_hub_references_with_one_slash_and_no_network(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     began = time.monotonic()
-    done = run_cli(
-        "model",
-        "fetch",
-        "hf://owner/repo/x.gguf",
-        env={"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")},
-    )
+    done = run_cli("model", "fetch", "hf://owner/repo/x.gguf",
+                   env={"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")})  # fmt: skip
     assert time.monotonic() - began < 10
     assert done.returncode == 1 and "Retry" not in done.stderr
     assert f"the hub cannot be reached (127.0.0.1:{port}: Connection refused" in done.stderr

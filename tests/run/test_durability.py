@@ -37,17 +37,10 @@ class Between(FakeEngine):
         super().__init__()
         self.at, self.between = at, between
 
-    def generate_many(
-        self,
-        jobs: Sequence[Job],
-        *,
-        max_tokens: int,
-        new_watcher: Callable[[int], object],
-        should_stop: Callable[[], bool] = lambda: False,
-    ) -> Iterator[tuple[int, Generation]]:
-        answers = super().generate_many(
-            jobs, max_tokens=max_tokens, new_watcher=new_watcher, should_stop=should_stop
-        )  # type: ignore[arg-type]
+    def generate_many(self, jobs: Sequence[Job], *, max_tokens: int, new_watcher: Callable[[int], object],
+                      should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, Generation]]:  # fmt: skip
+        answers = super().generate_many(jobs, max_tokens=max_tokens, new_watcher=new_watcher,
+                                        should_stop=should_stop)  # type: ignore[arg-type]  # fmt: skip
         for count, answer in enumerate(answers):
             if count == self.at:
                 self.between()
@@ -65,12 +58,8 @@ def test_answers_finished_together_reach_the_disk_while_the_next_step_runs(
         time.sleep(BOUND + 0.2)
         seen.append(results_in(out))
 
-    run(
-        reference_request(model, out, sample=sample),
-        echo=lambda _: None,
-        engine_factory=Between(3, stall),
-        progress=False,
-    )
+    run(reference_request(model, out, sample=sample), echo=lambda _: None,
+        engine_factory=Between(3, stall), progress=False)  # fmt: skip
     assert GROUP_SECONDS < BOUND
     assert seen == [3] and results_in(out) == 4
 
@@ -80,23 +69,9 @@ def test_answers_a_server_sent_together_survive_a_kill_while_the_rest_hang(
 ) -> None:
     out = tmp_path / "r.jsonl"
     with serve(FakeVllm(hang_after=3)) as fake:
-        command = [
-            sys.executable,
-            "-m",
-            "mmlupro_local",
-            "run",
-            "--server",
-            url(fake),
-            "--categories",
-            "law,history,math",
-            "--per-category",
-            "2",
-            "--parallel",
-            "8",
-            "--no-progress",
-            "--out",
-            str(out),
-        ]
+        command = [sys.executable, "-m", "mmlupro_local", "run", "--server", url(fake),
+                   "--categories", "law,history,math", "--per-category", "2", "--parallel", "8",
+                   "--no-progress", "--out", str(out)]  # fmt: skip
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 60
@@ -120,10 +95,6 @@ def test_answers_received_before_an_abrupt_interrupt_are_kept(model: Path, tmp_p
     out = tmp_path / "r.jsonl"
     sample = SampleSpec(per_category=2, categories=("law", "history"))
     with pytest.raises(KeyboardInterrupt):
-        run(
-            reference_request(model, out, sample=sample),
-            echo=lambda _: None,
-            engine_factory=Between(2, interrupt),
-            progress=False,
-        )
+        run(reference_request(model, out, sample=sample), echo=lambda _: None,
+            engine_factory=Between(2, interrupt), progress=False)  # fmt: skip
     assert results_in(out) == 2

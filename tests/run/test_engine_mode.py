@@ -54,18 +54,8 @@ def test_defaults_are_chosen_printed_and_recorded(
     monkeypatch.setattr(gguf_target, "physical_cores", lambda: 2)
     out = tmp_path / "r.jsonl"
     engine = FakeEngine()
-    result = invoke(
-        engine,
-        "run",
-        str(model),
-        "--per-category",
-        "4",
-        "--categories",
-        "law",
-        "--out",
-        str(out),
-        "--no-progress",
-    )
+    result = invoke(engine, "run", str(model), "--per-category", "4", "--categories", "law",
+                    "--out", str(out), "--no-progress")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (
         "engine mode: --parallel 8 --lookup 16 (auto: CPU, 2 cores, model 0 MiB)" in result.output
@@ -80,19 +70,8 @@ def test_defaults_are_chosen_printed_and_recorded(
 def test_reference_is_one_question_at_a_time_without_lookup(model: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     engine = FakeEngine()
-    result = invoke(
-        engine,
-        "run",
-        str(model),
-        "--per-category",
-        "4",
-        "--categories",
-        "law",
-        "--reference",
-        "--out",
-        str(out),
-        "--no-progress",
-    )
+    result = invoke(engine, "run", str(model), "--per-category", "4", "--categories", "law",
+                    "--reference", "--out", str(out), "--no-progress")  # fmt: skip
     assert result.exit_code == 0, result.output
     engine_identity = lines(out)[0]["identity"]["engine"]
     assert engine_identity["parallel"] == 1 and "lookup" not in engine_identity
@@ -106,17 +85,8 @@ def test_a_file_keeps_its_mode_when_the_rules_inputs_change(
     model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "r.jsonl"
-    command = [
-        "run",
-        str(model),
-        "--per-category",
-        "4",
-        "--categories",
-        "law",
-        "--out",
-        str(out),
-        "--no-progress",
-    ]
+    command = ["run", str(model), "--per-category", "4", "--categories", "law", "--out", str(out),
+               "--no-progress"]  # fmt: skip
     monkeypatch.setattr(gguf_target, "physical_cores", lambda: 2)
     result = invoke(FakeEngine(sigint_at=3), *command)
     assert result.exit_code == 130, result.output
@@ -126,11 +96,9 @@ def test_a_file_keeps_its_mode_when_the_rules_inputs_change(
     engine = FakeEngine()
     result = invoke(engine, *command)
     assert result.exit_code == 0, result.output
-    assert (
-        f"engine mode: --parallel 8 --lookup 16 --threads 2, as recorded in {out}, which "
-        "this run resumes (the rule would choose --parallel 2 --lookup 0 here now: auto: "
-        "CPU, 1 core"
-    ) in result.output
+    assert (f"engine mode: --parallel 8 --lookup 16 --threads 2, as recorded in {out}, which "
+            "this run resumes (the rule would choose --parallel 2 --lookup 0 here now: auto: "
+            "CPU, 1 core") in result.output  # fmt: skip
     runs = [r for r in lines(out) if r["type"] == "run"]
     assert [r["identity"] for r in runs] == [first, first] and engine.parallel == 8
     assert (engine.settings.lookup, engine.settings.threads) == (16, 2)
@@ -150,19 +118,8 @@ def test_several_models_share_the_mode_of_the_largest(
         handle.write(model.read_bytes())
         handle.truncate(600 * MiB)
     small = model
-    result = invoke(
-        FakeEngine(),
-        "run",
-        str(small),
-        str(big),
-        "--per-category",
-        "8",
-        "--categories",
-        "law",
-        "--out-dir",
-        str(tmp_path / "o"),
-        "--no-progress",
-        "--no-memory-check",
-    )
+    result = invoke(FakeEngine(), "run", str(small), str(big), "--per-category", "8",
+                    "--categories", "law", "--out-dir", str(tmp_path / "o"), "--no-progress",
+                    "--no-memory-check")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.output.count("engine mode: --parallel 4 --lookup 0") == 2

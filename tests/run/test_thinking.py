@@ -46,21 +46,13 @@ def test_the_switch_is_read_from_the_template_s_own_variables() -> None:
 @pytest.mark.parametrize(
     ("template", "thinking", "said"),
     [
-        (
-            EFFORT.read_text(),
-            "off",
-            "has no switch for thinking (none of enable_thinking, "
-            "thinking) and always thinks: --thinking off cannot be honoured",
-        ),
+        (EFFORT.read_text(), "off", "has no switch for thinking (none of enable_thinking, "
+         "thinking) and always thinks: --thinking off cannot be honoured"),
         (ALWAYS, "off", "and always thinks: --thinking off cannot be honoured"),
         (NEVER, "on", "and does not think: --thinking on cannot be honoured"),
-        (
-            SWITCH.read_text(),
-            "low",
-            "has no effort level (no reasoning_effort): use --thinking on or off",
-        ),
+        (SWITCH.read_text(), "low", "has no effort level (no reasoning_effort): use --thinking on or off"),
     ],
-)
+)  # fmt: skip
 def test_what_a_template_cannot_do_is_refused_not_pretended(
     template: str, thinking: str, said: str
 ) -> None:
@@ -109,12 +101,9 @@ def test_the_mode_is_in_the_identity_and_a_file_of_one_never_resumes_as_another(
         out = tmp_path / f"{thinking}.jsonl"
         engine = FakeEngine()
         request = reference_request(
-            model,
-            out=out,
-            sample=SAMPLE,
-            chat_template=SWITCH,
+            model, out=out, sample=SAMPLE, chat_template=SWITCH,
             prompt=PromptSettings(style="chat", thinking=thinking),  # type: ignore[arg-type]
-        )
+        )  # fmt: skip
         run(request, echo=lambda _: None, engine_factory=engine, progress=False)
         header = lines(out)[0]
         runs[thinking] = (header, engine.calls[0])
@@ -127,42 +116,25 @@ def test_the_mode_is_in_the_identity_and_a_file_of_one_never_resumes_as_another(
     assert on[0]["identity"]["generation"]["max_tokens"] == MAX_TOKENS + THINK_BUDGET
     assert off[1].endswith("</think>\n\n") and on[1].endswith("<think>\n")
     resumed = reference_request(
-        model,
-        out=tmp_path / "off.jsonl",
-        sample=SAMPLE,
-        chat_template=SWITCH,
+        model, out=tmp_path / "off.jsonl", sample=SAMPLE, chat_template=SWITCH,
         prompt=PromptSettings(style="chat", thinking="on"),
-    )
+    )  # fmt: skip
     with pytest.raises(StoreError, match=re.escape('prompt.thinking: "off" in the file, "on" now')):
         run(resumed, echo=lambda _: None, engine_factory=FakeEngine(), progress=False)
 
 
 def test_a_server_gets_the_mode_as_chat_template_kwargs(tmp_path: Path) -> None:
     with serve_fake(FakeServer()) as fake:
-        result = invoke(
-            "run",
-            "--server",
-            fake.url,
-            "--style",
-            "chat",
-            "--thinking",
-            "off",
-            "--per-category",
-            "1",
-            "--categories",
-            "law",
-            "--no-progress",
-            "--out",
-            str(tmp_path / "r.jsonl"),
-        )
+        result = invoke("run", "--server", fake.url, "--style", "chat", "--thinking", "off",
+                        "--per-category", "1", "--categories", "law", "--no-progress",
+                        "--out", str(tmp_path / "r.jsonl"))  # fmt: skip
     assert result.exit_code == 0, result.output
     assert all(b["chat_template_kwargs"] == {"enable_thinking": False} for b in fake.completions())
     # the prompts rendered to find their shared prefix (the probe's "x" aside)
     rendered = [
-        b
-        for path, b in fake.requests
+        b for path, b in fake.requests
         if path == "/apply-template" and b["messages"][0]["content"] != "x"
-    ]
+    ]  # fmt: skip
     assert rendered and all(
         b["chat_template_kwargs"] == {"enable_thinking": False} for b in rendered
     )
@@ -176,30 +148,13 @@ def test_a_thinking_run_says_what_the_rest_will_cost_after_its_first_answers(
 ) -> None:
     model = write_fake_model(tmp_path / "m.gguf")
     engine = FakeEngine(lambda prompt: "hmm hmm hmm hmm</think> The answer is (A).")
-    args = [
-        "run",
-        str(model),
-        "--style",
-        "chat",
-        "--chat-template",
-        str(SWITCH),
-        "--per-category",
-        "2",
-        "--categories",
-        "law,history",
-        "--parallel",
-        "1",
-        "--lookup",
-        "0",
-        "--no-progress",
-    ]
+    args = ["run", str(model), "--style", "chat", "--chat-template", str(SWITCH),
+            "--per-category", "2", "--categories", "law,history", "--parallel", "1",
+            "--lookup", "0", "--no-progress"]  # fmt: skip
     result = invoke(*args, "--thinking", "on", "--out", str(tmp_path / "on.jsonl"), engine=engine)
     assert result.exit_code == 0, result.output
-    said = re.search(
-        r"thinking: (\d+) tokens per question over the first 3 answers; "
-        r"the 1 left would think about (\d+) tokens",
-        result.output,
-    )
+    said = re.search(r"thinking: (\d+) tokens per question over the first 3 answers; "
+                     r"the 1 left would think about (\d+) tokens", result.output)  # fmt: skip
     assert said is not None, result.output
     records = lines(tmp_path / "on.jsonl")[1:4]
     per = sum(r["thinking_tokens"] for r in records) / 3
