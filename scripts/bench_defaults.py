@@ -23,8 +23,12 @@ from mmlupro_local.run.request import RunRequest
 from mmlupro_local.run.targets.gguf import GgufSpec
 from mmlupro_local.studies.bench import TimedRun, private_cache, timed_run
 
-MODES = [("--parallel 4", 4, 0), ("--parallel 8", 8, 0), ("--parallel 4 --lookup 16", 4, 16),
-         ("--parallel 8 --lookup 16", 8, 16)]  # fmt: skip
+MODES = [
+    ("--parallel 4", 4, 0),
+    ("--parallel 8", 8, 0),
+    ("--parallel 4 --lookup 16", 4, 16),
+    ("--parallel 8 --lookup 16", 8, 16),
+]
 
 
 def main() -> None:
@@ -42,9 +46,11 @@ def main() -> None:
     model = args.model or smollm2()
     threads = physical_cores()
     spec = SampleSpec(seed=args.seed, per_category=args.per_category)
-    print(f"model {model.name}, {args.per_category} per category (seed {args.seed}), "
-          f"budget {args.max_tokens}, {threads} threads, "
-          f"{'warm' if args.warm else 'cold'} prefix cache each")  # fmt: skip
+    print(
+        f"model {model.name}, {args.per_category} per category (seed {args.seed}), "
+        f"budget {args.max_tokens}, {threads} threads, "
+        f"{'warm' if args.warm else 'cold'} prefix cache each"
+    )
     plans: list[tuple[str, int, int, bool]] = [
         ("defaults", 1, 0, True),
         ("--reference", 1, 0, False),
@@ -54,13 +60,22 @@ def main() -> None:
     with private_cache() as shared:
         if args.warm:  # the prefixes' KV states do not depend on --parallel or --lookup
             fill = GgufSpec(path=model, threads=threads, lookup=0)
-            timed_run("fill", RunRequest(target=fill, out=shared / "fill.jsonl", sample=spec,
-                                         max_tokens=1, parallel=1))  # fmt: skip
+            timed_run(
+                "fill",
+                RunRequest(
+                    target=fill, out=shared / "fill.jsonl", sample=spec, max_tokens=1, parallel=1
+                ),
+            )
         for name, width, lookup, auto in plans:
             with _cache(args.warm) as tmp:
                 target = GgufSpec(path=model, threads=threads, lookup=None if auto else lookup)
-                request = RunRequest(target=target, out=tmp / f"{len(runs)}.jsonl", sample=spec,
-                                     max_tokens=args.max_tokens, parallel=None if auto else width)  # fmt: skip
+                request = RunRequest(
+                    target=target,
+                    out=tmp / f"{len(runs)}.jsonl",
+                    sample=spec,
+                    max_tokens=args.max_tokens,
+                    parallel=None if auto else width,
+                )
                 run = timed_run(name, request)
             runs.append(run)
             print(f"  {name}: {run.wall:.1f} s", flush=True)
@@ -68,8 +83,10 @@ def main() -> None:
     print(f"{'':<28}{'seconds':>9}{'gen tokens':>12}{'vs --reference':>16}{'agree':>8}")
     for run in runs:
         agree = sum(reference.predictions.get(q) == p for q, p in run.predictions.items())
-        print(f"{run.name:<28}{run.wall:>9.1f}{run.generated:>12}{reference.wall / run.wall:>15.2f}x"
-              f"{agree:>5}/{len(reference.records)}")  # fmt: skip
+        print(
+            f"{run.name:<28}{run.wall:>9.1f}{run.generated:>12}{reference.wall / run.wall:>15.2f}x"
+            f"{agree:>5}/{len(reference.records)}"
+        )
     best = min(runs[2:], key=lambda r: r.wall)
     print(
         f"defaults: {reference.wall / runs[0].wall:.2f}x --reference; "

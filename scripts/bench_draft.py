@@ -59,8 +59,10 @@ def main() -> None:
     args = parser.parse_args()
     chosen = tuple(c for c in args.categories.split(",") if c)
     sample = SampleSpec(per_category=args.per_category, categories=chosen)
-    print(f"model {args.model.name}, draft {args.draft.name}, {args.per_category} per "
-          f"category, {physical_cores()} threads, one question at a time")  # fmt: skip
+    print(
+        f"model {args.model.name}, draft {args.draft.name}, {args.per_category} per "
+        f"category, {physical_cores()} threads, one question at a time"
+    )
     with private_cache() as tmp:
         plan = [  # the warm-up answers two tokens: it fills the prefix cache for both models
             ("warm-up", args.model, args.draft, tmp / "warm.jsonl", 2),
@@ -77,16 +79,22 @@ def main() -> None:
     print(f"{'':<8}{'seconds':>9}{'generated':>11}{'gen tok/s':>11}{'peak MiB':>10}")
     for run in (plain, drafted):
         rate = run["generated"] / run["decode"] if run["decode"] else 0.0
-        print(f"{run['name']:<8}{run['wall']:>9.1f}{run['generated']:>11,}{rate:>11.1f}"
-              f"{run['peak'] / 2**20:>10,.0f}")  # fmt: skip
+        print(
+            f"{run['name']:<8}{run['wall']:>9.1f}{run['generated']:>11,}{rate:>11.1f}"
+            f"{run['peak'] / 2**20:>10,.0f}"
+        )
     d = drafted["draft"] or {}
     share = d.get("kept", 0) / d["proposed"] if d.get("proposed") else 0.0
     same = plain["responses"] == drafted["responses"]
-    print(f"draft: {d.get('kept', 0):,} of {d.get('proposed', 0):,} proposed tokens kept "
-          f"({share:.1%}), {d.get('seconds', 0.0):.1f} s drafting")  # fmt: skip
-    print(f"speed-up {plain['wall'] / drafted['wall']:.2f}x in wall time "
-          f"({plain['wall']:.1f} s against {drafted['wall']:.1f} s); responses "
-          f"{'identical' if same else 'DIFFERENT'} on {len(plain['responses'])} questions")  # fmt: skip
+    print(
+        f"draft: {d.get('kept', 0):,} of {d.get('proposed', 0):,} proposed tokens kept "
+        f"({share:.1%}), {d.get('seconds', 0.0):.1f} s drafting"
+    )
+    print(
+        f"speed-up {plain['wall'] / drafted['wall']:.2f}x in wall time "
+        f"({plain['wall']:.1f} s against {drafted['wall']:.1f} s); responses "
+        f"{'identical' if same else 'DIFFERENT'} on {len(plain['responses'])} questions"
+    )
 
 
 if __name__ == "__main__":

@@ -46,9 +46,13 @@ def main() -> None:
     def engine_run(lookup: int) -> TimedRun:
         with private_cache() as tmp:
             target = GgufSpec(path=model, threads=threads, lookup=lookup)
-            request = RunRequest(target=target, out=tmp / "r.jsonl", parallel=1,
-                                 sample=SampleSpec(per_category=args.per_category),
-                                 max_tokens=args.max_tokens)  # fmt: skip
+            request = RunRequest(
+                target=target,
+                out=tmp / "r.jsonl",
+                parallel=1,
+                sample=SampleSpec(per_category=args.per_category),
+                max_tokens=args.max_tokens,
+            )
             return timed_run("engine", request)
 
     engine = engine_run(0)
@@ -68,8 +72,12 @@ def main() -> None:
     if args.lookup:
         guessing = engine_run(args.lookup)
         lookup_seconds = guessing.wall
-        row(f"engine --lookup {args.lookup} (cold cache)", lookup_seconds, guessing.generated,
-            [r.pred for r in guessing.records])  # fmt: skip
+        row(
+            f"engine --lookup {args.lookup} (cold cache)",
+            lookup_seconds,
+            guessing.generated,
+            [r.pred for r in guessing.records],
+        )
     import llama_cpp
 
     from mmlupro_local.engine import llamalog

@@ -45,26 +45,38 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         before = work / "before"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before),
-                        args.before], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), args.before],
+            check=True,
+            capture_output=True,
+        )
         try:
             engines = {"now": ROOT, "before": before}
             for name, tree in engines.items():  # fill each engine's prefix cache
                 _run(tree, work, name, "fill", [str(args.model), *sample, "--max-tokens", "1"])
-            plans = [("now", "defaults", []), ("now", "--parallel 1 --lookup 0",
-                      ["--parallel", "1", "--lookup", "0"]), ("before", "defaults", [])]  # fmt: skip
+            plans = [
+                ("now", "defaults", []),
+                ("now", "--parallel 1 --lookup 0", ["--parallel", "1", "--lookup", "0"]),
+                ("before", "defaults", []),
+            ]
             plans += [("now", mode, shlex.split(mode)) for mode in args.mode]
-            print(f"model {args.model.name}, {args.per_category} per category (seed "
-                  f"{args.seed}), budget {args.max_tokens}, warm prefix cache, one invocation")  # fmt: skip
+            print(
+                f"model {args.model.name}, {args.per_category} per category (seed "
+                f"{args.seed}), budget {args.max_tokens}, warm prefix cache, one invocation"
+            )
             runs = []
             for engine, name, flags in plans:
-                wall, records = _run(engines[engine], work, engine, name,
-                                     [str(args.model), *sample, *flags])  # fmt: skip
+                wall, records = _run(
+                    engines[engine], work, engine, name, [str(args.model), *sample, *flags]
+                )
                 runs.append((f"{engine}: {name}", wall, records))
                 print(f"  {engine}: {name}: {wall:.1f} s", flush=True)
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                            str(before)], check=False, capture_output=True)  # fmt: skip
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)],
+                check=False,
+                capture_output=True,
+            )
     _table(runs)
 
 
@@ -76,8 +88,13 @@ def _run(
     env.update(PYTHONPATH=str(tree), MMLUPRO_LOCAL_CACHE=str(work / f"cache-{engine}"))
     began = time.perf_counter()
     # run from the tree itself: `python -m` puts the working directory before PYTHONPATH
-    done = subprocess.run([sys.executable, "-m", "mmlupro_local", "run", *args, "--out",
-                           str(out)], env=env, cwd=tree, capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "mmlupro_local", "run", *args, "--out", str(out)],
+        env=env,
+        cwd=tree,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - began
     if done.returncode != 0:
         sys.exit(f"{engine} {name} failed:\n{done.stderr}")
@@ -88,14 +105,18 @@ def _run(
 def _table(runs: list[tuple[str, float, dict[int, dict[str, object]]]]) -> None:
     one = next(r for r in runs if r[0] == "now: --parallel 1 --lookup 0")
     before = next(r for r in runs if r[0] == "before: defaults")
-    print(f"{'':<36}{'seconds':>9}{'generated':>11}{'guessed':>9}{'vs one-at-a-time':>18}"
-          f"{'vs before':>11}{'identical':>11}")  # fmt: skip
+    print(
+        f"{'':<36}{'seconds':>9}{'generated':>11}{'guessed':>9}{'vs one-at-a-time':>18}"
+        f"{'vs before':>11}{'identical':>11}"
+    )
     for name, wall, records in runs:
         generated = sum(int(str(r["generated_tokens"])) for r in records.values())
         guessed = sum(int(str(r.get("guessed_tokens", 0))) for r in records.values())
         same = sum(one[2][q]["response"] == r["response"] for q, r in records.items())
-        print(f"{name:<36}{wall:>9.1f}{generated:>11,}{guessed:>9,}{one[1] / wall:>17.2f}x"
-              f"{before[1] / wall:>10.2f}x{same:>6}/{len(records)}")  # fmt: skip
+        print(
+            f"{name:<36}{wall:>9.1f}{generated:>11,}{guessed:>9,}{one[1] / wall:>17.2f}x"
+            f"{before[1] / wall:>10.2f}x{same:>6}/{len(records)}"
+        )
 
 
 if __name__ == "__main__":

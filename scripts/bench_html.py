@@ -100,16 +100,20 @@ def bench(looping: bool) -> None:
         write_run(b, 1, looping)
         size = sum(len(json.loads(line).get("response", "")) for line in a.open())
         kind = f"every answer {LOOPING:,} characters" if looping else "the released responses"
-        print(f"\n{kind}: results files {a.stat().st_size / 2**20:.1f} MB and "
-              f"{b.stat().st_size / 2**20:.1f} MB; a run's responses {size / 2**20:.1f} M characters")  # fmt: skip
+        print(
+            f"\n{kind}: results files {a.stat().st_size / 2**20:.1f} MB and "
+            f"{b.stat().st_size / 2**20:.1f} MB; a run's responses {size / 2**20:.1f} M characters"
+        )
         print(f"{'page':<22} {'size':>9} {'seconds':>8} {'peak memory':>12}")
         for name, files in (("one run", [a]), ("two, with comparison", [a, b])):
             page = Path(folder) / "page.html"
             seconds, peak = measure("report", *map(str, files), "--html", str(page))
             text = page.read_text()
             flips = len(re.findall(r"<tr data-flip", text))
-            print(f"{name:<22} {page.stat().st_size / 2**20:>7.1f} MB {seconds:>8.1f} "
-                  f"{peak:>9.0f} MB" + (f"  ({flips} flips listed)" if len(files) > 1 else ""))  # fmt: skip
+            print(
+                f"{name:<22} {page.stat().st_size / 2**20:>7.1f} MB {seconds:>8.1f} "
+                f"{peak:>9.0f} MB" + (f"  ({flips} flips listed)" if len(files) > 1 else "")
+            )
 
 
 if __name__ == "__main__":

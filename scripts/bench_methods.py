@@ -36,15 +36,22 @@ def main() -> None:
     full = len(load_dataset().test)
     spec = SampleSpec(per_category=args.per_category)
     budget = args.max_tokens or "the official 2048"
-    print(f"model {model.name}, {args.per_category} per category, {threads} threads, "
-          f"cot budget {budget}")  # fmt: skip
+    print(
+        f"model {model.name}, {args.per_category} per category, {threads} threads, "
+        f"cot budget {budget}"
+    )
     runs: list[TimedRun] = []
     for method in ("logprob", "cot"):
         with private_cache() as tmp:
             target = GgufSpec(path=model, threads=threads, lookup=0)
-            request = RunRequest(target=target, out=tmp / "r.jsonl", sample=spec, method=method,
-                                 max_tokens=args.max_tokens if method == "cot" else None,
-                                 parallel=1)  # fmt: skip
+            request = RunRequest(
+                target=target,
+                out=tmp / "r.jsonl",
+                sample=spec,
+                method=method,
+                max_tokens=args.max_tokens if method == "cot" else None,
+                parallel=1,
+            )
             runs.append(timed_run(f"--method {method}", request))
             print(f"  {method} done in {runs[-1].wall:.1f} s", flush=True)
     head = f"{'':<18}{'questions':>10}{'seconds':>9}{'q/min':>8}{'full run':>10}{'accuracy':>10}  95% CI"
@@ -54,8 +61,10 @@ def main() -> None:
         correct = sum(r.correct for r in run.records)
         low, high = wilson(correct, n)
         hours = run.wall / n * full / 3600
-        print(f"{run.name:<18}{n:>10}{run.wall:>9.1f}{n / run.wall * 60:>8.1f}{hours:>9.1f}h"
-              f"{correct / n:>10.1%}  {low:.1%}-{high:.1%}")  # fmt: skip
+        print(
+            f"{run.name:<18}{n:>10}{run.wall:>9.1f}{n / run.wall * 60:>8.1f}{hours:>9.1f}h"
+            f"{correct / n:>10.1%}  {low:.1%}-{high:.1%}"
+        )
     print(
         f"logprob is {runs[1].wall / runs[0].wall:.1f}x faster than cot here; "
         f"generated tokens: cot {sum(r.generated_tokens for r in runs[1].records)}, logprob 0"

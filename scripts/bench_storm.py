@@ -45,8 +45,10 @@ def main() -> None:
             if result.exit_code != 0:
                 sys.exit(result.output)
             window = json.loads(out.read_text().splitlines()[-1])["used"]["servers"][0]["parallel"]
-            print(f"{per * 14:>9} {parallel:>8} {took:>8.1f} {fake.refused:>8}  lowest "
-                  f"{window['lowest']}, final {window['final']} of {window['limit']}")  # fmt: skip
+            print(
+                f"{per * 14:>9} {parallel:>8} {took:>8.1f} {fake.refused:>8}  lowest "
+                f"{window['lowest']}, final {window['final']} of {window['limit']}"
+            )
         print(f"(the storm lasted {args.storm:g} s; the answers after it are instant)")
 
 

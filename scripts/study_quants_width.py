@@ -49,8 +49,10 @@ def main(reference_path: Path, quant_path: Path) -> None:
         f"reference: {reference.label}, {most} per category ({most * len(by_category)} questions)"
     )
     print(f"quant:     {quant.label}")
-    print(f"{'k/cat':>5} {'n':>5}  {'own estimate':<22} {'width':>6}  "
-          f"{'reference as predictor':<22} {'width':>6}  {'ratio':>5}")  # fmt: skip
+    print(
+        f"{'k/cat':>5} {'n':>5}  {'own estimate':<22} {'width':>6}  "
+        f"{'reference as predictor':<22} {'width':>6}  {'ratio':>5}"
+    )
     k = 5
     while k <= most:
         ids = nested(k)
@@ -94,8 +96,10 @@ def main(reference_path: Path, quant_path: Path) -> None:
         print(f"one look planned alone settles no verdict within {most} per category")
     else:
         k, n, verdict, value = settled
-        print(f"one look planned alone settles it at {k} per category ({n} questions): "
-              f"{verdict}, {value * 100:+.1f} points (margin +/-{MARGIN * 100:g})")  # fmt: skip
+        print(
+            f"one look planned alone settles it at {k} per category ({n} questions): "
+            f"{verdict}, {value * 100:+.1f} points (margin +/-{MARGIN * 100:g})"
+        )
 
 
 if __name__ == "__main__":

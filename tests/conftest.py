@@ -17,8 +17,10 @@ from mmlupro_local.datasets.dataset import Dataset, load_dataset
 REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"
 SAMPLE_DATA = REPO / "sample_data"
-PARQUET_NAMES = {"test": "test-00000-of-00001.parquet",
-                 "validation": "validation-00000-of-00001.parquet"}  # fmt: skip
+PARQUET_NAMES = {
+    "test": "test-00000-of-00001.parquet",
+    "validation": "validation-00000-of-00001.parquet",
+}
 # Module- and session-scoped fixtures run before the per-test cache below is set:
 # give them a throwaway cache too, so no test ever reads or fills the user's own.
 USER_CACHE = os.environ.get("MMLUPRO_LOCAL_CACHE")  # where builds and test models are kept
@@ -80,8 +82,12 @@ def test_model(name: str) -> Path:
     env.update({"MMLUPRO_LOCAL_CACHE": USER_CACHE} if USER_CACHE else {})
     out = subprocess.run(
         [str(REPO / "scripts" / "test_model.sh"), sys.executable, name],
-        capture_output=True, text=True, check=True, timeout=1800, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+        env=env,
+    )
     return Path(out.stdout.strip().splitlines()[-1])
 
 

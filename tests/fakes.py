@@ -120,14 +120,16 @@ class FakeEngine:
     def generate_many(self, jobs: Sequence[Job], *, max_tokens: int, new_watcher: NewWatcher,
                       should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, Generation]]:  # fmt: skip
         for index, job in enumerate(jobs):
-            generation = self.generate(job.text, job.prefix_chars, new_watcher(index), should_stop,
-                                       max_tokens=max_tokens)  # fmt: skip
+            generation = self.generate(
+                job.text, job.prefix_chars, new_watcher(index), should_stop, max_tokens=max_tokens
+            )
             if generation.stop_reason == "interrupted":
                 return
             yield index, generation
 
-    def score_many(self, jobs: Sequence[Job], *,
-                   should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, Generation]]:  # fmt: skip
+    def score_many(
+        self, jobs: Sequence[Job], *, should_stop: Callable[[], bool] = lambda: False
+    ) -> Iterator[tuple[int, Generation]]:
         for index, job in enumerate(jobs):
             if should_stop():
                 return

@@ -124,16 +124,23 @@ def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                 return
             chat = "messages" in body
             prompt = (
-                "".join(f"<{m['role']}> {m['content']}\n" for m in body["messages"]) + "<assistant> "
-                if chat else body["prompt"]
-            )  # fmt: skip
+                "".join(f"<{m['role']}> {m['content']}\n" for m in body["messages"])
+                + "<assistant> "
+                if chat
+                else body["prompt"]
+            )
             prompt_n = _count(prompt) - fake.cut_tokens
             if fake.keep_tokens:
                 prompt_n = min(prompt_n, fake.keep_tokens)
             if not body.get("stream"):
                 usage = {"prompt_tokens": prompt_n, "completion_tokens": 1}
-                self._json(200, {"choices": [{"index": 0, "text": "x", "finish_reason": "length"}],
-                                 "usage": usage})  # fmt: skip
+                self._json(
+                    200,
+                    {
+                        "choices": [{"index": 0, "text": "x", "finish_reason": "length"}],
+                        "usage": usage,
+                    },
+                )
                 return
             text = fake.answer(prompt)
             stop = (body.get("stop") or [None])[0]
@@ -160,13 +167,19 @@ def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
             fake.chunks_sent.append(sent)
             self.close_connection = True
 
-        def _events(self, chat: bool, pieces: list[str], finish: str, prompt_n: int,
-                    broken: bool) -> Iterator[str]:  # fmt: skip
+        def _events(
+            self, chat: bool, pieces: list[str], finish: str, prompt_n: int, broken: bool
+        ) -> Iterator[str]:
             def event(choice: dict[str, Any], n: int, **extra: Any) -> str:
                 data: dict[str, Any] = {"choices": [choice] if choice else [], **extra}
                 if fake.timings:
-                    data["timings"] = {"cache_n": 0, "prompt_n": prompt_n, "predicted_n": n,
-                                       "prompt_ms": 1.0, "predicted_ms": float(n)}  # fmt: skip
+                    data["timings"] = {
+                        "cache_n": 0,
+                        "prompt_n": prompt_n,
+                        "predicted_n": n,
+                        "prompt_ms": 1.0,
+                        "predicted_ms": float(n),
+                    }
                 return f"data: {json.dumps(data)}\n\n"
 
             if chat and fake.reasoning:

@@ -161,5 +161,8 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     """The real CLI in a subprocess: huggingface_hub reads HF_* variables at import."""
     return subprocess.run(
         [sys.executable, "-m", "mmlupro_local", *args],
-        capture_output=True, text=True, env={**os.environ, **env}, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=300,
+    )

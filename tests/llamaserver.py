@@ -27,8 +27,11 @@ def server_binary() -> Path:
     python = ROOT / ".venv" / "bin" / "python"
     out = subprocess.run(
         [str(ROOT / "scripts" / "llama_server.sh"), str(python), LLAMA_CPP_VERSION],
-        capture_output=True, text=True, check=True, timeout=1800,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    )
     return Path(out.stdout.strip().splitlines()[-1])
 
 

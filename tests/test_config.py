@@ -27,8 +27,10 @@ def test_config_keys_may_be_flag_names_and_errors_name_the_key(
     """Issue 13, case 12."""
     cfg = tmp_path / "run.yaml"
     out = tmp_path / "r.jsonl"
-    cfg.write_text(f"model: {model}\nper-category: 1\ncategories: law\ndataset: mmlu-pro\n"
-                   f"extract: last\nout: {out}\nprogress: false\n")  # fmt: skip
+    cfg.write_text(
+        f"model: {model}\nper-category: 1\ncategories: law\ndataset: mmlu-pro\n"
+        f"extract: last\nout: {out}\nprogress: false\n"
+    )
     result = invoke_with(engine, "run", "--config", str(cfg))
     assert result.exit_code == 0, result.output
     assert lines(out)[0]["identity"]["extraction"]["mode"] == "last"
@@ -49,8 +51,10 @@ def test_a_yaml_alias_is_refused_before_it_expands(tmp_path: Path) -> None:
     """Issue 26, case 9: a 334-byte alias bomb took 3.8 GB."""
     bomb = tmp_path / "bomb.yaml"
     rows = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
-    rows += [f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]"
-             for p, n in zip("abcdefgh", "bcdefghi", strict=True)]  # fmt: skip
+    rows += [
+        f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]"
+        for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+    ]
     bomb.write_text("\n".join(rows) + "\ncategories: *i\n")
     result = invoke("run", "--config", str(bomb))
     assert result.exit_code == 1 and "uses a YAML alias" in result.output

@@ -21,13 +21,15 @@ SAMPLE = ["--categories", "biology,law,math,history", "--seed", "3", "--max-toke
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mmlupro_local", *args],
-                          capture_output=True, text=True, timeout=1200)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "mmlupro_local", *args], capture_output=True, text=True, timeout=1200
+    )
 
 
 def run(model: Path, out: Path, *flags: str, per_category: int = 1) -> list[dict[str, Any]]:
-    done = cli("run", str(model), *SAMPLE, "--per-category", str(per_category), *flags,
-               "--out", str(out))  # fmt: skip
+    done = cli(
+        "run", str(model), *SAMPLE, "--per-category", str(per_category), *flags, "--out", str(out)
+    )
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in out.read_text().splitlines()]
 
@@ -39,8 +41,9 @@ def responses(records: list[dict[str, Any]]) -> dict[int, str]:
 def test_a_draft_model_changes_no_response(smollm2: Path, tmp_path: Path) -> None:
     plain = run(smollm2, tmp_path / "plain.jsonl", "--parallel", "1", "--lookup", "0")
     one = run(smollm2, tmp_path / "one.jsonl", "--parallel", "1", "--draft", str(smollm2))
-    two = run(smollm2, tmp_path / "two.jsonl", "--parallel", "2", "--lookup", "4",
-              "--draft", str(smollm2))  # fmt: skip
+    two = run(
+        smollm2, tmp_path / "two.jsonl", "--parallel", "2", "--lookup", "4", "--draft", str(smollm2)
+    )
     assert len(responses(plain)) == 4
     assert responses(one) == responses(plain) == responses(two)
     for records in (one, two):

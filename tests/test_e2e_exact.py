@@ -43,13 +43,15 @@ PREDICTIONS = {
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mmlupro_local", *args],
-                          capture_output=True, text=True, timeout=1200)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "mmlupro_local", *args], capture_output=True, text=True, timeout=1200
+    )
 
 
 def run(model: Path, out: Path, *flags: str, per_category: int = 2) -> dict[int, dict[str, Any]]:
-    done = cli("run", str(model), *SAMPLE, "--per-category", str(per_category), *flags,
-               "--out", str(out))  # fmt: skip
+    done = cli(
+        "run", str(model), *SAMPLE, "--per-category", str(per_category), *flags, "--out", str(out)
+    )
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     return {r["question_id"]: r for r in records if r["type"] == "result"}

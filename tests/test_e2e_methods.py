@@ -28,8 +28,9 @@ THINKING_CHATML = (
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mmlupro_local", *args], capture_output=True,
-                          text=True, timeout=900)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "mmlupro_local", *args], capture_output=True, text=True, timeout=900
+    )
 
 
 def results(path: Path) -> list[dict[str, Any]]:
@@ -146,7 +147,9 @@ def test_thinking_off_and_on_through_the_template_s_own_switch(
     headers = [json.loads(p.read_text().splitlines()[0]) for p in (off, on)]
     assert [h["identity"]["prompt"]["thinking"] for h in headers] == ["off", "on"]
     assert [h["model"]["chat_template_variables"] for h in headers] == [
-        {"enable_thinking": False}, {"enable_thinking": True}]  # fmt: skip
+        {"enable_thinking": False},
+        {"enable_thinking": True},
+    ]
     (quiet,), (thought,) = results(off), results(on)
     assert quiet.get("thinking_tokens", 0) == 0 and not quiet.get("think_cut")
     assert thought["thinking_tokens"] == 16 and thought["think_cut"] is True

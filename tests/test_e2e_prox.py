@@ -19,8 +19,9 @@ SAMPLE = ("--per-category", "1", "--categories", "law,math", "--max-tokens", "48
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mmlupro_local", *args], capture_output=True,
-                          text=True, timeout=900)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "mmlupro_local", *args], capture_output=True, text=True, timeout=900
+    )
 
 
 def records(path: Path) -> list[dict[str, Any]]:

@@ -18,8 +18,9 @@ SAMPLE = ["--per-category", "1", "--categories", "history,law", "--max-tokens", 
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mmlupro_local", *args],
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "mmlupro_local", *args], capture_output=True, text=True, timeout=900
+    )
 
 
 def results(path: Path) -> list[dict[str, Any]]:
@@ -29,8 +30,11 @@ def results(path: Path) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def q4_0(smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("quant") / "SmolLM2-135M-Instruct.Q4_0.gguf"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "requantize.py"), str(smollm2),
-                    str(out), "Q4_0"], check=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "requantize.py"), str(smollm2), str(out), "Q4_0"],
+        check=True,
+        timeout=300,
+    )
     return out
 
 
@@ -52,13 +56,15 @@ def test_divergence_is_zero_against_itself_and_positive_against_another_quantiza
     smollm2: Path, q4_0: Path, tmp_path: Path
 ) -> None:
     ref = tmp_path / "ref.jsonl"
-    itself = cli("divergence", str(smollm2), str(smollm2), *SAMPLE, "--out", str(ref),
-                 "--format", "json")  # fmt: skip
+    itself = cli(
+        "divergence", str(smollm2), str(smollm2), *SAMPLE, "--out", str(ref), "--format", "json"
+    )
     assert itself.returncode == 0, itself.stderr
     figures = json.loads(itself.stdout)["overall"]
     assert figures["mean_kl"] == 0.0 and figures["same_top"] == 1.0 and figures["positions"] > 20
-    other = cli("divergence", str(smollm2), str(q4_0), *SAMPLE, "--results", str(ref),
-                "--format", "json")  # fmt: skip
+    other = cli(
+        "divergence", str(smollm2), str(q4_0), *SAMPLE, "--results", str(ref), "--format", "json"
+    )
     assert other.returncode == 0, other.stderr
     data = json.loads(other.stdout)
     assert data["overall"]["mean_kl"] > 0.01 and data["overall"]["same_top"] < 1.0

@@ -26,8 +26,11 @@ def test_one_table_of_every_figure_for_each_model(smollm2: Path, tmp_path: Path)
     copy = tmp_path / "copy.gguf"
     shutil.copyfile(smollm2, copy)
     q4_0 = tmp_path / "q4_0.gguf"
-    made = subprocess.run([sys.executable, str(ROOT / "scripts" / "requantize.py"), str(smollm2),
-                           str(q4_0), "Q4_0"], capture_output=True, text=True)  # fmt: skip
+    made = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "requantize.py"), str(smollm2), str(q4_0), "Q4_0"],
+        capture_output=True,
+        text=True,
+    )
     assert made.returncode == 0, made.stderr
     args = [sys.executable, "-m", "mmlupro_local", "quants", str(smollm2), str(copy), str(q4_0),
             "--per-category", "1", "--max-questions", "14", "--max-tokens", "32",
@@ -58,14 +61,16 @@ def test_one_table_of_every_figure_for_each_model(smollm2: Path, tmp_path: Path)
     browser = browser_or_skip()
     flags = headless(browser, tmp_path / "profile")
     page = (tmp_path / "quants.html").as_uri()
-    dom = subprocess.run([*flags, "--dump-dom", page], capture_output=True, text=True,
-                         timeout=120).stdout  # fmt: skip
+    dom = subprocess.run(
+        [*flags, "--dump-dom", page], capture_output=True, text=True, timeout=120
+    ).stdout
     assert dom.count('<svg class="scatter"') == 2 and dom.count("<circle") == 6
     assert dom.count("<tr>") == 4 and "Q4_0" in dom
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "quants.png"
-    subprocess.run([*flags, f"--screenshot={shot}", page], capture_output=True, timeout=120,
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", page], capture_output=True, timeout=120, check=True
+    )
     assert shot.stat().st_size > 10_000
     # a rerun resumes every file and keeps the divergence measured: the same figures
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
@@ -73,8 +78,11 @@ def test_one_table_of_every_figure_for_each_model(smollm2: Path, tmp_path: Path)
     assert "q4_0.gguf's divergence as measured before" in again.stderr
     rows = json.loads(again.stdout)["models"]
     assert [r["kl_mean"] for r in rows] == [reference["kl_mean"], 0.0, lower["kl_mean"]]
-    assert [r["difference"] for r in rows] == [reference["difference"], same["difference"],
-                                               lower["difference"]]  # fmt: skip
+    assert [r["difference"] for r in rows] == [
+        reference["difference"],
+        same["difference"],
+        lower["difference"],
+    ]
     # nothing ran again, yet the figures of the sessions that did are kept: peak memory
     # and speeds as the first invocation measured them
     for key in ("peak_memory_bytes", "prompt_tokens_per_s", "gen_tokens_per_s"):

@@ -55,8 +55,11 @@ def results(path: Path) -> list[dict[str, Any]]:
 
 
 def start_cli(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "mmlupro_local", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "mmlupro_local", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def kill_once_saved(args: list[str], out: Path, saved: int) -> list[dict[str, Any]]:
@@ -331,8 +334,12 @@ def test_parallel_run_agrees_with_sequential_and_resumes_after_sigkill(
         "--no-progress",
     ]
     seq, par = tmp_path / "seq.jsonl", tmp_path / "par.jsonl"
-    assert cli("run", str(smollm2), *args, "--no-prefix-cache", "--reference",
-               "--out", str(seq)).returncode == 0  # fmt: skip
+    assert (
+        cli(
+            "run", str(smollm2), *args, "--no-prefix-cache", "--reference", "--out", str(seq)
+        ).returncode
+        == 0
+    )
     command = ["run", str(smollm2), *args, "--parallel", "4", "--lookup", "0", "--out", str(par)]
     before = kill_once_saved(command, par, 1)
     done = cli(*command)
@@ -446,8 +453,12 @@ def test_lookup_decoding_confirms_guesses_and_reproduces(smollm2: Path, tmp_path
     base = ["run", str(smollm2), "--per-category", "2", "--categories", "law",
             "--max-tokens", "128", "--no-progress", "--lookup", "16"]  # fmt: skip
     runs = {}
-    for name, extra in (("a", ["--parallel", "1"]), ("b", ["--parallel", "1"]),
-                        ("p", ["--parallel", "2"]), ("q", ["--parallel", "2"])):  # fmt: skip
+    for name, extra in (
+        ("a", ["--parallel", "1"]),
+        ("b", ["--parallel", "1"]),
+        ("p", ["--parallel", "2"]),
+        ("q", ["--parallel", "2"]),
+    ):
         out = tmp_path / f"{name}.jsonl"
         done = cli(*base, *extra, "--out", str(out))
         assert done.returncode == 0, done.stderr

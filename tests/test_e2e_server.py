@@ -30,8 +30,13 @@ ENV = {**os.environ, "MMLUPRO_API_KEY": API_KEY}  # every llama-server here want
 def cli(
     *args: str, timeout: float = 600, env: dict[str, str] = ENV
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mmlupro_local", *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "mmlupro_local", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 Answers = dict[int, dict[str, Any]]
@@ -57,8 +62,9 @@ def server_and_local(url: str, model: Path, folder: Path, *args: str) -> tuple[A
     served = cli("run", "--server", url, *args, *one, "--out", str(folder / "server.jsonl"))
     assert served.returncode == 0, served.stderr
     # in-process without lookup (the mode these pins were taken in)
-    local = cli("run", str(model), *args, *one, "--lookup", "0",
-                "--out", str(folder / "local.jsonl"))  # fmt: skip
+    local = cli(
+        "run", str(model), *args, *one, "--lookup", "0", "--out", str(folder / "local.jsonl")
+    )
     assert local.returncode == 0, local.stderr
     a = {r["question_id"]: r for r in results(folder / "server.jsonl")}
     b = {r["question_id"]: r for r in results(folder / "local.jsonl")}
@@ -104,8 +110,13 @@ def test_a_client_killed_with_sigkill_resumes_to_one_record_per_question(
 ) -> None:
     out = tmp_path / "r.jsonl"
     args = ["run", "--server", server.url, *SAMPLE, "--out", str(out), "--parallel", "2"]
-    proc = subprocess.Popen([sys.executable, "-m", "mmlupro_local", *args], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmlupro_local", *args],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
     wait_for_results(out, 1, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
@@ -122,8 +133,13 @@ def test_a_server_killed_mid_run_stops_it_cleanly_and_the_rerun_completes(
     out = tmp_path / "r.jsonl"
     with llama_server(smollm2, slots=1) as dying:
         args = ["run", "--server", dying.url, *SAMPLE, "--out", str(out), "--retries", "1"]
-        proc = subprocess.Popen([sys.executable, "-m", "mmlupro_local", *args], text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mmlupro_local", *args],
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=ENV,
+        )
         wait_for_results(out, 1, proc)
         dying.kill()
         _, stderr = proc.communicate(timeout=120)

@@ -60,8 +60,11 @@ def test_the_keys_are_the_same_without_sha256sum_and_nproc(tmp_path: Path) -> No
     if shutil.which("openssl"):
         bare = sh(KEYS, tools(tmp_path / "openssl", {"sha256sum", "shasum", "nproc"}))
         assert bare.returncode == 0 and bare.stdout.split()[:2] == [wheel, server], bare.stderr
-    mac = tools(tmp_path / "mac", {"sha256sum", "nproc", "getconf"},
-                {"sysctl": '[ "$1 $2" = "-n hw.ncpu" ] && echo 10'})  # fmt: skip
+    mac = tools(
+        tmp_path / "mac",
+        {"sha256sum", "nproc", "getconf"},
+        {"sysctl": '[ "$1 $2" = "-n hw.ncpu" ] && echo 10'},
+    )
     assert sh(f". {SCRIPTS}/portable.sh; cpu_count", mac).stdout == "10\n"
     nothing = tools(tmp_path / "none", {"nproc", "getconf", "sysctl"})
     counted = sh(f". {SCRIPTS}/portable.sh; cpu_count", nothing)
@@ -76,8 +79,9 @@ def test_without_any_hashing_tool_the_wheel_script_stops_and_touches_no_cache(
     kept.parent.mkdir(parents=True)
     kept.write_text("an earlier build")
     path = tools(tmp_path / "bare", {"sha256sum", "shasum", "openssl"})
-    done = sh(f"{SCRIPTS}/llama_wheel.sh {sys.executable} 0.3.36", path,
-              MMLUPRO_WHEEL_CACHE=str(cache))  # fmt: skip
+    done = sh(
+        f"{SCRIPTS}/llama_wheel.sh {sys.executable} 0.3.36", path, MMLUPRO_WHEEL_CACHE=str(cache)
+    )
     assert done.returncode != 0 and "no sha256sum, shasum or openssl" in done.stderr
     assert sorted(p.name for p in cache.iterdir()) == ["0123456789abcdef"] and kept.exists()
 
@@ -88,9 +92,11 @@ def test_the_wheel_script_finds_the_cached_wheel_under_the_bsd_tools(tmp_path: P
     wheel = tmp_path / "wheels" / key / "llama_cpp_python-0.3.36-py3-none-any.whl"
     wheel.parent.mkdir(parents=True)
     wheel.write_text("cached")
-    done = sh(f"{SCRIPTS}/llama_wheel.sh {sys.executable} 0.3.36",
-              tools(tmp_path / "bsd", {"sha256sum", "nproc"}),
-              MMLUPRO_WHEEL_CACHE=str(tmp_path / "wheels"))  # fmt: skip
+    done = sh(
+        f"{SCRIPTS}/llama_wheel.sh {sys.executable} 0.3.36",
+        tools(tmp_path / "bsd", {"sha256sum", "nproc"}),
+        MMLUPRO_WHEEL_CACHE=str(tmp_path / "wheels"),
+    )
     assert done.returncode == 0 and done.stdout.strip() == str(wheel), done.stderr
 
 
@@ -100,9 +106,13 @@ OLD = "echo 3.9"  # what the Xcode command line tools' python3 answers the versi
 def test_make_install_with_a_python_3_9_stops_in_seconds_saying_what_to_do(tmp_path: Path) -> None:
     path = tools(tmp_path / "old", set(), {"python3": OLD})
     began = time.monotonic()
-    done = subprocess.run(["make", "-C", str(ROOT), "install", f"VENV={tmp_path / 'venv'}",
-                           "PYTHON="], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PATH": path})  # fmt: skip
+    done = subprocess.run(
+        ["make", "-C", str(ROOT), "install", f"VENV={tmp_path / 'venv'}", "PYTHON="],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PATH": path},
+    )
     assert done.returncode != 0 and time.monotonic() - began < 30
     assert f"python3 ({path}/python3) is Python 3.9" in done.stderr
     assert "make install PYTHON=/path/to/python3.12" in done.stderr
@@ -110,8 +120,11 @@ def test_make_install_with_a_python_3_9_stops_in_seconds_saying_what_to_do(tmp_p
 
 
 def test_python_is_chosen_before_anything_is_built(tmp_path: Path) -> None:
-    path = tools(tmp_path / "some", set(),
-                 {"python3": OLD, "python3.12": "echo 3.12", "python3.10": "echo 3.10"})  # fmt: skip
+    path = tools(
+        tmp_path / "some",
+        set(),
+        {"python3": OLD, "python3.12": "echo 3.12", "python3.10": "echo 3.10"},
+    )
     found = sh(f"{SCRIPTS}/find_python.sh", path)
     assert found.returncode == 0 and found.stdout.strip() == f"{path}/python3.12"
     given = sh(f"{SCRIPTS}/find_python.sh {path}/python3", path)
@@ -173,8 +186,10 @@ def test_the_scripts_and_the_tool_agree_on_the_cache_root(
     work.mkdir()
     letters = {"H": str(home), "W": str(work), "X": str(xdg), "P": pwd.getpwuid(os.getuid()).pw_dir}
     environment = {"HOME": "H", **environment}
-    values = {k: v if v is None or v[:1] not in letters else letters[v[0]] + v[1:]
-              for k, v in environment.items()}  # fmt: skip
+    values = {
+        k: v if v is None or v[:1] not in letters else letters[v[0]] + v[1:]
+        for k, v in environment.items()
+    }
     expected = letters[root[0]] + root[1:]
     shell_env = {k: v for k, v in os.environ.items() if k not in CACHE_VARIABLES}
     shell_env.update({k: v for k, v in values.items() if v is not None})

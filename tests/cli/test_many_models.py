@@ -40,8 +40,10 @@ def records(path: Path) -> list[dict[str, Any]]:
 
 
 def models(tmp_path: Path) -> tuple[Path, Path]:
-    return (write_fake_model(tmp_path / "q8.gguf", data_bytes=64),
-            write_fake_model(tmp_path / "q4.gguf", data_bytes=128))  # fmt: skip
+    return (
+        write_fake_model(tmp_path / "q8.gguf", data_bytes=64),
+        write_fake_model(tmp_path / "q4.gguf", data_bytes=128),
+    )
 
 
 def test_several_models_run_one_after_another_with_one_report(tmp_path: Path) -> None:
@@ -92,8 +94,9 @@ def test_compare_lists_flips_and_sets_a_difference_against_the_noise_floor(tmp_p
         assert run.exit_code == 0
     noisy = invoke(letters, "run", str(q8), *LAW3, "--threads", "1", "--out", str(paths["a8"]))
     assert noisy.exit_code == 0
-    result = CliRunner().invoke(main, ["compare", str(paths["a"]), str(paths["b"]), "--flips",
-                                       "--noise", str(paths["a8"])])  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["compare", str(paths["a"]), str(paths["b"]), "--flips", "--noise", str(paths["a8"])]
+    )
     assert result.exit_code == 0, result.output
     a = records(paths["a"])
     for r in a:  # every question flipped from A to B
@@ -103,21 +106,32 @@ def test_compare_lists_flips_and_sets_a_difference_against_the_noise_floor(tmp_p
     assert "A's own model changes 0.0% between --parallel 1 --threads" in result.output
     data = json.loads(CliRunner().invoke(main, ["compare", str(paths["a"]), str(paths["b"]),
                                                 "--json", "--noise", str(paths["a8"])]).output)  # fmt: skip
-    assert data["agreement"] == {"n": 6, "same": 0, "rate": 0.0, "ci_low": 0.0,
-                                 "ci_high": data["agreement"]["ci_high"]}  # fmt: skip
+    assert data["agreement"] == {
+        "n": 6,
+        "same": 0,
+        "rate": 0.0,
+        "ci_low": 0.0,
+        "ci_high": data["agreement"]["ci_high"],
+    }
     z2 = 1.959964**2  # Wilson's upper bound for 0 of n is z^2 / (n + z^2)
     assert abs(data["agreement"]["ci_high"] - z2 / (6 + z2)) < 1e-6
     assert len(data["flips"]) == 6 and data["within_noise_floor"] is False
     assert data["noise_floor"]["agreement"]["same"] == 6
-    same_mode = CliRunner().invoke(main, ["compare", str(paths["a"]), str(paths["b"]),
-                                          "--noise", str(paths["a"])])  # fmt: skip
+    same_mode = CliRunner().invoke(
+        main, ["compare", str(paths["a"]), str(paths["b"]), "--noise", str(paths["a"])]
+    )
     assert same_mode.exit_code == 1 and "noise floor is zero" in same_mode.output
-    other_model = CliRunner().invoke(main, ["compare", str(paths["a"]), str(paths["b"]),
-                                            "--noise", str(paths["b"])])  # fmt: skip
+    other_model = CliRunner().invoke(
+        main, ["compare", str(paths["a"]), str(paths["b"]), "--noise", str(paths["b"])]
+    )
     assert other_model.exit_code == 1 and "is not a run of" in other_model.output
     html = tmp_path / "r.html"
-    assert CliRunner().invoke(main, ["report", str(paths["a"]), str(paths["b"]),
-                                     "--html", str(html)]).exit_code == 0  # fmt: skip
+    assert (
+        CliRunner()
+        .invoke(main, ["report", str(paths["a"]), str(paths["b"]), "--html", str(html)])
+        .exit_code
+        == 0
+    )
     assert "Flipped predictions (6)" in html.read_text()
 
 

@@ -32,8 +32,10 @@ def edited_test_file(parquet_dir: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def hub_repo(parquet_dir: Path, edited_test_file: Path) -> HubRepo:
     repo = HubRepo("datasets", "TIGER-Lab/MMLU-Pro")
-    stable = {TEST_FILE: parquet_dir / "test-00000-of-00001.parquet",
-              VAL_FILE: parquet_dir / "validation-00000-of-00001.parquet"}  # fmt: skip
+    stable = {
+        TEST_FILE: parquet_dir / "test-00000-of-00001.parquet",
+        VAL_FILE: parquet_dir / "validation-00000-of-00001.parquet",
+    }
     repo.add(COMMIT_A, stable, "stable")
     repo.add(COMMIT_B, {**stable, TEST_FILE: edited_test_file}, "main")
     return repo

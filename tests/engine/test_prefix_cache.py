@@ -136,9 +136,14 @@ def test_the_run_reports_a_failed_save_truthfully(
 
     monkeypatch.setattr(prefix_cache_module.os, "fdopen", FullDisk)
     said: list[str] = []
-    run(reference_request(model, out=tmp_path / "r.jsonl",
-                  sample=SampleSpec(per_category=1, categories=("law",))),
-        echo=said.append, engine_factory=SavingEngine(), progress=False)  # fmt: skip
+    run(
+        reference_request(
+            model, out=tmp_path / "r.jsonl", sample=SampleSpec(per_category=1, categories=("law",))
+        ),
+        echo=said.append,
+        engine_factory=SavingEngine(),
+        progress=False,
+    )
     summary = [s for s in said if s.startswith("prefix cache")]
     assert summary == [
         "prefix cache: 0 loaded, 1 decoded, 0 saved, 1 not saved (No space left on device)"

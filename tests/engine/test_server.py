@@ -107,8 +107,10 @@ def test_a_server_that_cannot_count_is_probed_for_cut_prompts(tmp_path: Path) ->
 
 
 def test_reasoning_content_is_kept_and_never_searched_for_the_answer(tmp_path: Path) -> None:
-    fake = FakeServer(reasoning="Hmm, maybe the answer is (C). Question: no.",
-                      answer=lambda p: "So the answer is (D).")  # fmt: skip
+    fake = FakeServer(
+        reasoning="Hmm, maybe the answer is (C). Question: no.",
+        answer=lambda p: "So the answer is (D).",
+    )
     with serve_fake(fake):
         result = run(fake, tmp_path / "r.jsonl", "--style", "chat")
     assert result.exit_code == 0, result.output
@@ -166,8 +168,9 @@ def test_a_401_says_where_the_key_goes_and_the_key_is_never_recorded(tmp_path: P
 
 
 def test_the_server_must_be_reachable_and_serve_the_model(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["run", "--server", "http://127.0.0.1:9/v1", *SAMPLE,
-                                       "--retries", "0"])  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["run", "--server", "http://127.0.0.1:9/v1", *SAMPLE, "--retries", "0"]
+    )
     assert result.exit_code == 1 and "cannot connect to http://127.0.0.1:9" in result.output
     assert "is the server running? Check --server" in result.output
     with serve_fake(FakeServer(models=("a", "b"))) as fake:
@@ -190,9 +193,13 @@ def test_parallel_auto_uses_the_servers_slots_and_is_recorded(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     assert "--parallel auto: 3 requests in flight (the server's slots)" in result.output
     header = json.loads(out.read_text().splitlines()[0])
-    assert header["identity"]["engine"] == {"kind": "server", "url": fake.url[:-3],
-                                            "model": "fake-model", "parallel": 3,
-                                            "served": {"model_path": "/models/fake-q4.gguf"}}  # fmt: skip
+    assert header["identity"]["engine"] == {
+        "kind": "server",
+        "url": fake.url[:-3],
+        "model": "fake-model",
+        "parallel": 3,
+        "served": {"model_path": "/models/fake-q4.gguf"},
+    }
     assert header["engine"]["slots"] == 3 and header["engine"]["version"] == "fake-1"
 
 
@@ -228,16 +235,24 @@ def test_the_recorded_url_keeps_no_credentials() -> None:
 
 
 def test_a_server_identity_reads_back_as_written() -> None:
-    ident = Identity(model_sha256="", dataset_sha256="d",
-                     prompt=PromptIdentity(style="completion", shots=5, strip_options=False),
-                     extraction=ExtractionIdentity(mode="first", strip_thinking=True),
-                     generation=GenerationIdentity(decoding="greedy", max_tokens=2048,
-                                                   stop="Question:", early_stop=True),
-                     engine=ServerEngineIdentity(url="http://h:1", model="m", parallel=4),
-                     seed=0)  # fmt: skip
+    ident = Identity(
+        model_sha256="",
+        dataset_sha256="d",
+        prompt=PromptIdentity(style="completion", shots=5, strip_options=False),
+        extraction=ExtractionIdentity(mode="first", strip_thinking=True),
+        generation=GenerationIdentity(
+            decoding="greedy", max_tokens=2048, stop="Question:", early_stop=True
+        ),
+        engine=ServerEngineIdentity(url="http://h:1", model="m", parallel=4),
+        seed=0,
+    )
     assert Identity.from_json(json.loads(json.dumps(ident.to_json()))) == ident
-    assert ident.to_json()["engine"] == {"kind": "server", "url": "http://h:1", "model": "m",
-                                         "parallel": 4}  # fmt: skip
+    assert ident.to_json()["engine"] == {
+        "kind": "server",
+        "url": "http://h:1",
+        "model": "m",
+        "parallel": 4,
+    }
 
 
 def test_ctrl_c_stops_after_the_answer_in_hand_and_the_rerun_completes(tmp_path: Path) -> None:
@@ -256,14 +271,16 @@ def test_ctrl_c_stops_after_the_answer_in_hand_and_the_rerun_completes(tmp_path:
     with serve_fake(FakeServer(answer=lambda p: slow, chunk_delay=0.01)) as fake:
         watcher = threading.Thread(target=interrupt_once_answered, daemon=True)
         watcher.start()
-        result = CliRunner().invoke(main, ["run", "--server", fake.url, *six, "--out",
-                                           str(out), "--parallel", "2"])  # fmt: skip
+        result = CliRunner().invoke(
+            main, ["run", "--server", fake.url, *six, "--out", str(out), "--parallel", "2"]
+        )
         watcher.join(5)
         saved = len(results(out))
         assert result.exit_code == 130, result.output
         assert f"Interrupted: {saved} of 6 questions are saved" in result.output and 0 < saved < 6
-        again = CliRunner().invoke(main, ["run", "--server", fake.url, *six, "--out", str(out),
-                                          "--parallel", "2"])  # fmt: skip
+        again = CliRunner().invoke(
+            main, ["run", "--server", fake.url, *six, "--out", str(out), "--parallel", "2"]
+        )
     assert again.exit_code == 0, again.output
     ids = [r["question_id"] for r in results(out)]
     assert len(ids) == 6 and len(set(ids)) == 6
@@ -271,8 +288,9 @@ def test_ctrl_c_stops_after_the_answer_in_hand_and_the_rerun_completes(tmp_path:
 
 def test_bench_times_the_same_questions_through_a_server_at_each_concurrency() -> None:
     with serve_fake() as fake:
-        result = CliRunner().invoke(main, ["bench", "--server", fake.url, "--concurrency",
-                                           "1,auto", "--per-category", "1"])  # fmt: skip
+        result = CliRunner().invoke(
+            main, ["bench", "--server", fake.url, "--concurrency", "1,auto", "--per-category", "1"]
+        )
     assert result.exit_code == 0, result.output
     root = fake.url[: -len("/v1")]
     assert f"{root} --parallel 1 " in result.output and f"{root} --parallel auto " in result.output

@@ -36,7 +36,11 @@ def test_credentials_in_the_url_are_used_but_never_recorded_or_printed(
     assert PASSWORD not in out.read_text() and PASSWORD not in result.output
     assert "***@127.0.0.1" in out.read_text()  # the command, as recorded
     assert redact_command(["run", "--server", "https://u:p@h/v1", "x.gguf"]) == (
-        "run", "--server", "https://***@h/v1", "x.gguf")  # fmt: skip
+        "run",
+        "--server",
+        "https://***@h/v1",
+        "x.gguf",
+    )
     query = CliRunner().invoke(
         main, ["run", "--server", f"http://h:1/v1?api_key={PASSWORD}", *SAMPLE]
     )
@@ -140,6 +144,7 @@ def test_an_answer_beyond_the_budget_is_cut_and_said(tmp_path: Path) -> None:
 
 def test_a_think_budget_with_a_server_names_the_servers_own_flag() -> None:
     """Issue 26, case 28."""
-    result = CliRunner().invoke(main, ["run", "--server", "http://127.0.0.1:9/v1", *SAMPLE,
-                                       "--think-budget", "100"])  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["run", "--server", "http://127.0.0.1:9/v1", *SAMPLE, "--think-budget", "100"]
+    )
     assert result.exit_code == 2 and "llama-server --reasoning-budget N" in result.output

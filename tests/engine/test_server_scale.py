@@ -31,8 +31,9 @@ SAMPLE = ("--per-category", "3", "--categories", "law,history,math", "--no-progr
 
 
 def run(fake: FakeVllm, out: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["run", "--server", url(fake), *SAMPLE, "--out", str(out),
-                                     "--retries", "1", *args])  # fmt: skip
+    return CliRunner().invoke(
+        main, ["run", "--server", url(fake), *SAMPLE, "--out", str(out), "--retries", "1", *args]
+    )
 
 
 def records(path: Path) -> list[dict[str, Any]]:
@@ -50,10 +51,13 @@ def test_parallel_auto_keeps_a_vllm_busy(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "--parallel auto: 256 requests in flight (the server does not say" in result.output
     header = records(out)[0]
-    assert header["identity"]["engine"] == {"kind": "server", "url": url(fake)[:-3],
-                                            "model": "fake/vllm-model", "parallel": 256,
-                                            "served": {"max_model_len": 8192,
-                                                       "root": "fake/vllm-model"}}  # fmt: skip
+    assert header["identity"]["engine"] == {
+        "kind": "server",
+        "url": url(fake)[:-3],
+        "model": "fake/vllm-model",
+        "parallel": 256,
+        "served": {"max_model_len": 8192, "root": "fake/vllm-model"},
+    }
     # the questions of all three categories were in flight together
     assert fake.peak_streams == 9
     assert [r["pred"] for r in answers(out)] == ["A"] * 9
@@ -115,8 +119,11 @@ def test_questions_are_shared_among_servers_and_a_dead_one_leaves_them_to_the_ot
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "r.jsonl"
-    fakes = [FakeVllm(token_seconds=0.003), FakeVllm(token_seconds=0.003, kill_after=3),
-             FakeVllm(token_seconds=0.003)]  # fmt: skip
+    fakes = [
+        FakeVllm(token_seconds=0.003),
+        FakeVllm(token_seconds=0.003, kill_after=3),
+        FakeVllm(token_seconds=0.003),
+    ]
     with serve(fakes[0]), serve(fakes[1]), serve(fakes[2]):
         servers = [arg for fake in fakes for arg in ("--server", url(fake))]
         result = CliRunner().invoke(main, ["run", *servers, "--per-category", "4",
@@ -143,8 +150,9 @@ def test_when_every_server_dies_the_run_stops_with_the_resume_hint(tmp_path: Pat
     ]
     with serve(fakes[0]), serve(fakes[1]):
         servers = [arg for fake in fakes for arg in ("--server", url(fake))]
-        result = CliRunner().invoke(main, ["run", *servers, *SAMPLE, "--out", str(out),
-                                           "--parallel", "1", "--retries", "0"])  # fmt: skip
+        result = CliRunner().invoke(
+            main, ["run", *servers, *SAMPLE, "--out", str(out), "--parallel", "1", "--retries", "0"]
+        )
     assert result.exit_code == 1, result.output
     saved = len([r for r in records(out) if r["type"] == "result"])
     assert f"{saved} of 9 questions are saved in {out}. Resume with:" in result.output
@@ -177,8 +185,9 @@ def test_a_server_that_queues_gets_fewer_requests_in_flight(tmp_path: Path) -> N
     out = tmp_path / "r.jsonl"
     sample = ("--per-category", "12", "--categories", "law,history,math", "--no-progress")
     with serve(FakeVllm(token_seconds=0.005, run_at_once=4)) as fake:
-        result = CliRunner().invoke(main, ["run", "--server", url(fake), *sample, "--out", str(out),
-                                           "--parallel", "36"])  # fmt: skip
+        result = CliRunner().invoke(
+            main, ["run", "--server", url(fake), *sample, "--out", str(out), "--parallel", "36"]
+        )
     assert result.exit_code == 0, result.output
     (used,) = records(out)[-1]["used"]["servers"]
     assert used["parallel"]["slowed"] >= 1 and used["parallel"]["lowest"] < 36
@@ -195,8 +204,9 @@ def test_a_short_storm_of_refusals_costs_about_its_own_length(tmp_path: Path) ->
     out = tmp_path / "r.jsonl"
     with serve(FakeVllm(refuse_for=2.0)) as fake:
         began = time.monotonic()
-        result = CliRunner().invoke(main, ["run", "--server", url(fake), *STORM, "--no-progress",
-                                           "--out", str(out)])  # fmt: skip
+        result = CliRunner().invoke(
+            main, ["run", "--server", url(fake), *STORM, "--no-progress", "--out", str(out)]
+        )
         took = time.monotonic() - began
     assert result.exit_code == 0, result.output
     assert len(answers(out)) == 70 and fake.refused >= 64
@@ -211,8 +221,9 @@ def test_a_stop_during_a_storm_acts_at_once(tmp_path: Path) -> None:
     with serve(FakeVllm(refuse_for=60.0)) as fake:
         interrupt_when(lambda: fake.refused >= 100)
         began = time.monotonic()
-        result = CliRunner().invoke(main, ["run", "--server", url(fake), *STORM, "--no-progress",
-                                           "--out", str(out)])  # fmt: skip
+        result = CliRunner().invoke(
+            main, ["run", "--server", url(fake), *STORM, "--no-progress", "--out", str(out)]
+        )
         took = time.monotonic() - began
     assert result.exit_code == 130, result.output
     assert took < 3, f"the stop took {took:.1f} s"
@@ -226,11 +237,17 @@ def test_a_window_wider_than_the_descriptor_limit_fits_it_or_raises_it(
     "Too many open files" blamed on the server unless the window fits the limit; where
     only the soft limit is low, it is raised and every request goes at once."""
     out = tmp_path / "r.jsonl"
-    command = (f'ulimit {limit} && exec "$0" -m mmlupro_local run --server "$1" --per-category 25 '
-               f'--parallel 1024 --retries 0 --no-progress --out "$2"')  # fmt: skip
+    command = (
+        f'ulimit {limit} && exec "$0" -m mmlupro_local run --server "$1" --per-category 25 '
+        f'--parallel 1024 --retries 0 --no-progress --out "$2"'
+    )
     with serve(FakeVllm(token_seconds=0.02)) as fake:
-        ran = subprocess.run(["sh", "-c", command, sys.executable, url(fake), str(out)],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        ran = subprocess.run(
+            ["sh", "-c", command, sys.executable, url(fake), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert len(answers(out)) == 350
     said = ran.stdout + ran.stderr
@@ -277,8 +294,10 @@ def test_a_pooled_file_resumes_on_the_servers_still_there(tmp_path: Path) -> Non
         other = pooled(fakes[0], fakes[3], per="2")
     assert other.exit_code == 1
     roots = [url(f)[:-3] for f in fakes]
-    assert (f"servers: the file's were {', '.join(roots[:3])}; now {roots[0]}, {roots[3]} "
-            f"({roots[3]} not among them)") in " ".join(other.output.split())  # fmt: skip
+    assert (
+        f"servers: the file's were {', '.join(roots[:3])}; now {roots[0]}, {roots[3]} "
+        f"({roots[3]} not among them)"
+    ) in " ".join(other.output.split())
 
 
 @pytest.mark.parametrize("pooled", [False, True])

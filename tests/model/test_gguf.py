@@ -47,8 +47,12 @@ def test_a_pipe_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
     """Issue 32, case 5: `model info` on a FIFO blocked until a writer appeared."""
     fifo = tmp_path / "model.gguf"
     os.mkfifo(fifo)
-    done = subprocess.run([sys.executable, "-m", "mmlupro_local", "model", "info", str(fifo)],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "mmlupro_local", "model", "info", str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1 and "is not a regular file (a pipe" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -80,11 +84,17 @@ def test_type_tables_match_the_gguf_package() -> None:
     constants = pytest.importorskip("gguf.constants")
     from mmlupro_local.model.gguf import BLOCK_SIZES, FILE_TYPES
 
-    sizes = {t.value: tuple(constants.GGML_QUANT_SIZES[t]) for t in constants.GGMLQuantizationType
-             if t in constants.GGML_QUANT_SIZES}  # fmt: skip
+    sizes = {
+        t.value: tuple(constants.GGML_QUANT_SIZES[t])
+        for t in constants.GGMLQuantizationType
+        if t in constants.GGML_QUANT_SIZES
+    }
     assert sizes == BLOCK_SIZES
-    names = {f.value: f.name.removeprefix("MOSTLY_").removeprefix("ALL_")
-             for f in constants.LlamaFileType if f.name != "GUESSED"}  # fmt: skip
+    names = {
+        f.value: f.name.removeprefix("MOSTLY_").removeprefix("ALL_")
+        for f in constants.LlamaFileType
+        if f.name != "GUESSED"
+    }
     assert names == FILE_TYPES
 
 
@@ -95,8 +105,12 @@ def test_a_vocabulary_listing_a_token_twice_is_refused_before_llama_cpp_aborts(
     header = gguf_bytes({"general.architecture": "llama"})
     # an array of three strings, the last repeating the first
     tokens = b"".join(struct.pack("<Q", len(t)) + t for t in (b"a", b"b", b"a"))
-    entry = (struct.pack("<Q", len(b"tokenizer.ggml.tokens")) + b"tokenizer.ggml.tokens"
-             + struct.pack("<IIQ", 9, 8, 3) + tokens)  # fmt: skip
+    entry = (
+        struct.pack("<Q", len(b"tokenizer.ggml.tokens"))
+        + b"tokenizer.ggml.tokens"
+        + struct.pack("<IIQ", 9, 8, 3)
+        + tokens
+    )
     count = struct.pack("<Q", 2)
     data = header[:16] + count + header[24:] + entry
     path = tmp_path / "dup.gguf"

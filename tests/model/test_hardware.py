@@ -100,8 +100,11 @@ def test_llama_cpps_own_flash_attention_choice_is_what_the_context_asks_for(
         with pytest.raises(EngineError):  # the patched init makes no context
             handles.LlamaContext(NoModel, EngineSettings(threads=1, flash_attn=choice), 1, CPU_RULE)  # type: ignore[arg-type]
     L = handles.L
-    assert asked == [L.LLAMA_FLASH_ATTN_TYPE_AUTO, L.LLAMA_FLASH_ATTN_TYPE_ENABLED,
-                     L.LLAMA_FLASH_ATTN_TYPE_DISABLED]  # fmt: skip
+    assert asked == [
+        L.LLAMA_FLASH_ATTN_TYPE_AUTO,
+        L.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+        L.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+    ]
 
 
 class FakeGgml:

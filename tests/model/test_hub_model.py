@@ -110,11 +110,15 @@ def test_split_model_downloads_every_part(repo: HubRepo, tmp_path: Path) -> None
         (f"hf://{REPO}/tiny-Q8_0.gguf", {"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set"),
         (f"hf://{REPO}/*Q8_0.gguf", {"HF_HUB_OFFLINE": "1"}, "not in the local Hugging Face cache"),
         (f"hf://{REPO}/tiny-Q8_0.gguf", {"HF_ENDPOINT": "http://127.0.0.1:9"}, "cannot be reached"),
-        ("hf://someone/Missing-GGUF/m.gguf", {}, "repository not found on the hub (or it is private: set HF_TOKEN)"),
+        (
+            "hf://someone/Missing-GGUF/m.gguf",
+            {},
+            "repository not found on the hub (or it is private: set HF_TOKEN)",
+        ),
         (f"hf://{REPO}/nothing.gguf", {}, "no such file in the repository"),
         (f"hf://{REPO}", {}, "is not a hub reference; write hf://OWNER/REPO/FILE.gguf"),
     ],
-)  # fmt: skip
+)
 def test_hub_failures_are_one_clear_line(
     repo: HubRepo, tmp_path: Path, ref: str, extra: dict[str, str], message: str
 ) -> None:
@@ -153,9 +157,13 @@ def test_run_by_hub_reference_records_its_source(smollm2: Path, tmp_path: Path) 
 
 def huge_model(path: Path) -> Path:
     """A valid GGUF header declaring a 70B-class llama: 80 layers, 8,192 wide, no GQA."""
-    meta = {"general.architecture": "llama", "llama.block_count": 80,
-            "llama.embedding_length": 8192, "llama.attention.head_count": 64,
-            "llama.context_length": 131072}  # fmt: skip
+    meta = {
+        "general.architecture": "llama",
+        "llama.block_count": 80,
+        "llama.embedding_length": 8192,
+        "llama.attention.head_count": 64,
+        "llama.context_length": 131072,
+    }
     path.write_bytes(gguf_bytes(meta))
     return path
 
@@ -201,8 +209,12 @@ def test_hub_references_with_one_slash_and_no_network(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     began = time.monotonic()
-    done = run_cli("model", "fetch", "hf://owner/repo/x.gguf",
-                   env={"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")})  # fmt: skip
+    done = run_cli(
+        "model",
+        "fetch",
+        "hf://owner/repo/x.gguf",
+        env={"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")},
+    )
     assert time.monotonic() - began < 10
     assert done.returncode == 1 and "Retry" not in done.stderr
     assert f"the hub cannot be reached (127.0.0.1:{port}: Connection refused" in done.stderr

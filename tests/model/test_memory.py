@@ -34,8 +34,13 @@ def test_kv_cache_follows_the_models_shape(smollm2: Path) -> None:
 
 def test_grouped_query_attention_shrinks_the_cache(tmp_path: Path) -> None:
     path = tmp_path / "m.gguf"
-    meta = {"general.architecture": "llama", "llama.block_count": 2, "llama.embedding_length": 64,
-            "llama.attention.head_count": 4, "llama.attention.head_count_kv": 2}  # fmt: skip
+    meta = {
+        "general.architecture": "llama",
+        "llama.block_count": 2,
+        "llama.embedding_length": 64,
+        "llama.attention.head_count": 4,
+        "llama.attention.head_count_kv": 2,
+    }
     path.write_bytes(gguf_bytes(meta))
     assert estimate(read_gguf(path), 10).kv_cache == 2 * 2 * (16 + 16) * 2 * 10
 

@@ -39,9 +39,13 @@ def test_a_file_of_an_earlier_release_is_reported_but_not_resumed(
     engine = FakeEngine()
     with pytest.raises(StoreError) as refused:
         run(
-            reference_request(model, out=out, sample=SampleSpec(per_category=2, categories=("law", "history"))),
-            echo=print, engine_factory=engine, progress=False,
-        )  # fmt: skip
+            reference_request(
+                model, out=out, sample=SampleSpec(per_category=2, categories=("law", "history"))
+            ),
+            echo=print,
+            engine_factory=engine,
+            progress=False,
+        )
     assert "made by an earlier release" in str(refused.value)
     assert "Start a new --out" in str(refused.value) and not engine.calls
     assert out.read_bytes() == before
@@ -57,15 +61,23 @@ def test_a_file_of_an_earlier_shape_rule_is_not_resumed(model: Path, tmp_path: P
     time, so some tokens came out otherwise) is refused with what to do, untouched."""
     out = tmp_path / "r.jsonl"
     first = SampleSpec(per_category=1, categories=("law", "history"))
-    run(reference_request(model, out=out, sample=first), echo=print, engine_factory=FakeEngine(),
-        progress=False)  # fmt: skip
+    run(
+        reference_request(model, out=out, sample=first),
+        echo=print,
+        engine_factory=FakeEngine(),
+        progress=False,
+    )
     out.write_text(out.read_text().replace('"cpu-streams-2"', '"cpu-streams-1"'))
     before = out.read_bytes()
     engine = FakeEngine()
     more = SampleSpec(per_category=2, categories=("law", "history"))
     with pytest.raises(StoreError) as refused:
-        run(reference_request(model, out=out, sample=more), echo=print, engine_factory=engine,
-            progress=False)  # fmt: skip
+        run(
+            reference_request(model, out=out, sample=more),
+            echo=print,
+            engine_factory=engine,
+            progress=False,
+        )
     message = str(refused.value)
     assert (
         "decode shapes (cpu-streams-1)" in message and "this release's (cpu-streams-2)" in message
@@ -79,12 +91,17 @@ def test_a_file_of_the_release_before_the_run_stage_reports_with_its_siblings(
     """Issue 23: a file main wrote before the refactor (the fast defaults: --parallel 2
     --lookup 16 --threads 2) and its logprob and server siblings report and compare."""
     out = test_data / "schema1-release-2006866.jsonl"
-    siblings = [str(test_data / f"schema1-release-2006866-{kind}.jsonl") for kind in ("logprob", "server")]  # fmt: skip
+    siblings = [
+        str(test_data / f"schema1-release-2006866-{kind}.jsonl") for kind in ("logprob", "server")
+    ]
     report = CliRunner().invoke(main, ["report", str(out), *siblings, "--format", "json"])
     assert report.exit_code == 0, report.output
     runs = json.loads(report.stdout)["runs"]
     assert [r["settings"]["mode"] for r in runs] == [
-        "--parallel 2 --lookup 16 --threads 2", "--parallel 1 --threads 2", "--parallel 2"]  # fmt: skip
+        "--parallel 2 --lookup 16 --threads 2",
+        "--parallel 1 --threads 2",
+        "--parallel 2",
+    ]
     compared = CliRunner().invoke(main, ["compare", str(out), siblings[1], "--json"])
     assert compared.exit_code == 0 and json.loads(compared.stdout)["overall"]["n"] == 3
 

@@ -315,8 +315,12 @@ def test_the_estimates_population_is_every_category_the_runs_sampled(
     reported as "from 3 of 717" (biology alone), the other answers ignored."""
     out = tmp_path / "r.jsonl"
     for sample in (SampleSpec(per_category=1), SampleSpec(per_category=3, categories=("biology",))):
-        run(reference_request(model, out=out, sample=sample), echo=lambda _: None,
-            engine_factory=FakeEngine(), progress=False)  # fmt: skip
+        run(
+            reference_request(model, out=out, sample=sample),
+            echo=lambda _: None,
+            engine_factory=FakeEngine(),
+            progress=False,
+        )
     report = load_report(out)
     assert report.score is not None and report.sizes is not None
     assert len(report.sizes) == 14 and sum(report.sizes.values()) == 12_032
@@ -325,8 +329,12 @@ def test_the_estimates_population_is_every_category_the_runs_sampled(
         report
     )
     one = tmp_path / "one.jsonl"
-    run(reference_request(model, out=one, sample=SampleSpec(per_category=2, categories=("law",))),
-        echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    run(
+        reference_request(model, out=one, sample=SampleSpec(per_category=2, categories=("law",))),
+        echo=lambda _: None,
+        engine_factory=FakeEngine(),
+        progress=False,
+    )
     said = headline(load_report(one))
     assert said.startswith("estimated MMLU-Pro score on law ") and "from 2 of 1,101" in said
 
@@ -373,14 +381,22 @@ def test_the_headline_says_what_its_number_is_of(model: Path, tmp_path: Path) ->
     """Issue 32, case 11: a run cut short, a custom dataset and a budget below the
     official 2,048 were all headlined "MMLU-Pro score"."""
     cut = tmp_path / "cut.jsonl"
-    run(reference_request(model, out=cut, sample=SampleSpec(per_category=1)),
-        echo=lambda _: None, engine_factory=FakeEngine(sigint_at=3), progress=False)  # fmt: skip
+    run(
+        reference_request(model, out=cut, sample=SampleSpec(per_category=1)),
+        echo=lambda _: None,
+        engine_factory=FakeEngine(sigint_at=3),
+        progress=False,
+    )
     said = headline(load_report(cut))
     assert said.startswith("estimated MMLU-Pro score on biology, business ")
     assert "; 12 sampled categories have no answers yet; cut short: 2 of 14 sampled" in said
     small = tmp_path / "small.jsonl"
-    run(reference_request(model, out=small, sample=SampleSpec(per_category=1), max_tokens=512),
-        echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    run(
+        reference_request(model, out=small, sample=SampleSpec(per_category=1), max_tokens=512),
+        echo=lambda _: None,
+        engine_factory=FakeEngine(),
+        progress=False,
+    )
     said = headline(load_report(small))
     assert said.startswith("estimated MMLU-Pro score 24.2% ") and "from 14 of 12,032" in said
     assert said.endswith(
@@ -391,7 +407,11 @@ def test_the_headline_says_what_its_number_is_of(model: Path, tmp_path: Path) ->
         CliRunner().invoke(main, ["dataset", "import", str(mini), "--name", "mini"]).exit_code == 0
     )
     custom = tmp_path / "custom.jsonl"
-    run(reference_request(model, out=custom, sample=SampleSpec(per_category=1), dataset="mini"),
-        echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    run(
+        reference_request(model, out=custom, sample=SampleSpec(per_category=1), dataset="mini"),
+        echo=lambda _: None,
+        engine_factory=FakeEngine(),
+        progress=False,
+    )
     said = headline(load_report(custom))
     assert said.startswith("estimated 'mini' score ") and "from 14 of 28 questions" in said

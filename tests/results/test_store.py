@@ -38,13 +38,21 @@ def test_a_foreign_one_line_file_is_refused_not_emptied(
 def test_a_torn_line_after_a_run_record_is_still_cut(model: Path, tmp_path: Path) -> None:
     """Issue 13, case 1."""
     out = tmp_path / "r.jsonl"
-    run(reference_request(model, out=out, sample=SampleSpec(per_category=1, categories=("law",))),
-        echo=print, engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    run(
+        reference_request(model, out=out, sample=SampleSpec(per_category=1, categories=("law",))),
+        echo=print,
+        engine_factory=FakeEngine(),
+        progress=False,
+    )
     whole = out.read_bytes()
     out.write_bytes(whole + b'{"type": "res')
     said: list[str] = []
-    run(reference_request(model, out=out, sample=SampleSpec(per_category=1, categories=("law",))),
-        echo=said.append, engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    run(
+        reference_request(model, out=out, sample=SampleSpec(per_category=1, categories=("law",))),
+        echo=said.append,
+        engine_factory=FakeEngine(),
+        progress=False,
+    )
     assert out.read_bytes() == whole
 
 
@@ -54,8 +62,11 @@ def test_malformed_records_are_skipped_with_their_line(
     """Issue 13, cases 9 and 11."""
     out = finished_run(model, tmp_path / "r.jsonl", engine)
     header, first, second = lines(out)
-    bad = [{**first, "correct": "yes"}, {**second, "question_id": str(second["question_id"])},
-           {k: v for k, v in second.items() if k != "category"}]  # fmt: skip
+    bad = [
+        {**first, "correct": "yes"},
+        {**second, "question_id": str(second["question_id"])},
+        {k: v for k, v in second.items() if k != "category"},
+    ]
     out.write_text("".join(json.dumps(r) + "\n" for r in [header, *bad]))
     log = read_results(out)
     assert log.results == {}
@@ -65,8 +76,11 @@ def test_malformed_records_are_skipped_with_their_line(
         f"{out} line 4 is a malformed result",
     ]
     assert "('correct' is \"yes\")" in log.warnings[0] and "no 'category'" in log.warnings[2]
-    for args in (["report", str(out)], ["compare", str(out), str(out)],
-                 ["report", str(out), "--html", str(tmp_path / "r.html")]):  # fmt: skip
+    for args in (
+        ["report", str(out)],
+        ["compare", str(out), str(out)],
+        ["report", str(out), "--html", str(tmp_path / "r.html")],
+    ):
         result = invoke(*args)
         assert result.exit_code == 0, result.output
         assert "line 4 is a malformed result (no 'category'); skipped" in result.output
@@ -112,8 +126,11 @@ def test_a_record_with_a_null_or_nan_is_skipped_with_its_line(
     record[field] = bad
     rows[1] = json.dumps(record)  # json writes NaN as NaN, as the sweep's file had it
     out.write_text("\n".join(rows) + "\n")
-    for args in (["report", str(out), "--format", "json"], ["compare", str(out), str(out)],
-                 ["report", str(out), "--html", str(tmp_path / "r.html")]):  # fmt: skip
+    for args in (
+        ["report", str(out), "--format", "json"],
+        ["compare", str(out), str(out)],
+        ["report", str(out), "--html", str(tmp_path / "r.html")],
+    ):
         result = invoke(*args)
         assert result.exit_code == 0, (args, result.output)
         assert f"line 2 is a malformed result ('{field}' is" in result.output
@@ -125,8 +142,11 @@ def test_only_a_higher_schema_asks_for_an_upgrade(model: Path, tmp_path: Path) -
     """Issue 26, case 21."""
     out = finished_run(model, tmp_path / "r.jsonl", FakeEngine())
     rows = out.read_text().splitlines()
-    for version, said in ((0, "was not written by mmlupro-local"), (None, "was not written"),
-                          (2, "a newer release wrote it: upgrade")):  # fmt: skip
+    for version, said in (
+        (0, "was not written by mmlupro-local"),
+        (None, "was not written"),
+        (2, "a newer release wrote it: upgrade"),
+    ):
         header = json.loads(rows[0])
         if version is None:
             del header["schema"]

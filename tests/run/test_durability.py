@@ -39,8 +39,9 @@ class Between(FakeEngine):
 
     def generate_many(self, jobs: Sequence[Job], *, max_tokens: int, new_watcher: Callable[[int], object],
                       should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[int, Generation]]:  # fmt: skip
-        answers = super().generate_many(jobs, max_tokens=max_tokens, new_watcher=new_watcher,
-                                        should_stop=should_stop)  # type: ignore[arg-type]  # fmt: skip
+        answers = super().generate_many(
+            jobs, max_tokens=max_tokens, new_watcher=new_watcher, should_stop=should_stop
+        )  # type: ignore[arg-type]
         for count, answer in enumerate(answers):
             if count == self.at:
                 self.between()
@@ -58,8 +59,12 @@ def test_answers_finished_together_reach_the_disk_while_the_next_step_runs(
         time.sleep(BOUND + 0.2)
         seen.append(results_in(out))
 
-    run(reference_request(model, out, sample=sample), echo=lambda _: None,
-        engine_factory=Between(3, stall), progress=False)  # fmt: skip
+    run(
+        reference_request(model, out, sample=sample),
+        echo=lambda _: None,
+        engine_factory=Between(3, stall),
+        progress=False,
+    )
     assert GROUP_SECONDS < BOUND
     assert seen == [3] and results_in(out) == 4
 
@@ -95,6 +100,10 @@ def test_answers_received_before_an_abrupt_interrupt_are_kept(model: Path, tmp_p
     out = tmp_path / "r.jsonl"
     sample = SampleSpec(per_category=2, categories=("law", "history"))
     with pytest.raises(KeyboardInterrupt):
-        run(reference_request(model, out, sample=sample), echo=lambda _: None,
-            engine_factory=Between(2, interrupt), progress=False)  # fmt: skip
+        run(
+            reference_request(model, out, sample=sample),
+            echo=lambda _: None,
+            engine_factory=Between(2, interrupt),
+            progress=False,
+        )
     assert results_in(out) == 2

@@ -96,9 +96,11 @@ def test_a_file_keeps_its_mode_when_the_rules_inputs_change(
     engine = FakeEngine()
     result = invoke(engine, *command)
     assert result.exit_code == 0, result.output
-    assert (f"engine mode: --parallel 8 --lookup 16 --threads 2, as recorded in {out}, which "
-            "this run resumes (the rule would choose --parallel 2 --lookup 0 here now: auto: "
-            "CPU, 1 core") in result.output  # fmt: skip
+    assert (
+        f"engine mode: --parallel 8 --lookup 16 --threads 2, as recorded in {out}, which "
+        "this run resumes (the rule would choose --parallel 2 --lookup 0 here now: auto: "
+        "CPU, 1 core"
+    ) in result.output
     runs = [r for r in lines(out) if r["type"] == "run"]
     assert [r["identity"] for r in runs] == [first, first] and engine.parallel == 8
     assert (engine.settings.lookup, engine.settings.threads) == (16, 2)

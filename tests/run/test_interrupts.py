@@ -30,8 +30,10 @@ def test_sigterm_is_treated_like_ctrl_c(
     assert [r["type"] for r in lines(out)] == ["run", "result"]
 
 
-@pytest.mark.parametrize(("signum", "code", "said"), [(signal.SIGINT, 130, "Interrupted"),
-                                                       (signal.SIGTERM, 143, "Stopped by SIGTERM")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("signum", "code", "said"),
+    [(signal.SIGINT, 130, "Interrupted"), (signal.SIGTERM, 143, "Stopped by SIGTERM")],
+)
 def test_a_signal_while_loading_says_how_to_resume(
     model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int, code: int, said: str
 ) -> None:

@@ -71,17 +71,33 @@ def test_a_logprob_run_never_resumes_a_cot_file_nor_the_reverse(
     model: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "r.jsonl"
-    run(reference_request(model, out=out, sample=SAMPLE), echo=lambda _: None,
-        engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    run(
+        reference_request(model, out=out, sample=SAMPLE),
+        echo=lambda _: None,
+        engine_factory=FakeEngine(),
+        progress=False,
+    )
     with pytest.raises(StoreError, match='method: "cot" in the file, "logprob" now'):
-        run(reference_request(model, out=out, sample=SAMPLE, method="logprob"),
-            echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
+        run(
+            reference_request(model, out=out, sample=SAMPLE, method="logprob"),
+            echo=lambda _: None,
+            engine_factory=FakeEngine(),
+            progress=False,
+        )
     other = tmp_path / "lp.jsonl"
-    run(reference_request(model, out=other, sample=SAMPLE, method="logprob"), echo=lambda _: None,
-        engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    run(
+        reference_request(model, out=other, sample=SAMPLE, method="logprob"),
+        echo=lambda _: None,
+        engine_factory=FakeEngine(),
+        progress=False,
+    )
     with pytest.raises(StoreError, match='method: "logprob" in the file, "cot" now'):
-        run(reference_request(model, out=other, sample=SAMPLE), echo=lambda _: None,
-            engine_factory=FakeEngine(), progress=False)  # fmt: skip
+        run(
+            reference_request(model, out=other, sample=SAMPLE),
+            echo=lambda _: None,
+            engine_factory=FakeEngine(),
+            progress=False,
+        )
 
 
 def test_a_logprob_file_of_the_releases_that_glued_the_letter_is_not_resumed(
@@ -90,23 +106,35 @@ def test_a_logprob_file_of_the_releases_that_glued_the_letter_is_not_resumed(
     """Before the harness's delimiter was followed, shots read "Answer:A" and "A" was
     scored: such a file (no target_delimiter) is refused, untouched."""
     out = tmp_path / "lp.jsonl"
-    run(reference_request(model, out=out, sample=SAMPLE, method="logprob"), echo=lambda _: None,
-        engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    run(
+        reference_request(model, out=out, sample=SAMPLE, method="logprob"),
+        echo=lambda _: None,
+        engine_factory=FakeEngine(),
+        progress=False,
+    )
     out.write_text(out.read_text().replace(', "target_delimiter": " "', ""))
     before = out.read_bytes()
     with pytest.raises(
         StoreError, match=re.escape('prompt.target_delimiter: "none" in the file, " " now')
     ):
-        run(reference_request(model, out=out, sample=SAMPLE, method="logprob"),
-            echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
+        run(
+            reference_request(model, out=out, sample=SAMPLE, method="logprob"),
+            echo=lambda _: None,
+            engine_factory=FakeEngine(),
+            progress=False,
+        )
     assert out.read_bytes() == before
 
 
 def test_report_and_compare_name_the_method(model: Path, tmp_path: Path) -> None:
     cot, lp = tmp_path / "cot.jsonl", tmp_path / "lp.jsonl"
     for out, method in ((cot, "cot"), (lp, "logprob")):
-        run(reference_request(model, out=out, sample=SAMPLE, method=method),  # type: ignore[arg-type]
-            echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
+        run(
+            reference_request(model, out=out, sample=SAMPLE, method=method),  # type: ignore[arg-type]
+            echo=lambda _: None,
+            engine_factory=FakeEngine(),
+            progress=False,
+        )
     a, b = load_report(cot), load_report(lp)
     table = render([a, b], "table")
     assert any(line.split()[:3] == ["method", "cot", "logprob"] for line in table.splitlines())
@@ -119,8 +147,13 @@ def test_report_and_compare_name_the_method(model: Path, tmp_path: Path) -> None
 
 def test_logprob_refuses_generation_flags_and_servers(model: Path, tmp_path: Path) -> None:
     base = ["run", str(model), "--per-category", "1", "--method", "logprob", "--no-progress"]
-    for extra in (["--max-tokens", "64"], ["--parallel", "4"], ["--lookup", "8"],
-                  ["--think-budget", "10"], ["--extract", "last"]):  # fmt: skip
+    for extra in (
+        ["--max-tokens", "64"],
+        ["--parallel", "4"],
+        ["--lookup", "8"],
+        ["--think-budget", "10"],
+        ["--extract", "last"],
+    ):
         result = cli(FakeEngine(), *base, *extra)
         assert result.exit_code == 2, (extra, result.output)
         assert f"{extra[0]} is about generating answers" in result.output
@@ -190,8 +223,10 @@ def test_a_template_that_thinks_raises_the_default_budget(model: Path, tmp_path:
                  "--style", "chat", "--chat-template", str(template), "--out", str(out),
                  "--no-progress")  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert ("the chat template opens think blocks: each is closed after 4096 tokens "
-            "(--think-budget) and the budget raised from 2048 to 6144 tokens") in result.output  # fmt: skip
+    assert (
+        "the chat template opens think blocks: each is closed after 4096 tokens "
+        "(--think-budget) and the budget raised from 2048 to 6144 tokens"
+    ) in result.output
     header, record = lines(out)
     assert engine.calls[0].endswith("<|assistant|><think>\n")
     generation = header["identity"]["generation"]
@@ -208,8 +243,9 @@ def test_a_template_that_thinks_raises_the_default_budget(model: Path, tmp_path:
 
 def test_chat_template_errors(model: Path, tmp_path: Path) -> None:
     base = ["run", str(model), "--per-category", "1", "--no-progress"]
-    result = cli(FakeEngine(), *base, "--chat-template", str(tmp_path / "none.jinja"),
-                 "--style", "chat")  # fmt: skip
+    result = cli(
+        FakeEngine(), *base, "--chat-template", str(tmp_path / "none.jinja"), "--style", "chat"
+    )
     assert result.exit_code == 2 and "none.jinja is not a file" in result.output
     result = cli(FakeEngine(), *base, "--chat-template", str(tmp_path))
     assert result.exit_code == 2
@@ -228,8 +264,12 @@ def test_teacher_forcing_follows_each_method_s_own_answer(model: Path, tmp_path:
     data = load_dataset()
     for method in ("cot", "logprob"):
         out = tmp_path / f"{method}.jsonl"
-        run(reference_request(model, out=out, sample=SAMPLE, method=method),  # type: ignore[arg-type]
-            echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
+        run(
+            reference_request(model, out=out, sample=SAMPLE, method=method),  # type: ignore[arg-type]
+            echo=lambda _: None,
+            engine_factory=FakeEngine(),
+            progress=False,
+        )
         record = load_report(out).records[0]
         question = next(q for q in data.test if q.question_id == record.question_id)
         prompt, answer = method_named(method).forced(  # type: ignore[arg-type]

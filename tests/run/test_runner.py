@@ -316,8 +316,12 @@ def test_ctx_rounding_and_fit_warnings(model: Path, tmp_path: Path) -> None:
 
 def test_a_question_reaching_past_the_training_context_warns(model: Path, tmp_path: Path) -> None:
     engine = FakeEngine()
-    outcome = run(config(model, tmp_path / "r.jsonl", max_tokens=4000), echo=lambda _: None,
-                  engine_factory=engine, progress=False)  # fmt: skip
+    outcome = run(
+        config(model, tmp_path / "r.jsonl", max_tokens=4000),
+        echo=lambda _: None,
+        engine_factory=engine,
+        progress=False,
+    )
     reach = max(engine.count_tokens(p) for p in engine.calls) + 4000
     warning = f"a question can reach position {reach} (its prompt and the --max-tokens 4000 budget), beyond the 4096 tokens"
     assert any(warning in w for w in outcome.warnings)
@@ -328,8 +332,12 @@ def test_parallel_questions_within_the_training_context_are_no_warning(
     model: Path, tmp_path: Path
 ) -> None:
     engine = FakeEngine()
-    outcome = run(config(model, tmp_path / "r.jsonl", parallel=8, max_tokens=512), echo=lambda _: None,
-                  engine_factory=engine, progress=False)  # fmt: skip
+    outcome = run(
+        config(model, tmp_path / "r.jsonl", parallel=8, max_tokens=512),
+        echo=lambda _: None,
+        engine_factory=engine,
+        progress=False,
+    )
     # each of the eight has a KV stream of what one question reaches, within the 4096 trained
     assert engine.parallel == 8 and engine.n_ctx < 4096
     assert not any("trained on" in w for w in outcome.warnings)
@@ -343,17 +351,33 @@ def test_under_the_exact_rule_a_file_resumes_in_any_mode(model: Path, tmp_path: 
     out = tmp_path / "r.jsonl"
     small = SampleSpec(per_category=1, categories=("law", "history"))
     both = SampleSpec(per_category=2, categories=("law", "history"))
-    run(config(model, out, sample=small, parallel=2, lookup=4), echo=lambda _: None,
-        engine_factory=FakeEngine(), progress=False)  # fmt: skip
-    outcome = run(config(model, out, sample=both, parallel=3), echo=lambda _: None,
-                  engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    run(
+        config(model, out, sample=small, parallel=2, lookup=4),
+        echo=lambda _: None,
+        engine_factory=FakeEngine(),
+        progress=False,
+    )
+    outcome = run(
+        config(model, out, sample=both, parallel=3),
+        echo=lambda _: None,
+        engine_factory=FakeEngine(),
+        progress=False,
+    )
     assert outcome.already_done == 2 and len(outcome.records) == 4
     first, again = [r["identity"]["engine"] for r in lines(out) if r["type"] == "run"]
     assert first["shapes"] == again["shapes"] == "cpu-streams-2" and "batch" not in first
     assert (first["parallel"], first["lookup"], again["parallel"]) == (2, 4, 3)
     loose = tmp_path / "loose.jsonl"
-    run(config(model, loose, sample=small, flash_attn=False), echo=lambda _: None,
-        engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    run(
+        config(model, loose, sample=small, flash_attn=False),
+        echo=lambda _: None,
+        engine_factory=FakeEngine(),
+        progress=False,
+    )
     with pytest.raises(StoreError, match=r"engine\.parallel: 1 in the file, 3 now"):
-        run(config(model, loose, sample=both, parallel=3, flash_attn=False),
-            echo=lambda _: None, engine_factory=FakeEngine(), progress=False)  # fmt: skip
+        run(
+            config(model, loose, sample=both, parallel=3, flash_attn=False),
+            echo=lambda _: None,
+            engine_factory=FakeEngine(),
+            progress=False,
+        )

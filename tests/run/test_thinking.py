@@ -101,9 +101,12 @@ def test_the_mode_is_in_the_identity_and_a_file_of_one_never_resumes_as_another(
         out = tmp_path / f"{thinking}.jsonl"
         engine = FakeEngine()
         request = reference_request(
-            model, out=out, sample=SAMPLE, chat_template=SWITCH,
+            model,
+            out=out,
+            sample=SAMPLE,
+            chat_template=SWITCH,
             prompt=PromptSettings(style="chat", thinking=thinking),  # type: ignore[arg-type]
-        )  # fmt: skip
+        )
         run(request, echo=lambda _: None, engine_factory=engine, progress=False)
         header = lines(out)[0]
         runs[thinking] = (header, engine.calls[0])
@@ -116,9 +119,12 @@ def test_the_mode_is_in_the_identity_and_a_file_of_one_never_resumes_as_another(
     assert on[0]["identity"]["generation"]["max_tokens"] == MAX_TOKENS + THINK_BUDGET
     assert off[1].endswith("</think>\n\n") and on[1].endswith("<think>\n")
     resumed = reference_request(
-        model, out=tmp_path / "off.jsonl", sample=SAMPLE, chat_template=SWITCH,
+        model,
+        out=tmp_path / "off.jsonl",
+        sample=SAMPLE,
+        chat_template=SWITCH,
         prompt=PromptSettings(style="chat", thinking="on"),
-    )  # fmt: skip
+    )
     with pytest.raises(StoreError, match=re.escape('prompt.thinking: "off" in the file, "on" now')):
         run(resumed, echo=lambda _: None, engine_factory=FakeEngine(), progress=False)
 
@@ -132,9 +138,10 @@ def test_a_server_gets_the_mode_as_chat_template_kwargs(tmp_path: Path) -> None:
     assert all(b["chat_template_kwargs"] == {"enable_thinking": False} for b in fake.completions())
     # the prompts rendered to find their shared prefix (the probe's "x" aside)
     rendered = [
-        b for path, b in fake.requests
+        b
+        for path, b in fake.requests
         if path == "/apply-template" and b["messages"][0]["content"] != "x"
-    ]  # fmt: skip
+    ]
     assert rendered and all(
         b["chat_template_kwargs"] == {"enable_thinking": False} for b in rendered
     )
@@ -153,8 +160,11 @@ def test_a_thinking_run_says_what_the_rest_will_cost_after_its_first_answers(
             "--lookup", "0", "--no-progress"]  # fmt: skip
     result = invoke(*args, "--thinking", "on", "--out", str(tmp_path / "on.jsonl"), engine=engine)
     assert result.exit_code == 0, result.output
-    said = re.search(r"thinking: (\d+) tokens per question over the first 3 answers; "
-                     r"the 1 left would think about (\d+) tokens", result.output)  # fmt: skip
+    said = re.search(
+        r"thinking: (\d+) tokens per question over the first 3 answers; "
+        r"the 1 left would think about (\d+) tokens",
+        result.output,
+    )
     assert said is not None, result.output
     records = lines(tmp_path / "on.jsonl")[1:4]
     per = sum(r["thinking_tokens"] for r in records) / 3

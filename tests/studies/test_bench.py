@@ -58,13 +58,19 @@ def test_bench_quick_measures_every_width_both_ways(smollm2: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert any(line.split() == ["flash", "attention", "on", "off"] for line in lines), done.stdout
-    for label in ["prompt", *(f"--parallel {n}: generation" for n in (1, 2, 4, 8)),
-                  "8 guesses checked per step (--lookup)"]:  # fmt: skip
+    for label in [
+        "prompt",
+        *(f"--parallel {n}: generation" for n in (1, 2, 4, 8)),
+        "8 guesses checked per step (--lookup)",
+    ]:
         row = next(line for line in lines if line.strip().startswith(label))
         rates = [float(x) for x in row[len(row) - 16 :].split()]
         assert len(rates) == 2 and all(rate > 0 for rate in rates), row
-    assert re.search(r"best here: --parallel (1|2|4|8) with flash attention (on|off) "
-                     r"\(with --lookup: (on|off)\)", done.stdout)  # fmt: skip
+    assert re.search(
+        r"best here: --parallel (1|2|4|8) with flash attention (on|off) "
+        r"\(with --lookup: (on|off)\)",
+        done.stdout,
+    )
 
 
 @pytest.mark.parametrize("option", ["--per-category", "--max-tokens"])

@@ -70,9 +70,11 @@ def test_results_made_otherwise_are_refused_before_anything_loads(tmp_path: Path
     made = invoke_with(FakeEngine(), "run", str(model), *sample, "--out", str(out))
     assert made.exit_code == 0, made.output
     base = ["divergence", str(model), str(model), *sample, "--results", str(out)]
-    for extra, said in ((["--shots", "3"], "was run with --shots 5, not 3"),
-                        (["--max-tokens", "64"], "was run with --max-tokens 2048, not 64"),
-                        (["--strip-options"], "was run with --strip-options false, not true")):  # fmt: skip
+    for extra, said in (
+        (["--shots", "3"], "was run with --shots 5, not 3"),
+        (["--max-tokens", "64"], "was run with --max-tokens 2048, not 64"),
+        (["--strip-options"], "was run with --strip-options false, not true"),
+    ):
         result = invoke(*base, *extra)
         assert result.exit_code == 1 and said in result.output, result.output
     other = invoke("divergence", str(model), str(model), "--per-category", "2", "--categories",
@@ -86,9 +88,11 @@ def test_both_models_are_checked_before_the_reference_pass(smollm2: Path, tmp_pa
     fake = write_fake_model(tmp_path / "fake.gguf")  # a header with no vocabulary
     out = tmp_path / "ref.jsonl"
     sample = ["--per-category", "1", "--categories", "law", "--no-progress", "--out", str(out)]
-    for model, said in ((tmp_path / "missing.gguf", "no such file"),
-                        (tmp_path, "is a directory"),
-                        (fake, "fake.gguf and SmolLM2-135M-Instruct.Q4_1.gguf do not share a vocabulary")):  # fmt: skip
+    for model, said in (
+        (tmp_path / "missing.gguf", "no such file"),
+        (tmp_path, "is a directory"),
+        (fake, "fake.gguf and SmolLM2-135M-Instruct.Q4_1.gguf do not share a vocabulary"),
+    ):
         engine = FakeEngine()
         result = invoke_with(engine, "divergence", str(smollm2), str(model), *sample)
         assert result.exit_code == 1 and said in result.output, result.output

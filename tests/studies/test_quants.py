@@ -51,8 +51,12 @@ def test_a_reference_file_of_another_method_is_refused(tmp_path: Path) -> None:
     model = write_fake_model(tmp_path / "m.gguf")
     out = tmp_path / "ref.jsonl"
     sample = SampleSpec(per_category=1, seed=0)
-    run(reference_request(model, out=out, sample=sample), echo=lambda _: None,
-        engine_factory=FakeEngine(), progress=False)  # fmt: skip
+    run(
+        reference_request(model, out=out, sample=sample),
+        echo=lambda _: None,
+        engine_factory=FakeEngine(),
+        progress=False,
+    )
     plan = QuantsPlan(models=[model], out_dir=tmp_path, margin=0.01, start=1, max_questions=14)
     check_nested(out, plan)  # the same method and sample: it predicts
     with pytest.raises(QuantsError, match="answered with --method cot; the quants are asked"):
@@ -86,8 +90,12 @@ def test_a_look_stands_on_its_own_sample_whatever_more_the_files_hold(tmp_path: 
     for name, letter in (("ref", "C"), ("quant", "D")):
         out = tmp_path / f"{name}.jsonl"
         engine = FakeEngine(lambda p, letter=letter: f"The answer is ({letter}).")  # type: ignore[misc]
-        run(reference_request(model, out=out, sample=wide), echo=lambda _: None,
-            engine_factory=engine, progress=False)  # fmt: skip
+        run(
+            reference_request(model, out=out, sample=wide),
+            echo=lambda _: None,
+            engine_factory=engine,
+            progress=False,
+        )
         files.append(load_report(out))
     dataset = load_dataset()
     narrow = {q.question_id for q in draw(dataset.test, SampleSpec(per_category=1, seed=0))}

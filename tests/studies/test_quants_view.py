@@ -71,7 +71,10 @@ ROWS = [
 def test_the_plots_carry_the_models_with_a_difference_the_reference_at_zero() -> None:
     by_size = plot_points(ROWS, lambda r: r.size_bytes / 2**20)
     assert [(p.label, p.x, p.y, p.reference) for p in by_size] == [
-        ("Q4_K_M", 400, 0.0, True), ("Q3_K_S", 300, -1.0, False), ("Q2_K", 250, -6.0, False)]  # fmt: skip
+        ("Q4_K_M", 400, 0.0, True),
+        ("Q3_K_S", 300, -1.0, False),
+        ("Q2_K", 250, -6.0, False),
+    ]
     assert (by_size[2].low, by_size[2].high) == (-9.0, -3.0)
 
 
@@ -110,8 +113,11 @@ def test_a_page_into_a_missing_folder_is_refused_before_any_model_runs(tmp_path:
 
 @pytest.mark.parametrize(
     ("low", "high", "ticks"),
-    [(-3.9, 1.4, [-3, -2, -1, 0, 1]), (0, 525, [0, 100, 200, 300, 400, 500]),
-     (-0.5, 0.5, [-0.4, -0.2, 0.0, 0.2, 0.4])],
-)  # fmt: skip
+    [
+        (-3.9, 1.4, [-3, -2, -1, 0, 1]),
+        (0, 525, [0, 100, 200, 300, 400, 500]),
+        (-0.5, 0.5, [-0.4, -0.2, 0.0, 0.2, 0.4]),
+    ],
+)
 def test_the_axes_are_marked_at_round_values(low: float, high: float, ticks: list[float]) -> None:
     assert _ticks(low, high) == ticks
