@@ -42,6 +42,17 @@ def cli(
 Answers = dict[int, dict[str, Any]]
 
 
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    """The CLI in the background, to be killed or to see its server killed."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mmlupro_local", *args],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
+
+
 def results(path: Path) -> list[dict[str, Any]]:
     return [r for r in map(json.loads, path.read_text().splitlines()) if r["type"] == "result"]
 
@@ -110,13 +121,7 @@ def test_a_client_killed_with_sigkill_resumes_to_one_record_per_question(
 ) -> None:
     out = tmp_path / "r.jsonl"
     args = ["run", "--server", server.url, *SAMPLE, "--out", str(out), "--parallel", "2"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mmlupro_local", *args],
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=ENV,
-    )
+    proc = start_cli(*args)
     wait_for_results(out, 1, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
@@ -133,13 +138,7 @@ def test_a_server_killed_mid_run_stops_it_cleanly_and_the_rerun_completes(
     out = tmp_path / "r.jsonl"
     with llama_server(smollm2, slots=1) as dying:
         args = ["run", "--server", dying.url, *SAMPLE, "--out", str(out), "--retries", "1"]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mmlupro_local", *args],
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=ENV,
-        )
+        proc = start_cli(*args)
         wait_for_results(out, 1, proc)
         dying.kill()
         _, stderr = proc.communicate(timeout=120)
