@@ -205,9 +205,9 @@ def _aggregate(
 def _dataset_name(repo: str | None, language: str | None) -> str:
     """ "MMLU-ProX (ko)", "MMLU-ProX-Lite (ko)": the repository's own name for a
     translation; MMLU-Pro otherwise (a copy imported by hand is still MMLU-Pro)."""
-    if not language:
+    if not language or not repo:
         return "MMLU-Pro"
-    return f"{(repo or PROX_REPO).rsplit('/', 1)[-1]} ({language})"
+    return f"{repo.rsplit('/', 1)[-1]} ({language})"
 
 
 def _source_data(report: RunReport, dataset: Dataset) -> dict[str, Any]:

@@ -95,6 +95,7 @@ class LocalEngineIdentity:
     how it ran; before it (a file with no `shapes`), batching changed the arithmetic, and with
     it some greedy answers."""
 
+    platform: ClassVar[str] = "local"  # where the model ran, as evaluation schemas name it
     batch: int = field(default=0, metadata=OMIT_DEFAULT)  # the prompt batch before rules
     shapes: str = field(default="", metadata=OMIT_DEFAULT)  # the rule; "": before rules
     flash_attn: bool | None  # None: llama.cpp's automatic choice (an Intel Mac's GPU)
@@ -145,8 +146,6 @@ class LocalEngineIdentity:
         )
         return differences(file, now, ignore=HOW_IT_RAN if same_rule else frozenset())
 
-    platform: ClassVar[str] = "local"  # where the model ran, as evaluation schemas name it
-
     def engine_name(self, engine: Mapping[str, Any]) -> tuple[str, str]:
         """The inference engine and its version, from the run's engine record."""
         return "llama.cpp (llama-cpp-python)", str(engine.get("llama_cpp_python") or "unknown")
@@ -164,6 +163,8 @@ class ServerEngineIdentity:
     """A model behind a server: its root URL (never credentials) and the model id
     requests name; the server's own settings are its business."""
 
+    platform: ClassVar[str] = "server"
+    exact: ClassVar[bool] = False  # its batching is the server's: no shape rule holds
     kind: str = "server"
     url: str = ""
     model: str = ""
@@ -185,9 +186,6 @@ class ServerEngineIdentity:
         if _engine_kind(engine_now) is not cls:
             return differences(file, now)
         return _servers_differ(engine, engine_now) + differences(file, now, ignore=SERVERS)
-
-    platform: ClassVar[str] = "server"
-    exact: ClassVar[bool] = False  # its batching is the server's: no shape rule holds
 
     def arithmetic(self) -> str | None:
         return None

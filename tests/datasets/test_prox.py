@@ -177,7 +177,9 @@ def test_fetch_mmlu_prox_stores_each_language(tmp_path: Path) -> None:
     assert unknown.returncode != 0 and "unknown language 'xx'" in unknown.stderr
 
 
-def test_fetch_mmlu_prox_lite_is_stored_and_exported_under_its_own_name(tmp_path: Path) -> None:
+def test_fetch_mmlu_prox_lite_is_stored_and_exported_under_its_own_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The Lite subset (the harness's mmlu_prox_lite tasks) is its own dataset, named as
     its repository names it wherever results are pooled."""
     with serve(hub_repo("li-lab/MMLU-ProX-Lite", tmp_path, ("ar",))) as hub:
@@ -194,11 +196,10 @@ def test_fetch_mmlu_prox_lite_is_stored_and_exported_under_its_own_name(tmp_path
     out = tmp_path / "lite.jsonl"
     run = ("run", str(model), "--dataset", "mmlu-prox-lite-ar", "--per-category", "1")
     engine = FakeEngine(lambda prompt: "الإجابة هي (A)")
-    with pytest.MonkeyPatch.context() as mp:  # the cache the subprocess stored it in
-        mp.setenv("MMLUPRO_LOCAL_CACHE", env["MMLUPRO_LOCAL_CACHE"])
-        ran = invoke_with(engine, *run, "--categories", "math", "--out", str(out))
-        assert ran.exit_code == 0, ran.output
-        eee = invoke("report", str(out), "--format", "eee", "--eee-dir", str(tmp_path / "e"))
+    monkeypatch.setenv("MMLUPRO_LOCAL_CACHE", env["MMLUPRO_LOCAL_CACHE"])  # where it is stored
+    ran = invoke_with(engine, *run, "--categories", "math", "--out", str(out))
+    assert ran.exit_code == 0, ran.output
+    eee = invoke("report", str(out), "--format", "eee", "--eee-dir", str(tmp_path / "e"))
     assert eee.exit_code == 0, eee.output
     (aggregate,) = (tmp_path / "e").rglob("*.json")
     source = json.loads(aggregate.read_text("utf-8"))["evaluation_results"][0]["source_data"]
